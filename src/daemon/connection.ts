@@ -1,0 +1,173 @@
+// One client connection: framing, the request queue and the replies. Requests on a connection are
+// answered strictly in order, so a blocking READ or WAIT holds back the replies behind it, the way a
+// thread blocked in read() on the kernel device would. Every limit here protects the other clients.
+
+import type net from 'node:net';
+import type { Request } from '../protocol/messages.js';
+import { LineSplitter } from '../protocol/framing.js';
+import { MAX_REQUEST_LINE, encodeErr, encodeOk, parseRequest } from '../protocol/messages.js';
+import { SysgenidError, type ErrorCode } from '../protocol/errors.js';
+
+/** Requests queued behind a blocking one before the connection is closed as abusive. */
+export const MAX_QUEUED_REQUESTS = 256;
+
+export type ConnectionKind = 'watch' | 'control';
+
+/** What a connection needs from the daemon; kept narrow so connections can be tested alone. */
+export interface ConnectionHost {
+  handle(conn: Connection, req: Request): Reply;
+  closed(conn: Connection): void;
+  /** The client's unread output passed the bound: it is disconnected, and the daemon says so. */
+  tooSlow(conn: Connection): void;
+}
+
+/** A reply now, or `deferred` when the host will call complete() later. */
+export type Reply = { readonly line: string; readonly close?: boolean } | 'deferred';
+
+type Queued = Request | SysgenidError;
+
+export class Connection {
+  readonly id: number;
+  readonly kind: ConnectionKind;
+  readonly socket: net.Socket;
+  readonly connectedAt = Date.now();
+  name: string | undefined;
+  /** Process id the client declared (PID request) or, with the addon, the verified one. */
+  pid: number | undefined;
+  readonly #host: ConnectionHost;
+  readonly #maxBacklog: number;
+  readonly #splitter: LineSplitter;
+  readonly #queue: Queued[] = [];
+  #deferred = false;
+  #scheduled = false;
+  #closed = false;
+  #waitTimer: NodeJS.Timeout | undefined;
+
+  constructor(id: number, kind: ConnectionKind, socket: net.Socket, host: ConnectionHost, maxBacklog: number) {
+    this.id = id;
+    this.kind = kind;
+    this.socket = socket;
+    this.#host = host;
+    this.#maxBacklog = maxBacklog;
+    this.#splitter = new LineSplitter(MAX_REQUEST_LINE, {
+      line: (text) => this.#enqueue(this.#parse(text)),
+      overflow: () => this.#enqueue(new SysgenidError('E2BIG', `request line longer than ${MAX_REQUEST_LINE} bytes; skipped`)),
+    });
+    socket.on('data', (chunk: Buffer) => this.#splitter.push(chunk));
+    socket.on('error', () => {
+      // 'close' follows; a reset by the peer is not the daemon's problem.
+    });
+    socket.on('close', () => this.#onClose());
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Bytes written to this client that it has not read yet (beyond what the kernel buffers). */
+  get backlog(): number {
+    return this.socket.writableLength;
+  }
+
+  get busy(): boolean {
+    return this.#deferred;
+  }
+
+  write(data: string | Buffer): void {
+    if (this.#closed) return;
+    this.socket.write(data);
+    if (this.socket.writableLength > this.#maxBacklog) {
+      this.#host.tooSlow(this);
+      this.destroy();
+    }
+  }
+
+  /** Complete the blocking request in progress and carry on with the queue. */
+  complete(line: string): void {
+    if (!this.#deferred) return;
+    if (this.#waitTimer) {
+      clearTimeout(this.#waitTimer);
+      this.#waitTimer = undefined;
+    }
+    this.#deferred = false;
+    this.write(line);
+    this.#schedule();
+  }
+
+  /** Arm the timeout of a pending WAIT. */
+  armWaitTimer(ms: number, onExpire: () => void): void {
+    this.#waitTimer = setTimeout(onExpire, ms);
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  #parse(text: string): Queued {
+    try {
+      return parseRequest(text);
+    } catch (err) {
+      return err instanceof SysgenidError ? err : new SysgenidError('EPROTO', String(err));
+    }
+  }
+
+  #enqueue(item: Queued): void {
+    if (this.#closed) return;
+    if (this.#queue.length >= MAX_QUEUED_REQUESTS) {
+      this.#queue.length = 0;
+      this.socket.end(encodeErr('ENOBUFS', `more than ${MAX_QUEUED_REQUESTS} requests queued; closing`));
+      this.socket.destroySoon();
+      return;
+    }
+    this.#queue.push(item);
+    if (!this.#deferred) this.#drain();
+  }
+
+  // A completion may come from inside another connection's request (an ACK that releases a waiter);
+  // running this queue later keeps the state machine free of re-entrant calls.
+  #schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    queueMicrotask(() => {
+      this.#scheduled = false;
+      this.#drain();
+    });
+  }
+
+  #drain(): void {
+    while (!this.#deferred && !this.#closed && this.#queue.length > 0) {
+      const item = this.#queue.shift() as Queued;
+      if (item instanceof SysgenidError) {
+        this.write(encodeErr(item.code, item.message));
+        continue;
+      }
+      let reply: Reply;
+      try {
+        reply = this.#host.handle(this, item);
+      } catch (err) {
+        const code: ErrorCode = err instanceof SysgenidError ? err.code : 'EIO';
+        reply = { line: encodeErr(code, (err as Error).message) };
+      }
+      if (reply === 'deferred') {
+        this.#deferred = true;
+        return;
+      }
+      this.write(reply.line);
+      if (reply.close) {
+        this.socket.end();
+        this.#queue.length = 0;
+        return;
+      }
+    }
+  }
+
+  #onClose(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#queue.length = 0;
+    if (this.#waitTimer) clearTimeout(this.#waitTimer);
+    this.#host.closed(this);
+  }
+}
+
+export const ok = (value?: string | number): Reply => ({ line: encodeOk(value) });

@@ -1,0 +1,400 @@
+// sysgenidd: owns the counter, the page, the state file, the watchers and the hooks, and wires the
+// pure state machine (src/core/generation.ts) to real sockets.
+
+import fs from 'node:fs';
+import net from 'node:net';
+import { GenerationState, type Effect } from '../core/generation.js';
+import { SysgenidError } from '../protocol/errors.js';
+import {
+  PROTOCOL_VERSION, VERBS, encodeErr, encodeGen, encodeHello, encodeOk, sanitizeName, type Request,
+} from '../protocol/messages.js';
+import { type RuntimePaths, runtimePaths } from '../protocol/runtime-dir.js';
+import { Connection, type ConnectionHost, type ConnectionKind, type Reply, ok } from './connection.js';
+import { linkDevice } from './dev-link.js';
+import { HookRunner } from './hooks.js';
+import { openFileLimit, connectionLimit } from './limits.js';
+import { acquirePidLock, removeStaleSocket, type PidLock } from './lock.js';
+import type { Logger } from './log.js';
+import { Page } from './page.js';
+import { ensureRuntimeDir } from './runtime-dir.js';
+import { StateStore } from './state-store.js';
+import { VERSION } from './version.js';
+
+export interface DaemonOptions {
+  readonly dir: string;
+  readonly log: Logger;
+  /** Group that may use the control socket (gid). */
+  readonly controlGid: number;
+  readonly hooksDir: string | undefined;
+  readonly hookTimeoutMs: number;
+  /** Where to link the page for AWS-LC and other readers of /dev/sysgenid; undefined: do not link. */
+  readonly devLink: string | undefined;
+  /** Connections accepted at once; undefined: derived from the descriptor limit. */
+  readonly maxConnections: number | undefined;
+  /** Unread bytes a client may leave queued before it is disconnected. */
+  readonly maxBacklog: number;
+}
+
+export interface BackendStatus {
+  readonly name: string;
+  readonly live: boolean;
+  readonly detail: string;
+}
+
+export interface WatcherStatus {
+  readonly id: number;
+  readonly name: string | null;
+  readonly pid: number | null;
+  readonly tracked: boolean;
+  readonly acked: number;
+  readonly outdated: boolean;
+  readonly outdatedMs: number | null;
+  readonly connectedMs: number;
+  /** Bytes this watcher has not read; a client that never reads grows it until it is disconnected. */
+  readonly backlog: number;
+}
+
+export interface DaemonStatus {
+  readonly version: string;
+  readonly protocol: number;
+  readonly pid: number;
+  readonly dir: string;
+  readonly generation: number;
+  readonly watchers: number;
+  readonly tracked: number;
+  readonly outdated: number;
+  readonly connections: number;
+  readonly maxConnections: number;
+  readonly uptimeMs: number;
+  readonly lastBump: { readonly generation: number; readonly source: string; readonly at: string } | null;
+  readonly backends: readonly BackendStatus[];
+  readonly hooks: { readonly dir: string | null; readonly running: number };
+  readonly list?: readonly WatcherStatus[];
+}
+
+const HELP = `OK requests: ${VERBS.join(' ')}; see docs/PROTOCOL.md\n`;
+
+export class Daemon implements ConnectionHost {
+  readonly paths: RuntimePaths;
+  readonly #opts: DaemonOptions;
+  readonly #log: Logger;
+  readonly #page: Page;
+  readonly #store: StateStore;
+  readonly #lock: PidLock;
+  readonly #core: GenerationState;
+  readonly #hooks: HookRunner;
+  readonly #conns = new Map<number, Connection>();
+  readonly #servers: net.Server[] = [];
+  readonly #startedAt = Date.now();
+  readonly #maxConnections: number;
+  readonly #backends: BackendStatus[] = [];
+  #nextId = 1;
+  #lastBump: DaemonStatus['lastBump'] = null;
+  #refusedSince = 0;
+  #refusedCount = 0;
+  #closed = false;
+
+  private constructor(opts: DaemonOptions, paths: RuntimePaths, lock: PidLock, page: Page, store: StateStore, initial: number) {
+    this.#opts = opts;
+    this.#log = opts.log;
+    this.paths = paths;
+    this.#lock = lock;
+    this.#page = page;
+    this.#store = store;
+    this.#core = new GenerationState(initial, (e) => this.#apply(e));
+    this.#hooks = new HookRunner(opts.hooksDir, opts.hookTimeoutMs, opts.log, {
+      PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+      SYSGENID_DIR: paths.dir,
+    });
+    this.#maxConnections = opts.maxConnections ?? connectionLimit(openFileLimit());
+    this.#backends.push({ name: 'forced', live: true, detail: `privileged BUMP on ${paths.control}` });
+  }
+
+  /** Take the directory, recover what a crashed daemon left, and start listening. */
+  static async start(opts: DaemonOptions): Promise<Daemon> {
+    const paths = runtimePaths(opts.dir);
+    ensureRuntimeDir(paths.dir, 0o755);
+    const lock = acquirePidLock(paths.pid, paths.dir);
+    let page: Page | undefined;
+    let store: StateStore | undefined;
+    try {
+      if (lock.recoveredFrom !== undefined) {
+        opts.log.warn(`recovering from a daemon (pid ${lock.recoveredFrom}) that did not shut down cleanly`);
+      }
+      const opened = StateStore.open(paths.state);
+      store = opened.store;
+      if (opened.problem) opts.log.error(`${opened.problem}; taking the generation from the page`);
+      page = Page.open(paths.page);
+      // The page is written before the state file on every bump, so after a crash it may be ahead.
+      const fromPage = page.read();
+      const fromState = opened.loaded?.generation ?? 0;
+      const initial = Math.max(fromPage, fromState);
+      page.write(initial);
+      if (initial !== fromState || !opened.loaded) store.save({ generation: initial });
+      const daemon = new Daemon(opts, paths, lock, page, store, initial);
+      await daemon.#listen();
+      if (opts.devLink) linkDevice(opts.devLink, paths.page, opts.log);
+      opts.log.info(
+        `ready: generation ${initial}, watch socket ${paths.watch}, control socket ${paths.control} ` +
+          `(gid ${opts.controlGid}), page ${paths.page}, up to ${daemon.#maxConnections} connections`,
+      );
+      return daemon;
+    } catch (err) {
+      page?.close();
+      store?.close();
+      for (const f of [paths.watch, paths.control]) fs.rmSync(f, { force: true });
+      lock.release();
+      throw err;
+    }
+  }
+
+  get generation(): number {
+    return this.#core.generation;
+  }
+
+  get hooks(): HookRunner {
+    return this.#hooks;
+  }
+
+  /** The hook for backends, the kernel's sysgenid_bump_generation(): a new generation, now. */
+  bump(min: number, source: string): number {
+    const next = this.#core.nextGeneration(min);
+    const previous = this.#core.generation;
+    const problem = this.#page.repair();
+    if (problem) this.#log.error(problem);
+    try {
+      this.#page.write(next);
+    } catch (err) {
+      this.#log.error(`cannot write the page: ${(err as Error).message}; generation stays ${previous}`);
+      throw new SysgenidError('EIO', `cannot write the page: ${(err as Error).message}`);
+    }
+    try {
+      this.#store.save({ generation: next });
+    } catch (err) {
+      // The page already holds the new value and a restart takes the larger of the two.
+      this.#log.error(`cannot write the state file: ${(err as Error).message}`);
+    }
+    const at = Date.now();
+    this.#core.advance(next, at);
+    this.#lastBump = { generation: next, source, at: new Date(at).toISOString() };
+    this.#log.info(`generation ${previous} -> ${next} (${source}); ${this.#core.outdated} of ${this.#core.watchers} watchers outdated`);
+    void this.#hooks.run({ generation: next, previous, source });
+    return next;
+  }
+
+  addBackend(status: BackendStatus): void {
+    this.#backends.push(status);
+  }
+
+  status(withList: boolean): DaemonStatus {
+    const now = Date.now();
+    const base: DaemonStatus = {
+      version: VERSION,
+      protocol: PROTOCOL_VERSION,
+      pid: process.pid,
+      dir: this.paths.dir,
+      generation: this.#core.generation,
+      watchers: this.#core.watchers,
+      tracked: this.#core.tracked,
+      outdated: this.#core.outdated,
+      connections: this.#conns.size,
+      maxConnections: this.#maxConnections,
+      uptimeMs: now - this.#startedAt,
+      lastBump: this.#lastBump,
+      backends: this.#backends,
+      hooks: { dir: this.#hooks.dir ?? null, running: this.#hooks.running },
+    };
+    if (!withList) return base;
+    const list: WatcherStatus[] = [];
+    for (const w of this.#core.list()) {
+      const c = this.#conns.get(w.id);
+      list.push({
+        id: w.id,
+        name: c?.name ?? null,
+        pid: c?.pid ?? null,
+        tracked: w.tracked,
+        acked: w.acked,
+        outdated: w.acked !== this.#core.generation,
+        outdatedMs: w.outdatedSince === undefined ? null : now - w.outdatedSince,
+        connectedMs: c ? now - c.connectedAt : 0,
+        backlog: c?.backlog ?? 0,
+      });
+    }
+    return { ...base, list };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const closing = this.#servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+    for (const c of this.#conns.values()) c.destroy();
+    await Promise.all(closing);
+    this.#hooks.killAll();
+    for (const f of [this.paths.watch, this.paths.control]) fs.rmSync(f, { force: true });
+    this.#page.close();
+    this.#store.close();
+    this.#lock.release();
+    this.#log.info(`stopped at generation ${this.#core.generation}`);
+  }
+
+  // ConnectionHost
+
+  handle(conn: Connection, req: Request): Reply {
+    const core = this.#core;
+    switch (req.verb) {
+      case 'NAME':
+        conn.name = sanitizeName(req.name);
+        return ok();
+      case 'PID':
+        conn.pid = req.pid;
+        return ok();
+      case 'READ': {
+        const gen = core.read(conn.id, req.nonblock);
+        return gen === undefined ? 'deferred' : ok(gen);
+      }
+      case 'ACK':
+        core.ack(conn.id, req.generation);
+        return ok(req.generation);
+      case 'TRACK':
+        core.setTracking(conn.id, req.on);
+        return ok();
+      case 'WAIT': {
+        const result = core.wait(conn.id);
+        if (result === undefined) {
+          if (req.timeoutMs > 0) {
+            conn.armWaitTimer(req.timeoutMs, () => {
+              if (core.expireWait(conn.id)) {
+                conn.complete(encodeErr('ETIME', `${core.outdated} watcher(s) still outdated after ${req.timeoutMs} ms`));
+              }
+            });
+          }
+          return 'deferred';
+        }
+        return { line: waitLine(result, core.outdated) };
+      }
+      case 'RESUME':
+        core.resume(conn.id, req.generation, Date.now());
+        return ok(core.generation);
+      case 'OBSERVE':
+        core.observe(conn.id);
+        return ok();
+      case 'STATUS':
+        return ok(JSON.stringify(this.status(!req.brief)));
+      case 'BUMP':
+        if (conn.kind !== 'control') {
+          return { line: encodeErr('EACCES', `forcing an update needs the control socket ${this.paths.control}`) };
+        }
+        return ok(this.bump(req.min, `forced${conn.pid ? ` by pid ${conn.pid}` : ''}`));
+      case 'PING':
+        return ok();
+      case 'HELP':
+        return { line: HELP };
+      case 'QUIT':
+        return { line: encodeOk(), close: true };
+    }
+  }
+
+  closed(conn: Connection): void {
+    this.#conns.delete(conn.id);
+    this.#core.disconnect(conn.id);
+  }
+
+  tooSlow(conn: Connection): void {
+    this.#log.warn(
+      `disconnecting ${describe(conn)}: it left ${conn.backlog} bytes unread (limit ${this.#opts.maxBacklog})`,
+    );
+  }
+
+  // Effects of the state machine.
+
+  #apply(e: Effect): void {
+    switch (e.kind) {
+      case 'notify': {
+        if (e.ids.length === 0) return;
+        const line = Buffer.from(encodeGen(e.generation));
+        for (const id of e.ids) this.#conns.get(id)?.write(line);
+        return;
+      }
+      case 'read':
+        this.#conns.get(e.id)?.complete(encodeOk(e.generation));
+        return;
+      case 'wait':
+        this.#conns.get(e.id)?.complete(waitLine(e.result, this.#core.outdated));
+        return;
+    }
+  }
+
+  async #listen(): Promise<void> {
+    const { paths } = this;
+    for (const f of [paths.watch, paths.control]) {
+      if (removeStaleSocket(f)) this.#log.info(`removed stale socket ${f}`);
+    }
+    // Bind with a restrictive umask and widen afterwards, so neither socket is ever more open than intended.
+    const umask = process.umask(0o077);
+    try {
+      await this.#listenOn('watch', paths.watch);
+      await this.#listenOn('control', paths.control);
+    } finally {
+      process.umask(umask);
+    }
+    fs.chmodSync(paths.watch, 0o666);
+    fs.chownSync(paths.control, process.geteuid?.() ?? 0, this.#opts.controlGid);
+    fs.chmodSync(paths.control, 0o660);
+  }
+
+  #listenOn(kind: ConnectionKind, file: string): Promise<void> {
+    const server = net.createServer({ pauseOnConnect: false }, (socket) => this.#accept(kind, socket));
+    this.#servers.push(server);
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ path: file, backlog: 4096 }, () => {
+        server.off('error', reject);
+        server.on('error', (err) => this.#log.error(`${kind} socket: ${err.message}`));
+        resolve();
+      });
+    });
+  }
+
+  #accept(kind: ConnectionKind, socket: net.Socket): void {
+    if (this.#closed) {
+      socket.destroy();
+      return;
+    }
+    if (this.#conns.size >= this.#maxConnections) {
+      this.#refuse(socket);
+      return;
+    }
+    const id = this.#nextId++;
+    const conn = new Connection(id, kind, socket, this, this.#opts.maxBacklog);
+    this.#conns.set(id, conn);
+    this.#core.connect(id, { observer: kind === 'control' });
+    conn.write(encodeHello(this.#core.generation, id));
+  }
+
+  // Past the limit a client is told why and closed; libuv would otherwise drop it silently once the
+  // descriptor table is full. The log says so loudly but at most once a second.
+  #refuse(socket: net.Socket): void {
+    socket.on('error', () => {});
+    socket.end(encodeErr('EMFILE', `the daemon is at its limit of ${this.#maxConnections} connections; try again later`));
+    this.#refusedCount++;
+    const now = Date.now();
+    if (now - this.#refusedSince >= 1000) {
+      this.#log.error(
+        `connection limit reached (${this.#maxConnections}, from the descriptor limit); refused ${this.#refusedCount} ` +
+          `client(s) with EMFILE. Raise LimitNOFILE / ulimit -n or --max-connections`,
+      );
+      this.#refusedSince = now;
+      this.#refusedCount = 0;
+    }
+  }
+}
+
+function waitLine(result: 'OK' | 'EINTR' | 'ETIME', outdated: number): string {
+  if (result === 'OK') return encodeOk();
+  if (result === 'EINTR') return encodeErr('EINTR', 'a new generation arrived; acknowledge it and wait again');
+  return encodeErr('ETIME', `${outdated} watcher(s) still outdated`);
+}
+
+function describe(conn: Connection): string {
+  return `watcher ${conn.id}${conn.name ? ` (${conn.name})` : ''}${conn.pid ? ` pid ${conn.pid}` : ''}`;
+}

@@ -1,0 +1,36 @@
+// Readable log lines on stderr. Under systemd (JOURNAL_STREAM set) each line carries a <N> priority
+// prefix instead of a timestamp, so the journal files it at the right level.
+
+export type Level = 'error' | 'warn' | 'info' | 'debug';
+
+const PRIORITY: Record<Level, number> = { error: 3, warn: 4, info: 6, debug: 7 };
+const RANK: Record<Level, number> = { error: 0, warn: 1, info: 2, debug: 3 };
+
+export interface Logger {
+  error(msg: string): void;
+  warn(msg: string): void;
+  info(msg: string): void;
+  debug(msg: string): void;
+}
+
+export function isLevel(s: string): s is Level {
+  return Object.hasOwn(RANK, s);
+}
+
+export function createLogger(
+  level: Level = 'info',
+  write: (line: string) => void = (line) => process.stderr.write(line),
+  journal: boolean = Boolean(process.env.JOURNAL_STREAM),
+): Logger {
+  const emit = (l: Level, msg: string): void => {
+    if (RANK[l] > RANK[level]) return;
+    const text = msg.replace(/\n/g, '\n    ');
+    write(journal ? `<${PRIORITY[l]}>${text}\n` : `${new Date().toISOString()} sysgenidd ${l}: ${text}\n`);
+  };
+  return {
+    error: (m) => emit('error', m),
+    warn: (m) => emit('warn', m),
+    info: (m) => emit('info', m),
+    debug: (m) => emit('debug', m),
+  };
+}

@@ -1,0 +1,74 @@
+#!/usr/bin/env node
+// sysgenidd entry point: parse options, start, stop cleanly on SIGTERM/SIGINT.
+
+import { Daemon } from './daemon.js';
+import { createLogger } from './log.js';
+import { USAGE, UsageError, parseOptions } from './options.js';
+import { StartupError } from './runtime-dir.js';
+import { VERSION } from './version.js';
+
+async function main(): Promise<number> {
+  let opts;
+  try {
+    opts = parseOptions(process.argv.slice(2));
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`sysgenidd: ${err.message}\n\n${USAGE}`);
+      return 2;
+    }
+    throw err;
+  }
+  if (opts.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (opts.version) {
+    process.stdout.write(`sysgenidd ${VERSION}\n`);
+    return 0;
+  }
+  const log = createLogger(opts.logLevel);
+  let daemon: Daemon;
+  try {
+    daemon = await Daemon.start({
+      dir: opts.dir,
+      log,
+      controlGid: opts.controlGid,
+      hooksDir: opts.hooksDir,
+      hookTimeoutMs: opts.hookTimeoutMs,
+      devLink: opts.devLink,
+      maxConnections: opts.maxConnections,
+      maxBacklog: opts.maxBacklog,
+    });
+  } catch (err) {
+    if (err instanceof StartupError) {
+      log.error(err.message);
+      return 1;
+    }
+    throw err;
+  }
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals): void => {
+      if (stopping) return;
+      stopping = true;
+      log.info(`${signal}: shutting down`);
+      daemon.close().then(() => resolve(0), (err: Error) => {
+        log.error(`shutdown failed: ${err.message}`);
+        resolve(1);
+      });
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+    process.on('SIGHUP', () => log.info('SIGHUP ignored (hooks are re-read at every bump; nothing else to reload)'));
+  });
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: Error) => {
+    process.stderr.write(`sysgenidd: fatal: ${err.stack ?? err.message}\n`);
+    process.exitCode = 1;
+  },
+);

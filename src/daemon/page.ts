@@ -1,0 +1,114 @@
+// The mapped page: a 4096-byte file whose first 4 bytes are the counter in native byte order, the
+// format AWS-LC maps at /dev/sysgenid. Readers keep a mapping of the inode they opened, so the file is
+// only ever updated in place (one aligned 4-byte pwrite), never replaced and never shortened: a
+// mapping of a truncated file kills its reader with SIGBUS.
+
+import fs from 'node:fs';
+import os from 'node:os';
+import { PAGE_SIZE } from '../protocol/runtime-dir.js';
+import { StartupError, hintFor } from './runtime-dir.js';
+
+const { O_RDWR, O_CREAT, O_NOFOLLOW, O_CLOEXEC = 0o2000000 } = fs.constants as typeof fs.constants & { O_CLOEXEC?: number };
+const LITTLE = os.endianness() === 'LE';
+
+export function encodeU32(n: number, buf: Buffer = Buffer.alloc(4)): Buffer {
+  if (LITTLE) buf.writeUInt32LE(n, 0);
+  else buf.writeUInt32BE(n, 0);
+  return buf;
+}
+
+export function decodeU32(buf: Buffer): number {
+  return LITTLE ? buf.readUInt32LE(0) : buf.readUInt32BE(0);
+}
+
+/** Open a file the daemon owns for in-place updates, refusing symlinks and files someone else owns. */
+export function openOwnedFile(file: string, mode: number, what: string): { fd: number; st: fs.Stats } {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, mode);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'ELOOP') throw new StartupError(`${what} ${file} is a symbolic link; refusing to follow it`);
+    throw new StartupError(`cannot open the ${what} ${file}: ${e.message}` + hintFor(e.code));
+  }
+  const st = fs.fstatSync(fd);
+  const uid = process.geteuid?.() ?? 0;
+  if (!st.isFile() || st.uid !== uid) {
+    fs.closeSync(fd);
+    throw new StartupError(`${what} ${file} is not a regular file owned by uid ${uid}; refusing to use it`);
+  }
+  fs.fchmodSync(fd, mode);
+  return { fd, st };
+}
+
+export class Page {
+  readonly path: string;
+  #fd: number;
+  #ino: number;
+  readonly #buf = Buffer.alloc(4);
+
+  private constructor(file: string, fd: number, ino: number) {
+    this.path = file;
+    this.#fd = fd;
+    this.#ino = ino;
+  }
+
+  /** Open (or create) the page; an existing page keeps its inode so that live mappings stay valid. */
+  static open(file: string): Page {
+    const { fd, st } = openOwnedFile(file, 0o644, 'page');
+    try {
+      if (st.size < PAGE_SIZE) fs.ftruncateSync(fd, PAGE_SIZE);
+    } catch (err) {
+      fs.closeSync(fd);
+      const e = err as NodeJS.ErrnoException;
+      throw new StartupError(`cannot size the page ${file}: ${e.message}` + hintFor(e.code));
+    }
+    return new Page(file, fd, st.ino);
+  }
+
+  /** The counter the page holds now (after a daemon crash it may be ahead of the state file). */
+  read(): number {
+    fs.readSync(this.#fd, this.#buf, 0, 4, 0);
+    return decodeU32(this.#buf);
+  }
+
+  write(generation: number): void {
+    encodeU32(generation, this.#buf);
+    const n = fs.writeSync(this.#fd, this.#buf, 0, 4, 0);
+    if (n !== 4) throw new Error(`short write to the page (${n} of 4 bytes)`);
+  }
+
+  /**
+   * Someone with the daemon's rights (or root) may have truncated, replaced or removed the page. Put
+   * it right and say what was found, so the log explains why a reader lost its mapping.
+   */
+  repair(): string | undefined {
+    let problem: string | undefined;
+    const st = fs.fstatSync(this.#fd);
+    if (st.size < PAGE_SIZE) {
+      fs.ftruncateSync(this.#fd, PAGE_SIZE);
+      problem = `the page was truncated to ${st.size} bytes; restored to ${PAGE_SIZE}`;
+    }
+    let onDisk: fs.Stats | undefined;
+    try {
+      onDisk = fs.lstatSync(this.path);
+    } catch {
+      onDisk = undefined;
+    }
+    if (onDisk?.ino !== this.#ino || !onDisk.isFile()) {
+      const value = this.read();
+      if (onDisk) fs.rmSync(this.path, { force: true });
+      const fresh = Page.open(this.path);
+      fs.closeSync(this.#fd);
+      this.#fd = fresh.#fd;
+      this.#ino = fresh.#ino;
+      this.write(value);
+      problem = `the page ${this.path} was ${onDisk ? 'replaced' : 'removed'} by someone else; recreated it (readers that mapped the old file no longer see changes)`;
+    }
+    return problem;
+  }
+
+  close(): void {
+    fs.closeSync(this.#fd);
+  }
+}
