@@ -9,6 +9,7 @@ import {
   PROTOCOL_VERSION, VERBS, encodeErr, encodeGen, encodeHello, encodeOk, sanitizeName, type Request,
 } from '../protocol/messages.js';
 import { type RuntimePaths, runtimePaths } from '../protocol/runtime-dir.js';
+import type { BackendStatus, DaemonStatus, WatcherStatus } from '../protocol/status.js';
 import { Connection, type ConnectionHost, type ConnectionKind, type Reply, ok } from './connection.js';
 import { linkDevice } from './dev-link.js';
 import { HookRunner } from './hooks.js';
@@ -33,43 +34,6 @@ export interface DaemonOptions {
   readonly maxConnections: number | undefined;
   /** Unread bytes a client may leave queued before it is disconnected. */
   readonly maxBacklog: number;
-}
-
-export interface BackendStatus {
-  readonly name: string;
-  readonly live: boolean;
-  readonly detail: string;
-}
-
-export interface WatcherStatus {
-  readonly id: number;
-  readonly name: string | null;
-  readonly pid: number | null;
-  readonly tracked: boolean;
-  readonly acked: number;
-  readonly outdated: boolean;
-  readonly outdatedMs: number | null;
-  readonly connectedMs: number;
-  /** Bytes this watcher has not read; a client that never reads grows it until it is disconnected. */
-  readonly backlog: number;
-}
-
-export interface DaemonStatus {
-  readonly version: string;
-  readonly protocol: number;
-  readonly pid: number;
-  readonly dir: string;
-  readonly generation: number;
-  readonly watchers: number;
-  readonly tracked: number;
-  readonly outdated: number;
-  readonly connections: number;
-  readonly maxConnections: number;
-  readonly uptimeMs: number;
-  readonly lastBump: { readonly generation: number; readonly source: string; readonly at: string } | null;
-  readonly backends: readonly BackendStatus[];
-  readonly hooks: { readonly dir: string | null; readonly running: number };
-  readonly list?: readonly WatcherStatus[];
 }
 
 const HELP = `OK requests: ${VERBS.join(' ')}; see docs/PROTOCOL.md\n`;

@@ -3,3 +3,4 @@ export * from './errors.js';
 export * from './framing.js';
 export * from './messages.js';
 export * from './runtime-dir.js';
+export type * from './status.js';

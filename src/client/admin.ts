@@ -1,0 +1,65 @@
+// One-shot requests for tools and orchestrators. Each opens its own connection and turns it into an
+// observer at once (OBSERVE is pipelined with the request), so it never counts as a watcher.
+
+import { SysgenidError } from '../protocol/errors.js';
+import type { Request } from '../protocol/messages.js';
+import { runtimePaths } from '../protocol/runtime-dir.js';
+import type { DaemonStatus } from '../protocol/status.js';
+import { ProtocolConnection } from './connection.js';
+
+export interface ClientOptions {
+  /** Runtime directory; default: resolved like the daemon does (SYSGENID_DIR, ...). */
+  readonly dir?: string;
+  /** Give up connecting after this long (a full accept queue is retried). Default 10 s. */
+  readonly connectTimeoutMs?: number;
+}
+
+async function oneShot(socket: 'watch' | 'control', opts: ClientOptions, req: Request): Promise<string> {
+  const paths = runtimePaths(opts.dir);
+  const conn = await ProtocolConnection.open(socket === 'watch' ? paths.watch : paths.control, {
+    generation: () => {},
+    close: () => {},
+  }, { timeoutMs: opts.connectTimeoutMs ?? 10_000 });
+  try {
+    const observe = socket === 'watch' ? conn.request({ verb: 'OBSERVE' }) : Promise.resolve('');
+    const reply = conn.request(req);
+    await observe;
+    return await reply;
+  } finally {
+    conn.close();
+  }
+}
+
+/** The daemon's status; with `list`, one entry per watcher. */
+export async function status(opts: ClientOptions & { readonly list?: boolean } = {}): Promise<DaemonStatus> {
+  const text = await oneShot('watch', opts, { verb: 'STATUS', brief: opts.list === false });
+  try {
+    return JSON.parse(text) as DaemonStatus;
+  } catch {
+    throw new SysgenidError('EPROTO', 'STATUS reply is not JSON');
+  }
+}
+
+/**
+ * Force a new generation: max(min, generation + 1). Needs access to the control socket (root or the
+ * daemon's control group): EACCES otherwise; EOVERFLOW at the u32 ceiling.
+ */
+export async function forceUpdate(opts: ClientOptions & { readonly min?: number } = {}): Promise<number> {
+  return Number(await oneShot('control', opts, { verb: 'BUMP', min: opts.min ?? 0 }));
+}
+
+/**
+ * Wait until no tracked watcher is outdated. 0 = no timeout. Rejects with ETIME on timeout, and with
+ * EINTR if a new generation arrives meanwhile (the watchers have more to do: wait again).
+ */
+export async function waitForWatchers(opts: ClientOptions & { readonly timeoutMs?: number } = {}): Promise<void> {
+  await oneShot('watch', opts, { verb: 'WAIT', timeoutMs: opts.timeoutMs ?? 0 });
+}
+
+/**
+ * What a fresh watcher would be told next: blocks until the generation changes and returns it; with
+ * `nonblock`, rejects with EAGAIN at once (a fresh connection is up to date by definition).
+ */
+export async function readNext(opts: ClientOptions & { readonly nonblock?: boolean } = {}): Promise<number> {
+  return Number(await oneShot('watch', opts, { verb: 'READ', nonblock: opts.nonblock === true }));
+}

@@ -1,0 +1,193 @@
+// One connection to the daemon: connect (retrying a full accept queue), read the greeting, send
+// requests and match replies in order, and hand unsolicited GEN lines to the owner.
+
+import net from 'node:net';
+import { SysgenidError } from '../protocol/errors.js';
+import { LineSplitter } from '../protocol/framing.js';
+import { type Request, encodeRequest, parseServerLine } from '../protocol/messages.js';
+
+/** Status replies list every watcher, so the client accepts much longer lines than the daemon does. */
+const MAX_REPLY_LINE = 64 * 1024 * 1024;
+
+export interface ConnectionEvents {
+  generation(generation: number): void;
+  close(error: SysgenidError | undefined): void;
+}
+
+interface Pending {
+  resolve(value: string): void;
+  reject(err: SysgenidError): void;
+}
+
+export interface ConnectOptions {
+  /** Give up retrying a full accept queue (EAGAIN) after this long. */
+  readonly timeoutMs?: number;
+}
+
+function unreachable(path: string, err: NodeJS.ErrnoException): SysgenidError {
+  if (err.code === 'EACCES' || err.code === 'EPERM') {
+    return new SysgenidError('EACCES', `permission denied on ${path}: the control socket is for root and its group (sysgenidd --group)`);
+  }
+  return new SysgenidError('ENOTCONN', `cannot reach sysgenidd at ${path}: ${err.code ?? err.message} (is the daemon running, and is SYSGENID_DIR the same as its own?)`);
+}
+
+function openSocket(path: string, deadline: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    let delay = 2;
+    const attempt = (): void => {
+      const socket = net.createConnection({ path });
+      const onError = (err: NodeJS.ErrnoException): void => {
+        socket.destroy();
+        // A Unix socket's connect() fails at once with EAGAIN when the daemon's accept queue is full.
+        if (err.code === 'EAGAIN' && Date.now() < deadline) {
+          setTimeout(attempt, delay * (0.5 + Math.random()));
+          delay = Math.min(delay * 2, 200);
+          return;
+        }
+        reject(unreachable(path, err));
+      };
+      socket.once('error', onError);
+      socket.once('connect', () => {
+        socket.off('error', onError);
+        resolve(socket);
+      });
+    };
+    attempt();
+  });
+}
+
+export class ProtocolConnection {
+  readonly path: string;
+  /** Generation announced in the greeting. */
+  readonly helloGeneration: number;
+  readonly id: number;
+  readonly #socket: net.Socket;
+  readonly #pending: Pending[] = [];
+  readonly #events: ConnectionEvents;
+  #closed = false;
+
+  private constructor(path: string, socket: net.Socket, hello: { generation: number; id: number }, events: ConnectionEvents) {
+    this.path = path;
+    this.#socket = socket;
+    this.helloGeneration = hello.generation;
+    this.id = hello.id;
+    this.#events = events;
+  }
+
+  static async open(path: string, events: ConnectionEvents, options: ConnectOptions = {}): Promise<ProtocolConnection> {
+    const socket = await openSocket(path, Date.now() + (options.timeoutMs ?? 10_000));
+    return new Promise((resolve, reject) => {
+      let conn: ProtocolConnection | undefined;
+      const fail = (err: SysgenidError): void => {
+        socket.destroy();
+        reject(err);
+      };
+      const splitter = new LineSplitter(MAX_REPLY_LINE, {
+        line: (text) => {
+          if (conn) {
+            conn.#line(text);
+            return;
+          }
+          let parsed;
+          try {
+            parsed = parseServerLine(text);
+          } catch (err) {
+            fail(err as SysgenidError);
+            return;
+          }
+          if (parsed.type === 'err') {
+            fail(new SysgenidError(parsed.code, parsed.message));
+          } else if (parsed.type !== 'hello') {
+            fail(new SysgenidError('EPROTO', `expected a greeting from the daemon, got ${JSON.stringify(text.slice(0, 80))}`));
+          } else {
+            conn = new ProtocolConnection(path, socket, parsed, events);
+            resolve(conn);
+          }
+        },
+        overflow: () => {
+          const err = new SysgenidError('EPROTO', 'reply line from the daemon too long');
+          if (conn) conn.#fail(err);
+          else fail(err);
+        },
+      });
+      socket.on('data', (chunk: Buffer) => splitter.push(chunk));
+      socket.on('error', () => {
+        // 'close' follows
+      });
+      socket.on('close', () => {
+        if (conn) conn.#onClose();
+        else fail(new SysgenidError('ECONNRESET', `sysgenidd at ${path} closed the connection before greeting`));
+      });
+    });
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Send a request; resolves with the text after OK, rejects with the daemon's error code. */
+  request(req: Request): Promise<string> {
+    if (this.#closed) return Promise.reject(new SysgenidError('ECONNRESET', 'the connection to sysgenidd is closed'));
+    return new Promise((resolve, reject) => {
+      this.#pending.push({ resolve, reject });
+      this.#socket.write(encodeRequest(req));
+    });
+  }
+
+  close(): void {
+    this.#socket.destroy();
+  }
+
+  /** Unref the socket so that an idle watcher does not keep the process alive. */
+  unref(): void {
+    this.#socket.unref();
+  }
+
+  ref(): void {
+    this.#socket.ref();
+  }
+
+  #line(text: string): void {
+    let parsed;
+    try {
+      parsed = parseServerLine(text);
+    } catch (err) {
+      this.#fail(err as SysgenidError);
+      return;
+    }
+    switch (parsed.type) {
+      case 'gen':
+        this.#events.generation(parsed.generation);
+        return;
+      case 'ok':
+      case 'err': {
+        const p = this.#pending.shift();
+        if (!p) {
+          // The daemon closes a connection it refuses with one ERR line of its own.
+          if (parsed.type === 'err') this.#fail(new SysgenidError(parsed.code, parsed.message));
+          return;
+        }
+        if (parsed.type === 'ok') p.resolve(parsed.value);
+        else p.reject(new SysgenidError(parsed.code, parsed.message));
+        return;
+      }
+      default:
+        this.#fail(new SysgenidError('EPROTO', 'unexpected greeting in the middle of a connection'));
+    }
+  }
+
+  #closeError: SysgenidError | undefined;
+
+  #fail(err: SysgenidError): void {
+    this.#closeError ??= err;
+    this.#socket.destroy();
+  }
+
+  #onClose(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    const err = this.#closeError ?? new SysgenidError('ECONNRESET', 'the connection to sysgenidd was lost');
+    for (const p of this.#pending.splice(0)) p.reject(err);
+    this.#events.close(this.#closeError);
+  }
+}

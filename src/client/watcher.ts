@@ -1,0 +1,335 @@
+// A watcher: the library's view of one connection to the watch socket. It keeps what the application
+// has handled, so that when the daemon restarts it reconnects (one loop, backoff with jitter), tells
+// the daemon what it had handled (RESUME), and reports a generation that moved while it was away.
+
+import { EventEmitter } from 'node:events';
+import { isU32 } from '../core/generation.js';
+import { SysgenidError } from '../protocol/errors.js';
+import { runtimePaths } from '../protocol/runtime-dir.js';
+import { ProtocolConnection } from './connection.js';
+
+export interface WatcherOptions {
+  /** Shown by `sysgenid status`. */
+  readonly name?: string;
+  /** Runtime directory; default: resolved like the daemon does (SYSGENID_DIR, ...). */
+  readonly dir?: string;
+  /** Counted by wait-for-watchers (default true). Probe-style users that adjust lazily turn it off. */
+  readonly tracked?: boolean;
+  /** Reconnect when the daemon goes away (default true). */
+  readonly reconnect?: boolean;
+  /** Give up the first connection after this long (a full accept queue is retried). Default 10 s. */
+  readonly connectTimeoutMs?: number;
+  /** Let the process exit while the watcher is idle (default false). */
+  readonly unref?: boolean;
+}
+
+export interface WatcherEvents {
+  /** A generation this watcher has not handled yet (emitted once per value). */
+  generation: [generation: number];
+  /** Lost the daemon; reconnecting unless closed. */
+  disconnect: [error: SysgenidError];
+  /** Connected again; `generation` is the daemon's current generation. */
+  reconnect: [generation: number];
+  /** A handler passed to handle() failed; the generation stays unacknowledged. */
+  error: [error: Error];
+}
+
+type Handler = (generation: number) => unknown;
+
+interface GenerationWaiter {
+  accepts(generation: number): boolean;
+  resolve(generation: number): void;
+  reject(err: SysgenidError): void;
+}
+
+const BACKOFF_MIN_MS = 25;
+const BACKOFF_MAX_MS = 2000;
+
+export class Watcher extends EventEmitter<WatcherEvents> {
+  readonly path: string;
+  readonly name: string | undefined;
+  #conn: ProtocolConnection | undefined;
+  #generation = 0;
+  #handled = 0;
+  #emitted = 0;
+  #tracked: boolean;
+  #closed = false;
+  #reconnecting = false;
+  readonly #opts: WatcherOptions;
+  readonly #waiters = new Set<GenerationWaiter>();
+
+  private constructor(opts: WatcherOptions) {
+    super();
+    this.path = runtimePaths(opts.dir).watch;
+    this.name = opts.name;
+    this.#opts = opts;
+    this.#tracked = opts.tracked ?? true;
+  }
+
+  /** Connect a watcher. It is up to date with the generation current at connect. */
+  static async connect(opts: WatcherOptions = {}): Promise<Watcher> {
+    const watcher = new Watcher(opts);
+    try {
+      await watcher.#open(opts.connectTimeoutMs ?? 10_000, true);
+    } catch (err) {
+      watcher.close();
+      throw err;
+    }
+    return watcher;
+  }
+
+  /** The daemon's generation, as last heard. */
+  get generation(): number {
+    return this.#generation;
+  }
+
+  /** The last generation this watcher acknowledged (or found current when it connected). */
+  get handled(): number {
+    return this.#handled;
+  }
+
+  get outdated(): boolean {
+    return this.#generation !== this.#handled;
+  }
+
+  get tracked(): boolean {
+    return this.#tracked;
+  }
+
+  get connected(): boolean {
+    return this.#conn !== undefined && !this.#conn.closed;
+  }
+
+  /** The next generation this watcher has not handled: at once if it is outdated, else at the next bump. */
+  read(): Promise<number> {
+    if (this.#closed) return Promise.reject(new SysgenidError('ECLOSED'));
+    if (this.outdated) return Promise.resolve(this.#generation);
+    return this.#waitFor((g) => g !== this.#handled);
+  }
+
+  /** Ask the daemon (not the local copy) whether there is a new generation; EAGAIN if not. */
+  async readNonBlock(): Promise<number> {
+    const value = await this.#live().request({ verb: 'READ', nonblock: true });
+    return Number(value);
+  }
+
+  /**
+   * Acknowledge a generation: it must be exactly the current one (EINVAL otherwise, and nothing
+   * changes). If the daemon is unreachable the acknowledgement is kept and replayed on reconnect.
+   */
+  async ack(generation: number): Promise<void> {
+    if (this.#closed) throw new SysgenidError('ECLOSED');
+    if (!isU32(generation)) throw new SysgenidError('EINVAL', `${generation} is not a u32 generation`);
+    const conn = this.#conn;
+    if (!conn || conn.closed) {
+      if (generation !== this.#generation) throw new SysgenidError('EINVAL', `acknowledged ${generation} but the generation is ${this.#generation}`);
+      this.#handled = generation;
+      return;
+    }
+    try {
+      await conn.request({ verb: 'ACK', generation });
+      this.#handled = generation;
+    } catch (err) {
+      if ((err as SysgenidError).code === 'ECONNRESET' && generation === this.#generation) {
+        this.#handled = generation;
+        return;
+      }
+      throw err;
+    }
+  }
+
+  /** Turn this watcher's tracking on or off; untracked watchers are notified but never waited for. */
+  async setTracking(on: boolean): Promise<void> {
+    if (this.#closed) throw new SysgenidError('ECLOSED');
+    this.#tracked = on;
+    if (this.connected) await this.#live().request({ verb: 'TRACK', on });
+  }
+
+  /**
+   * Wait until no tracked watcher is outdated. 0 = no timeout. Rejects with ETIME on timeout and EINTR
+   * when this watcher is, or becomes, outdated (handle the generation, acknowledge, wait again).
+   */
+  async waitForWatchers(timeoutMs = 0): Promise<void> {
+    await this.#live().request({ verb: 'WAIT', timeoutMs });
+  }
+
+  /** Every new generation, once, in order. Acknowledge each with ack() when you have adjusted. */
+  async *generations(): AsyncGenerator<number, void, undefined> {
+    let last: number | undefined;
+    while (!this.#closed) {
+      let gen: number;
+      try {
+        gen = this.outdated && this.#generation !== last
+          ? this.#generation
+          : await this.#waitFor((g) => g !== this.#handled && g !== last);
+      } catch (err) {
+        if ((err as SysgenidError).code === 'ECLOSED') return;
+        throw err;
+      }
+      last = gen;
+      yield gen;
+    }
+  }
+
+  [Symbol.asyncIterator](): AsyncGenerator<number, void, undefined> {
+    return this.generations();
+  }
+
+  /**
+   * Run `handler` for every new generation and acknowledge it when the handler resolves. A failing
+   * handler leaves the generation unacknowledged (so wait-for-watchers names this watcher) and is
+   * reported through the 'error' event. Returns a function that stops handling.
+   */
+  handle(handler: Handler): () => void {
+    let stopped = false;
+    const loop = async (): Promise<void> => {
+      for await (const gen of this.generations()) {
+        if (stopped) return;
+        try {
+          await handler(gen);
+        } catch (err) {
+          this.#emitError(err as Error);
+          continue;
+        }
+        try {
+          await this.ack(gen);
+        } catch (err) {
+          // EINVAL: a newer generation arrived while the handler ran; it is handled next.
+          const code = (err as SysgenidError).code;
+          if (code !== 'EINVAL' && code !== 'ECLOSED') this.#emitError(err as Error);
+        }
+      }
+    };
+    loop().catch((err: Error) => this.#emitError(err));
+    return () => {
+      stopped = true;
+    };
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#conn?.close();
+    const err = new SysgenidError('ECLOSED');
+    for (const w of [...this.#waiters]) w.reject(err);
+    this.#waiters.clear();
+  }
+
+  #waitFor(accepts: (generation: number) => boolean): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const waiter: GenerationWaiter = {
+        accepts,
+        resolve: (g) => {
+          this.#waiters.delete(waiter);
+          resolve(g);
+        },
+        reject,
+      };
+      this.#waiters.add(waiter);
+    });
+  }
+
+  #emitError(err: Error): void {
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+    else process.emitWarning(`sysgenid watcher: ${err.message}`, 'SysgenidWarning');
+  }
+
+  #live(): ProtocolConnection {
+    if (this.#closed) throw new SysgenidError('ECLOSED');
+    const conn = this.#conn;
+    if (!conn || conn.closed) throw new SysgenidError('ENOTCONN', 'not connected to sysgenidd (reconnecting)');
+    return conn;
+  }
+
+  /**
+   * Open a connection bound to this watcher. GEN lines can arrive in the same read as the greeting,
+   * before open() has returned; they are held and replayed so that none is lost.
+   */
+  async #open(timeoutMs: number, first: boolean): Promise<void> {
+    let conn: ProtocolConnection | undefined;
+    const early: number[] = [];
+    let closedEarly: { err: SysgenidError | undefined } | undefined;
+    conn = await ProtocolConnection.open(this.path, {
+      generation: (g) => {
+        if (!conn) early.push(g);
+        else if (this.#conn === conn) this.#onGeneration(g);
+      },
+      close: (err) => {
+        if (!conn) closedEarly = { err };
+        else if (this.#conn === conn) this.#onClose(err);
+      },
+    }, { timeoutMs });
+    if (this.#closed) {
+      conn.close();
+      return;
+    }
+    this.#conn = conn;
+    if (this.#opts.unref) conn.unref();
+    if (first) {
+      this.#generation = this.#handled = this.#emitted = conn.helloGeneration;
+    } else {
+      // What the daemon says now wins; a change that happened while away is reported here.
+      this.#onGeneration(conn.helloGeneration);
+    }
+    for (const g of early) this.#onGeneration(g);
+    if (closedEarly) {
+      this.#conn = undefined;
+      throw closedEarly.err ?? new SysgenidError('ECONNRESET', 'sysgenidd closed the connection at once');
+    }
+    const steps: Array<Promise<string>> = [conn.request({ verb: 'PID', pid: process.pid })];
+    if (this.name) steps.push(conn.request({ verb: 'NAME', name: this.name }));
+    if (!this.#tracked) steps.push(conn.request({ verb: 'TRACK', on: false }));
+    if (this.#handled !== conn.helloGeneration) steps.push(conn.request({ verb: 'RESUME', generation: this.#handled }));
+    await Promise.all(steps);
+  }
+
+  #onGeneration(gen: number): void {
+    this.#generation = gen;
+    if (gen === this.#handled) return;
+    for (const w of [...this.#waiters]) if (w.accepts(gen)) w.resolve(gen);
+    if (gen !== this.#emitted) {
+      this.#emitted = gen;
+      this.emit('generation', gen);
+    }
+  }
+
+  #onClose(err: SysgenidError | undefined): void {
+    this.#conn = undefined;
+    if (this.#closed) return;
+    this.emit('disconnect', err ?? new SysgenidError('ECONNRESET'));
+    if (this.#opts.reconnect === false) {
+      this.close();
+      return;
+    }
+    if (!this.#reconnecting) void this.#reconnectLoop();
+  }
+
+  // One loop at a time; it ends only when connected (or closed), so a loss while it runs is retried.
+  async #reconnectLoop(): Promise<void> {
+    this.#reconnecting = true;
+    let delay = BACKOFF_MIN_MS;
+    try {
+      while (!this.#closed) {
+        await new Promise((r) => setTimeout(r, delay * (0.5 + Math.random())));
+        delay = Math.min(delay * 2, BACKOFF_MAX_MS);
+        if (this.#closed) return;
+        try {
+          await this.#open(1000, false);
+        } catch {
+          continue;
+        }
+        if (this.connected) {
+          this.#reconnecting = false;
+          this.emit('reconnect', this.#generation);
+          return;
+        }
+      }
+    } finally {
+      this.#reconnecting = false;
+    }
+  }
+}
+
+export function connect(opts: WatcherOptions = {}): Promise<Watcher> {
+  return Watcher.connect(opts);
+}

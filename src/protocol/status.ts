@@ -1,0 +1,38 @@
+// The STATUS reply's JSON document (docs/PROTOCOL.md, "STATUS").
+
+export interface BackendStatus {
+  readonly name: string;
+  readonly live: boolean;
+  readonly detail: string;
+}
+
+export interface WatcherStatus {
+  readonly id: number;
+  readonly name: string | null;
+  readonly pid: number | null;
+  readonly tracked: boolean;
+  readonly acked: number;
+  readonly outdated: boolean;
+  readonly outdatedMs: number | null;
+  readonly connectedMs: number;
+  /** Bytes this watcher has not read; a client that never reads grows it until it is disconnected. */
+  readonly backlog: number;
+}
+
+export interface DaemonStatus {
+  readonly version: string;
+  readonly protocol: number;
+  readonly pid: number;
+  readonly dir: string;
+  readonly generation: number;
+  readonly watchers: number;
+  readonly tracked: number;
+  readonly outdated: number;
+  readonly connections: number;
+  readonly maxConnections: number;
+  readonly uptimeMs: number;
+  readonly lastBump: { readonly generation: number; readonly source: string; readonly at: string } | null;
+  readonly backends: readonly BackendStatus[];
+  readonly hooks: { readonly dir: string | null; readonly running: number };
+  readonly list?: readonly WatcherStatus[];
+}
