@@ -27,7 +27,26 @@ async function main(): Promise<number> {
     return 0;
   }
   const log = createLogger(opts.logLevel);
-  let daemon: Daemon;
+  // Handlers go in before the daemon says "ready", so a signal sent on that word is never fatal.
+  let daemon: Daemon | undefined;
+  let stopRequested: NodeJS.Signals | undefined;
+  let finish: (code: number) => void = () => {};
+  const done = new Promise<number>((resolve) => {
+    finish = resolve;
+  });
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopRequested) return;
+    stopRequested = signal;
+    if (!daemon) return;
+    log.info(`${signal}: shutting down`);
+    daemon.close().then(() => finish(0), (err: Error) => {
+      log.error(`shutdown failed: ${err.message}`);
+      finish(1);
+    });
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.on('SIGHUP', () => log.info('SIGHUP ignored (hooks are re-read at every bump; nothing else to reload)'));
   try {
     daemon = await Daemon.start({
       dir: opts.dir,
@@ -46,21 +65,12 @@ async function main(): Promise<number> {
     }
     throw err;
   }
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (signal: NodeJS.Signals): void => {
-      if (stopping) return;
-      stopping = true;
-      log.info(`${signal}: shutting down`);
-      daemon.close().then(() => resolve(0), (err: Error) => {
-        log.error(`shutdown failed: ${err.message}`);
-        resolve(1);
-      });
-    };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
-    process.on('SIGHUP', () => log.info('SIGHUP ignored (hooks are re-read at every bump; nothing else to reload)'));
-  });
+  if (stopRequested) {
+    const signal = stopRequested;
+    stopRequested = undefined;
+    stop(signal);
+  }
+  return done;
 }
 
 main().then(

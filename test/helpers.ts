@@ -1,0 +1,256 @@
+// Test helpers: a real daemon in its own process and directory, and a raw line client.
+
+import { type ChildProcess, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { TestContext } from 'node:test';
+import { runtimePaths, type RuntimePaths } from '../src/protocol/runtime-dir.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+/** dist/ (tests run from the compiled tree). */
+export const DIST = path.resolve(here, '..');
+export const ROOT = path.resolve(DIST, '..');
+export const DAEMON = path.join(DIST, 'src/daemon/main.js');
+export const CLI = path.join(DIST, 'src/cli/main.js');
+
+export function tmpDir(t: TestContext | undefined, prefix = 'sysgenid-test-'): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  t?.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export interface DaemonHandle {
+  readonly dir: string;
+  readonly paths: RuntimePaths;
+  readonly child: ChildProcess;
+  /** Everything the daemon wrote to stderr so far. */
+  log(): string;
+  /** Resolves when the log matches. */
+  waitForLog(re: RegExp, timeoutMs?: number): Promise<string>;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  exited: Promise<number | null>;
+}
+
+export interface StartOptions {
+  readonly dir?: string;
+  readonly args?: readonly string[];
+  readonly env?: NodeJS.ProcessEnv;
+  /** Shell prefix such as "ulimit -n 64;". */
+  readonly shellPrefix?: string;
+  readonly expectFailure?: boolean;
+}
+
+export async function startDaemon(t: TestContext | undefined, opts: StartOptions = {}): Promise<DaemonHandle> {
+  const dir = opts.dir ?? path.join(tmpDir(t), 'run');
+  const args = [DAEMON, '--dir', dir, '--no-hooks', ...(opts.args ?? [])];
+  const env = { ...process.env, SYSGENID_DIR: dir, NODE_EXTRA_CA_CERTS: '', ...opts.env };
+  const child = opts.shellPrefix
+    ? spawn('sh', ['-c', `${opts.shellPrefix} exec "$0" "$@"`, process.execPath, ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] })
+    : spawn(process.execPath, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  const listeners = new Set<() => void>();
+  child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (s: string) => {
+    log += s;
+    for (const l of listeners) l();
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const waitForLog = (re: RegExp, timeoutMs = 10_000): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const check = (): void => {
+        const m = re.exec(log);
+        if (m) {
+          listeners.delete(check);
+          clearTimeout(timer);
+          resolve(m[0]);
+        }
+      };
+      const timer = setTimeout(() => {
+        listeners.delete(check);
+        reject(new Error(`daemon log did not match ${re} within ${timeoutMs} ms:\n${log}`));
+      }, timeoutMs);
+      listeners.add(check);
+      check();
+    });
+  const handle: DaemonHandle = {
+    dir,
+    paths: runtimePaths(dir),
+    child,
+    log: () => log,
+    waitForLog,
+    exited,
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      child.kill(signal);
+      return exited;
+    },
+  };
+  t?.after(() => handle.stop('SIGKILL'));
+  if (!opts.expectFailure) {
+    await Promise.race([
+      waitForLog(/ready: generation/),
+      exited.then((code) => {
+        throw new Error(`daemon exited with ${code} before it was ready:\n${log}`);
+      }),
+    ]);
+  }
+  return handle;
+}
+
+/** A raw protocol client: lines in, lines out, nothing hidden. */
+export class RawClient {
+  readonly socket: net.Socket;
+  readonly lines: string[] = [];
+  #buf = '';
+  #waiters: Array<() => void> = [];
+  closed = false;
+
+  private constructor(socket: net.Socket) {
+    this.socket = socket;
+    socket.setEncoding('latin1');
+    socket.on('data', (s: string) => {
+      this.#buf += s;
+      let nl: number;
+      while ((nl = this.#buf.indexOf('\n')) !== -1) {
+        this.lines.push(this.#buf.slice(0, nl));
+        this.#buf = this.#buf.slice(nl + 1);
+      }
+      this.#wake();
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      this.closed = true;
+      this.#wake();
+    });
+  }
+
+  static connect(file: string): Promise<RawClient> {
+    return new Promise((resolve, reject) => {
+      const s = net.createConnection({ path: file });
+      s.once('error', reject);
+      s.once('connect', () => {
+        s.off('error', reject);
+        resolve(new RawClient(s));
+      });
+    });
+  }
+
+  /** Connect and consume the greeting; returns the client and the generation it announced. */
+  static async open(file: string): Promise<{ c: RawClient; generation: number; id: number }> {
+    const c = await RawClient.connect(file);
+    const hello = await c.next();
+    const m = /^HELLO sysgenid\/1 (\d+) (\d+)$/.exec(hello);
+    if (!m) throw new Error(`bad greeting ${JSON.stringify(hello)}`);
+    return { c, generation: Number(m[1]), id: Number(m[2]) };
+  }
+
+  #wake(): void {
+    for (const w of this.#waiters.splice(0)) w();
+  }
+
+  send(text: string | Buffer): void {
+    this.socket.write(text);
+  }
+
+  /** The next line, in order. */
+  async next(timeoutMs = 5000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.lines.length === 0) {
+      if (this.closed) throw new Error('connection closed');
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error('no line within timeout');
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.#waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    return this.lines.shift() as string;
+  }
+
+  /** Send one request and return the next line that is not a GEN notification. */
+  async request(line: string, timeoutMs = 5000): Promise<string> {
+    this.send(`${line}\n`);
+    for (;;) {
+      const l = await this.next(timeoutMs);
+      if (!l.startsWith('GEN ')) return l;
+    }
+  }
+
+  /** True if nothing arrives within ms. */
+  async silent(ms: number): Promise<boolean> {
+    if (this.lines.length > 0) return false;
+    await new Promise((r) => setTimeout(r, ms));
+    return this.lines.length === 0;
+  }
+
+  waitClosed(timeoutMs = 5000): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.closed) return resolve();
+      const timer = setTimeout(() => reject(new Error('still open')), timeoutMs);
+      this.socket.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+export async function bump(dir: string, min?: number): Promise<number> {
+  const { c } = await RawClient.open(runtimePaths(dir).control);
+  try {
+    const reply = await c.request(min === undefined ? 'BUMP' : `BUMP ${min}`);
+    const m = /^OK (\d+)$/.exec(reply);
+    if (!m) throw new Error(`bump failed: ${reply}`);
+    return Number(m[1]);
+  } finally {
+    c.close();
+  }
+}
+
+export async function statusOf(dir: string): Promise<Record<string, unknown> & { generation: number; watchers: number; outdated: number; tracked: number; list?: Array<Record<string, unknown>> }> {
+  const { c } = await RawClient.open(runtimePaths(dir).control);
+  try {
+    const reply = await c.request('STATUS');
+    if (!reply.startsWith('OK ')) throw new Error(reply);
+    return JSON.parse(reply.slice(3));
+  } finally {
+    c.close();
+  }
+}
+
+export function runNode(script: string, args: string[], env: NodeJS.ProcessEnv = {}, input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [script, ...args], { env: { ...process.env, NODE_EXTRA_CA_CERTS: '', ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+    if (input !== undefined) child.stdin.end(input);
+    else child.stdin.end();
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Poll `fn` until it returns a truthy value. */
+export async function eventually<T>(fn: () => T | Promise<T>, timeoutMs = 5000, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: T | undefined;
+  while (Date.now() < deadline) {
+    last = await fn();
+    if (last) return last;
+    await sleep(10);
+  }
+  throw new Error(`${what} not reached within ${timeoutMs} ms (last: ${JSON.stringify(last)})`);
+}
