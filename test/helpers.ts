@@ -90,12 +90,15 @@ export async function startDaemon(t: TestContext | undefined, opts: StartOptions
   };
   t?.after(() => handle.stop('SIGKILL'));
   if (!opts.expectFailure) {
-    await Promise.race([
-      waitForLog(/ready: generation/),
-      exited.then((code) => {
-        throw new Error(`daemon exited with ${code} before it was ready:\n${log}`);
-      }),
-    ]);
+    // Ready means the watch socket accepts (the "ready" log line is not there at --log-level warn).
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`daemon exited with ${child.exitCode} before it was ready:\n${log}`);
+      if (Date.now() > deadline) throw new Error(`daemon not ready within 10 s:\n${log}`);
+      const ok = await RawClient.open(runtimePaths(dir).watch).then((r) => (r.c.close(), true), () => false);
+      if (ok && child.exitCode === null) break;
+      await sleep(10);
+    }
   }
   return handle;
 }

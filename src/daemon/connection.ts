@@ -75,8 +75,11 @@ export class Connection {
 
   write(data: string | Buffer): void {
     if (this.#closed) return;
+    // Judge what was already queued, so one large STATUS reply is fine but a client that leaves it
+    // unread and keeps receiving is not.
+    const queued = this.socket.writableLength;
     this.socket.write(data);
-    if (this.socket.writableLength > this.#maxBacklog) {
+    if (queued > this.#maxBacklog) {
       this.#host.tooSlow(this);
       this.destroy();
     }

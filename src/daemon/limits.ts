@@ -14,9 +14,21 @@ export function openFileLimit(): number | undefined {
   }
 }
 
-/** Descriptors kept back for the page, state, hooks, logs and the listening sockets themselves. */
-export function connectionLimit(fileLimit: number | undefined): number {
+/** Descriptors this process holds now (Node itself uses a couple of dozen before any client). */
+export function openDescriptors(): number {
+  try {
+    return fs.readdirSync('/proc/self/fd').length;
+  } catch {
+    return 32;
+  }
+}
+
+/**
+ * Connections to accept at once: what the descriptor limit leaves after the descriptors already open
+ * and a reserve for hooks, re-opened files and the refusal path itself.
+ */
+export function connectionLimit(fileLimit: number | undefined, inUse: number = openDescriptors()): number {
   if (fileLimit === undefined) return 65536;
   const reserve = Math.min(256, Math.max(16, Math.floor(fileLimit / 8)));
-  return Math.max(1, fileLimit - reserve);
+  return Math.max(1, fileLimit - inUse - reserve);
 }
