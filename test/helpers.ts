@@ -45,7 +45,8 @@ export interface StartOptions {
 
 export async function startDaemon(t: TestContext | undefined, opts: StartOptions = {}): Promise<DaemonHandle> {
   const dir = opts.dir ?? path.join(tmpDir(t), 'run');
-  const args = [DAEMON, '--dir', dir, '--no-hooks', ...(opts.args ?? [])];
+  const extra = opts.args ?? [];
+  const args = [DAEMON, '--dir', dir, ...(extra.includes('--hooks-dir') ? [] : ['--no-hooks']), ...extra];
   const env = { ...process.env, SYSGENID_DIR: dir, NODE_EXTRA_CA_CERTS: '', ...opts.env };
   const child = opts.shellPrefix
     ? spawn('sh', ['-c', `${opts.shellPrefix} exec "$0" "$@"`, process.execPath, ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] })
