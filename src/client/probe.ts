@@ -3,11 +3,9 @@
 // daemon recreated it, so a probe outlives daemon restarts.
 
 import fs from 'node:fs';
-import os from 'node:os';
 import { SysgenidError } from '../protocol/errors.js';
+import { decodeU32 } from '../protocol/page-format.js';
 import { runtimePaths } from '../protocol/runtime-dir.js';
-
-const LITTLE = os.endianness() === 'LE';
 
 export interface ProbeOptions {
   /** Runtime directory; default: resolved like the daemon does. */
@@ -45,7 +43,7 @@ export class Probe {
   generation(): number {
     const n = fs.readSync(this.#fd, this.#buf, 0, 4, 0);
     if (n < 4) throw new SysgenidError('EIO', `the page ${this.path} is shorter than 4 bytes`);
-    return LITTLE ? this.#buf.readUInt32LE(0) : this.#buf.readUInt32BE(0);
+    return decodeU32(this.#buf);
   }
 
   /** True when the generation differs from the one last passed to adjusted() (or seen at open). */

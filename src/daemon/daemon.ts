@@ -17,7 +17,7 @@ import { openFileLimit, connectionLimit } from './limits.js';
 import { acquirePidLock, removeStaleSocket, type PidLock } from './lock.js';
 import type { Logger } from './log.js';
 import { Page } from './page.js';
-import { ensureRuntimeDir } from './runtime-dir.js';
+import { StartupError, ensureRuntimeDir } from './runtime-dir.js';
 import { StateStore } from './state-store.js';
 import { VERSION } from './version.js';
 
@@ -302,7 +302,11 @@ export class Daemon implements ConnectionHost {
       process.umask(umask);
     }
     fs.chmodSync(paths.watch, 0o666);
-    fs.chownSync(paths.control, process.geteuid?.() ?? 0, this.#opts.controlGid);
+    try {
+      fs.chownSync(paths.control, process.geteuid?.() ?? 0, this.#opts.controlGid);
+    } catch (err) {
+      throw new StartupError(`cannot give ${paths.control} to group ${this.#opts.controlGid}: ${(err as Error).message} (choose a group you belong to with --group)`);
+    }
     fs.chmodSync(paths.control, 0o660);
   }
 

@@ -4,22 +4,11 @@
 // mapping of a truncated file kills its reader with SIGBUS.
 
 import fs from 'node:fs';
-import os from 'node:os';
+import { decodeU32, encodeU32 } from '../protocol/page-format.js';
 import { PAGE_SIZE } from '../protocol/runtime-dir.js';
 import { StartupError, hintFor } from './runtime-dir.js';
 
 const { O_RDWR, O_CREAT, O_NOFOLLOW, O_CLOEXEC = 0o2000000 } = fs.constants as typeof fs.constants & { O_CLOEXEC?: number };
-const LITTLE = os.endianness() === 'LE';
-
-export function encodeU32(n: number, buf: Buffer = Buffer.alloc(4)): Buffer {
-  if (LITTLE) buf.writeUInt32LE(n, 0);
-  else buf.writeUInt32BE(n, 0);
-  return buf;
-}
-
-export function decodeU32(buf: Buffer): number {
-  return LITTLE ? buf.readUInt32LE(0) : buf.readUInt32BE(0);
-}
 
 /** Open a file the daemon owns for in-place updates, refusing symlinks and files someone else owns. */
 export function openOwnedFile(file: string, mode: number, what: string): { fd: number; st: fs.Stats } {

@@ -4,3 +4,4 @@ export * from './framing.js';
 export * from './messages.js';
 export * from './runtime-dir.js';
 export type * from './status.js';
+export * from './page-format.js';
