@@ -46,7 +46,14 @@ export interface StartOptions {
 export async function startDaemon(t: TestContext | undefined, opts: StartOptions = {}): Promise<DaemonHandle> {
   const dir = opts.dir ?? path.join(tmpDir(t), 'run');
   const extra = opts.args ?? [];
-  const args = [DAEMON, '--dir', dir, ...(extra.includes('--hooks-dir') ? [] : ['--no-hooks']), ...extra];
+  // This machine may itself be restored from a snapshot mid-test (a real VM-fork record): tests that
+  // count generations run without restore backends unless they ask for one.
+  const args = [
+    DAEMON, '--dir', dir,
+    ...(extra.includes('--hooks-dir') ? [] : ['--no-hooks']),
+    ...(extra.includes('--backends') ? [] : ['--backends', 'none']),
+    ...extra,
+  ];
   const env = { ...process.env, SYSGENID_DIR: dir, NODE_EXTRA_CA_CERTS: '', ...opts.env };
   const child = opts.shellPrefix
     ? spawn('sh', ['-c', `${opts.shellPrefix} exec "$0" "$@"`, process.execPath, ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] })

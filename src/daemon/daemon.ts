@@ -18,7 +18,9 @@ import { acquirePidLock, removeStaleSocket, type PidLock } from './lock.js';
 import type { Logger } from './log.js';
 import { Page } from './page.js';
 import { StartupError, ensureRuntimeDir } from './runtime-dir.js';
-import { StateStore } from './state-store.js';
+import type { BackendName } from './backends.js';
+import { KmsgBackend, currentBootId } from './kmsg.js';
+import { type PersistedState, StateStore } from './state-store.js';
 import { VERSION } from './version.js';
 
 export interface DaemonOptions {
@@ -34,7 +36,12 @@ export interface DaemonOptions {
   readonly maxConnections: number | undefined;
   /** Unread bytes a client may leave queued before it is disconnected. */
   readonly maxBacklog: number;
+  /** Restore-detection backends to run besides the forced update ('kmsg'). */
+  readonly backends: readonly BackendName[];
+  /** Where the kernel log is read (tests of the backend only). */
+  readonly kmsgPath?: string;
 }
+
 
 const HELP = `OK requests: ${VERBS.join(' ')}; see docs/PROTOCOL.md\n`;
 
@@ -51,7 +58,8 @@ export class Daemon implements ConnectionHost {
   readonly #servers: net.Server[] = [];
   readonly #startedAt = Date.now();
   readonly #maxConnections: number;
-  readonly #backends: BackendStatus[] = [];
+  readonly #backends: Array<() => BackendStatus> = [];
+  #kmsg: KmsgBackend | undefined;
   #nextId = 1;
   #lastBump: DaemonStatus['lastBump'] = null;
   #refusedSince = 0;
@@ -71,7 +79,8 @@ export class Daemon implements ConnectionHost {
       SYSGENID_DIR: paths.dir,
     });
     this.#maxConnections = opts.maxConnections ?? connectionLimit(openFileLimit());
-    this.#backends.push({ name: 'forced', live: true, detail: `privileged BUMP on ${paths.control}` });
+    const forced: BackendStatus = { name: 'forced', live: true, detail: `privileged BUMP on ${paths.control}` };
+    this.#backends.push(() => forced);
   }
 
   /** Take the directory, recover what a crashed daemon left, and start listening. */
@@ -98,6 +107,7 @@ export class Daemon implements ConnectionHost {
       const daemon = new Daemon(opts, paths, lock, page, store, initial);
       await daemon.#listen();
       if (opts.devLink) linkDevice(opts.devLink, paths.page, opts.log);
+      daemon.#startBackends();
       opts.log.info(
         `ready: generation ${initial}, watch socket ${paths.watch}, control socket ${paths.control} ` +
           `(gid ${opts.controlGid}), page ${paths.page}, up to ${daemon.#maxConnections} connections`,
@@ -121,7 +131,7 @@ export class Daemon implements ConnectionHost {
   }
 
   /** The hook for backends, the kernel's sysgenid_bump_generation(): a new generation, now. */
-  bump(min: number, source: string): number {
+  bump(min: number, source: string, record: Partial<PersistedState> = {}): number {
     const next = this.#core.nextGeneration(min);
     const previous = this.#core.generation;
     const problem = this.#page.repair();
@@ -133,7 +143,7 @@ export class Daemon implements ConnectionHost {
       throw new SysgenidError('EIO', `cannot write the page: ${(err as Error).message}`);
     }
     try {
-      this.#store.save({ generation: next });
+      this.#store.save({ ...record, generation: next });
     } catch (err) {
       // The page already holds the new value and a restart takes the larger of the two.
       this.#log.error(`cannot write the state file: ${(err as Error).message}`);
@@ -146,8 +156,33 @@ export class Daemon implements ConnectionHost {
     return next;
   }
 
-  addBackend(status: BackendStatus): void {
-    this.#backends.push(status);
+  #startBackends(): void {
+    const log = this.#log;
+    if (this.#opts.backends.includes('kmsg')) {
+      const bootId = currentBootId();
+      const saved = this.#store.state;
+      const kmsg = new KmsgBackend({
+        ...(this.#opts.kmsgPath ? { path: this.#opts.kmsgPath } : {}),
+        log,
+        lastSeq: bootId !== undefined && saved.bootId === bootId ? saved.kmsgSeq : undefined,
+        onFork: (r) => {
+          try {
+            this.bump(0, `kmsg: VM fork (seq ${r.seq})`, { kmsgSeq: r.seq, ...(bootId ? { bootId } : {}) });
+          } catch (err) {
+            log.error(`kmsg: a VM fork was seen but the generation could not move: ${(err as Error).message}`);
+          }
+        },
+        saveSeq: (seq) => this.#store.save({ kmsgSeq: seq, ...(bootId ? { bootId } : {}) }),
+      });
+      this.#kmsg = kmsg;
+      this.#backends.push(() => ({ name: 'kmsg', ...kmsg.status }));
+      kmsg.start();
+    }
+    for (const b of this.#backends) {
+      const s = b();
+      if (s.live) log.info(`backend ${s.name}: live: ${s.detail}`);
+      else log.warn(`backend ${s.name}: off: ${s.detail}`);
+    }
   }
 
   status(withList: boolean): DaemonStatus {
@@ -165,7 +200,7 @@ export class Daemon implements ConnectionHost {
       maxConnections: this.#maxConnections,
       uptimeMs: now - this.#startedAt,
       lastBump: this.#lastBump,
-      backends: this.#backends,
+      backends: this.#backends.map((b) => b()),
       hooks: { dir: this.#hooks.dir ?? null, running: this.#hooks.running },
     };
     if (!withList) return base;
@@ -190,6 +225,7 @@ export class Daemon implements ConnectionHost {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#kmsg?.stop();
     const closing = this.#servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
     for (const c of this.#conns.values()) c.destroy();
     await Promise.all(closing);

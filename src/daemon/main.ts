@@ -57,6 +57,7 @@ async function main(): Promise<number> {
       devLink: opts.devLink,
       maxConnections: opts.maxConnections,
       maxBacklog: opts.maxBacklog,
+      backends: opts.backends,
     });
   } catch (err) {
     if (err instanceof StartupError) {
@@ -75,7 +76,8 @@ async function main(): Promise<number> {
 
 main().then(
   (code) => {
-    process.exitCode = code;
+    // Exit explicitly: the kernel-log backend may hold a read in the thread pool until the next record.
+    process.exit(code);
   },
   (err: Error) => {
     process.stderr.write(`sysgenidd: fatal: ${err.stack ?? err.message}\n`);

@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { resolveRuntimeDir } from '../protocol/runtime-dir.js';
+import { BACKEND_NAMES, type BackendName } from './backends.js';
 import { type Level, isLevel } from './log.js';
 
 export const USAGE = `Usage: sysgenidd [options]
@@ -23,6 +24,8 @@ Options:
   --hook-timeout MS      terminate a hook still running after MS milliseconds (default: 10000)
   --dev-link             link /dev/sysgenid to the page when that path is free (for AWS-LC)
   --dev-link-path PATH   link PATH instead of /dev/sysgenid (implies --dev-link)
+  --backends LIST        restore detection besides forced updates: "auto" (every one this machine
+                         supports), "none", or a comma list of: kmsg (default: auto)
   --max-connections N    connections accepted at once (default: from the descriptor limit)
   --max-backlog BYTES    unread output a client may leave before it is disconnected (default: 65536)
   --log-level LEVEL      error, warn, info or debug (default: info)
@@ -41,6 +44,7 @@ export interface ParsedOptions {
   readonly maxConnections: number | undefined;
   readonly maxBacklog: number;
   readonly logLevel: Level;
+  readonly backends: readonly BackendName[];
 }
 
 export class UsageError extends Error {
@@ -92,6 +96,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
         'dev-link': { type: 'boolean', default: false },
         'dev-link-path': { type: 'string' },
         'max-connections': { type: 'string' },
+        backends: { type: 'string' },
         'max-backlog': { type: 'string' },
         'log-level': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
@@ -120,7 +125,23 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
   const devLinkPath = values['dev-link-path'];
   if (devLinkPath !== undefined && !path.isAbsolute(devLinkPath)) throw new UsageError('--dev-link-path must be an absolute path');
 
+  const backendSpec = values.backends ?? 'auto';
+  let backends: BackendName[];
+  if (backendSpec === 'auto') backends = [...BACKEND_NAMES];
+  else if (backendSpec === 'none' || backendSpec === 'forced') backends = [];
+  else {
+    backends = [];
+    for (const name of backendSpec.split(',').map((x) => x.trim()).filter(Boolean)) {
+      if (name === 'forced') continue;
+      if (!(BACKEND_NAMES as readonly string[]).includes(name)) {
+        throw new UsageError(`--backends: unknown backend ${JSON.stringify(name)}; known: ${BACKEND_NAMES.join(', ')}, forced`);
+      }
+      backends.push(name as BackendName);
+    }
+  }
+
   return {
+    backends,
     help: values.help === true,
     version: values.version === true,
     dir,

@@ -1,0 +1,193 @@
+// The kernel VM-fork backend. Since Linux 5.18 the vmgenid driver reseeds the RNG when the VM
+// generation ID changes and logs "random: crng reseeded due to virtual machine fork" (Firecracker,
+// QEMU with a new guid=, Hyper-V, EC2). Only facility-0 records are the kernel's: a write to /dev/kmsg
+// from userspace is filed under LOG_USER, so a spoofed line never bumps.
+//
+// Without the native addon the follow loop is a blocking read() in libuv's thread pool: it wakes as
+// soon as the kernel appends a record, at the cost of one pool thread.
+
+import fs from 'node:fs';
+import type { Logger } from './log.js';
+
+export const VM_FORK_MESSAGE = 'random: crng reseeded due to virtual machine fork';
+export const KMSG_PATH = '/dev/kmsg';
+const RECORD_BUFFER = 8192;
+
+export interface KmsgRecord {
+  readonly facility: number;
+  readonly level: number;
+  readonly seq: number;
+  readonly usec: number;
+  readonly message: string;
+}
+
+/** One /dev/kmsg record: "PRIO,SEQ,USEC,FLAGS[,...];MESSAGE\n" plus " KEY=VALUE" continuation lines. */
+export function parseKmsgRecord(text: string): KmsgRecord | undefined {
+  const semi = text.indexOf(';');
+  if (semi === -1) return undefined;
+  const fields = text.slice(0, semi).split(',');
+  const prio = Number(fields[0]);
+  const seq = Number(fields[1]);
+  const usec = Number(fields[2]);
+  if (!Number.isSafeInteger(prio) || !Number.isSafeInteger(seq) || !Number.isSafeInteger(usec) || prio < 0 || seq < 0) return undefined;
+  const nl = text.indexOf('\n', semi);
+  return { facility: prio >> 3, level: prio & 7, seq, usec, message: text.slice(semi + 1, nl === -1 ? undefined : nl) };
+}
+
+export type ForkVerdict = 'fork' | 'spoof' | 'other';
+
+export function classify(r: KmsgRecord): ForkVerdict {
+  if (r.message !== VM_FORK_MESSAGE) return 'other';
+  return r.facility === 0 ? 'fork' : 'spoof';
+}
+
+export function currentBootId(): string | undefined {
+  try {
+    return fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+export interface KmsgOptions {
+  readonly path?: string;
+  readonly log: Logger;
+  /** Last sequence number handled in this boot (persisted), or undefined: skip the backlog. */
+  readonly lastSeq: number | undefined;
+  /** A VM fork record: bump, and persist `seq` with the new generation. */
+  readonly onFork: (record: KmsgRecord) => void;
+  /** Persist the sequence number reached (no fork). */
+  readonly saveSeq: (seq: number) => void;
+}
+
+export interface KmsgStart {
+  readonly live: boolean;
+  readonly detail: string;
+}
+
+export class KmsgBackend {
+  readonly path: string;
+  readonly #opts: KmsgOptions;
+  readonly #buf = Buffer.alloc(RECORD_BUFFER);
+  #fd: number | undefined;
+  #lastSeq = -1;
+  #stopped = false;
+  #status: KmsgStart = { live: false, detail: 'not started' };
+
+  constructor(opts: KmsgOptions) {
+    this.path = opts.path ?? KMSG_PATH;
+    this.#opts = opts;
+  }
+
+  get lastSeq(): number {
+    return this.#lastSeq;
+  }
+
+  get status(): KmsgStart {
+    return this.#status;
+  }
+
+  /**
+   * Read the backlog at once (counting forks after the persisted sequence number, which happened
+   * while no daemon ran), then follow new records.
+   */
+  start(): KmsgStart {
+    this.#status = this.#start();
+    return this.#status;
+  }
+
+  #start(): KmsgStart {
+    const { log } = this.#opts;
+    let drainFd: number;
+    try {
+      drainFd = fs.openSync(this.path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      const hint = e.code === 'EACCES' || e.code === 'EPERM' ? ' (needs root or CAP_SYSLOG when kernel.dmesg_restrict=1)' : '';
+      return { live: false, detail: `cannot read ${this.path}: ${e.code ?? e.message}${hint}` };
+    }
+    const since = this.#opts.lastSeq;
+    let backlog = 0;
+    let missed = 0;
+    try {
+      for (;;) {
+        let n: number;
+        try {
+          n = fs.readSync(drainFd, this.#buf, 0, RECORD_BUFFER, null);
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code === 'EAGAIN') break;
+          if (code === 'EPIPE') continue;
+          throw err;
+        }
+        if (n === 0) break;
+        const r = parseKmsgRecord(this.#buf.toString('utf8', 0, n));
+        if (!r) continue;
+        backlog++;
+        this.#lastSeq = r.seq;
+        if (since !== undefined && r.seq > since) {
+          if (this.#handle(r)) missed++;
+        }
+      }
+    } finally {
+      fs.closeSync(drainFd);
+    }
+    if (missed > 0) log.warn(`kmsg: ${missed} VM fork(s) happened while no daemon was running; counted them`);
+    if (this.#lastSeq >= 0 && this.#lastSeq !== since) this.#opts.saveSeq(this.#lastSeq);
+    try {
+      this.#fd = fs.openSync(this.path, fs.constants.O_RDONLY);
+    } catch (err) {
+      return { live: false, detail: `cannot follow ${this.path}: ${(err as Error).message}` };
+    }
+    this.#follow();
+    const from = since === undefined ? `skipped a backlog of ${backlog} records` : `resumed after seq ${since}`;
+    return { live: true, detail: `following ${this.path} for "${VM_FORK_MESSAGE}" (facility 0); ${from}` };
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    // A read blocked in the pool keeps its thread until the next record; the daemon exits regardless.
+    if (this.#fd !== undefined) fs.close(this.#fd, () => {});
+    this.#fd = undefined;
+  }
+
+  /** True when the record was a VM fork that was acted on. */
+  #handle(r: KmsgRecord): boolean {
+    const verdict = classify(r);
+    if (verdict === 'spoof') {
+      this.#opts.log.warn(`kmsg: ignoring a VM-fork line from userspace at seq ${r.seq} (facility ${r.facility}, not the kernel's 0)`);
+      return false;
+    }
+    if (verdict !== 'fork') return false;
+    this.#opts.onFork(r);
+    return true;
+  }
+
+  #follow(): void {
+    const fd = this.#fd;
+    if (fd === undefined || this.#stopped) return;
+    fs.read(fd, this.#buf, 0, RECORD_BUFFER, null, (err, n) => {
+      if (this.#stopped) return;
+      if (err) {
+        const e = err as NodeJS.ErrnoException;
+        if (e.code === 'EPIPE') {
+          this.#opts.log.warn('kmsg: records were overwritten before they were read (EPIPE); continuing with the oldest kept');
+          this.#follow();
+          return;
+        }
+        this.#opts.log.error(`kmsg: reading ${this.path} failed: ${e.message}; the kernel backend stops`);
+        this.#status = { live: false, detail: `stopped: reading ${this.path} failed: ${e.code ?? e.message}` };
+        return;
+      }
+      if (n > 0) {
+        const r = parseKmsgRecord(this.#buf.toString('utf8', 0, n));
+        // The follow descriptor replays the whole buffer; what the backlog pass saw is skipped.
+        if (r && r.seq > this.#lastSeq) {
+          this.#lastSeq = r.seq;
+          this.#handle(r);
+        }
+      }
+      this.#follow();
+    });
+  }
+}
