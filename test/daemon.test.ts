@@ -183,7 +183,15 @@ describe('sysgenidd over real sockets', () => {
     const s = await statusOf(d.dir);
     const w = s.list?.[0] as Record<string, unknown>;
     assert.equal(w.name, 'payments');
-    assert.equal(w.pid, 4242);
+    if (w.pidVerified) {
+      // With the addon the kernel's word (SO_PEERCRED) wins over the client's claim.
+      assert.equal(w.pid, process.pid);
+      assert.equal(w.uid, process.getuid?.());
+      assert.equal(w.command, 'node');
+    } else {
+      assert.equal(w.pid, 4242);
+      assert.equal(w.uid, null);
+    }
     assert.equal(w.tracked, true);
     assert.equal(w.outdated, true);
     assert.equal(w.acked, 0);

@@ -113,11 +113,12 @@ export function formatStatus(s: DaemonStatus): string {
     `last bump  ${s.lastBump ? `${s.lastBump.generation} (${s.lastBump.source}) at ${s.lastBump.at}` : 'none since start'}`,
   ];
   for (const b of s.backends) lines.push(`backend    ${b.name}: ${b.live ? 'live' : 'off'} (${b.detail})`);
+  lines.push(`native     ${s.native}`);
   if (s.list && s.list.length > 0) {
     const rows = s.list.map((w) => [
       String(w.id),
       w.name ?? '-',
-      w.pid === null ? '-' : String(w.pid),
+      w.pid === null ? '-' : `${w.pid}${w.pidVerified ? '' : '?'}${w.command ? ` (${w.command})` : ''}`,
       w.tracked ? 'yes' : 'no',
       String(w.acked),
       w.outdated ? `outdated for ${formatMs(w.outdatedMs ?? 0)}` : 'up to date',

@@ -34,6 +34,10 @@ export class Connection {
   name: string | undefined;
   /** Process id the client declared (PID request) or, with the addon, the verified one. */
   pid: number | undefined;
+  /** From SO_PEERCRED (native addon): the kernel's word, not the client's. */
+  uid: number | undefined;
+  command: string | undefined;
+  pidVerified = false;
   readonly #host: ConnectionHost;
   readonly #maxBacklog: number;
   readonly #splitter: LineSplitter;
@@ -74,7 +78,7 @@ export class Connection {
   }
 
   write(data: string | Buffer): void {
-    if (this.#closed) return;
+    if (this.#closed || this.socket.destroyed) return;
     // Judge what was already queued, so one large STATUS reply is fine but a client that leaves it
     // unread and keeps receiving is not.
     const queued = this.socket.writableLength;

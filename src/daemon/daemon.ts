@@ -20,6 +20,7 @@ import { Page } from './page.js';
 import { StartupError, ensureRuntimeDir } from './runtime-dir.js';
 import type { BackendName } from './backends.js';
 import { KmsgBackend, currentBootId } from './kmsg.js';
+import { type Addon, addon, addonState } from '../native/addon.js';
 import { type PersistedState, StateStore } from './state-store.js';
 import { VERSION } from './version.js';
 
@@ -60,6 +61,7 @@ export class Daemon implements ConnectionHost {
   readonly #maxConnections: number;
   readonly #backends: Array<() => BackendStatus> = [];
   #kmsg: KmsgBackend | undefined;
+  readonly #native = addon();
   #nextId = 1;
   #lastBump: DaemonStatus['lastBump'] = null;
   #refusedSince = 0;
@@ -110,7 +112,7 @@ export class Daemon implements ConnectionHost {
       daemon.#startBackends();
       opts.log.info(
         `ready: generation ${initial}, watch socket ${paths.watch}, control socket ${paths.control} ` +
-          `(gid ${opts.controlGid}), page ${paths.page}, up to ${daemon.#maxConnections} connections`,
+          `(gid ${opts.controlGid}), page ${paths.page}, up to ${daemon.#maxConnections} connections, native addon ${addonState()}`,
       );
       return daemon;
     } catch (err) {
@@ -202,6 +204,7 @@ export class Daemon implements ConnectionHost {
       lastBump: this.#lastBump,
       backends: this.#backends.map((b) => b()),
       hooks: { dir: this.#hooks.dir ?? null, running: this.#hooks.running },
+      native: addonState(),
     };
     if (!withList) return base;
     const list: WatcherStatus[] = [];
@@ -211,6 +214,9 @@ export class Daemon implements ConnectionHost {
         id: w.id,
         name: c?.name ?? null,
         pid: c?.pid ?? null,
+        pidVerified: c?.pidVerified ?? false,
+        uid: c?.uid ?? null,
+        command: c?.command ?? null,
         tracked: w.tracked,
         acked: w.acked,
         outdated: w.acked !== this.#core.generation,
@@ -246,7 +252,8 @@ export class Daemon implements ConnectionHost {
         conn.name = sanitizeName(req.name);
         return ok();
       case 'PID':
-        conn.pid = req.pid;
+        // A verified pid (SO_PEERCRED) is never replaced by the client's own claim.
+        if (!conn.pidVerified) conn.pid = req.pid;
         return ok();
       case 'READ': {
         const gen = core.read(conn.id, req.nonblock);
@@ -370,6 +377,7 @@ export class Daemon implements ConnectionHost {
     }
     const id = this.#nextId++;
     const conn = new Connection(id, kind, socket, this, this.#opts.maxBacklog);
+    if (this.#native) identify(this.#native, conn);
     this.#conns.set(id, conn);
     this.#core.connect(id, { observer: kind === 'control' });
     conn.write(encodeHello(this.#core.generation, id));
@@ -397,6 +405,20 @@ function waitLine(result: 'OK' | 'EINTR' | 'ETIME', outdated: number): string {
   if (result === 'OK') return encodeOk();
   if (result === 'EINTR') return encodeErr('EINTR', 'a new generation arrived; acknowledge it and wait again');
   return encodeErr('ETIME', `${outdated} watcher(s) still outdated`);
+}
+
+function identify(native: Addon, conn: Connection): void {
+  const fd = (conn.socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  if (fd === undefined || fd < 0) return;
+  try {
+    const cred = native.peerCred(fd);
+    conn.pid = cred.pid;
+    conn.uid = cred.uid;
+    conn.pidVerified = cred.pid > 0;
+    conn.command = fs.readFileSync(`/proc/${cred.pid}/comm`, 'utf8').trim();
+  } catch {
+    // The peer may already be gone; it is then just a connection without credentials.
+  }
 }
 
 function describe(conn: Connection): string {

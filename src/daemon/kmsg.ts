@@ -3,10 +3,12 @@
 // QEMU with a new guid=, Hyper-V, EC2). Only facility-0 records are the kernel's: a write to /dev/kmsg
 // from userspace is filed under LOG_USER, so a spoofed line never bumps.
 //
-// Without the native addon the follow loop is a blocking read() in libuv's thread pool: it wakes as
-// soon as the kernel appends a record, at the cost of one pool thread.
+// With the native addon the descriptor is non-blocking and watched by libuv's own poll; without it the
+// follow loop is a blocking read() in libuv's thread pool. Both wake as soon as the kernel appends a
+// record; the fallback costs one pool thread.
 
 import fs from 'node:fs';
+import { type FdWatch, POLL_READABLE, addon } from '../native/addon.js';
 import type { Logger } from './log.js';
 
 export const VM_FORK_MESSAGE = 'random: crng reseeded due to virtual machine fork';
@@ -70,6 +72,7 @@ export class KmsgBackend {
   readonly #opts: KmsgOptions;
   readonly #buf = Buffer.alloc(RECORD_BUFFER);
   #fd: number | undefined;
+  #watch: FdWatch | undefined;
   #lastSeq = -1;
   #stopped = false;
   #status: KmsgStart = { live: false, detail: 'not started' };
@@ -134,21 +137,71 @@ export class KmsgBackend {
     }
     if (missed > 0) log.warn(`kmsg: ${missed} VM fork(s) happened while no daemon was running; counted them`);
     if (this.#lastSeq >= 0 && this.#lastSeq !== since) this.#opts.saveSeq(this.#lastSeq);
+    const native = addon();
     try {
-      this.#fd = fs.openSync(this.path, fs.constants.O_RDONLY);
+      this.#fd = fs.openSync(this.path, fs.constants.O_RDONLY | (native ? fs.constants.O_NONBLOCK : 0));
+      if (native) {
+        const fd = this.#fd;
+        this.#watch = native.watchFd(fd, POLL_READABLE, (status) => this.#drainReady(fd, status));
+      } else {
+        this.#follow();
+      }
     } catch (err) {
       return { live: false, detail: `cannot follow ${this.path}: ${(err as Error).message}` };
     }
-    this.#follow();
     const from = since === undefined ? `skipped a backlog of ${backlog} records` : `resumed after seq ${since}`;
-    return { live: true, detail: `following ${this.path} for "${VM_FORK_MESSAGE}" (facility 0); ${from}` };
+    const how = native ? 'poll' : 'blocking read in the thread pool';
+    return { live: true, detail: `following ${this.path} for "${VM_FORK_MESSAGE}" (facility 0, ${how}); ${from}` };
   }
 
   stop(): void {
     this.#stopped = true;
+    this.#watch?.close();
+    this.#watch = undefined;
     // A read blocked in the pool keeps its thread until the next record; the daemon exits regardless.
     if (this.#fd !== undefined) fs.close(this.#fd, () => {});
     this.#fd = undefined;
+  }
+
+  /** Readiness from the addon's poll: read every record there is, then wait again. */
+  #drainReady(fd: number, status: number): void {
+    if (this.#stopped) return;
+    if (status < 0) {
+      this.#fail(`poll failed (${status})`);
+      return;
+    }
+    for (;;) {
+      let n: number;
+      try {
+        n = fs.readSync(fd, this.#buf, 0, RECORD_BUFFER, null);
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        if (e.code === 'EAGAIN') return;
+        if (e.code === 'EPIPE') {
+          this.#opts.log.warn('kmsg: records were overwritten before they were read (EPIPE); continuing with the oldest kept');
+          continue;
+        }
+        this.#fail(e.code ?? e.message);
+        return;
+      }
+      if (n === 0) return;
+      this.#record(n);
+    }
+  }
+
+  #record(n: number): void {
+    const r = parseKmsgRecord(this.#buf.toString('utf8', 0, n));
+    // The follow descriptor replays the whole buffer; what the backlog pass saw is skipped.
+    if (r && r.seq > this.#lastSeq) {
+      this.#lastSeq = r.seq;
+      this.#handle(r);
+    }
+  }
+
+  #fail(why: string): void {
+    this.#opts.log.error(`kmsg: reading ${this.path} failed: ${why}; the kernel backend stops`);
+    this.#status = { live: false, detail: `stopped: reading ${this.path} failed: ${why}` };
+    this.stop();
   }
 
   /** True when the record was a VM fork that was acted on. */
@@ -175,18 +228,10 @@ export class KmsgBackend {
           this.#follow();
           return;
         }
-        this.#opts.log.error(`kmsg: reading ${this.path} failed: ${e.message}; the kernel backend stops`);
-        this.#status = { live: false, detail: `stopped: reading ${this.path} failed: ${e.code ?? e.message}` };
+        this.#fail(e.code ?? e.message);
         return;
       }
-      if (n > 0) {
-        const r = parseKmsgRecord(this.#buf.toString('utf8', 0, n));
-        // The follow descriptor replays the whole buffer; what the backlog pass saw is skipped.
-        if (r && r.seq > this.#lastSeq) {
-          this.#lastSeq = r.seq;
-          this.#handle(r);
-        }
-      }
+      if (n > 0) this.#record(n);
       this.#follow();
     });
   }

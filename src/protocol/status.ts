@@ -10,6 +10,11 @@ export interface WatcherStatus {
   readonly id: number;
   readonly name: string | null;
   readonly pid: number | null;
+  /** True when pid and uid come from SO_PEERCRED (native addon), false when the client declared them. */
+  readonly pidVerified: boolean;
+  readonly uid: number | null;
+  /** The process's command name (/proc/PID/comm) when its pid is verified. */
+  readonly command: string | null;
   readonly tracked: boolean;
   readonly acked: number;
   readonly outdated: boolean;
@@ -34,5 +39,7 @@ export interface DaemonStatus {
   readonly lastBump: { readonly generation: number; readonly source: string; readonly at: string } | null;
   readonly backends: readonly BackendStatus[];
   readonly hooks: { readonly dir: string | null; readonly running: number };
+  /** Whether the native addon is in use, and why not. */
+  readonly native: string;
   readonly list?: readonly WatcherStatus[];
 }

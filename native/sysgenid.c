@@ -1,0 +1,197 @@
+// The optional native addon: the few things Node cannot do by itself.
+//  - mapFile(path): a read-only MAP_SHARED mapping of a page, as an ArrayBuffer (the probe: one load
+//    per read instead of a pread);
+//  - peerCred(fd): SO_PEERCRED of a connected Unix socket (verified pid, uid, gid of a watcher);
+//  - watchFd(fd, callback): readiness of an arbitrary descriptor through libuv's own poll, so that
+//    following /dev/kmsg or a vmclock device costs no thread-pool thread.
+// Everything here has a pure-JS fallback (src/native/addon.ts); SYSGENID_NO_ADDON=1 forces it.
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <node_api.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#define CHECK(call)                                                                                \
+  do {                                                                                             \
+    if ((call) != napi_ok) return NULL;                                                            \
+  } while (0)
+
+static napi_value throw_errno(napi_env env, const char *what, int err) {
+  char msg[256];
+  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
+  napi_value code, message, error;
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message);
+  const char *name = err == EACCES ? "EACCES" : err == ENOENT ? "ENOENT" : err == EPERM ? "EPERM"
+                   : err == EINVAL ? "EINVAL" : err == ENODEV ? "ENODEV" : "EIO";
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code);
+  napi_create_error(env, code, message, &error);
+  napi_throw(env, error);
+  return NULL;
+}
+
+static void unmap(napi_env env, void *data, void *hint) {
+  (void)env;
+  munmap(data, (size_t)(uintptr_t)hint);
+}
+
+// mapFile(path: string, length: number): ArrayBuffer (read-only: a JS write would fault)
+static napi_value map_file(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char path[4096];
+  size_t len = 0;
+  CHECK(napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len));
+  uint32_t length = 4096;
+  if (argc > 1) CHECK(napi_get_value_uint32(env, argv[1], &length));
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return throw_errno(env, "open", errno);
+  struct stat st;
+  if (fstat(fd, &st) < 0 || st.st_size < (off_t)length) {
+    int err = errno ? errno : EINVAL;
+    close(fd);
+    return throw_errno(env, "page shorter than the mapping", err);
+  }
+  void *p = mmap(NULL, length, PROT_READ, MAP_SHARED, fd, 0);
+  int err = errno;
+  close(fd);
+  if (p == MAP_FAILED) return throw_errno(env, "mmap", err);
+  napi_value buf;
+  if (napi_create_external_arraybuffer(env, p, length, unmap, (void *)(uintptr_t)length, &buf) != napi_ok) {
+    munmap(p, length);
+    return throw_errno(env, "external ArrayBuffer refused (V8 sandbox?)", ENOTSUP);
+  }
+  return buf;
+}
+
+// peerCred(fd: number): { pid, uid, gid }
+static napi_value peer_cred(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd;
+  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  struct ucred cred;
+  socklen_t sl = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &sl) < 0) return throw_errno(env, "SO_PEERCRED", errno);
+  napi_value obj, v;
+  CHECK(napi_create_object(env, &obj));
+  CHECK(napi_create_int32(env, cred.pid, &v));
+  CHECK(napi_set_named_property(env, obj, "pid", v));
+  CHECK(napi_create_uint32(env, cred.uid, &v));
+  CHECK(napi_set_named_property(env, obj, "uid", v));
+  CHECK(napi_create_uint32(env, cred.gid, &v));
+  CHECK(napi_set_named_property(env, obj, "gid", v));
+  return obj;
+}
+
+typedef struct {
+  uv_poll_t poll;
+  napi_env env;
+  napi_ref callback;
+  int closed;         /* uv_close requested */
+  int handle_gone;    /* libuv's close callback ran */
+  int object_gone;    /* the JS handle object was collected */
+} fd_watch;
+
+// The struct is shared by libuv and by the JS handle object: freed when both are done with it.
+static void on_closed(uv_handle_t *h) {
+  fd_watch *w = h->data;
+  w->handle_gone = 1;
+  if (w->object_gone) free(w);
+}
+
+static void on_ready(uv_poll_t *p, int status, int events) {
+  fd_watch *w = p->data;
+  napi_handle_scope scope;
+  napi_open_handle_scope(w->env, &scope);
+  napi_value cb, global, args[2];
+  napi_get_reference_value(w->env, w->callback, &cb);
+  napi_get_global(w->env, &global);
+  napi_create_int32(w->env, status, &args[0]);
+  napi_create_int32(w->env, events, &args[1]);
+  napi_value result;
+  if (napi_call_function(w->env, global, cb, 2, args, &result) == napi_pending_exception) {
+    napi_value ex;
+    napi_get_and_clear_last_exception(w->env, &ex);
+    napi_fatal_exception(w->env, ex);
+  }
+  napi_close_handle_scope(w->env, scope);
+}
+
+static void stop_watch(fd_watch *w) {
+  if (w->closed) return;
+  w->closed = 1;
+  uv_poll_stop(&w->poll);
+  napi_delete_reference(w->env, w->callback);
+  w->poll.data = w;
+  uv_close((uv_handle_t *)&w->poll, on_closed);
+}
+
+static void on_object_gone(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  fd_watch *w = data;
+  w->object_gone = 1;
+  if (!w->closed) stop_watch(w);
+  else if (w->handle_gone) free(w);
+}
+
+static napi_value watch_close(napi_env env, napi_callback_info info) {
+  fd_watch *w;
+  CHECK(napi_get_cb_info(env, info, NULL, NULL, NULL, (void **)&w));
+  stop_watch(w);
+  return NULL;
+}
+
+// watchFd(fd: number, events: number, callback(status, events)): { close() }. events: 1 readable,
+// 2 writable, 4 disconnect, 8 priority (libuv's UV_READABLE...). The handle keeps the loop alive.
+static napi_value watch_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd, events;
+  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  CHECK(napi_get_value_int32(env, argv[1], &events));
+  uv_loop_t *loop;
+  CHECK(napi_get_uv_event_loop(env, &loop));
+  fd_watch *w = calloc(1, sizeof *w);
+  if (!w) return throw_errno(env, "watchFd", ENOMEM);
+  w->env = env;
+  int rc = uv_poll_init(loop, &w->poll, fd);
+  if (rc < 0) {
+    free(w);
+    return throw_errno(env, "uv_poll_init", -rc);
+  }
+  w->poll.data = w;
+  napi_create_reference(env, argv[2], 1, &w->callback);
+  rc = uv_poll_start(&w->poll, events, on_ready);
+  if (rc < 0) {
+    w->object_gone = 1;
+    stop_watch(w);
+    return throw_errno(env, "uv_poll_start", -rc);
+  }
+  napi_value handle, close_fn;
+  CHECK(napi_create_object(env, &handle));
+  CHECK(napi_add_finalizer(env, handle, w, on_object_gone, NULL, NULL));
+  CHECK(napi_create_function(env, "close", NAPI_AUTO_LENGTH, watch_close, w, &close_fn));
+  CHECK(napi_set_named_property(env, handle, "close", close_fn));
+  return handle;
+}
+
+NAPI_MODULE_INIT() {
+  napi_property_descriptor props[] = {
+    {"mapFile", NULL, map_file, NULL, NULL, NULL, napi_default, NULL},
+    {"peerCred", NULL, peer_cred, NULL, NULL, NULL, napi_default, NULL},
+    {"watchFd", NULL, watch_fd, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}

@@ -1,0 +1,21 @@
+// `npm install` builds the optional native addon. Without a compiler or Node's headers it prints one
+// clear warning and the project runs on its pure-JS fallback: a failed addon never fails the install.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+
+if (process.env.SYSGENID_NO_ADDON === '1') {
+  console.log('sysgenid: SYSGENID_NO_ADDON=1, not building the native addon');
+  process.exit(0);
+}
+const nodeGyp = process.env.npm_config_node_gyp;
+const cmd = nodeGyp && fs.existsSync(nodeGyp) ? [process.execPath, [nodeGyp, 'rebuild']] : ['node-gyp', ['rebuild']];
+const r = spawnSync(cmd[0], cmd[1], { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
+if (r.status === 0) {
+  console.log('sysgenid: native addon built (build/Release/sysgenid.node)');
+} else {
+  const why = r.error ? r.error.message : (r.stderr || r.stdout || '').trim().split('\n').filter((l) => /error/i.test(l)).slice(0, 3).join('; ');
+  console.warn(`sysgenid: WARNING: the optional native addon could not be built (${why || `node-gyp exited with ${r.status}`}).\n` +
+    'sysgenid: it works without it (pure-JS fallback: the probe uses pread, no verified peer credentials).\n' +
+    'sysgenid: to build it, install a C toolchain (apt-get install build-essential python3) and run npm rebuild.');
+}
+process.exit(0);

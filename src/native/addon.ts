@@ -1,0 +1,55 @@
+// Loads the optional native addon (native/sysgenid.c). Every caller has a pure-JS fallback, used when
+// the addon is missing (no compiler at install) or when SYSGENID_NO_ADDON=1 forces it.
+
+import { createRequire } from 'node:module';
+
+export interface PeerCred {
+  readonly pid: number;
+  readonly uid: number;
+  readonly gid: number;
+}
+
+export interface FdWatch {
+  close(): void;
+}
+
+export interface Addon {
+  /** A read-only MAP_SHARED mapping. Never let user code write to it: a write faults the process. */
+  mapFile(path: string, length?: number): ArrayBuffer;
+  peerCred(fd: number): PeerCred;
+  /** libuv readiness of any descriptor; events: 1 readable, 2 writable, 4 disconnect, 8 priority. */
+  watchFd(fd: number, events: number, callback: (status: number, events: number) => void): FdWatch;
+}
+
+export const POLL_READABLE = 1;
+
+let loaded: Addon | undefined;
+let reason = 'not loaded yet';
+let tried = false;
+
+function load(): void {
+  tried = true;
+  if (process.env.SYSGENID_NO_ADDON === '1') {
+    reason = 'disabled by SYSGENID_NO_ADDON=1';
+    return;
+  }
+  try {
+    // dist/src/native/addon.js -> build/Release at the package root.
+    loaded = createRequire(import.meta.url)('../../../build/Release/sysgenid.node') as Addon;
+    reason = 'loaded';
+  } catch (err) {
+    reason = `not built (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); run npm rebuild with a C toolchain`;
+  }
+}
+
+/** The addon, or undefined when the pure-JS fallback is in use. */
+export function addon(): Addon | undefined {
+  if (!tried) load();
+  return loaded;
+}
+
+/** Why the addon is or is not in use, for logs and status. */
+export function addonState(): string {
+  if (!tried) load();
+  return reason;
+}

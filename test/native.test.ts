@@ -1,0 +1,64 @@
+// The optional addon and its fallback. npm test runs the whole suite twice, with the addon and with
+// SYSGENID_NO_ADDON=1; this file checks that each run really uses the path it claims to.
+
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { it } from 'node:test';
+import { forceUpdate, openProbe, status } from '../src/client/index.js';
+import { addon, addonState } from '../src/native/addon.js';
+import { ROOT, RawClient, startDaemon } from './helpers.js';
+
+const forced = process.env.SYSGENID_NO_ADDON === '1';
+const built = fs.existsSync(`${ROOT}/build/Release/sysgenid.node`);
+
+it('uses the addon when it is built and not disabled, and says why not otherwise', () => {
+  if (forced) {
+    assert.equal(addon(), undefined);
+    assert.equal(addonState(), 'disabled by SYSGENID_NO_ADDON=1');
+  } else if (built) {
+    assert.ok(addon());
+    assert.equal(addonState(), 'loaded');
+  } else {
+    assert.match(addonState(), /not built/);
+  }
+});
+
+it('the probe maps the page with the addon and reads it with pread without; both see every change', async (t) => {
+  const d = await startDaemon(t);
+  const probe = openProbe({ dir: d.dir });
+  t.after(() => probe.close());
+  assert.equal(probe.mapped, addon() !== undefined);
+  for (let i = 1; i <= 5; i++) {
+    const gen = await forceUpdate({ dir: d.dir });
+    assert.equal(probe.generation(), gen, 'a pwrite by the daemon is visible through the mapping at once');
+  }
+  const s = await status({ dir: d.dir });
+  assert.equal(s.native, addonState(), 'the daemon runs the same path as this test');
+});
+
+it('the daemon verifies a watcher\'s pid, uid and command with the addon, and marks claims without', async (t) => {
+  const d = await startDaemon(t);
+  const { c } = await RawClient.open(d.paths.watch);
+  t.after(() => c.close());
+  await c.request('PID 1');
+  const w = (await status({ dir: d.dir })).list?.[0];
+  if (addon()) {
+    assert.deepEqual([w?.pid, w?.pidVerified, w?.uid, w?.command], [process.pid, true, process.getuid?.(), 'node']);
+  } else {
+    assert.deepEqual([w?.pid, w?.pidVerified, w?.uid, w?.command], [1, false, null, null]);
+  }
+});
+
+it('a mapped probe cannot be written through: the view is not reachable from the API', async (t) => {
+  const d = await startDaemon(t);
+  const probe = openProbe({ dir: d.dir });
+  t.after(() => probe.close());
+  const visible = Object.values(probe).concat(Object.getOwnPropertyNames(Object.getPrototypeOf(probe)).map((k) => {
+    try {
+      return (probe as unknown as Record<string, unknown>)[k];
+    } catch {
+      return undefined;
+    }
+  }));
+  assert.ok(!visible.some((v) => ArrayBuffer.isView(v) || v instanceof ArrayBuffer), 'no typed array or buffer exposed');
+});
