@@ -2,6 +2,8 @@
 // (docs/CLI.md) so that shell scripts can tell a timeout from an interruption.
 
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { forceUpdate, readNext, status, waitForWatchers } from '../client/admin.js';
 import { connect } from '../client/watcher.js';
@@ -37,6 +39,7 @@ Commands:
   watch     stay connected; print or handle every new generation and acknowledge it
   bump      force a new generation (root or the daemon's control group)
   wait      wait until every tracked watcher has acknowledged the current generation
+  criu-action  a CRIU action script: bump the daemon inside a restored process tree
 
 Run "sysgenid <command> --help" for a command's options. Exit codes:
   0 success, 1 failure, 2 usage error, 3 no new generation (read --nonblock),
@@ -78,6 +81,19 @@ daemon's control group. Prints the new generation.
 
   --min N         the lowest generation to move to (default 0)
 ${COMMON}
+`,
+  'criu-action': `Usage: sysgenid criu-action [--dir DIR] [--strict]
+
+A CRIU action script: criu restore --action-script "sysgenid criu-action" (also for podman container
+restore and runc, see docs/backends/criu.md). On "post-resume" it forces a new generation on the
+sysgenid daemon that lives inside the restored tree: the one whose runtime directory is under
+/proc/$CRTOOLS_INIT_PID/root. Every other action is accepted and ignored. If the restored tree has no
+daemon it says so and exits 0 (a failing action script would abort the restore) unless --strict.
+
+  --dir DIR       the daemon's runtime directory inside the restored tree (default: SYSGENID_DIR from
+                  the restored init process's environment, else /run/sysgenid)
+  --strict        exit non-zero when no daemon could be bumped
+  -h, --help      show this help
 `,
   wait: `Usage: sysgenid wait [--timeout MS]
 
@@ -208,6 +224,7 @@ export async function main(argv: string[]): Promise<number> {
         untracked: { type: 'boolean' },
         min: { type: 'string' },
         timeout: { type: 'string' },
+        strict: { type: 'boolean' },
       },
     });
   } catch (err) {
@@ -220,6 +237,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const allowed: Record<string, string[]> = {
     status: ['json', 'brief'], read: ['nonblock'], watch: ['name', 'count', 'untracked'], bump: ['min'], wait: ['timeout'],
+    'criu-action': ['strict'],
   };
   for (const key of Object.keys(v)) {
     if (key !== 'dir' && !(allowed[command] ?? []).includes(key)) throw new UsageError(`${command} does not take --${key}`);
@@ -252,10 +270,46 @@ export async function main(argv: string[]): Promise<number> {
       }
       return EXIT.OK;
     }
+    case 'criu-action':
+      return criuAction(v.dir, v.strict === true, process.env);
     case 'watch':
       return watch(v.dir, v.name, u32Option('count', v.count, 0), v.untracked === true, parsed.positionals);
   }
   throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+}
+
+/** The restored tree's own view of SYSGENID_DIR, from its init process's environment. */
+function restoredDir(pid: string, env: NodeJS.ProcessEnv, explicit: string | undefined): string {
+  if (explicit) return explicit;
+  try {
+    const vars = fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+    const found = vars.find((v) => v.startsWith('SYSGENID_DIR='));
+    if (found) return found.slice('SYSGENID_DIR='.length);
+  } catch {
+    // fall through to the default
+  }
+  return '/run/sysgenid';
+}
+
+export async function criuAction(dir: string | undefined, strict: boolean, env: NodeJS.ProcessEnv): Promise<number> {
+  const action = env.CRTOOLS_SCRIPT_ACTION;
+  if (action === undefined) throw new UsageError('criu-action is meant to be run by criu (CRTOOLS_SCRIPT_ACTION is not set)');
+  // At post-restore the restored tasks are still stopped: their daemon could not answer. At post-resume it can.
+  if (action !== 'post-resume') return EXIT.OK;
+  const pid = env.CRTOOLS_INIT_PID;
+  if (!pid || !/^[0-9]+$/.test(pid)) throw new UsageError('post-resume without a valid CRTOOLS_INIT_PID');
+  const inside = restoredDir(pid, env, dir);
+  const full = path.join(`/proc/${pid}/root`, inside);
+  try {
+    const gen = await forceUpdate({ dir: full, connectTimeoutMs: 2000 });
+    process.stdout.write(`sysgenid: restored tree of pid ${pid}: generation ${gen} (${inside})\n`);
+    return EXIT.OK;
+  } catch (err) {
+    const e = err as SysgenidError;
+    process.stderr.write(`sysgenid: restored tree of pid ${pid}: no generation bump: ${e.code ?? ''} ${e.message}\n`);
+    if (strict) throw err;
+    return EXIT.OK;
+  }
 }
 
 export function exitCodeFor(err: unknown): number {
