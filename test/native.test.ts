@@ -62,3 +62,13 @@ it('a mapped probe cannot be written through: the view is not reachable from the
   }));
   assert.ok(!visible.some((v) => ArrayBuffer.isView(v) || v instanceof ArrayBuffer), 'no typed array or buffer exposed');
 });
+
+it('the probe benchmark runs and reports every figure (smoke test, no timing asserted)', async () => {
+  const { runNode } = await import('./helpers.js');
+  const r = await runNode(`${ROOT}/dist/bench/probe.js`, ['--json', '--quick']);
+  assert.equal(r.code, 0, r.stderr);
+  const report = JSON.parse(r.stdout) as { nsPerRead: Record<string, number | null> };
+  assert.ok((report.nsPerRead.heapTypedArray ?? 0) > 0);
+  assert.ok((report.nsPerRead.pread ?? 0) > 0);
+  assert.equal(report.nsPerRead.mappedPage === null, addon() === undefined);
+});
