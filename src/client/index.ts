@@ -6,3 +6,4 @@ export { SysgenidError, ERROR_CODES, type ErrorCode } from '../protocol/errors.j
 export { resolveRuntimeDir, runtimePaths, type RuntimePaths } from '../protocol/runtime-dir.js';
 export type { DaemonStatus, WatcherStatus, BackendStatus } from '../protocol/status.js';
 export { U32_MAX } from '../core/generation.js';
+export { SafeRandom, GenerationScoped, type SafeRandomOptions } from './snapshot-safe.js';
