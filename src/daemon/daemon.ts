@@ -20,6 +20,7 @@ import { Page } from './page.js';
 import { StartupError, ensureRuntimeDir } from './runtime-dir.js';
 import type { BackendName } from './backends.js';
 import { KmsgBackend, currentBootId } from './kmsg.js';
+import { VmclockBackend } from './vmclock.js';
 import { type Addon, addon, addonState } from '../native/addon.js';
 import { type PersistedState, StateStore } from './state-store.js';
 import { VERSION } from './version.js';
@@ -41,6 +42,8 @@ export interface DaemonOptions {
   readonly backends: readonly BackendName[];
   /** Where the kernel log is read (tests of the backend only). */
   readonly kmsgPath?: string;
+  /** The vmclock device (default /dev/vmclock0). */
+  readonly vmclockPath?: string;
 }
 
 
@@ -61,6 +64,7 @@ export class Daemon implements ConnectionHost {
   readonly #maxConnections: number;
   readonly #backends: Array<() => BackendStatus> = [];
   #kmsg: KmsgBackend | undefined;
+  #vmclock: VmclockBackend | undefined;
   readonly #native = addon();
   #nextId = 1;
   #lastBump: DaemonStatus['lastBump'] = null;
@@ -180,6 +184,28 @@ export class Daemon implements ConnectionHost {
       this.#backends.push(() => ({ name: 'kmsg', ...kmsg.status }));
       kmsg.start();
     }
+    if (this.#opts.backends.includes('vmclock')) {
+      const bootId = currentBootId();
+      const saved = this.#store.state;
+      const vmclock = new VmclockBackend({
+        ...(this.#opts.vmclockPath ? { path: this.#opts.vmclockPath } : {}),
+        log,
+        last: bootId !== undefined && saved.bootId === bootId && saved.vmclockGen !== undefined ? BigInt(saved.vmclockGen) : undefined,
+        onChange: (from, to) => {
+          try {
+            this.bump(0, `vmclock: vm_generation_counter ${from} -> ${to}`, { vmclockGen: String(to), ...(bootId ? { bootId } : {}) });
+          } catch (err) {
+            log.error(`vmclock: a restore was seen but the generation could not move: ${(err as Error).message}`);
+          }
+        },
+      });
+      this.#vmclock = vmclock;
+      this.#backends.push(() => ({ name: 'vmclock', ...vmclock.status }));
+      const counter = vmclock.start().live ? vmclock.counter : undefined;
+      if (counter !== undefined && this.#store.state.vmclockGen !== String(counter)) {
+        this.#store.save({ vmclockGen: String(counter), ...(bootId ? { bootId } : {}) });
+      }
+    }
     for (const b of this.#backends) {
       const s = b();
       if (s.live) log.info(`backend ${s.name}: live: ${s.detail}`);
@@ -232,6 +258,7 @@ export class Daemon implements ConnectionHost {
     if (this.#closed) return;
     this.#closed = true;
     this.#kmsg?.stop();
+    this.#vmclock?.stop();
     const closing = this.#servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
     for (const c of this.#conns.values()) c.destroy();
     await Promise.all(closing);

@@ -25,7 +25,8 @@ Options:
   --dev-link             link /dev/sysgenid to the page when that path is free (for AWS-LC)
   --dev-link-path PATH   link PATH instead of /dev/sysgenid (implies --dev-link)
   --backends LIST        restore detection besides forced updates: "auto" (every one this machine
-                         supports), "none", or a comma list of: kmsg (default: auto)
+                         supports), "none", or a comma list of: kmsg, vmclock (default: auto)
+  --vmclock-path PATH    the vmclock device (default: /dev/vmclock0)
   --max-connections N    connections accepted at once (default: from the descriptor limit)
   --max-backlog BYTES    unread output a client may leave before it is disconnected (default: 65536)
   --log-level LEVEL      error, warn, info or debug (default: info)
@@ -45,6 +46,7 @@ export interface ParsedOptions {
   readonly maxBacklog: number;
   readonly logLevel: Level;
   readonly backends: readonly BackendName[];
+  readonly vmclockPath: string | undefined;
 }
 
 export class UsageError extends Error {
@@ -97,6 +99,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
         'dev-link-path': { type: 'string' },
         'max-connections': { type: 'string' },
         backends: { type: 'string' },
+        'vmclock-path': { type: 'string' },
         'max-backlog': { type: 'string' },
         'log-level': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
@@ -142,6 +145,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
 
   return {
     backends,
+    vmclockPath: values['vmclock-path'] === undefined ? undefined : path.resolve(values['vmclock-path']),
     help: values.help === true,
     version: values.version === true,
     dir,

@@ -14,6 +14,8 @@ export interface PersistedState {
   readonly bootId?: string;
   /** Last /dev/kmsg sequence number the kernel backend has seen. */
   readonly kmsgSeq?: number;
+  /** Last vmclock vm_generation_counter seen (a u64, as a decimal string). */
+  readonly vmclockGen?: string;
 }
 
 export class StateStore {
@@ -41,6 +43,7 @@ export class StateStore {
         generation: parsed.generation as number,
         ...(typeof parsed.bootId === 'string' ? { bootId: parsed.bootId } : {}),
         ...(Number.isSafeInteger(parsed.kmsgSeq) ? { kmsgSeq: parsed.kmsgSeq as number } : {}),
+        ...(typeof parsed.vmclockGen === 'string' && /^[0-9]{1,20}$/.test(parsed.vmclockGen) ? { vmclockGen: parsed.vmclockGen } : {}),
       };
       store.#state = loaded;
       return { store, loaded };
