@@ -20,6 +20,7 @@ import { Page } from './page.js';
 import { StartupError, ensureRuntimeDir } from './runtime-dir.js';
 import type { BackendName } from './backends.js';
 import { KmsgBackend, currentBootId } from './kmsg.js';
+import { TimeJumpBackend } from './timejump.js';
 import { VmclockBackend } from './vmclock.js';
 import { type Addon, addon, addonState } from '../native/addon.js';
 import { type PersistedState, StateStore } from './state-store.js';
@@ -65,6 +66,7 @@ export class Daemon implements ConnectionHost {
   readonly #backends: Array<() => BackendStatus> = [];
   #kmsg: KmsgBackend | undefined;
   #vmclock: VmclockBackend | undefined;
+  #timejump: TimeJumpBackend | undefined;
   readonly #native = addon();
   #nextId = 1;
   #lastBump: DaemonStatus['lastBump'] = null;
@@ -206,6 +208,18 @@ export class Daemon implements ConnectionHost {
         this.#store.save({ vmclockGen: String(counter), ...(bootId ? { bootId } : {}) });
       }
     }
+    if (this.#opts.backends.includes('timejump')) {
+      const timejump = new TimeJumpBackend((why) => {
+        try {
+          this.bump(0, `timejump: ${why}`);
+        } catch (err) {
+          log.error(`timejump: ${why}, but the generation could not move: ${(err as Error).message}`);
+        }
+      });
+      this.#timejump = timejump;
+      const status = { name: 'timejump', ...timejump.start() };
+      this.#backends.push(() => status);
+    }
     for (const b of this.#backends) {
       const s = b();
       if (s.live) log.info(`backend ${s.name}: live: ${s.detail}`);
@@ -259,6 +273,7 @@ export class Daemon implements ConnectionHost {
     this.#closed = true;
     this.#kmsg?.stop();
     this.#vmclock?.stop();
+    this.#timejump?.stop();
     const closing = this.#servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
     for (const c of this.#conns.values()) c.destroy();
     await Promise.all(closing);

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { resolveRuntimeDir } from '../protocol/runtime-dir.js';
-import { BACKEND_NAMES, type BackendName } from './backends.js';
+import { AUTO_BACKENDS, BACKEND_NAMES, type BackendName } from './backends.js';
 import { type Level, isLevel } from './log.js';
 
 export const USAGE = `Usage: sysgenidd [options]
@@ -25,7 +25,8 @@ Options:
   --dev-link             link /dev/sysgenid to the page when that path is free (for AWS-LC)
   --dev-link-path PATH   link PATH instead of /dev/sysgenid (implies --dev-link)
   --backends LIST        restore detection besides forced updates: "auto" (every one this machine
-                         supports), "none", or a comma list of: kmsg, vmclock (default: auto)
+                         supports), "none", or a comma list of: kmsg, vmclock, timejump
+                         (the last is an opt-in heuristic; default: auto = kmsg,vmclock)
   --vmclock-path PATH    the vmclock device (default: /dev/vmclock0)
   --max-connections N    connections accepted at once (default: from the descriptor limit)
   --max-backlog BYTES    unread output a client may leave before it is disconnected (default: 65536)
@@ -130,7 +131,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
 
   const backendSpec = values.backends ?? 'auto';
   let backends: BackendName[];
-  if (backendSpec === 'auto') backends = [...BACKEND_NAMES];
+  if (backendSpec === 'auto') backends = [...AUTO_BACKENDS];
   else if (backendSpec === 'none' || backendSpec === 'forced') backends = [];
   else {
     backends = [];
