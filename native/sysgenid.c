@@ -3,7 +3,8 @@
 //    per read instead of a pread);
 //  - peerCred(fd): SO_PEERCRED of a connected Unix socket (verified pid, uid, gid of a watcher);
 //  - watchFd(fd, callback): readiness of an arbitrary descriptor through libuv's own poll, so that
-//    following /dev/kmsg or a vmclock device costs no thread-pool thread.
+//    following /dev/kmsg or a vmclock device costs no thread-pool thread;
+//  - ueventOpen() / ueventRecv(fd): the kernel's uevent netlink broadcast, with the sender's port.
 // Everything here has a pure-JS fallback (src/native/addon.ts); SYSGENID_NO_ADDON=1 forces it.
 
 #define _GNU_SOURCE
@@ -16,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <linux/netlink.h>
 #include <uv.h>
 
 #define CHECK(call)                                                                                \
@@ -186,11 +188,68 @@ static napi_value watch_fd(napi_env env, napi_callback_info info) {
   return handle;
 }
 
+// ueventOpen(): fd of a non-blocking NETLINK_KOBJECT_UEVENT socket bound to the kernel's group.
+static napi_value uevent_open(napi_env env, napi_callback_info info) {
+  (void)info;
+  int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_KOBJECT_UEVENT);
+  if (fd < 0) return throw_errno(env, "netlink socket", errno);
+  struct sockaddr_nl addr = {.nl_family = AF_NETLINK, .nl_pid = 0, .nl_groups = 1};
+  if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, "netlink bind", err);
+  }
+  int size = 1 << 20;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+  napi_value v;
+  CHECK(napi_create_int32(env, fd, &v));
+  return v;
+}
+
+// ueventRecv(fd): { pid, fields: string[] } for one message, or null when none is queued. `pid` is
+// the sender's netlink port: 0 only for the kernel.
+static napi_value uevent_recv(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd;
+  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  char buf[8192];
+  struct sockaddr_nl from;
+  socklen_t fl = sizeof from;
+  ssize_t n = recvfrom(fd, buf, sizeof buf - 1, 0, (struct sockaddr *)&from, &fl);
+  napi_value result;
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
+      CHECK(napi_get_null(env, &result));
+      return result;
+    }
+    return throw_errno(env, "netlink recv", errno);
+  }
+  buf[n] = 0;
+  napi_value fields, v;
+  CHECK(napi_create_array(env, &fields));
+  uint32_t count = 0;
+  for (ssize_t i = 0; i < n;) {
+    size_t len = strnlen(buf + i, (size_t)(n - i));
+    CHECK(napi_create_string_utf8(env, buf + i, len, &v));
+    CHECK(napi_set_element(env, fields, count++, v));
+    i += (ssize_t)len + 1;
+  }
+  CHECK(napi_create_object(env, &result));
+  CHECK(napi_create_uint32(env, from.nl_pid, &v));
+  CHECK(napi_set_named_property(env, result, "pid", v));
+  CHECK(napi_set_named_property(env, result, "fields", fields));
+  return result;
+}
+
 NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
     {"mapFile", NULL, map_file, NULL, NULL, NULL, napi_default, NULL},
     {"peerCred", NULL, peer_cred, NULL, NULL, NULL, napi_default, NULL},
     {"watchFd", NULL, watch_fd, NULL, NULL, NULL, napi_default, NULL},
+    {"ueventOpen", NULL, uevent_open, NULL, NULL, NULL, napi_default, NULL},
+    {"ueventRecv", NULL, uevent_recv, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -21,6 +21,7 @@ import { StartupError, ensureRuntimeDir } from './runtime-dir.js';
 import type { BackendName } from './backends.js';
 import { KmsgBackend, currentBootId } from './kmsg.js';
 import { TimeJumpBackend } from './timejump.js';
+import { UeventBackend } from './uevent.js';
 import { VmclockBackend } from './vmclock.js';
 import { type Addon, addon, addonState } from '../native/addon.js';
 import { type PersistedState, StateStore } from './state-store.js';
@@ -45,6 +46,8 @@ export interface DaemonOptions {
   readonly kmsgPath?: string;
   /** The vmclock device (default /dev/vmclock0). */
   readonly vmclockPath?: string;
+  /** Let the uevent backend accept synthetic events written to sysfs (tests, drills). */
+  readonly ueventSynthetic?: boolean;
 }
 
 
@@ -67,6 +70,7 @@ export class Daemon implements ConnectionHost {
   #kmsg: KmsgBackend | undefined;
   #vmclock: VmclockBackend | undefined;
   #timejump: TimeJumpBackend | undefined;
+  #uevent: UeventBackend | undefined;
   readonly #native = addon();
   #nextId = 1;
   #lastBump: DaemonStatus['lastBump'] = null;
@@ -208,6 +212,22 @@ export class Daemon implements ConnectionHost {
         this.#store.save({ vmclockGen: String(counter), ...(bootId ? { bootId } : {}) });
       }
     }
+    if (this.#opts.backends.includes('uevent')) {
+      const uevent = new UeventBackend({
+        log,
+        acceptSynthetic: this.#opts.ueventSynthetic === true,
+        onChange: (e) => {
+          try {
+            this.bump(0, `uevent: ${e.header}`);
+          } catch (err) {
+            log.error(`uevent: a VM generation change was announced but the generation could not move: ${(err as Error).message}`);
+          }
+        },
+      });
+      this.#uevent = uevent;
+      this.#backends.push(() => ({ name: 'uevent', ...uevent.status }));
+      uevent.start();
+    }
     if (this.#opts.backends.includes('timejump')) {
       const timejump = new TimeJumpBackend((why) => {
         try {
@@ -274,6 +294,7 @@ export class Daemon implements ConnectionHost {
     this.#kmsg?.stop();
     this.#vmclock?.stop();
     this.#timejump?.stop();
+    this.#uevent?.stop();
     const closing = this.#servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
     for (const c of this.#conns.values()) c.destroy();
     await Promise.all(closing);

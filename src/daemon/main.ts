@@ -58,6 +58,7 @@ async function main(): Promise<number> {
       maxConnections: opts.maxConnections,
       maxBacklog: opts.maxBacklog,
       backends: opts.backends,
+      ueventSynthetic: opts.ueventSynthetic,
       ...(opts.vmclockPath ? { vmclockPath: opts.vmclockPath } : {}),
     });
   } catch (err) {

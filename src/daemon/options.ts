@@ -25,8 +25,9 @@ Options:
   --dev-link             link /dev/sysgenid to the page when that path is free (for AWS-LC)
   --dev-link-path PATH   link PATH instead of /dev/sysgenid (implies --dev-link)
   --backends LIST        restore detection besides forced updates: "auto" (every one this machine
-                         supports), "none", or a comma list of: kmsg, vmclock, timejump
-                         (the last is an opt-in heuristic; default: auto = kmsg,vmclock)
+                         supports), "none", or a comma list of: kmsg, vmclock, uevent, timejump
+                         (uevent and the timejump heuristic are opt-in; auto = kmsg,vmclock)
+  --uevent-synthetic     let the uevent backend accept synthetic SYNTH_ARG_NEWVMGENID=1 events
   --vmclock-path PATH    the vmclock device (default: /dev/vmclock0)
   --max-connections N    connections accepted at once (default: from the descriptor limit)
   --max-backlog BYTES    unread output a client may leave before it is disconnected (default: 65536)
@@ -48,6 +49,7 @@ export interface ParsedOptions {
   readonly logLevel: Level;
   readonly backends: readonly BackendName[];
   readonly vmclockPath: string | undefined;
+  readonly ueventSynthetic: boolean;
 }
 
 export class UsageError extends Error {
@@ -101,6 +103,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
         'max-connections': { type: 'string' },
         backends: { type: 'string' },
         'vmclock-path': { type: 'string' },
+        'uevent-synthetic': { type: 'boolean', default: false },
         'max-backlog': { type: 'string' },
         'log-level': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
@@ -146,6 +149,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
 
   return {
     backends,
+    ueventSynthetic: values['uevent-synthetic'] === true,
     vmclockPath: values['vmclock-path'] === undefined ? undefined : path.resolve(values['vmclock-path']),
     help: values.help === true,
     version: values.version === true,

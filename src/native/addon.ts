@@ -19,6 +19,10 @@ export interface Addon {
   peerCred(fd: number): PeerCred;
   /** libuv readiness of any descriptor; events: 1 readable, 2 writable, 4 disconnect, 8 priority. */
   watchFd(fd: number, events: number, callback: (status: number, events: number) => void): FdWatch;
+  /** A non-blocking NETLINK_KOBJECT_UEVENT socket on the kernel's group; close it with fs.closeSync. */
+  ueventOpen(): number;
+  /** One queued uevent: the sender's netlink port (0 = the kernel) and its NUL-separated fields. */
+  ueventRecv(fd: number): { pid: number; fields: string[] } | null;
 }
 
 export const POLL_READABLE = 1;
