@@ -264,7 +264,10 @@ export async function main(argv: string[]): Promise<number> {
           const s = await status({ ...base, list: true }).catch(() => undefined);
           const late = s?.list?.filter((w) => w.tracked && w.outdated) ?? [];
           process.stderr.write(`sysgenid wait: ${late.length || 'some'} watcher(s) still outdated after ${timeoutMs} ms\n`);
-          for (const w of late) process.stderr.write(`  ${w.id} ${w.name ?? '-'} pid ${w.pid ?? '-'} acked ${w.acked}\n`);
+          for (const w of late) {
+            const who = w.pid === null ? 'pid unknown' : `pid ${w.pid}${w.pidVerified ? '' : ' (declared)'}${w.command ? ` ${w.command}` : ''}${w.uid === null ? '' : ` uid ${w.uid}`}`;
+            process.stderr.write(`  watcher ${w.id} ${w.name ?? '-'}: ${who}, acknowledged ${w.acked}, outdated for ${formatMs(w.outdatedMs ?? 0)}\n`);
+          }
         }
         throw err;
       }

@@ -18,7 +18,7 @@ import { acquirePidLock, removeStaleSocket, type PidLock } from './lock.js';
 import type { Logger } from './log.js';
 import { Page } from './page.js';
 import { StartupError, ensureRuntimeDir } from './runtime-dir.js';
-import type { BackendName } from './backends.js';
+import { AUTO_BACKENDS, BACKEND_NAMES, type BackendName } from './backends.js';
 import { KmsgBackend, currentBootId } from './kmsg.js';
 import { TimeJumpBackend } from './timejump.js';
 import { UeventBackend } from './uevent.js';
@@ -239,6 +239,12 @@ export class Daemon implements ConnectionHost {
       this.#timejump = timejump;
       const status = { name: 'timejump', ...timejump.start() };
       this.#backends.push(() => status);
+    }
+    for (const name of BACKEND_NAMES) {
+      if (this.#opts.backends.includes(name)) continue;
+      const why = AUTO_BACKENDS.includes(name) ? 'not enabled (--backends)' : `opt-in: not enabled (--backends ...,${name})`;
+      const off: BackendStatus = { name, live: false, detail: why };
+      this.#backends.push(() => off);
     }
     for (const b of this.#backends) {
       const s = b();
