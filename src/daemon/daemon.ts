@@ -249,7 +249,9 @@ export class Daemon implements ConnectionHost {
     for (const b of this.#backends) {
       const s = b();
       if (s.live) log.info(`backend ${s.name}: live: ${s.detail}`);
-      else log.warn(`backend ${s.name}: off: ${s.detail}`);
+      // Asked for and not working deserves a warning; left off on purpose is just information.
+      else if ((this.#opts.backends as readonly string[]).includes(s.name)) log.warn(`backend ${s.name}: off: ${s.detail}`);
+      else log.info(`backend ${s.name}: off: ${s.detail}`);
     }
   }
 
