@@ -168,74 +168,60 @@ export class Daemon implements ConnectionHost {
     return next;
   }
 
+  /** A backend saw a restore: bump, and keep its bookkeeping in the same state record. Never throws. */
+  #backendBump(source: string, record: Partial<PersistedState> = {}): void {
+    try {
+      this.bump(0, source, record);
+    } catch (err) {
+      this.#log.error(`${source}: a restore was seen but the generation could not move: ${(err as Error).message}`);
+    }
+  }
+
   #startBackends(): void {
     const log = this.#log;
+    // Kernel sequence numbers and device counters only mean something within the boot that wrote them.
+    const bootId = currentBootId();
+    const boot = bootId ? { bootId } : {};
+    const saved = this.#store.state;
+    const sameBoot = bootId !== undefined && saved.bootId === bootId;
     if (this.#opts.backends.includes('kmsg')) {
-      const bootId = currentBootId();
-      const saved = this.#store.state;
       const kmsg = new KmsgBackend({
         ...(this.#opts.kmsgPath ? { path: this.#opts.kmsgPath } : {}),
         log,
-        lastSeq: bootId !== undefined && saved.bootId === bootId ? saved.kmsgSeq : undefined,
-        onFork: (r) => {
-          try {
-            this.bump(0, `kmsg: VM fork (seq ${r.seq})`, { kmsgSeq: r.seq, ...(bootId ? { bootId } : {}) });
-          } catch (err) {
-            log.error(`kmsg: a VM fork was seen but the generation could not move: ${(err as Error).message}`);
-          }
-        },
-        saveSeq: (seq) => this.#store.save({ kmsgSeq: seq, ...(bootId ? { bootId } : {}) }),
+        lastSeq: sameBoot ? saved.kmsgSeq : undefined,
+        onFork: (r) => this.#backendBump(`kmsg: VM fork (seq ${r.seq})`, { kmsgSeq: r.seq, ...boot }),
+        saveSeq: (seq) => this.#store.save({ kmsgSeq: seq, ...boot }),
       });
       this.#kmsg = kmsg;
       this.#backends.push(() => ({ name: 'kmsg', ...kmsg.status }));
       kmsg.start();
     }
     if (this.#opts.backends.includes('vmclock')) {
-      const bootId = currentBootId();
-      const saved = this.#store.state;
       const vmclock = new VmclockBackend({
         ...(this.#opts.vmclockPath ? { path: this.#opts.vmclockPath } : {}),
         log,
-        last: bootId !== undefined && saved.bootId === bootId && saved.vmclockGen !== undefined ? BigInt(saved.vmclockGen) : undefined,
-        onChange: (from, to) => {
-          try {
-            this.bump(0, `vmclock: vm_generation_counter ${from} -> ${to}`, { vmclockGen: String(to), ...(bootId ? { bootId } : {}) });
-          } catch (err) {
-            log.error(`vmclock: a restore was seen but the generation could not move: ${(err as Error).message}`);
-          }
-        },
+        last: sameBoot && saved.vmclockGen !== undefined ? BigInt(saved.vmclockGen) : undefined,
+        onChange: (from, to) => this.#backendBump(`vmclock: vm_generation_counter ${from} -> ${to}`, { vmclockGen: String(to), ...boot }),
       });
       this.#vmclock = vmclock;
       this.#backends.push(() => ({ name: 'vmclock', ...vmclock.status }));
       const counter = vmclock.start().live ? vmclock.counter : undefined;
       if (counter !== undefined && this.#store.state.vmclockGen !== String(counter)) {
-        this.#store.save({ vmclockGen: String(counter), ...(bootId ? { bootId } : {}) });
+        this.#store.save({ vmclockGen: String(counter), ...boot });
       }
     }
     if (this.#opts.backends.includes('uevent')) {
       const uevent = new UeventBackend({
         log,
         acceptSynthetic: this.#opts.ueventSynthetic === true,
-        onChange: (e) => {
-          try {
-            this.bump(0, `uevent: ${e.header}`);
-          } catch (err) {
-            log.error(`uevent: a VM generation change was announced but the generation could not move: ${(err as Error).message}`);
-          }
-        },
+        onChange: (e) => this.#backendBump(`uevent: ${e.header}`),
       });
       this.#uevent = uevent;
       this.#backends.push(() => ({ name: 'uevent', ...uevent.status }));
       uevent.start();
     }
     if (this.#opts.backends.includes('timejump')) {
-      const timejump = new TimeJumpBackend((why) => {
-        try {
-          this.bump(0, `timejump: ${why}`);
-        } catch (err) {
-          log.error(`timejump: ${why}, but the generation could not move: ${(err as Error).message}`);
-        }
-      });
+      const timejump = new TimeJumpBackend((why) => this.#backendBump(`timejump: ${why}`));
       this.#timejump = timejump;
       const status = { name: 'timejump', ...timejump.start() };
       this.#backends.push(() => status);
