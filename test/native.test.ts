@@ -72,3 +72,12 @@ it('the probe benchmark runs and reports every figure (smoke test, no timing ass
   assert.ok((report.nsPerRead.pread ?? 0) > 0);
   assert.equal(report.nsPerRead.mappedPage === null, addon() === undefined);
 });
+
+it('a failed addon build prints one clear warning and never fails the install', async () => {
+  const { runNode } = await import('./helpers.js');
+  const r = await runNode(`${ROOT}/scripts/build-addon.js`, [], { npm_config_node_gyp: '/nonexistent/node-gyp.js', PATH: '/nonexistent' });
+  assert.equal(r.code, 0);
+  assert.match(r.stderr, /WARNING: the optional native addon could not be built/);
+  assert.match(r.stderr, /pure-JS fallback/);
+  assert.ok(fs.existsSync(`${ROOT}/build/Release/sysgenid.node`) === built, 'an existing build is left alone');
+});
