@@ -259,6 +259,7 @@ export class Daemon implements ConnectionHost {
       backends: this.#backends.map((b) => b()),
       hooks: { dir: this.#hooks.dir ?? null, running: this.#hooks.running },
       native: addonState(),
+      memory: { rss: process.memoryUsage.rss(), heapUsed: process.memoryUsage().heapUsed },
     };
     if (!withList) return base;
     const list: WatcherStatus[] = [];

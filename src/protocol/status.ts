@@ -41,5 +41,7 @@ export interface DaemonStatus {
   readonly hooks: { readonly dir: string | null; readonly running: number };
   /** Whether the native addon is in use, and why not. */
   readonly native: string;
+  /** The daemon's memory in bytes: resident set and JS heap in use. */
+  readonly memory: { readonly rss: number; readonly heapUsed: number };
   readonly list?: readonly WatcherStatus[];
 }

@@ -1,0 +1,302 @@
+// Reliability under hostile input, faults and churn, and the security boundary as an unprivileged user.
+// Sizes are reduced for CI; `npm run stress` runs them at full size (SYSGENID_STRESS=1).
+
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { connect } from '../src/client/index.js';
+import { ERROR_CODES } from '../src/protocol/errors.js';
+import { decodeU32 } from '../src/protocol/page-format.js';
+import { RawClient, bump, eventually, sleep, startDaemon, statusOf, tmpDir } from './helpers.js';
+
+const FULL = process.env.SYSGENID_STRESS === '1';
+const isRoot = process.getuid?.() === 0;
+
+function randomLine(rng: () => number): Buffer {
+  const kind = Math.floor(rng() * 6);
+  const verbs = ['ACK', 'READ', 'WAIT', 'TRACK', 'BUMP', 'NAME', 'PID', 'STATUS', 'RESUME', 'FROB', 'ack', ''];
+  const verb = verbs[Math.floor(rng() * verbs.length)] as string;
+  switch (kind) {
+    case 0: // random bytes, newline-terminated
+      return Buffer.concat([crypto.randomBytes(1 + Math.floor(rng() * 40)), Buffer.from('\n')]);
+    case 1: // valid-looking verb, random argument
+      return Buffer.from(`${verb} ${['-1', '4294967296', 'x', '1 2', '0x1', '', '99999999999', 'ON', 'NONBLOCK'][Math.floor(rng() * 9)]}\n`);
+    case 2: // oversized
+      return Buffer.from(`${verb} ${'7'.repeat(600 + Math.floor(rng() * 2000))}\n`);
+    case 3: // control characters inside a line
+      return Buffer.from(`${verb}\t${Math.floor(rng() * 10)}\u0000\n`);
+    case 4: // valid but harmless for accounting: a wrong ACK or a non-blocking read
+      return Buffer.from(rng() < 0.5 ? 'ACK 4294967295\n' : 'READ NONBLOCK\n');
+    default: // truncated frame: no newline yet; the next line completes it
+      return Buffer.from(verb);
+  }
+}
+
+function seeded(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) / 0x1_0000_0000;
+  };
+}
+
+describe('reliability', () => {
+  it('protocol fuzzing: every malformed line gets a documented error, other clients are never stalled', async (t) => {
+    const d = await startDaemon(t, { args: ['--log-level', 'warn'] });
+    const seed = Number(process.env.SYSGENID_FUZZ_SEED ?? Date.now() % 1_000_000);
+    t.diagnostic(`fuzz seed ${seed} (rerun with SYSGENID_FUZZ_SEED=${seed})`);
+    const rng = seeded(seed);
+    const fuzzers = await Promise.all([0, 1, 2, 3].map(() => RawClient.open(d.paths.watch)));
+    const good = (await RawClient.open(d.paths.watch)).c;
+    t.after(() => [...fuzzers.map((f) => f.c), good].forEach((c) => c.close()));
+    const inputs = FULL ? 100_000 : 8_000;
+    let sent = 0;
+    let cycles = 0;
+    while (sent < inputs) {
+      for (const { c } of fuzzers) {
+        if (c.closed) continue;
+        for (let k = 0; k < 50; k++, sent++) c.send(randomLine(rng));
+      }
+      // The well-behaved client keeps doing full cycles meanwhile, and is never held up.
+      const gen = await bump(d.dir);
+      assert.equal(await good.next(2000), `GEN ${gen}`);
+      assert.equal(await good.request(`ACK ${gen}`, 2000), `OK ${gen}`);
+      cycles++;
+    }
+    for (const { c } of fuzzers) c.send('\nPING\n');
+    await sleep(200);
+    const documented = new Set(Object.keys(ERROR_CODES));
+    let errors = 0;
+    for (const { c } of fuzzers) {
+      for (const line of c.lines) {
+        if (line.startsWith('ERR ')) {
+          errors++;
+          assert.ok(documented.has(line.split(' ')[1] as string), `undocumented error: ${line.slice(0, 60)}`);
+        } else {
+          assert.match(line, /^(OK|GEN \d+|HELLO )/, `unexpected line ${line.slice(0, 60)}`);
+        }
+      }
+    }
+    assert.ok(errors > inputs / 4, `${errors} error replies for ${inputs} inputs`);
+    // Accounting stays exact: fuzzers never acknowledged, so each is outdated; the good one is not.
+    const s = await statusOf(d.dir);
+    const live = fuzzers.filter(({ c }) => !c.closed).length;
+    assert.equal(s.watchers, live + 1);
+    const trackedFuzzers = (s.list ?? []).filter((w) => w.tracked && w.outdated).length;
+    assert.equal(s.outdated, trackedFuzzers);
+    t.diagnostic(`fuzz: ${sent} inputs from 4 clients, ${errors} error replies, ${cycles} full cycles of a good client, daemon alive`);
+  });
+
+  it('kill -9 at random points of a cycle: the counter never goes back, clients reconnect and see every change', async (t) => {
+    const dir = path.join(tmpDir(t), 'run');
+    let d = await startDaemon(t, { dir, args: ['--log-level', 'warn'] });
+    const watchers = await Promise.all([0, 1, 2].map((i) => connect({ dir, name: `survivor-${i}` })));
+    t.after(() => watchers.forEach((w) => w.close()));
+    const rounds = FULL ? 60 : 10;
+    let confirmed = 0;
+    for (let i = 0; i < rounds; i++) {
+      const ctl = (await RawClient.open(path.join(dir, 'control.sock'))).c;
+      ctl.send('BUMP\n'.repeat(1 + (i % 5)));
+      await sleep(Math.random() * 4);
+      // Every BUMP answered before the kill is a promise the restarted daemon must keep.
+      const answered = ctl.lines.filter((l) => /^OK \d+$/.test(l)).map((l) => Number(l.slice(3)));
+      d.child.kill('SIGKILL');
+      await d.exited;
+      ctl.close();
+      confirmed = Math.max(confirmed, ...answered);
+      d = await startDaemon(t, { dir, args: ['--log-level', 'warn'] });
+      const s = await statusOf(dir);
+      assert.ok(s.generation >= confirmed, `restart ${i}: generation ${s.generation} < confirmed ${confirmed}`);
+      assert.equal(decodeU32(fs.readFileSync(path.join(dir, 'generation'))), s.generation);
+    }
+    const final = (await statusOf(dir)).generation;
+    await eventually(() => watchers.every((w) => w.connected && w.generation === final), 10_000, 'every watcher reconnected and current');
+    for (const w of watchers) await w.ack(final);
+    await eventually(async () => (await statusOf(dir)).outdated === 0, 5000, 'all acknowledged after the storm');
+    t.diagnostic(`faults: ${rounds} kill -9 during bumps, final generation ${final}, highest confirmed ${confirmed}`);
+  });
+
+  it('churn: watchers connect and disconnect while bumps run; nothing leaks, nothing is lost', async (t) => {
+    const d = await startDaemon(t, { args: ['--log-level', 'warn'] });
+    const perProc = FULL ? 2500 : 400;
+    const procs = 4;
+    const seconds = FULL ? 20 : 3;
+    const rssBefore = rss(d.child.pid as number);
+    const heapBefore = (await statusOf(d.dir)).memory as { heapUsed: number };
+    const script = `
+      const net = require('node:net');
+      const sock = process.env.SYSGENID_DIR + '/watch.sock';
+      const n = Number(process.argv[1]), until = Date.now() + Number(process.argv[2]) * 1000;
+      let open = 0, peak = 0, notified = 0, cycles = 0, errors = 0;
+      const one = () => {
+        if (Date.now() > until) { if (open === 0) finish(); return; }
+        const s = net.createConnection(sock); let buf = ''; open++; peak = Math.max(peak, open);
+        const life = Number(process.argv[3]) * (0.5 + Math.random());
+        let failed = false;
+        s.on('connect', () => { cycles++; });
+        s.on('data', (d) => { buf += d; const m = buf.match(/GEN (\\d+)\\n/); if (m) { notified++; buf = ''; s.write('ACK ' + m[1] + '\\n'); } });
+        // A refused connect (EAGAIN: accept queue full) backs off instead of spinning.
+        s.on('error', () => { failed = true; errors++; });
+        s.on('close', () => { open--; setTimeout(one, failed ? 20 + Math.random() * 80 : 0); });
+        setTimeout(() => s.destroy(), life);
+      };
+      let done = false;
+      const finish = () => { if (done) return; done = true; console.log(JSON.stringify({ peak, notified, cycles, errors })); };
+      for (let i = 0; i < n; i++) one();
+      setInterval(() => { if (Date.now() > until + 2000) finish(); }, 200);`;
+    const children = Array.from({ length: procs }, () => spawn(process.execPath, ['-e', script, String(perProc), String(seconds), String(FULL ? 2000 : 300)], { env: { ...process.env, SYSGENID_DIR: d.dir }, stdio: ['ignore', 'pipe', 'inherit'] }));
+    t.after(() => children.forEach((c) => c.kill('SIGKILL')));
+    const results = children.map((c) => new Promise<{ peak: number; notified: number; cycles: number; errors: number }>((resolve) => {
+      let out = '';
+      c.stdout.setEncoding('utf8').on('data', (s: string) => {
+        out += s;
+        if (out.includes('\n')) resolve(JSON.parse(out));
+      });
+    }));
+    let bumps = 0;
+    let peakWatchers = 0;
+    const until = Date.now() + seconds * 1000;
+    while (Date.now() < until) {
+      await bump(d.dir);
+      bumps++;
+      if (bumps % 20 === 0) peakWatchers = Math.max(peakWatchers, (await statusOf(d.dir)).watchers);
+      await sleep(3);
+    }
+    const r = await Promise.all(results);
+    const refused = r.reduce((a, x) => a + x.errors, 0);
+    children.forEach((c) => c.kill('SIGKILL'));
+    await eventually(async () => (await statusOf(d.dir)).watchers === 0, 10_000, 'no watcher leaked');
+    // Connections of earlier bump and status calls may still be closing on the daemon's side.
+    const s = await eventually(async () => {
+      const st = await statusOf(d.dir);
+      return st.connections === 1 ? st : undefined;
+    }, 5000, 'only the status connection itself') as Awaited<ReturnType<typeof statusOf>>;
+    assert.equal(s.outdated, 0, 'outdated count exact at the end');
+    assert.equal(s.generation, bumps, 'every bump counted once');
+    const notified = r.reduce((a, x) => a + x.notified, 0);
+    const cycles = r.reduce((a, x) => a + x.cycles, 0);
+    if (typeof global.gc === 'function') global.gc();
+    await sleep(500);
+    const rssAfter = rss(d.child.pid as number);
+    const heapAfter = (await statusOf(d.dir)).memory as { heapUsed: number };
+    t.diagnostic(`churn: ${procs}x${perProc} concurrent watchers for ${seconds} s, ${cycles} connections made (${refused} connects refused and retried), peak ${peakWatchers} watchers seen by status, ${bumps} bumps, ${notified} notifications received, RSS ${rssBefore} -> ${rssAfter} KiB, JS heap used ${Math.round(heapBefore.heapUsed / 1024)} -> ${Math.round(heapAfter.heapUsed / 1024)} KiB`);
+    assert.ok(cycles > procs * perProc, 'watchers really churned');
+    assert.ok(rssAfter < rssBefore + 64 * 1024, `RSS grew by ${rssAfter - rssBefore} KiB`);
+  });
+
+  it('replaced page: the daemon notices at the next bump, recreates it and logs why', async (t) => {
+    const d = await startDaemon(t);
+    fs.rmSync(d.paths.page);
+    fs.writeFileSync(d.paths.page, Buffer.alloc(4096, 0xff));
+    await bump(d.dir);
+    await d.waitForLog(/was replaced by someone else; recreated it/);
+    assert.equal(decodeU32(fs.readFileSync(d.paths.page)), 1);
+  });
+
+  it('a read-only or full runtime directory at start is a clear error', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+    const base = tmpDir(t);
+    const mnt = path.join(base, 'mnt');
+    fs.mkdirSync(mnt);
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8k,mode=0755', 'tmpfs', mnt]);
+    } catch {
+      t.skip('mount is not permitted here');
+      return;
+    }
+    try {
+      // Full: no room left for the page.
+      fs.writeFileSync(path.join(mnt, 'filler'), Buffer.alloc(8192));
+      const full = await startDaemon(undefined, { dir: path.join(mnt, 'run'), expectFailure: true });
+      assert.equal(await full.exited, 1);
+      assert.match(full.log(), /(no space left|ENOSPC)/i);
+      fs.rmSync(path.join(mnt, 'filler'));
+      fs.mkdirSync(path.join(mnt, 'ro'), { mode: 0o755 });
+      execFileSync('mount', ['-o', 'remount,ro', mnt]);
+      const ro = await startDaemon(undefined, { dir: path.join(mnt, 'ro'), expectFailure: true });
+      assert.equal(await ro.exited, 1);
+      assert.match(ro.log(), /read-only/);
+    } finally {
+      execFileSync('umount', ['-l', mnt]);
+    }
+  });
+});
+
+function rss(pid: number): number {
+  const m = /VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m?.[1] ?? 0);
+}
+
+describe('security, as an unprivileged user', { skip: isRoot ? false : 'needs root to run commands as another user' }, () => {
+  const asNobody = (code: string, env: Record<string, string>): { status: number | null; out: string } => {
+    try {
+      const out = execFileSync('runuser', ['-u', 'nobody', '--', process.execPath, '-e', code], { env: { ...process.env, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+      return { status: 0, out };
+    } catch (err) {
+      const e = err as { status: number | null; stdout: string };
+      return { status: e.status, out: e.stdout };
+    }
+  };
+
+  it('cannot force an update, write the page, or replace the sockets and files', async (t) => {
+    const base = tmpDir(t);
+    fs.chmodSync(base, 0o755);
+    const d = await startDaemon(t, { dir: path.join(base, 'run') });
+    const r = asNobody(`
+      const fs = require('node:fs'), net = require('node:net'), dir = process.env.D; const out = {};
+      const tryIt = (name, fn) => { try { fn(); out[name] = 'ALLOWED'; } catch (e) { out[name] = e.code; } };
+      tryIt('writePage', () => fs.openSync(dir + '/generation', 'r+'));
+      const evil = require('node:os').tmpdir() + '/sysgenid-evil-' + process.pid;
+      fs.writeFileSync(evil, 'forged');
+      tryIt('replacePage', () => fs.renameSync(evil, dir + '/generation'));
+      fs.rmSync(evil, { force: true });
+      tryIt('unlinkWatch', () => fs.unlinkSync(dir + '/watch.sock'));
+      tryIt('unlinkControl', () => fs.unlinkSync(dir + '/control.sock'));
+      tryIt('writeState', () => fs.openSync(dir + '/state', 'r+'));
+      tryIt('plantLink', () => fs.symlinkSync('/etc/passwd', dir + '/evil'));
+      tryIt('readPage', () => fs.readFileSync(dir + '/generation'));
+      const s = net.createConnection(dir + '/control.sock');
+      s.on('error', (e) => { out.control = e.code; console.log(JSON.stringify(out)); });
+      s.on('connect', () => { out.control = 'ALLOWED'; console.log(JSON.stringify(out)); s.destroy(); });`, { D: d.dir });
+    const out = JSON.parse(r.out) as Record<string, string>;
+    assert.deepEqual(out, {
+      writePage: 'EACCES', replacePage: 'EACCES', unlinkWatch: 'EACCES', unlinkControl: 'EACCES', writeState: 'EACCES',
+      plantLink: 'EACCES', readPage: 'ALLOWED', control: 'EACCES',
+    });
+    assert.equal((await statusOf(d.dir)).generation, 0);
+  });
+
+  it('a symlink planted at the device path is never followed or replaced', async (t) => {
+    const base = tmpDir(t);
+    const victim = path.join(base, 'victim');
+    fs.writeFileSync(victim, 'do not touch');
+    const link = path.join(base, 'sysgenid-dev');
+    fs.symlinkSync(victim, link);
+    const d = await startDaemon(t, { args: ['--dev-link-path', link] });
+    await bump(d.dir, 5);
+    assert.equal(fs.readlinkSync(link), victim);
+    assert.equal(fs.readFileSync(victim, 'utf8'), 'do not touch');
+    assert.match(d.log(), /already exists \(a link to .*victim\); not replacing it/);
+  });
+
+  it('a watcher can only acknowledge or change tracking for itself', async (t) => {
+    const d = await startDaemon(t);
+    const a = (await RawClient.open(d.paths.watch)).c;
+    const b = (await RawClient.open(d.paths.watch)).c;
+    t.after(() => [a, b].forEach((c) => c.close()));
+    await bump(d.dir);
+    await a.request('ACK 1');
+    await a.request('TRACK OFF');
+    await a.request('TRACK ON');
+    const list = (await statusOf(d.dir)).list ?? [];
+    const other = list.find((w) => w.outdated);
+    assert.ok(other, 'b is still outdated: nothing a does reaches it');
+    assert.equal((await statusOf(d.dir)).outdated, 1);
+    assert.equal(await b.request('READ NONBLOCK'), 'OK 1');
+  });
+});
+
