@@ -282,7 +282,7 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 /** The restored tree's own view of SYSGENID_DIR, from its init process's environment. */
-function restoredDir(pid: string, env: NodeJS.ProcessEnv, explicit: string | undefined): string {
+function restoredDir(pid: string, explicit: string | undefined): string {
   if (explicit) return explicit;
   try {
     const vars = fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
@@ -301,7 +301,7 @@ export async function criuAction(dir: string | undefined, strict: boolean, env: 
   if (action !== 'post-resume') return EXIT.OK;
   const pid = env.CRTOOLS_INIT_PID;
   if (!pid || !/^[0-9]+$/.test(pid)) throw new UsageError('post-resume without a valid CRTOOLS_INIT_PID');
-  const inside = restoredDir(pid, env, dir);
+  const inside = restoredDir(pid, dir);
   const full = path.join(`/proc/${pid}/root`, inside);
   try {
     const gen = await forceUpdate({ dir: full, connectTimeoutMs: 2000 });
