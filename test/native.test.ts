@@ -81,3 +81,12 @@ it('a failed addon build prints one clear warning and never fails the install', 
   assert.match(r.stderr, /pure-JS fallback/);
   assert.ok(fs.existsSync(`${ROOT}/build/Release/sysgenid.node`) === built, 'an existing build is left alone');
 });
+
+it('the cycle benchmark runs at a tiny size and reports every figure (smoke test, no timing asserted)', async () => {
+  const { runNode } = await import('./helpers.js');
+  const r = await runNode(`${ROOT}/dist/bench/run.js`, ['--json', '--quick', '--sizes', '8']);
+  assert.equal(r.code, 0, r.stderr);
+  const report = JSON.parse(r.stdout) as { cycle: Record<string, { ackedMs: { p50: number }; rssBytesPerWatcher: number }>; startup: { daemon: number; bare: number } };
+  assert.ok((report.cycle['8']?.ackedMs.p50 ?? 0) > 0);
+  assert.ok(report.startup.daemon > 0 && report.startup.bare > 0);
+});
