@@ -1,11 +1,12 @@
 // npm run bench: the daemon's cycle (forced update -> every watcher notified -> every watcher
-// acknowledged), memory per watcher, and start-up against a bare Node listener, each measured in this run.
-// The C epoll and kernel-netlink references of issue 4 are not here yet; the probe has its own script
+// acknowledged) next to a minimal C epoll server speaking the same exchange (bench/epoll-reference.c,
+// built here with cc), memory per watcher, and start-up against a bare Node listener, each measured in
+// this run. The kernel-netlink reference of issue 4 is not here yet; the probe has its own script
 // (bench/probe.ts).
 //
 //   node dist/bench/run.js [--json] [--quick] [--sizes N,N,...]
 
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -87,9 +88,25 @@ const WATCHERS = `
     go();
   }`;
 
-async function cycle(n: number): Promise<{ notified: number[]; acked: number[]; rssPerWatcher: number; heapPerWatcher: number }> {
+function buildReference(): string | undefined {
+  const src = path.resolve(here, '../../bench/epoll-reference.c');
+  const out = path.join(os.tmpdir(), `sysgenid-epoll-reference-${process.pid}`);
+  try {
+    execFileSync('cc', ['-O2', '-o', out, src], { stdio: ['ignore', 'ignore', 'pipe'] });
+    return out;
+  } catch (err) {
+    process.stderr.write(`bench: cannot build the C epoll reference (${(err as Error).message.split('\n')[0]}); skipping it\n`);
+    return undefined;
+  }
+}
+
+type Server = 'daemon' | 'epoll';
+
+async function cycle(n: number, server: Server, reference?: string): Promise<{ notified: number[]; acked: number[]; rssPerWatcher: number; heapPerWatcher: number }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sysgenid-bench-'));
-  const daemon = spawn(process.execPath, [DAEMON, '--dir', dir, '--no-hooks', '--backends', 'none', '--log-level', 'error'], { env, stdio: 'ignore' });
+  const daemon = server === 'daemon'
+    ? spawn(process.execPath, [DAEMON, '--dir', dir, '--no-hooks', '--backends', 'none', '--log-level', 'error'], { env, stdio: 'ignore' })
+    : spawn(reference as string, [dir], { stdio: 'ignore' });
   const children: ChildProcess[] = [];
   try {
     const ctl = client(await connectWhenUp(path.join(dir, 'control.sock')));
@@ -171,28 +188,33 @@ const report: Record<string, unknown> = {
   processes: PROCS,
   cycle: {} as Record<string, unknown>,
 };
+const reference = buildReference();
 for (const n of SIZES) {
-  const r = await cycle(n);
+  const r = await cycle(n, 'daemon');
+  const ref = reference ? await cycle(n, 'epoll', reference) : undefined;
   (report.cycle as Record<string, unknown>)[n] = {
     notifiedMs: { p50: pct(r.notified, 0.5), p99: pct(r.notified, 0.99), max: Math.max(...r.notified) },
     ackedMs: { p50: pct(r.acked, 0.5), p99: pct(r.acked, 0.99), max: Math.max(...r.acked) },
     rssBytesPerWatcher: Math.round(r.rssPerWatcher),
     heapBytesPerWatcher: Math.round(r.heapPerWatcher),
+    epollReferenceAckedMs: ref ? { p50: pct(ref.acked, 0.5), p99: pct(ref.acked, 0.99), max: Math.max(...ref.acked) } : null,
+    ackedVsEpollP50: ref ? pct(r.acked, 0.5) / pct(ref.acked, 0.5) : null,
   };
 }
+if (reference) fs.rmSync(reference, { force: true });
 report.startup = await startup(values.quick ? 5 : 15);
 
 if (values.json) {
   console.log(JSON.stringify(report));
 } else {
   console.log(`sysgenid bench, ${report.machine}; ${ROUNDS} rounds, watchers spread over ${PROCS} processes`);
-  console.log('  N       all notified* p50 / p99 / max (ms)  all acknowledged p50 / p99 / max (ms)   RSS / heap per watcher');
-  for (const [n, c] of Object.entries(report.cycle as Record<string, { notifiedMs: Record<string, number>; ackedMs: Record<string, number>; rssBytesPerWatcher: number; heapBytesPerWatcher: number }>)) {
-    const f = (x: Record<string, number>) => `${x.p50?.toFixed(2)} / ${x.p99?.toFixed(2)} / ${x.max?.toFixed(2)}`;
-    console.log(`  ${n.padEnd(7)} ${f(c.notifiedMs).padEnd(35)} ${f(c.ackedMs).padEnd(39)} ${c.rssBytesPerWatcher} B / ${c.heapBytesPerWatcher} B`);
+  console.log('  N       all notified* p50/p99/max ms   all acknowledged p50/p99/max ms   C epoll acknowledged p50/p99/max ms   ratio p50   RSS / heap per watcher');
+  for (const [n, c] of Object.entries(report.cycle as Record<string, { notifiedMs: Record<string, number>; ackedMs: Record<string, number>; epollReferenceAckedMs: Record<string, number> | null; ackedVsEpollP50: number | null; rssBytesPerWatcher: number; heapBytesPerWatcher: number }>)) {
+    const f = (x: Record<string, number> | null) => (x ? `${x.p50?.toFixed(2)} / ${x.p99?.toFixed(2)} / ${x.max?.toFixed(2)}` : 'n/a');
+    console.log(`  ${n.padEnd(7)} ${f(c.notifiedMs).padEnd(30)} ${f(c.ackedMs).padEnd(33)} ${f(c.epollReferenceAckedMs).padEnd(37)} ${(c.ackedVsEpollP50?.toFixed(2) ?? 'n/a').padEnd(11)} ${c.rssBytesPerWatcher} B / ${c.heapBytesPerWatcher} B`);
   }
   const s = report.startup as { daemon: number; bare: number };
   console.log(`  start-up to accepting: daemon ${s.daemon.toFixed(1)} ms, bare Node listener ${s.bare.toFixed(1)} ms, ratio ${(s.daemon / s.bare).toFixed(2)}`);
   console.log('  * as reported by the last client process over its stdout pipe: includes that hop and its scheduling');
-  console.log('  (C epoll and kernel netlink references: not implemented yet; see issue 4)');
+  console.log('  (kernel netlink reference: not implemented yet; see issue 4)');
 }
