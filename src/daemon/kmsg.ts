@@ -112,29 +112,17 @@ export class KmsgBackend {
     const since = this.#opts.lastSeq;
     let backlog = 0;
     let missed = 0;
+    let failure: string | undefined;
     try {
-      for (;;) {
-        let n: number;
-        try {
-          n = fs.readSync(drainFd, this.#buf, 0, RECORD_BUFFER, null);
-        } catch (err) {
-          const code = (err as NodeJS.ErrnoException).code;
-          if (code === 'EAGAIN') break;
-          if (code === 'EPIPE') continue;
-          throw err;
-        }
-        if (n === 0) break;
-        const r = parseKmsgRecord(this.#buf.toString('utf8', 0, n));
-        if (!r) continue;
+      failure = this.#readAvailable(drainFd, (r) => {
         backlog++;
         this.#lastSeq = r.seq;
-        if (since !== undefined && r.seq > since) {
-          if (this.#handle(r)) missed++;
-        }
-      }
+        if (since !== undefined && r.seq > since && this.#handle(r)) missed++;
+      });
     } finally {
       fs.closeSync(drainFd);
     }
+    if (failure) return { live: false, detail: `cannot read ${this.path}: ${failure}` };
     if (missed > 0) log.warn(`kmsg: ${missed} VM fork(s) happened while no daemon was running; counted them`);
     if (this.#lastSeq >= 0 && this.#lastSeq !== since) this.#opts.saveSeq(this.#lastSeq);
     const native = addon();
@@ -170,27 +158,39 @@ export class KmsgBackend {
       this.#fail(`poll failed (${status})`);
       return;
     }
+    const failure = this.#readAvailable(fd, (r) => this.#record(r));
+    if (failure) this.#fail(failure);
+  }
+
+  /**
+   * Read every record queued on a non-blocking descriptor. Overwritten records (EPIPE) are reported
+   * and skipped; returns why reading stopped if it was not simply drained.
+   */
+  #readAvailable(fd: number, onRecord: (r: KmsgRecord) => void): string | undefined {
     for (;;) {
       let n: number;
       try {
         n = fs.readSync(fd, this.#buf, 0, RECORD_BUFFER, null);
       } catch (err) {
         const e = err as NodeJS.ErrnoException;
-        if (e.code === 'EAGAIN') return;
+        if (e.code === 'EAGAIN') return undefined;
         if (e.code === 'EPIPE') {
-          this.#opts.log.warn('kmsg: records were overwritten before they were read (EPIPE); continuing with the oldest kept');
+          this.#overwritten();
           continue;
         }
-        this.#fail(e.code ?? e.message);
-        return;
+        return e.code ?? e.message;
       }
-      if (n === 0) return;
-      this.#record(n);
+      if (n === 0) return undefined;
+      const r = parseKmsgRecord(this.#buf.toString('utf8', 0, n));
+      if (r) onRecord(r);
     }
   }
 
-  #record(n: number): void {
-    const r = parseKmsgRecord(this.#buf.toString('utf8', 0, n));
+  #overwritten(): void {
+    this.#opts.log.warn('kmsg: records were overwritten before they were read (EPIPE); continuing with the oldest kept');
+  }
+
+  #record(r: KmsgRecord | undefined): void {
     // The follow descriptor replays the whole buffer; what the backlog pass saw is skipped.
     if (r && r.seq > this.#lastSeq) {
       this.#lastSeq = r.seq;
@@ -224,14 +224,14 @@ export class KmsgBackend {
       if (err) {
         const e = err as NodeJS.ErrnoException;
         if (e.code === 'EPIPE') {
-          this.#opts.log.warn('kmsg: records were overwritten before they were read (EPIPE); continuing with the oldest kept');
+          this.#overwritten();
           this.#follow();
           return;
         }
         this.#fail(e.code ?? e.message);
         return;
       }
-      if (n > 0) this.#record(n);
+      if (n > 0) this.#record(parseKmsgRecord(this.#buf.toString('utf8', 0, n)));
       this.#follow();
     });
   }
