@@ -2,16 +2,12 @@
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { decodeU32, encodeU32 } from '../src/protocol/page-format.js';
 import { RawClient, bump, eventually, sleep, startDaemon, statusOf, tmpDir } from './helpers.js';
 
-const LE = os.endianness() === 'LE';
-const pageValue = (file: string): number => {
-  const b = fs.readFileSync(file);
-  return LE ? b.readUInt32LE(0) : b.readUInt32BE(0);
-};
+const pageValue = (file: string): number => decodeU32(fs.readFileSync(file));
 
 describe('sysgenidd over real sockets', () => {
   it('starts at generation 0 with a 4096-byte page readable by everyone and safe socket modes', async (t) => {
@@ -244,9 +240,7 @@ describe('sysgenidd over real sockets', () => {
     await bump(dir, 5);
     await d.stop();
     // As if the daemon died after writing the page and before the state file.
-    const b = Buffer.alloc(4);
-    if (LE) b.writeUInt32LE(6);
-    else b.writeUInt32BE(6);
+    const b = encodeU32(6);
     const fd = fs.openSync(path.join(dir, 'generation'), 'r+');
     fs.writeSync(fd, b, 0, 4, 0);
     fs.closeSync(fd);

@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { forceUpdate, readNext, status, waitForWatchers } from '../client/admin.js';
 import { connect } from '../client/watcher.js';
 import { SysgenidError } from '../protocol/errors.js';
+import { parseU32 } from '../protocol/messages.js';
 import type { DaemonStatus } from '../protocol/status.js';
 import { VERSION } from '../daemon/version.js';
 
@@ -109,8 +110,8 @@ class UsageError extends Error {}
 
 function u32Option(name: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
-  const n = /^[0-9]{1,10}$/.test(value) ? Number(value) : NaN;
-  if (!Number.isInteger(n) || n > 0xffff_ffff) throw new UsageError(`--${name} needs a whole number from 0 to 4294967295, got ${JSON.stringify(value)}`);
+  const n = parseU32(value);
+  if (n === undefined) throw new UsageError(`--${name} needs a whole number from 0 to 4294967295, got ${JSON.stringify(value)}`);
   return n;
 }
 

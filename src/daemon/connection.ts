@@ -34,7 +34,7 @@ export class Connection {
   name: string | undefined;
   /** Process id the client declared (PID request) or, with the addon, the verified one. */
   pid: number | undefined;
-  /** From SO_PEERCRED (native addon): the kernel's word, not the client's. */
+  /** From SO_PEERCRED (native addon): the kernel's word, not the client's. `command` is read on first use. */
   uid: number | undefined;
   command: string | undefined;
   pidVerified = false;

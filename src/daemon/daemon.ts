@@ -271,7 +271,7 @@ export class Daemon implements ConnectionHost {
         pid: c?.pid ?? null,
         pidVerified: c?.pidVerified ?? false,
         uid: c?.uid ?? null,
-        command: c?.command ?? null,
+        command: c ? commandOf(c) : null,
         tracked: w.tracked,
         acked: w.acked,
         outdated: w.acked !== this.#core.generation,
@@ -473,10 +473,22 @@ function identify(native: Addon, conn: Connection): void {
     conn.pid = cred.pid;
     conn.uid = cred.uid;
     conn.pidVerified = cred.pid > 0;
-    conn.command = fs.readFileSync(`/proc/${cred.pid}/comm`, 'utf8').trim();
   } catch {
     // The peer may already be gone; it is then just a connection without credentials.
   }
+}
+
+// Read when a status first asks, not at accept: a connect storm should not cost a file read each.
+function commandOf(conn: Connection): string | null {
+  if (!conn.pidVerified) return null;
+  if (conn.command === undefined) {
+    try {
+      conn.command = fs.readFileSync(`/proc/${conn.pid}/comm`, 'utf8').trim();
+    } catch {
+      conn.command = '';
+    }
+  }
+  return conn.command || null;
 }
 
 function describe(conn: Connection): string {

@@ -36,10 +36,16 @@ export const VERBS: readonly Verb[] = [
 const PRINTABLE = /^[\x20-\x7e]*$/;
 const DECIMAL = /^[0-9]{1,10}$/;
 
+/** A u32 written as the protocol writes numbers (unsigned decimal, no sign, no hex), or undefined. */
+export function parseU32(text: string): number | undefined {
+  const n = DECIMAL.test(text) ? Number(text) : NaN;
+  return isU32(n) ? n : undefined;
+}
+
 function u32Arg(verb: string, arg: string | undefined, what: string): number {
   if (arg === undefined) throw new SysgenidError('EINVAL', `${verb} needs ${what}`);
-  const n = DECIMAL.test(arg) ? Number(arg) : NaN;
-  if (!isU32(n)) throw new SysgenidError('EINVAL', `${verb}: ${what} must be a decimal u32, got ${JSON.stringify(arg)}`);
+  const n = parseU32(arg);
+  if (n === undefined) throw new SysgenidError('EINVAL', `${verb}: ${what} must be a decimal u32, got ${JSON.stringify(arg)}`);
   return n;
 }
 
@@ -155,8 +161,8 @@ export function parseServerLine(line: string): ServerLine {
     case 'OK':
       return { type: 'ok', value: rest };
     case 'GEN': {
-      const generation = Number(rest);
-      if (DECIMAL.test(rest) && isU32(generation)) return { type: 'gen', generation };
+      const generation = parseU32(rest);
+      if (generation !== undefined) return { type: 'gen', generation };
       break;
     }
     case 'ERR': {
@@ -168,9 +174,9 @@ export function parseServerLine(line: string): ServerLine {
     case 'HELLO': {
       const [proto, gen, id] = rest.split(' ');
       const m = /^sysgenid\/([0-9]+)$/.exec(proto ?? '');
-      const generation = Number(gen);
+      const generation = parseU32(gen ?? '');
       const idn = Number(id);
-      if (m && DECIMAL.test(gen ?? '') && isU32(generation) && Number.isSafeInteger(idn)) {
+      if (m && generation !== undefined && Number.isSafeInteger(idn)) {
         return { type: 'hello', version: Number(m[1]), generation, id: idn };
       }
       break;
