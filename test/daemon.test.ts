@@ -42,6 +42,15 @@ describe('sysgenidd over real sockets', () => {
     assert.equal(s.watchers, 3);
   });
 
+  it('stamps the last bump on the machine-wide monotonic clock that other processes read', async (t) => {
+    const d = await startDaemon(t);
+    const before = Number(process.hrtime.bigint()) / 1e6;
+    await bump(d.dir);
+    const after = Number(process.hrtime.bigint()) / 1e6;
+    const last = (await statusOf(d.dir)).lastBump as { pageWrittenMonoMs: number };
+    assert.ok(last.pageWrittenMonoMs >= before && last.pageWrittenMonoMs <= after, `${before} <= ${last.pageWrittenMonoMs} <= ${after}`);
+  });
+
   it('read repeats the generation until acknowledged; non-blocking read is EAGAIN when up to date', async (t) => {
     const d = await startDaemon(t);
     const { c } = await RawClient.open(d.paths.watch);

@@ -154,6 +154,7 @@ export class Daemon implements ConnectionHost {
       this.#log.error(`cannot write the page: ${(err as Error).message}; generation stays ${previous}`);
       throw new SysgenidError('EIO', `cannot write the page: ${(err as Error).message}`);
     }
+    const writtenAt = Number(process.hrtime.bigint()) / 1e6;
     try {
       this.#store.save({ ...record, generation: next });
     } catch (err) {
@@ -162,7 +163,7 @@ export class Daemon implements ConnectionHost {
     }
     const at = Date.now();
     this.#core.advance(next, at);
-    this.#lastBump = { generation: next, source, at: new Date(at).toISOString() };
+    this.#lastBump = { generation: next, source, at: new Date(at).toISOString(), pageWrittenMonoMs: writtenAt };
     this.#log.info(`generation ${previous} -> ${next} (${source}); ${this.#core.outdated} of ${this.#core.watchers} watchers outdated`);
     void this.#hooks.run({ generation: next, previous, source });
     return next;

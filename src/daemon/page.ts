@@ -33,13 +33,11 @@ export function openOwnedFile(file: string, mode: number, what: string): { fd: n
 export class Page {
   readonly path: string;
   #fd: number;
-  #ino: number;
   readonly #buf = Buffer.alloc(4);
 
-  private constructor(file: string, fd: number, ino: number) {
+  private constructor(file: string, fd: number) {
     this.path = file;
     this.#fd = fd;
-    this.#ino = ino;
   }
 
   /** Open (or create) the page; an existing page keeps its inode so that live mappings stay valid. */
@@ -52,7 +50,7 @@ export class Page {
       const e = err as NodeJS.ErrnoException;
       throw new StartupError(`cannot size the page ${file}: ${e.message}` + hintFor(e.code));
     }
-    return new Page(file, fd, st.ino);
+    return new Page(file, fd);
   }
 
   /** The counter the page holds now (after a daemon crash it may be ahead of the state file). */
@@ -84,13 +82,15 @@ export class Page {
     } catch {
       onDisk = undefined;
     }
-    if (onDisk?.ino !== this.#ino || !onDisk.isFile()) {
+    // Compared with the open file as it is now, not with an inode remembered at start: a daemon that
+    // CRIU restored (or migrated to another host) holds the file at its path under a new inode, and
+    // that file is the one its readers have mapped.
+    if (onDisk?.ino !== st.ino || onDisk.dev !== st.dev || !onDisk.isFile()) {
       const value = this.read();
       if (onDisk) fs.rmSync(this.path, { force: true });
       const fresh = Page.open(this.path);
       fs.closeSync(this.#fd);
       this.#fd = fresh.#fd;
-      this.#ino = fresh.#ino;
       this.write(value);
       problem = `the page ${this.path} was ${onDisk ? 'replaced' : 'removed'} by someone else; recreated it (readers that mapped the old file no longer see changes)`;
     }

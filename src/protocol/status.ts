@@ -36,7 +36,13 @@ export interface DaemonStatus {
   readonly connections: number;
   readonly maxConnections: number;
   readonly uptimeMs: number;
-  readonly lastBump: { readonly generation: number; readonly source: string; readonly at: string } | null;
+  readonly lastBump: {
+    readonly generation: number;
+    readonly source: string;
+    readonly at: string;
+    /** CLOCK_MONOTONIC (ms) when the page held the new value: comparable with other clocks of this machine. */
+    readonly pageWrittenMonoMs: number;
+  } | null;
   readonly backends: readonly BackendStatus[];
   readonly hooks: { readonly dir: string | null; readonly running: number };
   /** Whether the native addon is in use, and why not. */

@@ -1,0 +1,215 @@
+// End-to-end: a real Linux guest (Debian's 6.12 cloud kernel, QEMU's vmgenid device) runs sysgenidd
+// and its watchers; it is snapshotted while running and restored three times at once, two clones with
+// new VM generation IDs and one with the original. Then a process tree inside a guest is dumped by CRIU
+// and restored twice. What each copy did is read from what its guest prints on its serial console.
+// See docs/e2e.md. Run with `npm run test:e2e`.
+
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { CACHE, type Guest, MissingToolError, buildGuest, requireTools } from './guest-image.js';
+import { Vm } from './qemu.js';
+
+const only = process.env.E2E_ONLY; // vm | criu
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'sysgenid-e2e-'));
+const vms: Vm[] = [];
+const lines: string[] = [];
+let guest: Guest;
+let skip: string | false = false;
+
+interface AppState {
+  generation: number;
+  pid: number;
+  outerPid: number;
+  sessionKey: string;
+  uuid: string;
+  uuidv7: string[];
+  nodeRandomUUID: string;
+  regeneratedAtMs: number;
+  ackedAtMs: number | null;
+}
+
+interface Report {
+  generation: number;
+  watchers: number;
+  tracked: number;
+  outdated: number;
+  lastBump: { generation: number; source: string; pageWrittenMonoMs: number } | null;
+  list: Array<{ name: string; tracked: boolean; acked: number; outdated: boolean }>;
+  untrackedSees: number;
+  app: AppState;
+  shell: Record<string, string>;
+  probe: { mapped: boolean; seen: Array<{ generation: number; atMs: number }> };
+  forks: Array<{ kernelMs: number; monoMs: number; facility: number }>;
+  monoMs: number;
+}
+
+interface Bumped extends Report {
+  observed: number;
+  seenAtMs: number;
+  ackedAtMs: number | null;
+  waitError: string | null;
+  cliWait: { status: number; stderr: string };
+}
+
+function say(line: string): void {
+  lines.push(line);
+  process.stdout.write(`# ${line}\n`);
+}
+
+async function boot(name: string, guid: string, append: string, memMb: number, smp: number, incoming?: string): Promise<Vm> {
+  const tools = requireTools();
+  const vm = await Vm.start({ name, qemu: tools.qemu, kernel: guest.kernel, initrd: guest.initrd, append, guid, memMb, smp, runDir: work, ...(incoming ? { incoming } : {}) });
+  vms.push(vm);
+  return vm;
+}
+
+/** An assertion whose failure message carries the guest's console. */
+function check(vm: Vm, ok: boolean, what: string): void {
+  assert.ok(ok, `${vm.name}: ${what}\n${vm.tail()}`);
+}
+
+before(() => {
+  try {
+    guest = buildGuest(work);
+  } catch (err) {
+    if (err instanceof MissingToolError && !process.env.CI) {
+      skip = err.message;
+      return;
+    }
+    throw err;
+  }
+  say(`guest: ${guest.kernelPackage}, initramfs ${(guest.initrdBytes / 1e6).toFixed(1)} MB, built in ${(guest.buildMs / 1000).toFixed(1)} s`);
+});
+
+after(async () => {
+  await Promise.all(vms.map((vm) => vm.kill()));
+  if (process.env.E2E_KEEP) say(`kept ${work}`);
+  else fs.rmSync(work, { recursive: true, force: true });
+  if (lines.length) fs.writeFileSync(path.join(CACHE, 'last-report.txt'), lines.join('\n') + '\n');
+});
+
+test('a running VM snapshotted and restored as three clones: new IDs re-adjust, the same ID does not', { skip: only === 'criu' }, async (t) => {
+  if (skip) return t.skip(skip);
+  const sourceGuid = crypto.randomUUID();
+  const source = await boot('source', sourceGuid, 'e2e=vm', 1024, 1);
+  const bootStart = performance.now();
+  const ready = (await source.report<Report>('READY', 240_000)).value;
+  say(`source: booted and ready in ${((performance.now() - bootStart) / 1000).toFixed(1)} s; generation ${ready.generation}, ${ready.watchers} watchers (${ready.tracked} tracked), backends ${JSON.stringify((ready as unknown as { backends: Array<{ name: string; live: boolean }> }).backends.map((b) => `${b.name}:${b.live ? 'live' : 'off'}`))}`);
+  check(source, ready.generation === 0 && ready.outdated === 0, 'the source starts at generation 0 with nobody outdated');
+  check(source, ready.forks.length === 0, 'a fresh boot has no VM-fork record');
+  check(source, ready.probe.mapped, 'the probe maps the page (the addon is in the guest)');
+
+  const snap = path.join(work, 'snap.mig');
+  const s0 = performance.now();
+  await source.snapshotTo(snap, 120_000);
+  say(`snapshot: ${(fs.statSync(snap).size / 1e6).toFixed(0)} MB in ${((performance.now() - s0) / 1000).toFixed(1)} s`);
+  await source.kill();
+
+  const plan = [
+    { name: 'clone-a', guid: crypto.randomUUID(), fresh: true },
+    { name: 'clone-b', guid: crypto.randomUUID(), fresh: true },
+    { name: 'clone-same', guid: sourceGuid, fresh: false },
+  ];
+  const clones = await Promise.all(plan.map((p) => boot(p.name, p.guid, 'e2e=vm', 1024, 1, snap)));
+  await Promise.all(clones.map((vm) => vm.waitLoaded(120_000)));
+  const contAt = new Map<Vm, number>();
+  for (const vm of clones) {
+    await vm.qmp('cont');
+    contAt.set(vm, performance.now());
+  }
+
+  const results = new Map<string, Bumped | Report>();
+  await Promise.all(clones.map(async (vm, i) => {
+    if (!plan[i]?.fresh) return;
+    const { value, at } = await vm.report<Bumped>('BUMPED', 180_000);
+    results.set(vm.name, value);
+    say(`${vm.name}: resumed; bump seen by the host ${((at - (contAt.get(vm) ?? at)) / 1000).toFixed(2)} s after cont`);
+  }));
+  // The negative control has had as long as the others to notice anything; now ask it.
+  const same = clones[2] as Vm;
+  const from = same.lines.length;
+  same.type('report');
+  results.set(same.name, (await same.report<Report>('REPORT', 60_000, from)).value);
+
+  const secrets = new Set<string>([ready.app.sessionKey]);
+  for (const [i, p] of plan.entries()) {
+    const vm = clones[i] as Vm;
+    const r = results.get(p.name) as Bumped;
+    if (p.fresh) {
+      const fork = r.forks.at(-1);
+      check(vm, r.forks.length === 1 && fork?.facility === 0, 'exactly one VM-fork record, from the kernel (facility 0)');
+      check(vm, r.generation === 1 && r.observed === 1, `moved to generation 1 (is ${r.generation})`);
+      check(vm, r.lastBump?.source.startsWith('kmsg') === true, `the bump came from the kernel log backend, not a forced update (${r.lastBump?.source})`);
+      check(vm, r.outdated === 0 && r.list.filter((w) => w.tracked).every((w) => w.acked === 1), 'every tracked watcher acknowledged generation 1');
+      check(vm, r.waitError === null && r.cliWait.status === 0, `sysgenid wait returned success (${r.waitError ?? ''} ${r.cliWait.stderr})`);
+      check(vm, r.list.some((w) => w.name === 'untracked' && !w.tracked && w.acked === 0) && r.untrackedSees === 1, 'the untracked watcher was told but not waited for');
+      check(vm, r.app.generation === 1 && r.app.ackedAtMs !== null && r.app.regeneratedAtMs <= r.app.ackedAtMs, 'the app regenerated its secrets before acknowledging');
+      check(vm, typeof r.shell['1'] === 'string', 'the shell watcher ran its command for generation 1');
+      const page = r.probe.seen.find((s) => s.generation === 1);
+      check(vm, page !== undefined, 'the mapped-page reader saw generation 1');
+      check(vm, !secrets.has(r.app.sessionKey) && !ready.app.uuidv7.some((u) => r.app.uuidv7.includes(u)) && r.app.uuid !== ready.app.uuid,
+        'the secrets are new: not the source\'s, not the other clone\'s');
+      secrets.add(r.app.sessionKey);
+      const recordToPage = (page?.atMs ?? NaN) - (fork?.monoMs ?? NaN);
+      const recordToAcked = (r.ackedAtMs ?? NaN) - (fork?.monoMs ?? NaN);
+      const recordToWrite = (r.lastBump?.pageWrittenMonoMs ?? NaN) - (fork?.monoMs ?? NaN);
+      say(`${p.name}: after the kernel's VM-fork record (guest monotonic clock): page written ${recordToWrite.toFixed(1)} ms, seen by the mapped reader ${recordToPage.toFixed(1)} ms, every watcher acknowledged ${recordToAcked.toFixed(1)} ms`);
+      say(`${p.name}: session key ${r.app.sessionKey.slice(0, 16)}..., uuid ${r.app.uuid}, uuidv7 ${r.app.uuidv7[0]}`);
+      const w = (await vm.report<{ generation: number; requestedAtMs: number; pageWrittenMonoMs: number; probeSeenMs: number | null; ackedAtMs: number }>('WARM', 60_000)).value;
+      check(vm, w.generation === 2, 'a forced bump after the clone moved it to 2');
+      say(`${p.name}: then, warm, a forced bump: page written ${(w.pageWrittenMonoMs - w.requestedAtMs).toFixed(1)} ms after the request, seen by the mapped reader ${((w.probeSeenMs ?? NaN) - w.requestedAtMs).toFixed(1)} ms, every watcher acknowledged ${(w.ackedAtMs - w.requestedAtMs).toFixed(1)} ms`);
+    } else {
+      const rep = r as Report;
+      check(vm, rep.forks.length === 0, 'no VM-fork record with the same generation ID');
+      check(vm, rep.generation === 0 && rep.outdated === 0 && rep.lastBump === null, `did not bump (generation ${rep.generation})`);
+      check(vm, rep.app.sessionKey === ready.app.sessionKey && rep.app.generation === 0, 'kept its secret');
+      check(vm, Object.keys(rep.shell).length === 0 && rep.probe.seen.length === 1, 'no watcher was told anything');
+      say(`${p.name}: same generation ID: no kernel record, generation 0, secret kept (${rep.app.sessionKey.slice(0, 16)}...)`);
+    }
+  }
+  const a = results.get('clone-a') as Bumped;
+  const b = results.get('clone-b') as Bumped;
+  assert.notEqual(a.app.sessionKey, b.app.sessionKey);
+  assert.notEqual(a.app.uuid, b.app.uuid);
+  assert.notEqual(a.shell['1'], b.shell['1']);
+  // Not asserted (it is Node's behaviour, not ours): what crypto.randomUUID(), which caches entropy, did.
+  say(`Node's own crypto.randomUUID() after the clone: ${a.app.nodeRandomUUID === b.app.nodeRandomUUID ? `THE SAME in both clones (${a.app.nodeRandomUUID})` : 'different in the two clones'}; SafeRandom's: different`);
+  await Promise.all(clones.map((vm) => vm.kill()));
+});
+
+interface CriuReport {
+  modules: string[];
+  dumpMs: number;
+  source: AppState[];
+  copies: Array<{ name: string; restoreMs: number; waitMs: number; wait: { status: number; out: string }; generation: number; outdated: number; lastBump: { source: string } | null; actionOutput: string[] }>;
+  apps: AppState[];
+  live: Array<{ name: string; generation: number; outdated: number; watchers: number }>;
+}
+
+test('a process tree dumped by CRIU and restored twice side by side: both copies bump and re-adjust', { skip: only === 'vm' }, async (t) => {
+  if (skip) return t.skip(skip);
+  const vm = await boot('criu', crypto.randomUUID(), 'e2e=criu', 2048, 2);
+  const t0 = performance.now();
+  const { value: r } = await vm.report<CriuReport>('(?:CRIU|ERROR)', 300_000);
+  if (!('copies' in r)) assert.fail(`criu scenario failed in the guest: ${JSON.stringify(r)}\n${vm.tail(120)}`);
+  say(`criu: guest ready and scenario done in ${((performance.now() - t0) / 1000).toFixed(1)} s; dump ${r.dumpMs.toFixed(0)} ms`);
+  check(vm, r.source.length === 1 && r.source[0]?.generation === 0, 'one source app at generation 0');
+  const src = r.source[0] as AppState;
+  for (const c of r.copies) {
+    check(vm, c.generation === 1 && c.lastBump?.source.startsWith('forced') === true, `copy ${c.name} bumped to 1 by the action script's request (${c.generation}, ${c.lastBump?.source})`);
+    check(vm, c.wait.status === 0 && c.outdated === 0, `copy ${c.name}: sysgenid wait succeeded`);
+    say(`criu copy ${c.name}: restore ${c.restoreMs.toFixed(0)} ms (action script included), then every watcher acknowledged within ${c.waitMs.toFixed(0)} ms; ${c.actionOutput.join(' ')}`);
+  }
+  const copies = r.apps.filter((a) => a.outerPid !== src.outerPid);
+  check(vm, copies.length === 2 && copies.every((a) => a.generation === 1 && a.ackedAtMs !== null), 'both restored apps regenerated and acknowledged generation 1');
+  const [x, y] = copies as [AppState, AppState];
+  check(vm, x.pid === src.pid && y.pid === src.pid, 'the copies are restored copies (same pid in their namespace)');
+  check(vm, x.sessionKey !== y.sessionKey && x.sessionKey !== src.sessionKey && y.sessionKey !== src.sessionKey, 'the copies end with different secrets, neither the source\'s');
+  check(vm, r.live.every((l) => l.generation === 1 && l.outdated === 0), 'both copies still run side by side, at generation 1, nobody outdated');
+  say(`criu: source key ${src.sessionKey.slice(0, 16)}..., copies ${x.sessionKey.slice(0, 16)}... and ${y.sessionKey.slice(0, 16)}...`);
+  say(`criu: Node's own crypto.randomUUID() in the copies: ${x.nodeRandomUUID === y.nodeRandomUUID ? `THE SAME (${x.nodeRandomUUID})` : 'different'}; SafeRandom's: different`);
+});

@@ -1,0 +1,296 @@
+// The test agent inside the end-to-end guest. It sets up the scenario the kernel command line names
+// (e2e=vm: sysgenidd with its default backends and four kinds of watcher; e2e=criu: a process tree
+// dumped once and restored twice by CRIU), then reports over the serial console as single lines
+// `E2E <TAG> <json>`, which the host test parses. Lines typed on the console are commands:
+// `report` (the state now) and `logs` (the processes' logs).
+
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import readline from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type DaemonStatus, type Watcher, connect, forceUpdate, readNext, status, waitForWatchers } from '../../../src/client/index.js';
+
+const OUT = '/run/e2e';
+const GUEST = '/app/dist/test/e2e/guest';
+const monoMs = (): number => Number(process.hrtime.bigint()) / 1e6;
+const children = new Map<string, ChildProcess>();
+
+function emit(tag: string, value: unknown): void {
+  process.stdout.write(`E2E ${tag} ${JSON.stringify(value)}\n`);
+}
+
+function start(name: string, cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
+  const log = fs.openSync(`${OUT}/${name}.log`, 'a');
+  const child = spawn(cmd, args, { stdio: ['ignore', log, log], env: { ...process.env, ...env } });
+  fs.closeSync(log);
+  children.set(name, child);
+  child.on('exit', (code, signal) => fs.appendFileSync(`${OUT}/${name}.log`, `[agent] exited: ${code ?? signal}\n`));
+  return child;
+}
+
+function readJson(file: string): unknown {
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch {
+    return null;
+  }
+}
+
+async function until<T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined> | T | undefined): Promise<T> {
+  const deadline = monoMs() + timeoutMs;
+  let lastErr: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      lastErr = err;
+    }
+    if (monoMs() > deadline) throw new Error(`timed out waiting for ${what}${lastErr ? `: ${(lastErr as Error).message}` : ''}`);
+    await sleep(50);
+  }
+}
+
+interface KmsgRecord { seq: number; tsUs: number; prio: number; facility: number; text: string }
+
+/** Every record in the kernel log, read the way the kmsg backend reads it. */
+function readKmsg(): KmsgRecord[] {
+  const fd = fs.openSync('/dev/kmsg', fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  const buf = Buffer.alloc(8192);
+  const out: KmsgRecord[] = [];
+  try {
+    for (;;) {
+      let n: number;
+      try {
+        n = fs.readSync(fd, buf, 0, buf.length, null);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EAGAIN') break;
+        if (code === 'EPIPE') continue; // overwritten records
+        throw err;
+      }
+      const rec = buf.toString('utf8', 0, n);
+      const semi = rec.indexOf(';');
+      const [pri, seq, ts] = rec.slice(0, semi).split(',');
+      const p = Number(pri);
+      out.push({ seq: Number(seq), tsUs: Number(ts), prio: p & 7, facility: p >> 3, text: rec.slice(semi + 1).split('\n')[0] ?? '' });
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return out;
+}
+
+/**
+ * The kernel stamps records with its local clock; the agent reads CLOCK_MONOTONIC. Their difference is
+ * measured by writing a record and reading back its stamp (error: the write's own duration).
+ */
+function kernelClockOffsetMs(): { offsetMs: number; errorMs: number } {
+  const nonce = `sysgenid-e2e-calibrate-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  const fd = fs.openSync('/dev/kmsg', 'w');
+  const t0 = monoMs();
+  fs.writeSync(fd, `${nonce}\n`);
+  const t1 = monoMs();
+  fs.closeSync(fd);
+  const rec = readKmsg().find((r) => r.text.includes(nonce));
+  if (!rec) throw new Error('calibration record not found in /dev/kmsg');
+  return { offsetMs: rec.tsUs / 1000 - (t0 + t1) / 2, errorMs: (t1 - t0) / 2 };
+}
+
+function forkRecords(): Array<{ seq: number; kernelMs: number; monoMs: number; text: string; facility: number }> {
+  const { offsetMs } = kernelClockOffsetMs();
+  return readKmsg()
+    .filter((r) => /virtual machine fork/.test(r.text))
+    .map((r) => ({ seq: r.seq, kernelMs: r.tsUs / 1000, monoMs: r.tsUs / 1000 - offsetMs, text: r.text, facility: r.facility }));
+}
+
+function watcherSummary(s: DaemonStatus): unknown {
+  return (s.list ?? []).map((w) => ({ id: w.id, name: w.name, tracked: w.tracked, acked: w.acked, outdated: w.outdated, pid: w.pid }));
+}
+
+function shellSecrets(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const f of fs.readdirSync(OUT)) {
+    const m = /^shell-(\d+)$/.exec(f);
+    if (m?.[1]) out[m[1]] = fs.readFileSync(`${OUT}/${f}`, 'utf8').trim();
+  }
+  return out;
+}
+
+function dumpLogs(): void {
+  for (const f of fs.readdirSync(OUT).filter((n) => n.endsWith('.log'))) {
+    for (const line of fs.readFileSync(`${OUT}/${f}`, 'utf8').split('\n').slice(-40)) {
+      if (line) process.stdout.write(`E2E-LOG ${f}: ${line}\n`);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- e2e=vm: a whole machine cloned
+
+async function vmScenario(): Promise<void> {
+  start('sysgenidd', '/usr/bin/sysgenidd', ['--log-level', 'info']);
+  await until('the daemon', 30_000, () => status());
+  start('secret-app', '/usr/bin/node', [`${GUEST}/secret-app.js`]);
+  start('shell-watcher', '/usr/bin/sysgenid', ['watch', '--name', 'shell', '--', 'sh', '-c', `cat /proc/sys/kernel/random/uuid > ${OUT}/shell-$SYSGENID`]);
+  start('page-probe', '/usr/bin/node', [`${GUEST}/page-probe.js`]);
+  const untracked: Watcher = await connect({ name: 'untracked', tracked: false });
+  const ready = await until('every watcher', 60_000, async () => {
+    const s = await status({ list: true });
+    const names = new Set((s.list ?? []).map((w) => w.name));
+    const all = ['secret-app', 'shell', 'untracked'].every((n) => names.has(n));
+    return all && readJson(`${OUT}/secret-app.json`) && readJson(`${OUT}/page-probe.json`) ? s : undefined;
+  });
+
+  const report = async (): Promise<Record<string, unknown>> => {
+    const s = await status({ list: true });
+    return {
+      generation: s.generation,
+      watchers: s.watchers,
+      tracked: s.tracked,
+      outdated: s.outdated,
+      lastBump: s.lastBump,
+      backends: s.backends,
+      native: s.native,
+      list: watcherSummary(s),
+      untrackedSees: untracked.generation,
+      app: readJson(`${OUT}/secret-app.json`),
+      shell: shellSecrets(),
+      probe: readJson(`${OUT}/page-probe.json`),
+      forks: forkRecords(),
+      monoMs: monoMs(),
+    };
+  };
+  onCommand('report', async () => emit('REPORT', await report()));
+
+  // Held across the snapshot: in a clone it returns when the daemon's backend bumps.
+  const next = readNext();
+  emit('READY', await report().then((r) => ({ ...r, statusAtReady: ready.generation })));
+  const generation = await next;
+  const seenAtMs = monoMs();
+  let ackedAtMs: number | null = null;
+  let waitError: string | null = null;
+  try {
+    await waitForWatchers({ timeoutMs: 60_000 });
+    ackedAtMs = monoMs();
+  } catch (err) {
+    waitError = (err as Error).message;
+  }
+  // The same question asked the way an operator would, through the CLI.
+  const cli = spawnSync('/usr/bin/sysgenid', ['wait', '--timeout', '60000'], { encoding: 'utf8' });
+  emit('BUMPED', { ...(await report()), observed: generation, seenAtMs, ackedAtMs, waitError, cliWait: { status: cli.status, stderr: cli.stderr } });
+
+  // The same path once more, now that the clone's code is warm: a forced bump, timed the same way. In
+  // a software-emulated guest the first run after a restore pays for translating every page of code
+  // again; this separates that from the daemon's own cost.
+  await sleep(1000);
+  const requestedAtMs = monoMs();
+  const warm = await forceUpdate();
+  await waitForWatchers({ timeoutMs: 60_000 });
+  const warmAckedAtMs = monoMs();
+  const s = await status();
+  const seen = (readJson(`${OUT}/page-probe.json`) as { seen: Array<{ generation: number; atMs: number }> }).seen.find((x) => x.generation === warm);
+  emit('WARM', { generation: warm, requestedAtMs, pageWrittenMonoMs: s.lastBump?.pageWrittenMonoMs ?? null, probeSeenMs: seen?.atMs ?? null, ackedAtMs: warmAckedAtMs });
+}
+
+// ---------------------------------------------------------------- e2e=criu: a process tree restored twice
+
+function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): { status: number | null; out: string; ms: number } {
+  const t0 = monoMs();
+  const r = spawnSync(cmd, args, { encoding: 'utf8', env: { ...process.env, ...env } });
+  return { status: r.status, out: `${r.stdout ?? ''}${r.stderr ?? ''}`, ms: monoMs() - t0 };
+}
+
+function must(what: string, r: { status: number | null; out: string }, log?: string): void {
+  if (r.status === 0) return;
+  let detail = r.out;
+  if (log && fs.existsSync(log)) detail += '\n' + fs.readFileSync(log, 'utf8').split('\n').filter((l) => /Error|error|fail/.test(l)).slice(-30).join('\n');
+  throw new Error(`${what} failed (${r.status}): ${detail}`);
+}
+
+function loadModules(): string[] {
+  const order = fs.readFileSync('/lib/modules/order', 'utf8').split('\n').filter(Boolean);
+  const loaded = fs.readFileSync('/proc/modules', 'utf8');
+  for (const m of order) {
+    if (new RegExp(`^${m} `, 'm').test(loaded)) continue;
+    must(`insmod ${m}`, run('insmod', [`/lib/modules/${m}.ko`]));
+  }
+  return order;
+}
+
+/** The tree's init: the child that `unshare -p -f` made pid 1 of the new namespace. */
+async function treeInit(unsharePid: number): Promise<number> {
+  return until('the tree init', 10_000, () => {
+    const kids = fs.readFileSync(`/proc/${unsharePid}/task/${unsharePid}/children`, 'utf8').trim();
+    const pid = Number(kids.split(' ')[0]);
+    if (!pid) return undefined;
+    return /node/.test(fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1')) ? pid : undefined;
+  });
+}
+
+async function criuScenario(): Promise<void> {
+  const modules = loadModules();
+  const tree = '/run/tree';
+  const dump = '/run/criu/dump';
+  fs.mkdirSync(tree, { recursive: true, mode: 0o755 });
+  fs.mkdirSync(dump, { recursive: true });
+  const env = { SYSGENID_DIR: tree, REPORT: `${OUT}/criu-app-{pid}.json` };
+  const unshare = start('tree', 'unshare', ['-p', '-f', 'setsid', '/usr/bin/node', `${GUEST}/criu-tree.js`], env);
+  const init = await treeInit(unshare.pid as number);
+  await until('the tree watcher', 60_000, async () => {
+    const s = await status({ dir: tree, list: true });
+    return (s.list ?? []).some((w) => w.name === 'criu-app') && fs.readdirSync(OUT).some((f) => f.startsWith('criu-app-')) ? s : undefined;
+  });
+  const source = fs.readdirSync(OUT).filter((f) => /^criu-app-\d+\.json$/.test(f)).map((f) => readJson(`${OUT}/${f}`));
+
+  const dumped = run('criu', ['dump', '-t', String(init), '-D', dump, '-o', 'dump.log', '-v4', '--file-locks']);
+  must('criu dump', dumped, `${dump}/dump.log`);
+  // The tree's runtime directory as it was at the dump: every copy is restored onto such a directory.
+  must('save the tree directory', run('cp', ['-a', tree, `${tree}.saved`]));
+
+  const copies: Record<string, unknown>[] = [];
+  for (const name of ['A', 'B']) {
+    if (name !== 'A') must('lay out the directory', run('cp', ['-a', `${tree}.saved`, tree]));
+    const restored = run('criu', ['restore', '-D', dump, '-d', '-o', `restore-${name}.log`, '-v4', '--file-locks',
+      '--action-script', '/usr/sbin/sysgenid-criu-action']);
+    must(`criu restore ${name}`, restored, `${dump}/restore-${name}.log`);
+    const t0 = monoMs();
+    const waited = run('/usr/bin/sysgenid', ['wait', '--timeout', '60000'], { SYSGENID_DIR: tree });
+    const s = await status({ dir: tree, list: true });
+    copies.push({ name, restoreMs: restored.ms, waitMs: monoMs() - t0, wait: waited, generation: s.generation, outdated: s.outdated, lastBump: s.lastBump, list: watcherSummary(s), actionOutput: restored.out.split('\n').filter((l) => /sysgenid/.test(l)) });
+    // The copy keeps its files through its open descriptors; the path is free for the next copy.
+    fs.renameSync(tree, `${tree}-${name}`);
+  }
+  // Give both copies' apps the moment to publish what they regenerated.
+  await until('both copies acknowledged', 30_000, () => {
+    const files = fs.readdirSync(OUT).filter((f) => /^criu-app-\d+\.json$/.test(f)).map((f) => readJson(`${OUT}/${f}`) as { generation: number; ackedAtMs: number | null });
+    return files.filter((f) => f.generation === 1 && f.ackedAtMs !== null).length >= 2 ? true : undefined;
+  }).catch(() => undefined);
+  const apps = fs.readdirSync(OUT).filter((f) => /^criu-app-\d+\.json$/.test(f)).map((f) => readJson(`${OUT}/${f}`));
+  const live = await Promise.all(['A', 'B'].map(async (n) => {
+    const s = await status({ dir: `${tree}-${n}`, list: true });
+    return { name: n, generation: s.generation, outdated: s.outdated, watchers: s.watchers };
+  }));
+  emit('CRIU', { modules, dumpMs: dumped.ms, source, copies, apps, live });
+}
+
+// ---------------------------------------------------------------- console commands
+
+const commands = new Map<string, () => Promise<void> | void>([['logs', dumpLogs]]);
+function onCommand(name: string, fn: () => Promise<void> | void): void {
+  commands.set(name, fn);
+}
+readline.createInterface({ input: process.stdin }).on('line', (line) => {
+  const fn = commands.get(line.trim());
+  if (fn) Promise.resolve(fn()).catch((err: Error) => emit('ERROR', { command: line.trim(), message: err.message }));
+});
+
+fs.mkdirSync(OUT, { recursive: true });
+const scenario = /\be2e=(\w+)/.exec(fs.readFileSync('/proc/cmdline', 'utf8'))?.[1] ?? 'vm';
+emit('BOOTED', { scenario, monoMs: monoMs(), kernel: fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim() });
+try {
+  if (scenario === 'criu') await criuScenario();
+  else await vmScenario();
+} catch (err) {
+  emit('ERROR', { message: (err as Error).stack ?? String(err) });
+  dumpLogs();
+}

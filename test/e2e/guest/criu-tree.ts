@@ -1,0 +1,31 @@
+// The process tree CRIU dumps in the container scenario: this process (the tree's init, pid 1 of its
+// own pid namespace), a sysgenid daemon of its own in SYSGENID_DIR, and the secret app as its watcher.
+// The restored tree's daemon hears of the restore only from CRIU's action script, so it runs with
+// no kernel backend.
+
+import { spawn } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { status } from '../../../src/client/index.js';
+
+const here = new URL('.', import.meta.url).pathname;
+const daemon = spawn('/usr/bin/node', [`${here}../../../src/daemon/main.js`, '--backends', 'none', '--no-hooks'], { stdio: 'inherit' });
+const env = { ...process.env, APP_NAME: 'criu-app' };
+let app: ReturnType<typeof spawn> | undefined;
+for (;;) {
+  try {
+    await status();
+    break;
+  } catch {
+    await sleep(50);
+  }
+}
+app = spawn('/usr/bin/node', [`${here}secret-app.js`], { stdio: 'inherit', env });
+const stop = (): void => {
+  app?.kill();
+  daemon.kill();
+  process.exit(0);
+};
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
+// Keeps the tree's init alive (and reaping) for as long as the test wants it.
+setInterval(() => undefined, 1 << 30);
