@@ -24,7 +24,7 @@ it('bumps the daemon of the restored tree on post-resume only, and never aborts 
 
   const r = await run('post-resume');
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, new RegExp(`restored tree of pid ${init.pid}: generation 1 \\(${d.dir}\\)`));
+  assert.match(r.stdout, new RegExp(`restored tree of pid ${init.pid}: generation 1; nothing was quiesced \\(${d.dir}\\)`));
   assert.equal((await statusOf(d.dir)).generation, 1);
 
   const explicit = await run('post-resume', '--dir', d.dir);

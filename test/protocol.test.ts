@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import { LineSplitter } from '../src/protocol/framing.js';
 import {
   MAX_REQUEST_LINE, VERBS, encodeErr, encodeGen, encodeHello, encodeOk, encodeRequest, parseRequest, parseServerLine,
-  type Request,
+  type Request, encodeQuiesce, encodeUnquiesce,
 } from '../src/protocol/messages.js';
 import { SysgenidError } from '../src/protocol/errors.js';
 
@@ -37,6 +37,17 @@ describe('parseRequest', () => {
     ['STATUS BRIEF', { verb: 'STATUS', brief: true }],
     ['BUMP', { verb: 'BUMP', min: 0 }],
     ['BUMP 8', { verb: 'BUMP', min: 8 }],
+    ['SUBSCRIBE', { verb: 'SUBSCRIBE', priority: 0 }],
+    ['SUBSCRIBE -20', { verb: 'SUBSCRIBE', priority: -20 }],
+    ['UNSUBSCRIBE', { verb: 'UNSUBSCRIBE' }],
+    ['QUIESCED 4', { verb: 'QUIESCED', cycle: 4 }],
+    ['UNQUIESCED 4', { verb: 'UNQUIESCED', cycle: 4 }],
+    ['FAILED 4 cannot  drain the pool', { verb: 'FAILED', cycle: 4, message: 'cannot  drain the pool' }],
+    ['PROBLEM key rotation failed', { verb: 'PROBLEM', message: 'key rotation failed' }],
+    ['PROBLEM', { verb: 'PROBLEM', message: '' }],
+    ['QUIESCE', { verb: 'QUIESCE', timeoutMs: 10000 }],
+    ['QUIESCE 2500', { verb: 'QUIESCE', timeoutMs: 2500 }],
+    ['UNQUIESCE 30000', { verb: 'UNQUIESCE', timeoutMs: 30000 }],
     ['PING', { verb: 'PING' }],
     ['HELP', { verb: 'HELP' }],
     ['QUIT', { verb: 'QUIT' }],
@@ -47,7 +58,11 @@ describe('parseRequest', () => {
   }
 
   it('round-trips every request through encodeRequest', () => {
-    for (const [, req] of good) assert.deepEqual(parseRequest(encodeRequest(req).trimEnd()), req);
+    for (const [, req] of good) {
+      // FAILED's message is sent with its runs of spaces folded.
+      const expect = req.verb === 'FAILED' ? { ...req, message: req.message.replace(/ +/g, ' ') } : req;
+      assert.deepEqual(parseRequest(encodeRequest(req).trimEnd()), expect);
+    }
     assert.deepEqual(new Set(good.map(([, r]) => r.verb)), new Set(VERBS));
   });
 
@@ -69,6 +84,17 @@ describe('parseRequest', () => {
     ['BUMP -3', 'EINVAL'],
     ['STATUS ALL', 'EINVAL'],
     ['PING pong', 'EINVAL'],
+    ['SUBSCRIBE 1001', 'EINVAL'],
+    ['SUBSCRIBE high', 'EINVAL'],
+    ['SUBSCRIBE 1 2', 'EINVAL'],
+    ['QUIESCED', 'EINVAL'],
+    ['UNQUIESCED x', 'EINVAL'],
+    ['FAILED', 'EINVAL'],
+    [`FAILED 1 ${'x'.repeat(201)}`, 'EINVAL'],
+    [`PROBLEM ${'x'.repeat(201)}`, 'EINVAL'],
+    ['QUIESCE 0', 'EINVAL'],
+    ['QUIESCE soon', 'EINVAL'],
+    ['UNQUIESCE 5 6', 'EINVAL'],
     ['NAME', 'EINVAL'],
     [`NAME ${'x'.repeat(65)}`, 'EINVAL'],
     ['ACK \u0000', 'EPROTO'],
@@ -88,6 +114,10 @@ describe('server lines', () => {
     assert.deepEqual(parseServerLine(encodeOk(3).trimEnd()), { type: 'ok', value: '3' });
     assert.deepEqual(parseServerLine(encodeErr('ETIME', 'late\nwatchers').trimEnd()), { type: 'err', code: 'ETIME', message: 'late watchers' });
     assert.equal(parseServerLine('ERR EFUTURE what').type, 'err');
+    assert.deepEqual(parseServerLine(encodeQuiesce(3).trimEnd()), { type: 'quiesce', cycle: 3 });
+    assert.deepEqual(parseServerLine(encodeUnquiesce(4, 9).trimEnd()), { type: 'unquiesce', cycle: 4, generation: 9 });
+    assert.throws(() => parseServerLine('QUIESCE'), SysgenidError);
+    assert.throws(() => parseServerLine('UNQUIESCE 4'), SysgenidError);
     assert.throws(() => parseServerLine('GEN x'), SysgenidError);
     assert.throws(() => parseServerLine('HELLO other/1 1 1'), SysgenidError);
     assert.throws(() => parseServerLine('BANANA'), SysgenidError);

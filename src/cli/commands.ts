@@ -5,7 +5,8 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { forceUpdate, readNext, status, waitForWatchers } from '../client/admin.js';
+import { forceUpdate, quiesce, readNext, status, unquiesce, waitForWatchers } from '../client/admin.js';
+import type { CycleReport } from '../core/lifecycle.js';
 import { connect } from '../client/watcher.js';
 import { SysgenidError } from '../protocol/errors.js';
 import { parseU32 } from '../protocol/messages.js';
@@ -26,6 +27,8 @@ export const EXIT = {
   DENIED: 6,
   /** the daemon is not running or not reachable. */
   UNREACHABLE: 7,
+  /** quiesce: already quiesced, or a lifecycle step is in progress (EBUSY). */
+  BUSY: 8,
 } as const;
 
 const COMMON = `  --dir DIR       runtime directory of the daemon (default: as sysgenidd resolves it)
@@ -40,12 +43,17 @@ Commands:
   watch     stay connected; print or handle every new generation and acknowledge it
   bump      force a new generation (root or the daemon's control group)
   wait      wait until every tracked watcher has acknowledged the current generation
-  criu-action  a CRIU action script: bump the daemon inside a restored process tree
+  quiesce   ask every lifecycle subscriber to quiesce (before a snapshot)
+  resume    un-quiesce; after a restore, once every watcher has re-adjusted
+  snapshot  quiesce, run CMD (which takes the snapshot), then resume
+  ready     exit 0 only when running with no outdated watcher (a readiness probe)
+  criu-action  a CRIU action script: quiesce before a dump, bump and resume after a restore
 
 Run "sysgenid <command> --help" for a command's options. Exit codes:
   0 success, 1 failure, 2 usage error, 3 no new generation (read --nonblock),
-  4 timed out (wait), 5 interrupted by a new generation (wait), 6 permission denied (bump),
-  7 daemon not reachable
+  4 timed out (wait, quiesce), 5 interrupted by a new generation (wait, quiesce), 6 permission
+  denied (bump, quiesce, resume, snapshot), 7 daemon not reachable, 8 busy (quiesce: already
+  quiesced or a step in progress)
 `,
   status: `Usage: sysgenid status [--json] [--brief]
 
@@ -96,6 +104,50 @@ daemon it says so and exits 0 (a failing action script would abort the restore) 
   --strict        exit non-zero when no daemon could be bumped
   -h, --help      show this help
 `,
+  quiesce: `Usage: sysgenid quiesce [--timeout MS]
+
+Ask every lifecycle subscriber, one at a time (highest priority number first, latest registered first
+among equals), to quiesce. Exit 0 when every one has. If one fails, each remaining one is still asked;
+on a failure or at the timeout every subscriber asked is un-quiesced again before this exits, so the
+machine is never left half-quiesced. The late and failing subscribers are named.
+Exit 1 on a failure, 4 when one was late, 5 when a new generation arrived while quiescing, 8 when the
+machine is already quiesced or a step is in progress.
+
+  --timeout MS    the whole quiesce's budget (default 10000)
+${COMMON}
+`,
+  resume: `Usage: sysgenid resume [--timeout MS]
+
+Un-quiesce every quiesced subscriber, in order (lowest priority number first). After a restore it first
+waits until every tracked watcher has acknowledged the new generation, up to MS, and names the late.
+Every subscriber is told even when another fails. Exit 0 when all answered, 1 otherwise.
+
+  --timeout MS    budget for re-adjusting and for the un-quiesce (default 10000)
+${COMMON}
+`,
+  snapshot: `Usage: sysgenid snapshot [--quiesce-timeout MS] [--adjust-timeout MS] -- CMD [ARG...]
+
+Quiesce (as "sysgenid quiesce"), run CMD, which takes the snapshot (a hypervisor API call, criu dump
+--leave-running, a QMP command), then resume. If the quiesce fails CMD is not run. In the original the
+machine resumes as soon as CMD exits; in a copy restored from the snapshot (where this command is
+restored too, still waiting for CMD) the daemon sees the new generation and resumes only when every
+watcher has re-adjusted, up to the adjust timeout. Prints which of the two this is.
+Exit: CMD's failure is 1 (the machine is resumed first); otherwise as quiesce and resume.
+
+  --quiesce-timeout MS   budget of the quiesce (default 10000)
+  --adjust-timeout MS    budget for re-adjusting and un-quiescing after (default 30000)
+${COMMON}
+`,
+  ready: `Usage: sysgenid ready [--quiet]
+
+Exit 0 when the daemon's lifecycle is running (not quiescing, quiesced or re-adjusting) and no tracked
+watcher is outdated; else print why and exit 1 (7 when the daemon is not reachable). Works for any
+user, so it serves as a Kubernetes exec readiness probe or a load balancer's health check: a restored
+copy takes no traffic until it has re-adjusted.
+
+  --quiet         print nothing
+${COMMON}
+`,
   wait: `Usage: sysgenid wait [--timeout MS]
 
 Wait until no tracked watcher is outdated. Exit 0 when none is, 4 on timeout (and list who is late),
@@ -122,6 +174,25 @@ function formatMs(ms: number): string {
   return `${(ms / 3_600_000).toFixed(1)} h`;
 }
 
+function formatLifecycle(s: DaemonStatus): string {
+  const lc = s.lifecycle;
+  const head = `${lc.state}${lc.state === 'running' ? '' : ` for ${formatMs(lc.sinceMs)}`}, ${lc.subscribers} subscriber(s), ${lc.ready ? 'ready' : 'not ready'}`;
+  const cur = lc.current;
+  if (cur) {
+    const now = cur.startedAt + lc.sinceMs;
+    const waiting = cur.steps.filter((st) => st.outcome === 'asked').map((st) => `${st.name ?? `#${st.id}`} (asked ${formatMs(Math.max(0, now - (st.askedAt ?? now)))} ago)`);
+    const done = cur.steps.filter((st) => st.outcome === 'done').map((st) => st.name ?? `#${st.id}`);
+    const bad = cur.steps.filter((st) => st.outcome !== 'done' && st.outcome !== 'asked').map((st) => `${st.name ?? `#${st.id}`} ${st.outcome}`);
+    return `${head}; cycle ${cur.cycle}: waiting for ${waiting.join(', ') || 'nobody'}; done: ${done.join(', ') || 'none'}${bad.length ? `; ${bad.join(', ')}` : ''}`;
+  }
+  if (lc.adjusting) {
+    const who = lc.adjusting.outdated.map((w) => w.name ?? `#${w.id}`);
+    const until = lc.adjusting.deadlineInMs === null ? '' : `, resumes in ${formatMs(Math.max(0, lc.adjusting.deadlineInMs))} at the latest`;
+    return `${head}; ${lc.adjusting.quiesced ? 'quiesced, ' : ''}waiting for ${who.length} outdated watcher(s)${who.length ? `: ${who.slice(0, 8).join(', ')}` : ''}${until}`;
+  }
+  return head;
+}
+
 export function formatStatus(s: DaemonStatus): string {
   const lines = [
     `generation ${s.generation}`,
@@ -129,6 +200,7 @@ export function formatStatus(s: DaemonStatus): string {
     `daemon     pid ${s.pid}, version ${s.version}, up ${formatMs(s.uptimeMs)}, ${s.dir}`,
     `last bump  ${s.lastBump ? `${s.lastBump.generation} (${s.lastBump.source}) at ${s.lastBump.at}` : 'none since start'}`,
   ];
+  lines.push(`lifecycle  ${formatLifecycle(s)}`);
   for (const b of s.backends) lines.push(`backend    ${b.name}: ${b.live ? 'live' : 'off'} (${b.detail})`);
   lines.push(`native     ${s.native}`);
   if (s.list && s.list.length > 0) {
@@ -139,9 +211,10 @@ export function formatStatus(s: DaemonStatus): string {
       w.tracked ? 'yes' : 'no',
       String(w.acked),
       w.outdated ? `outdated for ${formatMs(w.outdatedMs ?? 0)}` : 'up to date',
-      w.backlog > 0 ? `${w.backlog} bytes unread` : '',
+      w.subscriber ? `prio ${w.subscriber.priority}${w.subscriber.quiesced ? ', quiesced' : ''}` : '-',
+      [w.backlog > 0 ? `${w.backlog} bytes unread` : '', w.problem ? `problem: ${w.problem}` : ''].filter(Boolean).join('; '),
     ]);
-    const head = ['ID', 'NAME', 'PID', 'TRACKED', 'ACKED', 'STATE', ''];
+    const head = ['ID', 'NAME', 'PID', 'TRACKED', 'ACKED', 'STATE', 'LIFECYCLE', ''];
     const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
     const fmt = (r: string[]): string => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
     lines.push('', fmt(head), ...rows.map(fmt));
@@ -149,12 +222,12 @@ export function formatStatus(s: DaemonStatus): string {
   return lines.join('\n') + '\n';
 }
 
-function runCommand(argv: string[], generation: number): Promise<number> {
+function runCommand(argv: string[], generation: number, who = 'watch'): Promise<number> {
   return new Promise((resolve) => {
     const [cmd, ...args] = argv as [string, ...string[]];
     const child = spawn(cmd, args, { stdio: 'inherit', env: { ...process.env, SYSGENID: String(generation) } });
     child.on('error', (err) => {
-      process.stderr.write(`sysgenid watch: cannot run ${cmd}: ${err.message}\n`);
+      process.stderr.write(`sysgenid ${who}: cannot run ${cmd}: ${err.message}\n`);
       resolve(127);
     });
     child.on('close', (code, signal) => resolve(code ?? (signal ? 128 : 1)));
@@ -212,7 +285,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     parsed = parseArgs({
       args: rest,
-      allowPositionals: command === 'watch',
+      allowPositionals: command === 'watch' || command === 'snapshot',
       strict: true,
       options: {
         dir: { type: 'string' },
@@ -226,6 +299,9 @@ export async function main(argv: string[]): Promise<number> {
         min: { type: 'string' },
         timeout: { type: 'string' },
         strict: { type: 'boolean' },
+        quiet: { type: 'boolean' },
+        'quiesce-timeout': { type: 'string' },
+        'adjust-timeout': { type: 'string' },
       },
     });
   } catch (err) {
@@ -238,7 +314,8 @@ export async function main(argv: string[]): Promise<number> {
   }
   const allowed: Record<string, string[]> = {
     status: ['json', 'brief'], read: ['nonblock'], watch: ['name', 'count', 'untracked'], bump: ['min'], wait: ['timeout'],
-    'criu-action': ['strict'],
+    'criu-action': ['strict', 'timeout'], quiesce: ['timeout'], resume: ['timeout'], ready: ['quiet'],
+    snapshot: ['quiesce-timeout', 'adjust-timeout'],
   };
   for (const key of Object.keys(v)) {
     if (key !== 'dir' && !(allowed[command] ?? []).includes(key)) throw new UsageError(`${command} does not take --${key}`);
@@ -275,11 +352,122 @@ export async function main(argv: string[]): Promise<number> {
       return EXIT.OK;
     }
     case 'criu-action':
-      return criuAction(v.dir, v.strict === true, process.env);
+      return criuAction(v.dir, v.strict === true, process.env, u32Option('timeout', v.timeout, 10_000));
+    case 'quiesce':
+      return quiesceCommand(base, u32Option('timeout', v.timeout, 10_000));
+    case 'resume':
+      return resumeCommand(base, u32Option('timeout', v.timeout, 10_000));
+    case 'ready':
+      return readyCommand(base, v.quiet === true);
+    case 'snapshot':
+      return snapshotCommand(base, u32Option('quiesce-timeout', v['quiesce-timeout'], 10_000), u32Option('adjust-timeout', v['adjust-timeout'], 30_000), parsed.positionals);
     case 'watch':
       return watch(v.dir, v.name, u32Option('count', v.count, 0), v.untracked === true, parsed.positionals);
   }
   throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+}
+
+function describeReport(report: CycleReport): string {
+  const took = (report.endedAt ?? report.startedAt) - report.startedAt;
+  const who = (st: CycleReport['steps'][number]): string => `${st.name ?? `#${st.id}`}`;
+  const done = report.steps.filter((st) => st.outcome === 'done');
+  const parts = [`${done.length} of ${report.steps.length} subscriber(s) ${report.kind === 'quiesce' ? 'quiesced' : 'resumed'} in ${took} ms` +
+    (done.length > 0 ? `: ${done.map((st) => `${who(st)} (${(st.answeredAt ?? 0) - (st.askedAt ?? 0)} ms)`).join(', ')}` : '')];
+  for (const st of report.steps.filter((x) => x.outcome !== 'done')) {
+    parts.push(`  ${who(st)}: ${st.outcome}${st.error ? `: ${st.error}` : ''}`);
+  }
+  return parts.join('\n');
+}
+
+/**
+ * What an un-quiesce did. An empty report means nothing was quiesced when it arrived, which after a
+ * restore usually means the daemon had already resumed by itself: say so, with that report.
+ */
+async function resumeSummary(base: { dir?: string }, report: CycleReport): Promise<{ text: string; ok: boolean; reason: string | null }> {
+  if (report.steps.length > 0 || !report.ok) return { text: describeReport(report), ok: report.ok, reason: report.reason };
+  const lc = (await status({ ...base, list: false }).catch(() => undefined))?.lifecycle;
+  const last = lc?.lastUnquiesce;
+  // Quiesced at an older generation and un-quiesced at this one: the daemon's own resume after a restore.
+  if (last && last.generationAtEnd === report.generationAtStart && lc?.lastQuiesce && lc.lastQuiesce.generationAtStart !== last.generationAtEnd) {
+    return { text: `already resumed by the daemon after the restore: ${describeReport(last)}`, ok: last.ok, reason: last.reason };
+  }
+  return { text: 'nothing was quiesced', ok: true, reason: null };
+}
+
+function quiesceExit(report: CycleReport): number {
+  if (report.ok) return EXIT.OK;
+  if (report.reason?.startsWith('interrupted')) return EXIT.INTERRUPTED;
+  if (report.steps.some((st) => st.outcome === 'late')) return EXIT.TIMEOUT;
+  return EXIT.FAILURE;
+}
+
+async function quiesceCommand(base: { dir?: string }, timeoutMs: number): Promise<number> {
+  const report = await quiesce({ ...base, timeoutMs });
+  if (report.ok) {
+    process.stdout.write(`sysgenid quiesce: ${describeReport(report)}\n`);
+  } else {
+    process.stderr.write(`sysgenid quiesce: failed: ${report.reason}\n${describeReport(report)}\n`);
+  }
+  return quiesceExit(report);
+}
+
+async function resumeCommand(base: { dir?: string }, timeoutMs: number): Promise<number> {
+  const summary = await resumeSummary(base, await unquiesce({ ...base, timeoutMs }));
+  const out = summary.ok ? process.stdout : process.stderr;
+  out.write(`sysgenid resume: ${summary.text}\n`);
+  if (!summary.ok) out.write(`sysgenid resume: ${summary.reason}\n`);
+  return summary.ok ? EXIT.OK : EXIT.FAILURE;
+}
+
+async function readyCommand(base: { dir?: string }, quiet: boolean): Promise<number> {
+  const s = await status({ ...base, list: true });
+  if (s.lifecycle.ready) {
+    if (!quiet) process.stdout.write(`ready: generation ${s.generation}, ${s.watchers} watcher(s), none outdated\n`);
+    return EXIT.OK;
+  }
+  if (!quiet) {
+    const why: string[] = [];
+    if (s.lifecycle.state !== 'running') why.push(`lifecycle ${s.lifecycle.state} for ${formatMs(s.lifecycle.sinceMs)}`);
+    const late = (s.list ?? []).filter((w) => w.tracked && w.outdated);
+    if (late.length > 0) why.push(`${late.length} watcher(s) outdated: ${late.slice(0, 5).map((w) => `${w.name ?? `#${w.id}`}${w.problem ? ` (${w.problem})` : ''}`).join(', ')}${late.length > 5 ? ', ...' : ''}`);
+    process.stdout.write(`not ready: ${why.join('; ')}\n`);
+  }
+  return EXIT.FAILURE;
+}
+
+/** After CMD, how long a restored copy may take to see its new generation (the kernel's notice is asynchronous). */
+const SETTLE_MS = 1000;
+
+async function snapshotCommand(base: { dir?: string }, quiesceTimeoutMs: number, adjustTimeoutMs: number, cmd: string[]): Promise<number> {
+  if (cmd.length === 0) throw new UsageError('snapshot needs the command that takes the snapshot: sysgenid snapshot -- CMD [ARG...]');
+  const before = (await status(base)).generation;
+  const report = await quiesce({ ...base, timeoutMs: quiesceTimeoutMs });
+  if (!report.ok) {
+    process.stderr.write(`sysgenid snapshot: quiesce failed, ${cmd[0]} not run: ${report.reason}\n${describeReport(report)}\n`);
+    return quiesceExit(report);
+  }
+  process.stderr.write(`sysgenid snapshot: ${describeReport(report)}; running ${cmd.join(' ')}\n`);
+  // Opened before CMD, so a restore that happens during it is reported at once, whenever it is read.
+  const stopReading = new AbortController();
+  const next = readNext({ ...base, signal: stopReading.signal }).then((g) => g, () => undefined);
+  const code = await runCommand(cmd, before, 'snapshot');
+  // In a copy restored from the snapshot, this process is restored too, right here. The kernel tells
+  // the daemon of the restore a little after the copy resumes, so give it that long before deciding.
+  const moved = await Promise.race([next, new Promise<undefined>((r) => setTimeout(() => r(undefined), SETTLE_MS).unref())]);
+  stopReading.abort();
+  const after = moved ?? (await status(base)).generation;
+  const copy = after !== before;
+  process.stderr.write(copy
+    ? `sysgenid snapshot: generation ${before} -> ${after}: this is a restored copy; resuming once every watcher has re-adjusted\n`
+    : `sysgenid snapshot: generation still ${before}: this is the original; resuming\n`);
+  const resumed = await resumeSummary(base, await unquiesce({ ...base, timeoutMs: adjustTimeoutMs }));
+  process.stderr.write(`sysgenid snapshot: ${resumed.text}\n`);
+  if (!resumed.ok) process.stderr.write(`sysgenid snapshot: ${resumed.reason}\n`);
+  if (code !== 0) {
+    process.stderr.write(`sysgenid snapshot: ${cmd[0]} exited with ${code}\n`);
+    return EXIT.FAILURE;
+  }
+  return resumed.ok ? EXIT.OK : EXIT.FAILURE;
 }
 
 /** The restored tree's own view of SYSGENID_DIR, from its init process's environment. */
@@ -295,22 +483,49 @@ function restoredDir(pid: string, explicit: string | undefined): string {
   return '/run/sysgenid';
 }
 
-export async function criuAction(dir: string | undefined, strict: boolean, env: NodeJS.ProcessEnv): Promise<number> {
+/**
+ * CRIU's actions mapped to the lifecycle. pre-dump runs before CRIU freezes the tree: quiesce it (a
+ * failure makes this script fail, and CRIU then aborts the dump with the tree un-quiesced). post-dump
+ * runs while the tree is still frozen, so its daemon cannot answer yet: a detached `sysgenid resume`
+ * waits for the thaw (criu dump --leave-running) or for the tree's end. post-resume runs once the
+ * restored tree runs: a new generation, then un-quiesce once every watcher has re-adjusted.
+ */
+export async function criuAction(dir: string | undefined, strict: boolean, env: NodeJS.ProcessEnv, timeoutMs = 10_000): Promise<number> {
   const action = env.CRTOOLS_SCRIPT_ACTION;
   if (action === undefined) throw new UsageError('criu-action is meant to be run by criu (CRTOOLS_SCRIPT_ACTION is not set)');
-  // At post-restore the restored tasks are still stopped: their daemon could not answer. At post-resume it can.
-  if (action !== 'post-resume') return EXIT.OK;
+  if (action !== 'pre-dump' && action !== 'post-dump' && action !== 'post-resume') return EXIT.OK;
   const pid = env.CRTOOLS_INIT_PID;
-  if (!pid || !/^[0-9]+$/.test(pid)) throw new UsageError('post-resume without a valid CRTOOLS_INIT_PID');
+  if (!pid || !/^[0-9]+$/.test(pid)) throw new UsageError(`${action} without a valid CRTOOLS_INIT_PID`);
   const inside = restoredDir(pid, dir);
   const full = path.join(`/proc/${pid}/root`, inside);
+  const tree = `${action === 'post-resume' ? 'restored ' : ''}tree of pid ${pid}`;
   try {
+    if (action === 'pre-dump') {
+      const report = await quiesce({ dir: full, connectTimeoutMs: 2000, timeoutMs });
+      if (!report.ok) {
+        process.stderr.write(`sysgenid: ${tree}: quiesce failed, the dump must not go on: ${report.reason}\n`);
+        return quiesceExit(report);
+      }
+      process.stdout.write(`sysgenid: ${tree}: ${describeReport(report)} (${inside})\n`);
+      return EXIT.OK;
+    }
+    if (action === 'post-dump') {
+      const child = spawn(process.execPath, [...process.execArgv, process.argv[1] as string, 'resume', '--dir', full, '--timeout', String(timeoutMs)], {
+        detached: true, stdio: 'ignore',
+      });
+      child.unref();
+      process.stdout.write(`sysgenid: ${tree}: will resume it when CRIU lets it run again (${inside})\n`);
+      return EXIT.OK;
+    }
     const gen = await forceUpdate({ dir: full, connectTimeoutMs: 2000 });
-    process.stdout.write(`sysgenid: restored tree of pid ${pid}: generation ${gen} (${inside})\n`);
+    const summary = await resumeSummary({ dir: full }, await unquiesce({ dir: full, timeoutMs }));
+    process.stdout.write(`sysgenid: ${tree}: generation ${gen}; ${summary.text} (${inside})\n`);
+    if (!summary.ok) process.stderr.write(`sysgenid: ${tree}: ${summary.reason}\n`);
     return EXIT.OK;
   } catch (err) {
     const e = err as SysgenidError;
-    process.stderr.write(`sysgenid: restored tree of pid ${pid}: no generation bump: ${e.code ?? ''} ${e.message}\n`);
+    if (action === 'pre-dump' && (e.code === 'EBUSY' || e.code === 'EACCES')) throw err;
+    process.stderr.write(`sysgenid: ${tree}: ${action === 'post-resume' ? 'no generation bump' : `no ${action === 'pre-dump' ? 'quiesce' : 'resume'}`}: ${e.code ?? ''} ${e.message}\n`);
     if (strict) throw err;
     return EXIT.OK;
   }
@@ -325,6 +540,7 @@ export function exitCodeFor(err: unknown): number {
     case 'EINTR': return EXIT.INTERRUPTED;
     case 'EACCES': return EXIT.DENIED;
     case 'ENOTCONN': return EXIT.UNREACHABLE;
+    case 'EBUSY': return EXIT.BUSY;
     default: return EXIT.FAILURE;
   }
 }

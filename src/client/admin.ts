@@ -2,7 +2,8 @@
 // observer at once (OBSERVE is pipelined with the request), so it never counts as a watcher.
 
 import { SysgenidError } from '../protocol/errors.js';
-import type { Request } from '../protocol/messages.js';
+import type { CycleReport } from '../core/lifecycle.js';
+import { DEFAULT_QUIESCE_TIMEOUT_MS, DEFAULT_UNQUIESCE_TIMEOUT_MS, type Request } from '../protocol/messages.js';
 import { runtimePaths } from '../protocol/runtime-dir.js';
 import type { DaemonStatus } from '../protocol/status.js';
 import { ProtocolConnection } from './connection.js';
@@ -12,6 +13,8 @@ export interface ClientOptions {
   readonly dir?: string;
   /** Give up connecting after this long (a full accept queue is retried). Default 10 s. */
   readonly connectTimeoutMs?: number;
+  /** Abandon the request (its connection is closed; the promise rejects with ECONNRESET). */
+  readonly signal?: AbortSignal;
 }
 
 async function oneShot(socket: 'watch' | 'control', opts: ClientOptions, req: Request): Promise<string> {
@@ -20,12 +23,16 @@ async function oneShot(socket: 'watch' | 'control', opts: ClientOptions, req: Re
     generation: () => {},
     close: () => {},
   }, { timeoutMs: opts.connectTimeoutMs ?? 10_000 });
+  const abort = (): void => conn.close();
+  if (opts.signal?.aborted) conn.close();
+  opts.signal?.addEventListener('abort', abort, { once: true });
   try {
     const observe = socket === 'watch' ? conn.request({ verb: 'OBSERVE' }) : Promise.resolve('');
     const reply = conn.request(req);
     await observe;
     return await reply;
   } finally {
+    opts.signal?.removeEventListener('abort', abort);
     conn.close();
   }
 }
@@ -62,4 +69,21 @@ export async function waitForWatchers(opts: ClientOptions & { readonly timeoutMs
  */
 export async function readNext(opts: ClientOptions & { readonly nonblock?: boolean } = {}): Promise<number> {
   return Number(await oneShot('watch', opts, { verb: 'READ', nonblock: opts.nonblock === true }));
+}
+
+/**
+ * Quiesce every lifecycle subscriber (control socket). Resolves with the cycle's report whether or not
+ * it succeeded: on failure every subscriber asked has already been un-quiesced. EBUSY if the machine is
+ * already quiesced or a step is in progress.
+ */
+export async function quiesce(opts: ClientOptions & { readonly timeoutMs?: number } = {}): Promise<CycleReport> {
+  return JSON.parse(await oneShot('control', opts, { verb: 'QUIESCE', timeoutMs: opts.timeoutMs ?? DEFAULT_QUIESCE_TIMEOUT_MS })) as CycleReport;
+}
+
+/**
+ * Un-quiesce (control socket). After a restore it first waits, up to `timeoutMs`, for every tracked
+ * watcher to acknowledge the new generation. Resolves with the un-quiesce's report.
+ */
+export async function unquiesce(opts: ClientOptions & { readonly timeoutMs?: number } = {}): Promise<CycleReport> {
+  return JSON.parse(await oneShot('control', opts, { verb: 'UNQUIESCE', timeoutMs: opts.timeoutMs ?? DEFAULT_UNQUIESCE_TIMEOUT_MS })) as CycleReport;
 }

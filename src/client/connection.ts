@@ -9,8 +9,12 @@ import { type Request, encodeRequest, parseServerLine } from '../protocol/messag
 /** Status replies list every watcher, so the client accepts much longer lines than the daemon does. */
 const MAX_REPLY_LINE = 64 * 1024 * 1024;
 
+export type LifecycleRequest = { readonly type: 'quiesce'; readonly cycle: number } | { readonly type: 'unquiesce'; readonly cycle: number; readonly generation: number };
+
 export interface ConnectionEvents {
   generation(generation: number): void;
+  /** QUIESCE / UNQUIESCE sent to a lifecycle subscriber. */
+  lifecycle?(request: LifecycleRequest): void;
   close(error: SysgenidError | undefined): void;
 }
 
@@ -158,6 +162,10 @@ export class ProtocolConnection {
     switch (parsed.type) {
       case 'gen':
         this.#events.generation(parsed.generation);
+        return;
+      case 'quiesce':
+      case 'unquiesce':
+        this.#events.lifecycle?.(parsed);
         return;
       case 'ok':
       case 'err': {

@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import { isU32 } from '../core/generation.js';
 import { SysgenidError } from '../protocol/errors.js';
 import { runtimePaths } from '../protocol/runtime-dir.js';
-import { ProtocolConnection } from './connection.js';
+import { type LifecycleRequest, ProtocolConnection } from './connection.js';
 
 export interface WatcherOptions {
   /** Shown by `sysgenid status`. */
@@ -21,11 +21,20 @@ export interface WatcherOptions {
   readonly connectTimeoutMs?: number;
   /** Let the process exit while the watcher is idle (default false). */
   readonly unref?: boolean;
+  /**
+   * Subscribe to the lifecycle (quiesce / un-quiesce) with this priority (-1000 to 1000; lower is
+   * un-quiesced earlier and quiesced later). Usually through Lifecycle (src/client/lifecycle.ts).
+   */
+  readonly subscribe?: { readonly priority: number };
 }
 
 export interface WatcherEvents {
   /** A generation this watcher has not handled yet (emitted once per value). */
   generation: [generation: number];
+  /** A lifecycle request (only with `subscribe`): answer it with answerLifecycle(). */
+  lifecycle: [request: LifecycleRequest];
+  /** Subscribed (again, after a reconnect); the daemon's lifecycle state at that moment. */
+  subscribed: [state: string];
   /** Lost the daemon; reconnecting unless closed. */
   disconnect: [error: SysgenidError];
   /** Connected again; `generation` is the daemon's current generation. */
@@ -57,6 +66,8 @@ export class Watcher extends EventEmitter<WatcherEvents> {
   #reconnecting = false;
   readonly #opts: WatcherOptions;
   readonly #waiters = new Set<GenerationWaiter>();
+  #problem = '';
+  readonly #heldLifecycle: LifecycleRequest[] = [];
 
   private constructor(opts: WatcherOptions) {
     super();
@@ -64,6 +75,12 @@ export class Watcher extends EventEmitter<WatcherEvents> {
     this.name = opts.name;
     this.#opts = opts;
     this.#tracked = opts.tracked ?? true;
+    (this as EventEmitter).on('newListener', (event: string | symbol) => {
+      if (event !== 'lifecycle' || this.#heldLifecycle.length === 0) return;
+      setImmediate(() => {
+        for (const req of this.#heldLifecycle.splice(0)) this.emit('lifecycle', req);
+      });
+    });
   }
 
   /** Connect a watcher. It is up to date with the generation current at connect. */
@@ -136,6 +153,19 @@ export class Watcher extends EventEmitter<WatcherEvents> {
       }
       throw err;
     }
+  }
+
+  /** Answer the lifecycle request of `cycle`: done, or failed with a message the daemon reports. */
+  async answerLifecycle(request: LifecycleRequest, error?: string): Promise<void> {
+    const conn = this.#live();
+    if (error !== undefined) await conn.request({ verb: 'FAILED', cycle: request.cycle, message: error || 'failed' });
+    else await conn.request({ verb: request.type === 'quiesce' ? 'QUIESCED' : 'UNQUIESCED', cycle: request.cycle });
+  }
+
+  /** Tell the daemon what is wrong here (status shows it next to this watcher); '' clears it. */
+  async reportProblem(message: string): Promise<void> {
+    this.#problem = message;
+    if (this.connected) await this.#live().request({ verb: 'PROBLEM', message });
   }
 
   /** Turn this watcher's tracking on or off; untracked watchers are notified but never waited for. */
@@ -258,6 +288,13 @@ export class Watcher extends EventEmitter<WatcherEvents> {
         if (!conn) closedEarly = { err };
         else if (this.#conn === conn) this.#onClose(err);
       },
+      // Only sent after SUBSCRIBE, which is sent once the connection is this watcher's.
+      lifecycle: (request) => {
+        if (this.#conn !== conn) return;
+        // Connect resolves after SUBSCRIBE, so a QUIESCE pushed at once would find nobody listening yet.
+        if (this.listenerCount('lifecycle') > 0) this.emit('lifecycle', request);
+        else this.#heldLifecycle.push(request);
+      },
     }, { timeoutMs });
     if (this.#closed) {
       conn.close();
@@ -280,7 +317,11 @@ export class Watcher extends EventEmitter<WatcherEvents> {
     if (this.name) steps.push(conn.request({ verb: 'NAME', name: this.name }));
     if (!this.#tracked) steps.push(conn.request({ verb: 'TRACK', on: false }));
     if (this.#handled !== conn.helloGeneration) steps.push(conn.request({ verb: 'RESUME', generation: this.#handled }));
+    if (this.#problem) steps.push(conn.request({ verb: 'PROBLEM', message: this.#problem }));
+    const subscribe = this.#opts.subscribe;
+    const subscribed = subscribe ? conn.request({ verb: 'SUBSCRIBE', priority: subscribe.priority }) : undefined;
     await Promise.all(steps);
+    if (subscribed) this.emit('subscribed', await subscribed);
   }
 
   #onGeneration(gen: number): void {

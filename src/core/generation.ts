@@ -137,6 +137,10 @@ export class GenerationState {
     this.#settleWaiters();
   }
 
+  isObserver(id: WatcherId): boolean {
+    return this.#get(id).observer;
+  }
+
   /** Turn a connection into an observer: it stops being a watcher for good. */
   observe(id: WatcherId): void {
     const w = this.#get(id);

@@ -38,6 +38,8 @@ export class Connection {
   uid: number | undefined;
   command: string | undefined;
   pidVerified = false;
+  /** What the client last reported with PROBLEM (a failed after-restore hook, say); shown by status. */
+  problem: string | undefined;
   readonly #host: ConnectionHost;
   readonly #maxBacklog: number;
   readonly #splitter: LineSplitter;

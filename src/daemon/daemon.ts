@@ -4,9 +4,10 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { GenerationState, type Effect } from '../core/generation.js';
+import { type CycleReport, Lifecycle, LifecycleError, type LifecycleEffect } from '../core/lifecycle.js';
 import { SysgenidError } from '../protocol/errors.js';
 import {
-  PROTOCOL_VERSION, VERBS, encodeErr, encodeGen, encodeHello, encodeOk, sanitizeName, type Request,
+  PROTOCOL_VERSION, VERBS, encodeErr, encodeGen, encodeHello, encodeOk, encodeQuiesce, encodeUnquiesce, sanitizeName, type Request,
 } from '../protocol/messages.js';
 import { type RuntimePaths, runtimePaths } from '../protocol/runtime-dir.js';
 import type { BackendStatus, DaemonStatus, WatcherStatus } from '../protocol/status.js';
@@ -48,6 +49,12 @@ export interface DaemonOptions {
   readonly vmclockPath?: string;
   /** Let the uevent backend accept synthetic events written to sysfs (tests, drills). */
   readonly ueventSynthetic?: boolean;
+  /** After a restore while quiesced, un-quiesce once every watcher re-adjusted (default true). */
+  readonly autoResume?: boolean;
+  /** How long re-adjusting after a restore while quiesced may take (default 30 s). */
+  readonly adjustTimeoutMs?: number;
+  /** Budget of the automatic un-quiesce (default 10 s). */
+  readonly resumeTimeoutMs?: number;
 }
 
 
@@ -61,6 +68,12 @@ export class Daemon implements ConnectionHost {
   readonly #store: StateStore;
   readonly #lock: PidLock;
   readonly #core: GenerationState;
+  readonly #lifecycle: Lifecycle;
+  #lifecycleTimer: NodeJS.Timeout | undefined;
+  /** The QUIESCE/UNQUIESCE request being handled right now, whose report may come synchronously. */
+  #syncReply: { id: number; line: string | undefined } | undefined;
+  /** The outdated count the lifecycle last heard of. */
+  #lifecycleOutdated = 0;
   readonly #hooks: HookRunner;
   readonly #conns = new Map<number, Connection>();
   readonly #servers: net.Server[] = [];
@@ -86,6 +99,11 @@ export class Daemon implements ConnectionHost {
     this.#page = page;
     this.#store = store;
     this.#core = new GenerationState(initial, (e) => this.#apply(e));
+    this.#lifecycle = new Lifecycle(initial, {
+      autoResume: opts.autoResume ?? true,
+      adjustTimeoutMs: opts.adjustTimeoutMs ?? 30_000,
+      resumeTimeoutMs: opts.resumeTimeoutMs ?? 10_000,
+    }, (e) => this.#applyLifecycle(e), Date.now());
     this.#hooks = new HookRunner(opts.hooksDir, opts.hookTimeoutMs, opts.log, {
       PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
       SYSGENID_DIR: paths.dir,
@@ -163,6 +181,8 @@ export class Daemon implements ConnectionHost {
     }
     const at = Date.now();
     this.#core.advance(next, at);
+    this.#lifecycleOutdated = this.#core.outdated;
+    this.#lifecycle.generationChanged(next, this.#core.outdated, at);
     this.#lastBump = { generation: next, source, at: new Date(at).toISOString(), pageWrittenMonoMs: writtenAt };
     this.#log.info(`generation ${previous} -> ${next} (${source}); ${this.#core.outdated} of ${this.#core.watchers} watchers outdated`);
     void this.#hooks.run({ generation: next, previous, source });
@@ -261,6 +281,7 @@ export class Daemon implements ConnectionHost {
       hooks: { dir: this.#hooks.dir ?? null, running: this.#hooks.running },
       native: addonState(),
       memory: { rss: process.memoryUsage.rss(), heapUsed: process.memoryUsage().heapUsed },
+      lifecycle: this.#lifecycleStatus(now),
     };
     if (!withList) return base;
     const list: WatcherStatus[] = [];
@@ -279,14 +300,40 @@ export class Daemon implements ConnectionHost {
         outdatedMs: w.outdatedSince === undefined ? null : now - w.outdatedSince,
         connectedMs: c ? now - c.connectedAt : 0,
         backlog: c?.backlog ?? 0,
+        subscriber: this.#lifecycle.subscriber(w.id) ?? null,
+        problem: c?.problem ?? null,
       });
     }
     return { ...base, list };
   }
 
+  #lifecycleStatus(now: number): DaemonStatus['lifecycle'] {
+    const lc = this.#lifecycle;
+    const current = lc.current && lc.current.endedAt === null ? lc.current : null;
+    let late: Array<{ id: number; name: string | null }> = [];
+    if (lc.state === 'adjusting') {
+      late = [...this.#core.list()].filter((w) => w.tracked && w.acked !== this.#core.generation)
+        .map((w) => ({ id: w.id, name: this.#conns.get(w.id)?.name ?? null }));
+    }
+    return {
+      state: lc.state,
+      sinceMs: now - lc.since,
+      ready: lc.ready,
+      subscribers: lc.order().length,
+      autoResume: this.#opts.autoResume ?? true,
+      current,
+      adjusting: lc.state === 'adjusting'
+        ? { quiesced: lc.adjustingQuiesced, deadlineInMs: lc.adjustDeadline === null ? null : lc.adjustDeadline - now, outdated: late }
+        : null,
+      lastQuiesce: lc.last.quiesce ?? null,
+      lastUnquiesce: lc.last.unquiesce ?? null,
+    };
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    clearTimeout(this.#lifecycleTimer);
     this.#kmsg?.stop();
     this.#vmclock?.stop();
     this.#timejump?.stop();
@@ -320,9 +367,11 @@ export class Daemon implements ConnectionHost {
       }
       case 'ACK':
         core.ack(conn.id, req.generation);
+        this.#outdatedMayHaveChanged(Date.now());
         return ok(req.generation);
       case 'TRACK':
         core.setTracking(conn.id, req.on);
+        this.#outdatedMayHaveChanged(Date.now());
         return ok();
       case 'WAIT': {
         const result = core.wait(conn.id);
@@ -340,9 +389,12 @@ export class Daemon implements ConnectionHost {
       }
       case 'RESUME':
         core.resume(conn.id, req.generation, Date.now());
+        this.#outdatedMayHaveChanged(Date.now());
         return ok(core.generation);
       case 'OBSERVE':
+        if (this.#lifecycle.isSubscribed(conn.id)) return { line: encodeErr('EINVAL', 'a lifecycle subscriber must stay a watcher; UNSUBSCRIBE first') };
         core.observe(conn.id);
+        this.#outdatedMayHaveChanged(Date.now());
         return ok();
       case 'STATUS':
         return ok(JSON.stringify(this.status(!req.brief)));
@@ -351,6 +403,43 @@ export class Daemon implements ConnectionHost {
           return { line: encodeErr('EACCES', `forcing an update needs the control socket ${this.paths.control}`) };
         }
         return ok(this.bump(req.min, `forced${conn.pid ? ` by pid ${conn.pid}` : ''}`));
+      case 'SUBSCRIBE':
+        if (conn.kind !== 'watch' || core.isObserver(conn.id)) {
+          return { line: encodeErr('EINVAL', 'only a watcher on the watch socket can subscribe to the lifecycle') };
+        }
+        return this.#lifecycleCall(() => ok(this.#lifecycle.subscribe(conn.id, conn.name ?? null, req.priority)));
+      case 'UNSUBSCRIBE':
+        this.#lifecycle.unsubscribe(conn.id, Date.now());
+        return ok();
+      case 'QUIESCED':
+      case 'UNQUIESCED':
+      case 'FAILED':
+        if (!this.#lifecycle.isSubscribed(conn.id)) return { line: encodeErr('EINVAL', `${req.verb}: this connection is not subscribed`) };
+        this.#lifecycle.answer(conn.id, req.cycle, req.verb !== 'FAILED', req.verb === 'FAILED' ? req.message : null, Date.now());
+        return ok();
+      case 'PROBLEM':
+        conn.problem = req.message || undefined;
+        if (req.message) this.#log.warn(`${describe(conn)} reports: ${req.message}`);
+        return ok();
+      case 'QUIESCE':
+      case 'UNQUIESCE': {
+        if (conn.kind !== 'control') {
+          return { line: encodeErr('EACCES', `${req.verb} needs the control socket ${this.paths.control}`) };
+        }
+        const now = Date.now();
+        return this.#lifecycleCall(() => {
+          // The report may come at once (nothing to do); otherwise it completes the deferred request.
+          this.#syncReply = { id: conn.id, line: undefined };
+          try {
+            if (req.verb === 'QUIESCE') this.#lifecycle.quiesce(conn.id, req.timeoutMs, now);
+            else this.#lifecycle.unquiesce(conn.id, req.timeoutMs, now);
+            const line = this.#syncReply.line;
+            return line === undefined ? 'deferred' : { line };
+          } finally {
+            this.#syncReply = undefined;
+          }
+        });
+      }
       case 'PING':
         return ok();
       case 'HELP':
@@ -363,6 +452,63 @@ export class Daemon implements ConnectionHost {
   closed(conn: Connection): void {
     this.#conns.delete(conn.id);
     this.#core.disconnect(conn.id);
+    const now = Date.now();
+    this.#lifecycle.dropRequester(conn.id);
+    this.#lifecycle.unsubscribe(conn.id, now);
+    this.#outdatedMayHaveChanged(now);
+  }
+
+  /** Acknowledgements, disconnects and tracking change the outdated count; the lifecycle follows it. */
+  #outdatedMayHaveChanged(now: number): void {
+    const outdated = this.#core.outdated;
+    if (outdated === this.#lifecycleOutdated) return;
+    this.#lifecycleOutdated = outdated;
+    this.#lifecycle.outdatedChanged(outdated, now);
+  }
+
+  #lifecycleCall(fn: () => Reply): Reply {
+    try {
+      return fn();
+    } catch (err) {
+      if (err instanceof LifecycleError) return { line: encodeErr(err.code, err.message) };
+      throw err;
+    }
+  }
+
+  #applyLifecycle(e: LifecycleEffect): void {
+    switch (e.kind) {
+      case 'ask': {
+        const line = e.step === 'quiesce' ? encodeQuiesce(e.cycle) : encodeUnquiesce(e.cycle, e.generation);
+        this.#conns.get(e.id)?.write(line);
+        return;
+      }
+      case 'reply': {
+        const line = encodeOk(JSON.stringify(e.report));
+        for (const id of e.requesters) {
+          if (this.#syncReply?.id === id) this.#syncReply.line = line;
+          else this.#conns.get(id)?.complete(line);
+        }
+        this.#logCycle(e.report);
+        return;
+      }
+      case 'timer':
+        clearTimeout(this.#lifecycleTimer);
+        this.#lifecycleTimer = undefined;
+        if (e.at !== null && !this.#closed) {
+          this.#lifecycleTimer = setTimeout(() => this.#lifecycle.tick(Date.now()), Math.max(0, e.at - Date.now()));
+        }
+        return;
+      case 'log':
+        this.#log[e.level](e.message);
+        return;
+    }
+  }
+
+  #logCycle(report: CycleReport): void {
+    const took = (report.endedAt ?? report.startedAt) - report.startedAt;
+    const what = `${report.kind} (cycle ${report.cycle}, ${report.steps.length} subscriber(s), ${took} ms)`;
+    if (report.ok) this.#log.info(`lifecycle: ${what} done`);
+    else this.#log.warn(`lifecycle: ${what} failed: ${report.reason}`);
   }
 
   tooSlow(conn: Connection): void {

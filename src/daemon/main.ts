@@ -59,6 +59,9 @@ async function main(): Promise<number> {
       maxBacklog: opts.maxBacklog,
       backends: opts.backends,
       ueventSynthetic: opts.ueventSynthetic,
+      autoResume: opts.autoResume,
+      adjustTimeoutMs: opts.adjustTimeoutMs,
+      resumeTimeoutMs: opts.resumeTimeoutMs,
       ...(opts.vmclockPath ? { vmclockPath: opts.vmclockPath } : {}),
     });
   } catch (err) {

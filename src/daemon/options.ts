@@ -29,6 +29,11 @@ Options:
                          (uevent and the timejump heuristic are opt-in; auto = kmsg,vmclock)
   --uevent-synthetic     let the uevent backend accept synthetic SYNTH_ARG_NEWVMGENID=1 events
   --vmclock-path PATH    the vmclock device (default: /dev/vmclock0)
+  --adjust-timeout MS    after a restore while quiesced, how long every watcher may take to
+                         acknowledge before the machine is un-quiesced anyway (default: 30000)
+  --no-auto-resume       after a restore while quiesced, stay quiesced once every watcher has
+                         re-adjusted, until "sysgenid resume" (default: un-quiesce by itself)
+  --resume-timeout MS    how long the automatic un-quiesce waits for each answer (default: 10000)
   --max-connections N    connections accepted at once (default: from the descriptor limit)
   --max-backlog BYTES    unread output a client may leave before it is disconnected (default: 65536)
   --log-level LEVEL      error, warn, info or debug (default: info)
@@ -50,6 +55,9 @@ export interface ParsedOptions {
   readonly backends: readonly BackendName[];
   readonly vmclockPath: string | undefined;
   readonly ueventSynthetic: boolean;
+  readonly autoResume: boolean;
+  readonly adjustTimeoutMs: number;
+  readonly resumeTimeoutMs: number;
 }
 
 export class UsageError extends Error {
@@ -105,6 +113,9 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
         'vmclock-path': { type: 'string' },
         'uevent-synthetic': { type: 'boolean', default: false },
         'max-backlog': { type: 'string' },
+        'adjust-timeout': { type: 'string' },
+        'no-auto-resume': { type: 'boolean', default: false },
+        'resume-timeout': { type: 'string' },
         'log-level': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
         version: { type: 'boolean', short: 'V', default: false },
@@ -160,6 +171,9 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     devLink: devLinkPath ?? (values['dev-link'] ? '/dev/sysgenid' : undefined),
     maxConnections: positiveInt('--max-connections', values['max-connections'], undefined),
     maxBacklog: positiveInt('--max-backlog', values['max-backlog'], 65_536) as number,
+    autoResume: values['no-auto-resume'] !== true,
+    adjustTimeoutMs: positiveInt('--adjust-timeout', values['adjust-timeout'], 30_000) as number,
+    resumeTimeoutMs: positiveInt('--resume-timeout', values['resume-timeout'], 10_000) as number,
     logLevel,
   };
 }

@@ -14,6 +14,7 @@ export const ERROR_CODES = {
   ENOBUFS: 'too many requests queued on this connection',
   EMFILE: 'the daemon is at its connection limit',
   EIO: 'the daemon could not write its page or state',
+  EBUSY: 'a lifecycle step is in progress or the machine is already quiesced',
   ECONNRESET: 'the connection to the daemon was lost',
   ENOTCONN: 'the daemon is not running or its socket is unreachable',
   ECLOSED: 'the watcher was closed',

@@ -23,6 +23,14 @@ export type Request =
   | { readonly verb: 'OBSERVE' }
   | { readonly verb: 'STATUS'; readonly brief: boolean }
   | { readonly verb: 'BUMP'; readonly min: number }
+  | { readonly verb: 'SUBSCRIBE'; readonly priority: number }
+  | { readonly verb: 'UNSUBSCRIBE' }
+  | { readonly verb: 'QUIESCED'; readonly cycle: number }
+  | { readonly verb: 'UNQUIESCED'; readonly cycle: number }
+  | { readonly verb: 'FAILED'; readonly cycle: number; readonly message: string }
+  | { readonly verb: 'PROBLEM'; readonly message: string }
+  | { readonly verb: 'QUIESCE'; readonly timeoutMs: number }
+  | { readonly verb: 'UNQUIESCE'; readonly timeoutMs: number }
   | { readonly verb: 'PING' }
   | { readonly verb: 'HELP' }
   | { readonly verb: 'QUIT' };
@@ -30,8 +38,16 @@ export type Request =
 export type Verb = Request['verb'];
 
 export const VERBS: readonly Verb[] = [
-  'NAME', 'PID', 'READ', 'ACK', 'TRACK', 'WAIT', 'RESUME', 'OBSERVE', 'STATUS', 'BUMP', 'PING', 'HELP', 'QUIT',
+  'NAME', 'PID', 'READ', 'ACK', 'TRACK', 'WAIT', 'RESUME', 'OBSERVE', 'STATUS', 'BUMP',
+  'SUBSCRIBE', 'UNSUBSCRIBE', 'QUIESCED', 'UNQUIESCED', 'FAILED', 'PROBLEM', 'QUIESCE', 'UNQUIESCE',
+  'PING', 'HELP', 'QUIT',
 ];
+
+/** Longest failure or problem text a subscriber may report. */
+export const MAX_MESSAGE = 200;
+/** Default budgets of QUIESCE and UNQUIESCE when the request names none. */
+export const DEFAULT_QUIESCE_TIMEOUT_MS = 10_000;
+export const DEFAULT_UNQUIESCE_TIMEOUT_MS = 10_000;
 
 const PRINTABLE = /^[\x20-\x7e]*$/;
 const DECIMAL = /^[0-9]{1,10}$/;
@@ -107,6 +123,42 @@ export function parseRequest(line: string): Request {
       noMore(verb, args.slice(1));
       return { verb, min };
     }
+    case 'SUBSCRIBE': {
+      let priority = 0;
+      if (args[0] !== undefined) {
+        if (!/^-?[0-9]{1,4}$/.test(args[0])) throw new SysgenidError('EINVAL', `SUBSCRIBE: priority must be an integer from -1000 to 1000, got ${JSON.stringify(args[0])}`);
+        priority = Number(args[0]);
+        if (priority < -1000 || priority > 1000) throw new SysgenidError('EINVAL', 'SUBSCRIBE: priority must be from -1000 to 1000');
+      }
+      noMore(verb, args.slice(1));
+      return { verb, priority };
+    }
+    case 'QUIESCED':
+    case 'UNQUIESCED': {
+      const cycle = u32Arg(verb, args[0], 'a cycle number');
+      noMore(verb, args.slice(1));
+      return { verb, cycle };
+    }
+    case 'FAILED': {
+      const cycle = u32Arg(verb, args[0], 'a cycle number');
+      const message = tail.slice((args[0] as string).length).trim();
+      if (message.length > MAX_MESSAGE) throw new SysgenidError('EINVAL', `FAILED: at most ${MAX_MESSAGE} characters of message`);
+      return { verb, cycle, message };
+    }
+    case 'PROBLEM': {
+      if (tail.length > MAX_MESSAGE) throw new SysgenidError('EINVAL', `PROBLEM: at most ${MAX_MESSAGE} characters`);
+      return { verb, message: tail };
+    }
+    case 'QUIESCE':
+    case 'UNQUIESCE': {
+      const timeoutMs = args[0] === undefined
+        ? (verb === 'QUIESCE' ? DEFAULT_QUIESCE_TIMEOUT_MS : DEFAULT_UNQUIESCE_TIMEOUT_MS)
+        : u32Arg(verb, args[0], 'a timeout in milliseconds');
+      if (timeoutMs === 0) throw new SysgenidError('EINVAL', `${verb}: the timeout must be above 0: a machine is never left waiting forever`);
+      noMore(verb, args.slice(1));
+      return { verb, timeoutMs };
+    }
+    case 'UNSUBSCRIBE':
     case 'OBSERVE':
     case 'PING':
     case 'HELP':
@@ -130,6 +182,13 @@ export function encodeRequest(req: Request): string {
     case 'WAIT': return `WAIT ${req.timeoutMs}\n`;
     case 'STATUS': return req.brief ? 'STATUS BRIEF\n' : 'STATUS\n';
     case 'BUMP': return `BUMP ${req.min}\n`;
+    case 'SUBSCRIBE': return `SUBSCRIBE ${req.priority}\n`;
+    case 'QUIESCED': return `QUIESCED ${req.cycle}\n`;
+    case 'UNQUIESCED': return `UNQUIESCED ${req.cycle}\n`;
+    case 'FAILED': return `FAILED ${req.cycle} ${sanitizeMessage(req.message)}\n`;
+    case 'PROBLEM': return req.message ? `PROBLEM ${sanitizeMessage(req.message)}\n` : 'PROBLEM\n';
+    case 'QUIESCE': return `QUIESCE ${req.timeoutMs}\n`;
+    case 'UNQUIESCE': return `UNQUIESCE ${req.timeoutMs}\n`;
     default: return `${req.verb}\n`;
   }
 }
@@ -139,16 +198,26 @@ export function sanitizeName(name: string): string {
   return name.replace(/[^\x20-\x7e]/g, '?').trim().slice(0, MAX_NAME);
 }
 
+/** A message as FAILED and PROBLEM carry it: one line of printable ASCII, at most MAX_MESSAGE characters. */
+export function sanitizeMessage(text: string): string {
+  return text.replace(/[^\x20-\x7e]/g, '?').replace(/\s+/g, ' ').trim().slice(0, MAX_MESSAGE);
+}
+
 // Server to client.
 
 export type ServerLine =
   | { readonly type: 'hello'; readonly version: number; readonly generation: number; readonly id: number }
   | { readonly type: 'gen'; readonly generation: number }
+  /** A lifecycle request to a subscriber: quiesce, or un-quiesce (with the generation now). */
+  | { readonly type: 'quiesce'; readonly cycle: number }
+  | { readonly type: 'unquiesce'; readonly cycle: number; readonly generation: number }
   | { readonly type: 'ok'; readonly value: string }
   | { readonly type: 'err'; readonly code: ErrorCode; readonly message: string };
 
 export const encodeHello = (generation: number, id: number): string => `HELLO ${PROTOCOL_NAME} ${generation} ${id}\n`;
 export const encodeGen = (generation: number): string => `GEN ${generation}\n`;
+export const encodeQuiesce = (cycle: number): string => `QUIESCE ${cycle}\n`;
+export const encodeUnquiesce = (cycle: number, generation: number): string => `UNQUIESCE ${cycle} ${generation}\n`;
 export const encodeOk = (value?: string | number): string => (value === undefined ? 'OK\n' : `OK ${value}\n`);
 export const encodeErr = (code: ErrorCode, message: string): string =>
   `ERR ${code} ${message.replace(/[\r\n]/g, ' ')}\n`;
@@ -163,6 +232,18 @@ export function parseServerLine(line: string): ServerLine {
     case 'GEN': {
       const generation = parseU32(rest);
       if (generation !== undefined) return { type: 'gen', generation };
+      break;
+    }
+    case 'QUIESCE': {
+      const cycle = parseU32(rest);
+      if (cycle !== undefined) return { type: 'quiesce', cycle };
+      break;
+    }
+    case 'UNQUIESCE': {
+      const [c, g] = rest.split(' ');
+      const cycle = parseU32(c ?? '');
+      const generation = parseU32(g ?? '');
+      if (cycle !== undefined && generation !== undefined) return { type: 'unquiesce', cycle, generation };
       break;
     }
     case 'ERR': {

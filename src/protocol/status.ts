@@ -1,5 +1,7 @@
 // The STATUS reply's JSON document (docs/PROTOCOL.md, "STATUS").
 
+import type { CycleReport, LifecycleState } from '../core/lifecycle.js';
+
 export interface BackendStatus {
   readonly name: string;
   readonly live: boolean;
@@ -22,6 +24,29 @@ export interface WatcherStatus {
   readonly connectedMs: number;
   /** Bytes this watcher has not read; a client that never reads grows it until it is disconnected. */
   readonly backlog: number;
+  /** Its lifecycle subscription, if any: priority, and whether it is quiesced now. */
+  readonly subscriber: { readonly priority: number; readonly quiesced: boolean } | null;
+  /** What it last reported with PROBLEM (for example an after-restore hook that failed). */
+  readonly problem: string | null;
+}
+
+export interface LifecycleStatus {
+  readonly state: LifecycleState;
+  readonly sinceMs: number;
+  /** Running with no outdated watcher: what `sysgenid ready` checks. */
+  readonly ready: boolean;
+  readonly subscribers: number;
+  readonly autoResume: boolean;
+  /** The quiesce or un-quiesce in progress, step by step. */
+  readonly current: CycleReport | null;
+  /** While adjusting: whether subscribers are quiesced, the time left, and who has not acknowledged. */
+  readonly adjusting: {
+    readonly quiesced: boolean;
+    readonly deadlineInMs: number | null;
+    readonly outdated: ReadonlyArray<{ readonly id: number; readonly name: string | null }>;
+  } | null;
+  readonly lastQuiesce: CycleReport | null;
+  readonly lastUnquiesce: CycleReport | null;
 }
 
 export interface DaemonStatus {
@@ -49,5 +74,6 @@ export interface DaemonStatus {
   readonly native: string;
   /** The daemon's memory in bytes: resident set and JS heap in use. */
   readonly memory: { readonly rss: number; readonly heapUsed: number };
+  readonly lifecycle: LifecycleStatus;
   readonly list?: readonly WatcherStatus[];
 }
