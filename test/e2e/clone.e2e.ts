@@ -44,8 +44,29 @@ interface Report {
   shell: Record<string, string>;
   probe: { mapped: boolean; seen: Array<{ generation: number; atMs: number }> };
   forks: Array<{ kernelMs: number; monoMs: number; facility: number }>;
+  http: HttpProbe;
+  lifecycle: { state: string; ready: boolean };
   monoMs: number;
 }
+
+interface HttpProbe {
+  answers: number;
+  refused: number;
+  runs: Array<{ keyId: string; generation: number; instance: string; count: number }>;
+}
+
+interface SnapshotNow extends Report {
+  httpRefused: boolean;
+}
+
+interface SnapshotResult extends Report {
+  exitCode: number | null;
+  snapshotLog: string;
+  serverLog: string;
+}
+
+/** Answers the guest's HTTP client got carrying this key. */
+const answersWith = (h: HttpProbe, keyId: string): number => h.runs.filter((r) => r.keyId === keyId).reduce((n, r) => n + r.count, 0);
 
 interface Bumped extends Report {
   observed: number;
@@ -98,15 +119,34 @@ test('a running VM snapshotted and restored as three clones: new IDs re-adjust, 
   const source = await boot('source', sourceGuid, 'e2e=vm', 1024, 1);
   const bootStart = performance.now();
   const ready = (await source.report<Report>('READY', 240_000)).value;
+  check(source, ready.list.some((w) => w.name === 'http-server :8080'), 'the HTTP example subscribed to the lifecycle');
   say(`source: booted and ready in ${((performance.now() - bootStart) / 1000).toFixed(1)} s; generation ${ready.generation}, ${ready.watchers} watchers (${ready.tracked} tracked), backends ${JSON.stringify((ready as unknown as { backends: Array<{ name: string; live: boolean }> }).backends.map((b) => `${b.name}:${b.live ? 'live' : 'off'}`))}`);
   check(source, ready.generation === 0 && ready.outdated === 0, 'the source starts at generation 0 with nobody outdated');
   check(source, ready.forks.length === 0, 'a fresh boot has no VM-fork record');
   check(source, ready.probe.mapped, 'the probe maps the page (the addon is in the guest)');
 
+  // The lifecycle: `sysgenid snapshot` in the guest quiesces (the HTTP example drains and stops
+  // accepting), then its command asks the host for the snapshot.
+  const q0 = performance.now();
+  source.type('snapshot');
+  const now = (await source.report<SnapshotNow>('SNAPSHOT-NOW', 120_000)).value;
+  check(source, now.lifecycle.state === 'quiesced' && now.httpRefused, `quiesced, and the HTTP server not accepting, when the snapshot is taken (${now.lifecycle.state}, refused ${now.httpRefused})`);
+  const sourceKey = now.http.runs.at(-1)?.keyId as string;
+  const sourceKeyAnswers = answersWith(now.http, sourceKey);
+  check(source, typeof sourceKey === 'string' && sourceKeyAnswers > 0, 'the HTTP server answered with its key before the snapshot');
+  say(`source: quiesced for the snapshot in ${((performance.now() - q0) / 1000).toFixed(1)} s (sysgenid snapshot in the guest); HTTP key ${sourceKey}, ${now.http.answers} answers so far`);
+
   const snap = path.join(work, 'snap.mig');
   const s0 = performance.now();
   await source.snapshotTo(snap, 120_000);
   say(`snapshot: ${(fs.statSync(snap).size / 1e6).toFixed(0)} MB in ${((performance.now() - s0) / 1000).toFixed(1)} s`);
+  // The original goes on: the snapshot is done, it resumes with its own identity.
+  await source.qmp('cont');
+  source.type('snapshot-done');
+  const orig = (await source.report<SnapshotResult>('SNAPSHOT-RESULT', 120_000)).value;
+  check(source, orig.exitCode === 0 && /this is the original/.test(orig.snapshotLog), `the original's sysgenid snapshot resumed it as the original\n${orig.snapshotLog}`);
+  check(source, orig.lifecycle.state === 'running' && orig.http.runs.at(-1)?.keyId === sourceKey && orig.http.answers > now.http.answers, 'the original serves again, with its own key');
+  say(`source: resumed as the original, serving key ${sourceKey} again (${orig.http.answers - now.http.answers} more answers)`);
   await source.kill();
 
   const plan = [
@@ -120,6 +160,8 @@ test('a running VM snapshotted and restored as three clones: new IDs re-adjust, 
   for (const vm of clones) {
     await vm.qmp('cont');
     contAt.set(vm, performance.now());
+    // The restore orchestrator's answer to the command that asked for the snapshot.
+    vm.type('snapshot-done');
   }
 
   const results = new Map<string, Bumped | Report>();
@@ -171,6 +213,31 @@ test('a running VM snapshotted and restored as three clones: new IDs re-adjust, 
       say(`${p.name}: same generation ID: no kernel record, generation 0, secret kept (${rep.app.sessionKey.slice(0, 16)}...)`);
     }
   }
+  // The lifecycle in each copy: the server re-opened only after its key was regenerated, and no answer
+  // carried the source's key; the same-ID clone is the original's twin and resumes as such.
+  for (const [i, p] of plan.entries()) {
+    const vm = clones[i] as Vm;
+    const r = (await vm.report<SnapshotResult>('SNAPSHOT-RESULT', 120_000)).value;
+    check(vm, r.exitCode === 0, `sysgenid snapshot succeeded in the copy\n${r.snapshotLog}`);
+    check(vm, r.lifecycle.state === 'running', `running again (${r.lifecycle.state})`);
+    check(vm, r.http.answers > now.http.answers, 'the HTTP server answers again');
+    const last = r.http.runs.at(-1);
+    if (p.fresh) {
+      check(vm, /this is a restored copy|already resumed by the daemon after the restore/.test(r.snapshotLog), `sysgenid snapshot knew it was a restored copy\n${r.snapshotLog}`);
+      const regenerated = r.serverLog.indexOf('generation 1: new session key');
+      const reopened = r.serverLog.indexOf('resumed at generation 1 (a restored copy)');
+      check(vm, regenerated >= 0 && reopened > regenerated, `the server re-opened only after regenerating its key\n${r.serverLog}`);
+      check(vm, answersWith(r.http, sourceKey) === sourceKeyAnswers, `no answer in the copy carried the source's key (${answersWith(r.http, sourceKey) - sourceKeyAnswers} did)`);
+      check(vm, last !== undefined && last.keyId !== sourceKey, 'it serves a new key');
+      secrets.add(`http:${last?.keyId}`);
+      say(`${p.name}: HTTP server re-opened after regenerating its key: ${last?.keyId}; ${r.http.answers - now.http.answers} answers in the copy, none with the source's key`);
+    } else {
+      check(vm, /this is the original/.test(r.snapshotLog) && last?.keyId === sourceKey, 'the same-ID clone resumed as the original, with the source\'s key');
+      say(`${p.name}: resumed as the original (no new ID), serving the source's key ${sourceKey}`);
+    }
+  }
+  check(clones[0] as Vm, secrets.size === 5, 'the two copies serve two different HTTP keys');
+
   const a = results.get('clone-a') as Bumped;
   const b = results.get('clone-b') as Bumped;
   assert.notEqual(a.app.sessionKey, b.app.sessionKey);
@@ -185,9 +252,11 @@ interface CriuReport {
   modules: string[];
   dumpMs: number;
   source: AppState[];
-  copies: Array<{ name: string; restoreMs: number; waitMs: number; wait: { status: number; out: string }; generation: number; outdated: number; lastBump: { source: string } | null; actionOutput: string[] }>;
-  apps: AppState[];
-  live: Array<{ name: string; generation: number; outdated: number; watchers: number }>;
+  dumpActions: string[];
+  copies: Array<{ name: string; restoreMs: number; waitMs: number; wait: { status: number; out: string }; generation: number; outdated: number; lastBump: { source: string } | null; actionOutput: string[]; restoreActions: string[];
+    lifecycle: { state: string; lastQuiesce: { ok: boolean; steps: unknown[]; generationAtStart: number } | null; lastUnquiesce: { ok: boolean; steps: unknown[]; generationAtEnd: number } | null } }>;
+  apps: Array<AppState & { quiescedAtMs?: number; resumed?: { restored: boolean } | null }>;
+  live: Array<{ name: string; generation: number; outdated: number; watchers: number; lifecycle: string }>;
 }
 
 test('a process tree dumped by CRIU and restored twice side by side: both copies bump and re-adjust', { skip: only === 'vm' }, async (t) => {
@@ -198,18 +267,23 @@ test('a process tree dumped by CRIU and restored twice side by side: both copies
   if (!('copies' in r)) assert.fail(`criu scenario failed in the guest: ${JSON.stringify(r)}\n${vm.tail(120)}`);
   say(`criu: guest ready and scenario done in ${((performance.now() - t0) / 1000).toFixed(1)} s; dump ${r.dumpMs.toFixed(0)} ms`);
   check(vm, r.source.length === 1 && r.source[0]?.generation === 0, 'one source app at generation 0');
-  const src = r.source[0] as AppState;
+  const src = r.source[0] as CriuReport['apps'][number];
+  check(vm, typeof src.quiescedAtMs === 'number' && src.resumed === null, 'the tree was quiesced by the action script at pre-dump, and dumped so');
   for (const c of r.copies) {
     check(vm, c.generation === 1 && c.lastBump?.source.startsWith('forced') === true, `copy ${c.name} bumped to 1 by the action script's request (${c.generation}, ${c.lastBump?.source})`);
     check(vm, c.wait.status === 0 && c.outdated === 0, `copy ${c.name}: sysgenid wait succeeded`);
-    say(`criu copy ${c.name}: restore ${c.restoreMs.toFixed(0)} ms (action script included), then every watcher acknowledged within ${c.waitMs.toFixed(0)} ms; ${c.actionOutput.join(' ')}`);
+    check(vm, c.lifecycle.state === 'running' && c.lifecycle.lastQuiesce?.generationAtStart === 0 && c.lifecycle.lastUnquiesce?.ok === true && c.lifecycle.lastUnquiesce.generationAtEnd === 1,
+      `copy ${c.name}: restored quiesced, resumed at generation 1 (${JSON.stringify(c.lifecycle)})`);
+    say(`criu copy ${c.name}: restore ${c.restoreMs.toFixed(0)} ms (action script included), then sysgenid wait returned in ${c.waitMs.toFixed(0)} ms; ${c.restoreActions.join(' ')}`);
   }
   const copies = r.apps.filter((a) => a.outerPid !== src.outerPid);
   check(vm, copies.length === 2 && copies.every((a) => a.generation === 1 && a.ackedAtMs !== null), 'both restored apps regenerated and acknowledged generation 1');
+  check(vm, copies.every((a) => a.resumed?.restored === true), 'both restored apps were resumed, as restored copies, after re-adjusting');
   const [x, y] = copies as [AppState, AppState];
   check(vm, x.pid === src.pid && y.pid === src.pid, 'the copies are restored copies (same pid in their namespace)');
   check(vm, x.sessionKey !== y.sessionKey && x.sessionKey !== src.sessionKey && y.sessionKey !== src.sessionKey, 'the copies end with different secrets, neither the source\'s');
-  check(vm, r.live.every((l) => l.generation === 1 && l.outdated === 0), 'both copies still run side by side, at generation 1, nobody outdated');
+  check(vm, r.live.every((l) => l.generation === 1 && l.outdated === 0 && l.lifecycle === 'running'), 'both copies still run side by side, at generation 1, nobody outdated');
+  say(`criu: dump with the action script: ${r.dumpActions.join(' | ')}`);
   say(`criu: source key ${src.sessionKey.slice(0, 16)}..., copies ${x.sessionKey.slice(0, 16)}... and ${y.sessionKey.slice(0, 16)}...`);
   say(`criu: Node's own crypto.randomUUID() in the copies: ${x.nodeRandomUUID === y.nodeRandomUUID ? `THE SAME (${x.nodeRandomUUID})` : 'different'}; SafeRandom's: different`);
 });

@@ -6,6 +6,7 @@
 
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import readline from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type DaemonStatus, type Watcher, connect, forceUpdate, readNext, status, waitForWatchers } from '../../../src/client/index.js';
@@ -133,12 +134,16 @@ async function vmScenario(): Promise<void> {
   start('secret-app', '/usr/bin/node', [`${GUEST}/secret-app.js`]);
   start('shell-watcher', '/usr/bin/sysgenid', ['watch', '--name', 'shell', '--', 'sh', '-c', `cat /proc/sys/kernel/random/uuid > ${OUT}/shell-$SYSGENID`]);
   start('page-probe', '/usr/bin/node', [`${GUEST}/page-probe.js`]);
+  // The lifecycle scenario: the HTTP example, and a client that asks it all the time.
+  start('http-server', '/usr/bin/node', ['/app/examples/http-server.js'], { PORT: '8080' });
+  start('http-prober', '/usr/bin/node', [`${GUEST}/http-prober.js`], { PORT: '8080' });
   const untracked: Watcher = await connect({ name: 'untracked', tracked: false });
   const ready = await until('every watcher', 60_000, async () => {
     const s = await status({ list: true });
     const names = new Set((s.list ?? []).map((w) => w.name));
-    const all = ['secret-app', 'shell', 'untracked'].every((n) => names.has(n));
-    return all && readJson(`${OUT}/secret-app.json`) && readJson(`${OUT}/page-probe.json`) ? s : undefined;
+    const all = ['secret-app', 'shell', 'untracked', 'http-server :8080'].every((n) => names.has(n));
+    const prober = readJson(`${OUT}/http-prober.json`) as { answers: number } | null;
+    return all && readJson(`${OUT}/secret-app.json`) && readJson(`${OUT}/page-probe.json`) && (prober?.answers ?? 0) > 0 ? s : undefined;
   });
 
   const report = async (): Promise<Record<string, unknown>> => {
@@ -156,11 +161,14 @@ async function vmScenario(): Promise<void> {
       app: readJson(`${OUT}/secret-app.json`),
       shell: shellSecrets(),
       probe: readJson(`${OUT}/page-probe.json`),
+      http: readJson(`${OUT}/http-prober.json`),
+      lifecycle: s.lifecycle,
       forks: forkRecords(),
       monoMs: monoMs(),
     };
   };
   onCommand('report', async () => emit('REPORT', await report()));
+  setupSnapshot(report);
 
   // Held across the snapshot: in a clone it returns when the daemon's backend bumps.
   const next = readNext();
@@ -182,6 +190,7 @@ async function vmScenario(): Promise<void> {
   // The same path once more, now that the clone's code is warm: a forced bump, timed the same way. In
   // a software-emulated guest the first run after a restore pays for translating every page of code
   // again; this separates that from the daemon's own cost.
+  await snapshotReported;
   await sleep(1000);
   const requestedAtMs = monoMs();
   const warm = await forceUpdate();
@@ -190,6 +199,64 @@ async function vmScenario(): Promise<void> {
   const s = await status();
   const seen = (readJson(`${OUT}/page-probe.json`) as { seen: Array<{ generation: number; atMs: number }> }).seen.find((x) => x.generation === warm);
   emit('WARM', { generation: warm, requestedAtMs, pageWrittenMonoMs: s.lastBump?.pageWrittenMonoMs ?? null, probeSeenMs: seen?.atMs ?? null, ackedAtMs: warmAckedAtMs });
+}
+
+/**
+ * `snapshot` (typed by the host) runs `sysgenid snapshot -- snapshot-cmd`. Once the machine is quiesced
+ * the command connects here, and the agent tells the host `SNAPSHOT-NOW`; the host takes the snapshot
+ * and types `snapshot-done` (in the source, and in every copy restored from it); the command returns,
+ * `sysgenid snapshot` resumes, and the agent reports `SNAPSHOT-RESULT`.
+ */
+/** Settles once the lifecycle scenario reported, so that the warm bump does not run into it. */
+let snapshotReported: Promise<void> = Promise.resolve();
+
+function setupSnapshot(report: () => Promise<Record<string, unknown>>): void {
+  const sock = `${OUT}/agent.sock`;
+  let waiting: net.Socket | undefined;
+  let snapshotting: ChildProcess | undefined;
+  net.createServer((c) => {
+    c.setEncoding('utf8');
+    c.once('data', async () => {
+      waiting = c;
+      let refusedNow = false;
+      try {
+        await new Promise<void>((resolve, reject) => {
+          const probe = net.createConnection(8080, '127.0.0.1', () => {
+            probe.destroy();
+            reject(new Error('accepting'));
+          });
+          probe.on('error', () => resolve());
+        });
+        refusedNow = true;
+      } catch {
+        refusedNow = false;
+      }
+      emit('SNAPSHOT-NOW', { ...(await report()), httpRefused: refusedNow });
+    });
+  }).listen(sock);
+  onCommand('snapshot', () => {
+    let reported = (): void => undefined;
+    snapshotReported = new Promise((resolve) => (reported = resolve));
+    const log = fs.openSync(`${OUT}/snapshot.log`, 'w');
+    snapshotting = spawn('/usr/bin/sysgenid', ['snapshot', '--adjust-timeout', '60000', '--', '/usr/bin/node', `${GUEST}/snapshot-cmd.js`], {
+      stdio: ['ignore', log, log], env: { ...process.env, AGENT_SOCKET: sock },
+    });
+    fs.closeSync(log);
+    snapshotting.on('exit', async (code) => {
+      // Let the prober see the re-opened server a few times.
+      await sleep(1500);
+      emit('SNAPSHOT-RESULT', {
+        ...(await report()),
+        exitCode: code,
+        snapshotLog: fs.readFileSync(`${OUT}/snapshot.log`, 'utf8'),
+        serverLog: fs.readFileSync(`${OUT}/http-server.log`, 'utf8'),
+      });
+      reported();
+    });
+  });
+  onCommand('snapshot-done', () => {
+    waiting?.write('done\n');
+  });
 }
 
 // ---------------------------------------------------------------- e2e=criu: a process tree restored twice
@@ -240,10 +307,13 @@ async function criuScenario(): Promise<void> {
     const s = await status({ dir: tree, list: true });
     return (s.list ?? []).some((w) => w.name === 'criu-app') && fs.readdirSync(OUT).some((f) => f.startsWith('criu-app-')) ? s : undefined;
   });
-  const source = fs.readdirSync(OUT).filter((f) => /^criu-app-\d+\.json$/.test(f)).map((f) => readJson(`${OUT}/${f}`));
 
-  const dumped = run('criu', ['dump', '-t', String(init), '-D', dump, '-o', 'dump.log', '-v4', '--file-locks']);
+  // The action script quiesces the tree at pre-dump, so nothing is in flight in the image.
+  const dumped = run('criu', ['dump', '-t', String(init), '-D', dump, '-o', 'dump.log', '-v4', '--file-locks',
+    '--action-script', '/usr/sbin/sysgenid-criu-action']);
   must('criu dump', dumped, `${dump}/dump.log`);
+  // What the source app published last: its state as dumped (quiesced).
+  const source = fs.readdirSync(OUT).filter((f) => /^criu-app-\d+\.json$/.test(f)).map((f) => readJson(`${OUT}/${f}`));
   // The tree's runtime directory as it was at the dump: every copy is restored onto such a directory.
   must('save the tree directory', run('cp', ['-a', tree, `${tree}.saved`]));
 
@@ -256,21 +326,23 @@ async function criuScenario(): Promise<void> {
     const t0 = monoMs();
     const waited = run('/usr/bin/sysgenid', ['wait', '--timeout', '60000'], { SYSGENID_DIR: tree });
     const s = await status({ dir: tree, list: true });
-    copies.push({ name, restoreMs: restored.ms, waitMs: monoMs() - t0, wait: waited, generation: s.generation, outdated: s.outdated, lastBump: s.lastBump, list: watcherSummary(s), actionOutput: restored.out.split('\n').filter((l) => /sysgenid/.test(l)) });
+    const restoreActions = fs.readFileSync(`${dump}/restore-${name}.log`, 'utf8').split('\n').filter((l) => l.startsWith('sysgenid:'));
+    copies.push({ name, restoreActions, restoreMs: restored.ms, waitMs: monoMs() - t0, wait: waited, generation: s.generation, outdated: s.outdated, lastBump: s.lastBump, list: watcherSummary(s), lifecycle: s.lifecycle, actionOutput: restored.out.split('\n').filter((l) => /sysgenid/.test(l)) });
     // The copy keeps its files through its open descriptors; the path is free for the next copy.
     fs.renameSync(tree, `${tree}-${name}`);
   }
   // Give both copies' apps the moment to publish what they regenerated.
   await until('both copies acknowledged', 30_000, () => {
     const files = fs.readdirSync(OUT).filter((f) => /^criu-app-\d+\.json$/.test(f)).map((f) => readJson(`${OUT}/${f}`) as { generation: number; ackedAtMs: number | null });
-    return files.filter((f) => f.generation === 1 && f.ackedAtMs !== null).length >= 2 ? true : undefined;
+    return files.filter((f) => f.generation === 1 && f.ackedAtMs !== null && (f as { resumed?: unknown }).resumed).length >= 2 ? true : undefined;
   }).catch(() => undefined);
   const apps = fs.readdirSync(OUT).filter((f) => /^criu-app-\d+\.json$/.test(f)).map((f) => readJson(`${OUT}/${f}`));
   const live = await Promise.all(['A', 'B'].map(async (n) => {
     const s = await status({ dir: `${tree}-${n}`, list: true });
-    return { name: n, generation: s.generation, outdated: s.outdated, watchers: s.watchers };
+    return { name: n, generation: s.generation, outdated: s.outdated, watchers: s.watchers, lifecycle: s.lifecycle.state };
   }));
-  emit('CRIU', { modules, dumpMs: dumped.ms, source, copies, apps, live });
+  const actionLines = (file: string): string[] => fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.startsWith('sysgenid:')).slice(0, 20);
+  emit('CRIU', { modules, dumpMs: dumped.ms, dumpActions: [...dumped.out.split('\n').filter((l) => /sysgenid/.test(l)), ...actionLines(`${dump}/dump.log`)], source, copies, apps, live });
 }
 
 // ---------------------------------------------------------------- console commands

@@ -9,7 +9,7 @@ import { status } from '../../../src/client/index.js';
 
 const here = new URL('.', import.meta.url).pathname;
 const daemon = spawn('/usr/bin/node', [`${here}../../../src/daemon/main.js`, '--backends', 'none', '--no-hooks'], { stdio: 'inherit' });
-const env = { ...process.env, APP_NAME: 'criu-app' };
+const env = { ...process.env, APP_NAME: 'criu-app', LIFECYCLE: '1' };
 let app: ReturnType<typeof spawn> | undefined;
 for (;;) {
   try {
