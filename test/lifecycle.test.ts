@@ -259,6 +259,27 @@ describe('lifecycle CLI', () => {
     assert.equal(lc.quiesced, false);
   });
 
+  it('quiesce exits 5 when a restore interrupts it, and the copy resumes once re-adjusted', async (t) => {
+    const d = await startDaemon(t);
+    const { c: slow } = await RawClient.open(d.paths.watch);
+    t.after(() => slow.close());
+    assert.equal(await slow.request('NAME slow'), 'OK');
+    assert.equal(await slow.request('SUBSCRIBE'), 'OK running');
+    const pending = cli(d.dir, 'quiesce', '--timeout', '10000');
+    assert.equal(await slow.next(), 'QUIESCE 1');
+    await bump(d.dir);
+    const r = await pending;
+    assert.equal(r.code, EXIT.INTERRUPTED, r.stderr);
+    assert.match(r.stderr, /interrupted: generation 1 arrived while quiescing/);
+    assert.equal((await lifecycleOf(d.dir)).state, 'adjusting');
+    slow.send('QUIESCED 1\nACK 1\n');
+    // After the acknowledgement the daemon resumes whoever it asked.
+    const lines = await nextLines(slow, 3);
+    assert.deepEqual(lines.filter((l) => l.startsWith('UNQUIESCE')), ['UNQUIESCE 2 1']);
+    slow.send('UNQUIESCED 2\n');
+    await eventually(async () => (await lifecycleOf(d.dir)).state === 'running', 5000, 'running');
+  });
+
   it('snapshot: CMD runs while quiesced; the original resumes at once, a restored copy once re-adjusted', async (t) => {
     const d = await startDaemon(t);
     const log: string[] = [];
@@ -330,7 +351,7 @@ describe('lifecycle CLI', () => {
     refuse = true;
     lc.on('error', () => undefined);
     const refused = await act('pre-dump');
-    assert.notEqual(refused.code, 0, 'CRIU aborts the dump');
+    assert.equal(refused.code, EXIT.FAILURE, 'CRIU aborts the dump');
     assert.match(refused.stderr, /quiesce failed, the dump must not go on: app failed \(conn\.beforeSnapshot: busy\)/);
     assert.equal((await lifecycleOf(d.dir)).state, 'running');
   });

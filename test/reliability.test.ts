@@ -7,10 +7,11 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { EXIT } from '../src/cli/commands.js';
 import { connect } from '../src/client/index.js';
 import { ERROR_CODES } from '../src/protocol/errors.js';
 import { decodeU32 } from '../src/protocol/page-format.js';
-import { RawClient, bump, eventually, sleep, startDaemon, statusOf, tmpDir } from './helpers.js';
+import { CLI, RawClient, bump, eventually, sleep, startDaemon, statusOf, tmpDir } from './helpers.js';
 
 const FULL = process.env.SYSGENID_STRESS === '1';
 const isRoot = process.getuid?.() === 0;
@@ -268,6 +269,38 @@ describe('security, as an unprivileged user', { skip: isRoot ? false : 'needs ro
       plantLink: 'EACCES', readPage: 'ALLOWED', control: 'EACCES',
     });
     assert.equal((await statusOf(d.dir)).generation, 0);
+  });
+
+  it('cannot quiesce or resume the machine, answer for a subscriber it is not, but can ask whether it is ready', async (t) => {
+    const base = tmpDir(t);
+    fs.chmodSync(base, 0o755);
+    const d = await startDaemon(t, { dir: path.join(base, 'run') });
+    const sub = (await RawClient.open(d.paths.watch)).c;
+    t.after(() => sub.close());
+    assert.equal(await sub.request('SUBSCRIBE'), 'OK running');
+    const cliAs = (...args: string[]) => {
+      try {
+        execFileSync('runuser', ['-u', 'nobody', '--', process.execPath, CLI, args[0] as string, '--dir', d.dir, ...args.slice(1)], { stdio: 'pipe' });
+        return 0;
+      } catch (err) {
+        return (err as { status: number }).status;
+      }
+    };
+    assert.equal(cliAs('quiesce'), EXIT.DENIED);
+    assert.equal(cliAs('resume'), EXIT.DENIED);
+    assert.equal(cliAs('snapshot', '--', 'true'), EXIT.DENIED);
+    assert.equal(cliAs('ready'), EXIT.OK);
+    // On the watch socket (which anyone may use) the requests are refused, and a stranger's answer to
+    // a cycle counts for nothing: answers are bound to the connection that was asked.
+    const r = asNobody(`
+      const net = require('node:net'); const s = net.createConnection(process.env.D + '/watch.sock'); let buf = '';
+      s.on('data', (d) => { buf += d; if (buf.split('\\n').length > 4) { console.log(JSON.stringify(buf.split('\\n').slice(1, 4))); s.destroy(); } });
+      s.on('connect', () => s.write('QUIESCE 1000\\nUNQUIESCE 1000\\nQUIESCED 1\\n'));`, { D: d.dir });
+    const replies = JSON.parse(r.out) as string[];
+    assert.match(replies[0] ?? '', /^ERR EACCES /);
+    assert.match(replies[1] ?? '', /^ERR EACCES /);
+    assert.match(replies[2] ?? '', /^ERR EINVAL .*not subscribed/);
+    assert.equal(((await statusOf(d.dir)).lifecycle as { state: string }).state, 'running');
   });
 
   it('a symlink planted at the device path is never followed or replaced', async (t) => {
