@@ -4,7 +4,9 @@
 //  - peerCred(fd): SO_PEERCRED of a connected Unix socket (verified pid, uid, gid of a watcher);
 //  - watchFd(fd, callback): readiness of an arbitrary descriptor through libuv's own poll, so that
 //    following /dev/kmsg or a vmclock device costs no thread-pool thread;
-//  - ueventOpen() / ueventRecv(fd): the kernel's uevent netlink broadcast, with the sender's port.
+//  - ueventOpen() / ueventRecv(fd): the kernel's uevent netlink broadcast, with the sender's port;
+//  - broadcast(fds, data, written): one message to many connected sockets in one call, the daemon's
+//    hot loop when it notifies every watcher (a libuv stream write per socket costs several times more).
 // Everything here has a pure-JS fallback (src/native/addon.ts); SYSGENID_NO_ADDON=1 forces it.
 
 #define _GNU_SOURCE
@@ -98,6 +100,7 @@ typedef struct {
   uv_poll_t poll;
   napi_env env;
   napi_ref callback;
+  napi_ref self;      /* keeps the JS handle alive while the watch is active */
   int closed;         /* uv_close requested */
   int handle_gone;    /* libuv's close callback ran */
   int object_gone;    /* the JS handle object was collected */
@@ -133,6 +136,10 @@ static void stop_watch(fd_watch *w) {
   w->closed = 1;
   uv_poll_stop(&w->poll);
   napi_delete_reference(w->env, w->callback);
+  if (w->self) {
+    napi_delete_reference(w->env, w->self);
+    w->self = NULL;
+  }
   w->poll.data = w;
   uv_close((uv_handle_t *)&w->poll, on_closed);
 }
@@ -154,7 +161,8 @@ static napi_value watch_close(napi_env env, napi_callback_info info) {
 }
 
 // watchFd(fd: number, events: number, callback(status, events)): { close() }. events: 1 readable,
-// 2 writable, 4 disconnect, 8 priority (libuv's UV_READABLE...). The handle keeps the loop alive.
+// 2 writable, 4 disconnect, 8 priority (libuv's UV_READABLE...). The watch keeps the loop alive and
+// stays active until close(), whether or not the returned object is kept.
 static napi_value watch_fd(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
@@ -185,6 +193,9 @@ static napi_value watch_fd(napi_env env, napi_callback_info info) {
   CHECK(napi_add_finalizer(env, handle, w, on_object_gone, NULL, NULL));
   CHECK(napi_create_function(env, "close", NAPI_AUTO_LENGTH, watch_close, w, &close_fn));
   CHECK(napi_set_named_property(env, handle, "close", close_fn));
+  // An active watch lives until close(), like Node's own handles: dropping the returned object must
+  // not silently stop the callbacks (it did, at the first garbage collection).
+  CHECK(napi_create_reference(env, handle, 1, &w->self));
   return handle;
 }
 
@@ -243,11 +254,46 @@ static napi_value uevent_recv(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// broadcast(fds: Int32Array, data: Buffer, written: Int32Array): number. Sends `data` to each socket
+// without blocking and stores per socket the bytes sent, or -errno. Returns how many sockets did not
+// take the whole message; the caller queues the rest through the socket's own stream (which it must
+// only bypass when that stream has nothing pending, or the order of bytes would change).
+static napi_value broadcast(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  napi_typedarray_type t1, t3;
+  size_t nfds, nwritten, len;
+  void *fdp, *wp, *data;
+  CHECK(napi_get_typedarray_info(env, argv[0], &t1, &nfds, &fdp, NULL, NULL));
+  CHECK(napi_get_buffer_info(env, argv[1], &data, &len));
+  CHECK(napi_get_typedarray_info(env, argv[2], &t3, &nwritten, &wp, NULL, NULL));
+  if (t1 != napi_int32_array || t3 != napi_int32_array || nwritten < nfds) {
+    napi_throw_type_error(env, NULL, "broadcast(fds: Int32Array, data: Buffer, written: Int32Array of at least fds.length)");
+    return NULL;
+  }
+  const int32_t *fds = fdp;
+  int32_t *written = wp;
+  uint32_t incomplete = 0;
+  for (size_t i = 0; i < nfds; i++) {
+    ssize_t n;
+    do {
+      n = send(fds[i], data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    written[i] = n < 0 ? -errno : (int32_t)n;
+    if (n != (ssize_t)len) incomplete++;
+  }
+  napi_value v;
+  CHECK(napi_create_uint32(env, incomplete, &v));
+  return v;
+}
+
 NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
     {"mapFile", NULL, map_file, NULL, NULL, NULL, napi_default, NULL},
     {"peerCred", NULL, peer_cred, NULL, NULL, NULL, napi_default, NULL},
     {"watchFd", NULL, watch_fd, NULL, NULL, NULL, napi_default, NULL},
+    {"broadcast", NULL, broadcast, NULL, NULL, NULL, napi_default, NULL},
     {"ueventOpen", NULL, uevent_open, NULL, NULL, NULL, napi_default, NULL},
     {"ueventRecv", NULL, uevent_recv, NULL, NULL, NULL, napi_default, NULL},
   };

@@ -75,6 +75,17 @@ export class Connection {
     return this.socket.writableLength;
   }
 
+  /**
+   * The socket's descriptor when bytes may be sent on it directly (the native broadcast), that is when
+   * its stream has nothing queued; -1 otherwise, and then write() must be used to keep the order.
+   */
+  directFd(): number {
+    if (this.#closed || this.socket.destroyed || this.socket.writableLength > 0) return -1;
+    const h = (this.socket as unknown as { _handle?: { fd?: number; writeQueueSize?: number } })._handle;
+    if (!h || (h.writeQueueSize ?? 0) > 0) return -1;
+    return h.fd ?? -1;
+  }
+
   get busy(): boolean {
     return this.#deferred;
   }

@@ -3,6 +3,7 @@
 
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import { GenerationState, type Effect } from '../core/generation.js';
 import { type CycleReport, Lifecycle, LifecycleError, type LifecycleEffect } from '../core/lifecycle.js';
 import { SysgenidError } from '../protocol/errors.js';
@@ -57,6 +58,8 @@ export interface DaemonOptions {
   readonly resumeTimeoutMs?: number;
 }
 
+
+const { EAGAIN } = os.constants.errno;
 
 const HELP = `OK requests: ${VERBS.join(' ')}; see docs/PROTOCOL.md\n`;
 
@@ -524,7 +527,8 @@ export class Daemon implements ConnectionHost {
       case 'notify': {
         if (e.ids.length === 0) return;
         const line = Buffer.from(encodeGen(e.generation));
-        for (const id of e.ids) this.#conns.get(id)?.write(line);
+        if (this.#native?.broadcast) this.#broadcastNative(e.ids, line, this.#native.broadcast);
+        else for (const id of e.ids) this.#conns.get(id)?.write(line);
         return;
       }
       case 'read':
@@ -533,6 +537,44 @@ export class Daemon implements ConnectionHost {
       case 'wait':
         this.#conns.get(e.id)?.complete(waitLine(e.result, this.#core.outdated));
         return;
+    }
+  }
+
+  #fds = new Int32Array(0);
+  #written = new Int32Array(0);
+
+  /**
+   * The notification hot loop in one native call: a send() per socket instead of a libuv stream write
+   * per socket. A socket whose stream has bytes queued, or that does not take the whole line at once,
+   * goes through its stream as before, so the order of bytes and the backlog bound still hold.
+   */
+  #broadcastNative(ids: readonly number[], line: Buffer, send: NonNullable<Addon['broadcast']>): void {
+    if (this.#fds.length < ids.length) {
+      this.#fds = new Int32Array(ids.length * 2);
+      this.#written = new Int32Array(ids.length * 2);
+    }
+    const fds = this.#fds;
+    const direct: Connection[] = [];
+    for (const id of ids) {
+      const c = this.#conns.get(id);
+      if (!c) continue;
+      const fd = c.directFd();
+      if (fd < 0) c.write(line);
+      else {
+        fds[direct.length] = fd;
+        direct.push(c);
+      }
+    }
+    if (direct.length === 0) return;
+    const incomplete = send(fds.subarray(0, direct.length), line, this.#written);
+    if (incomplete === 0) return;
+    for (let i = 0; i < direct.length; i++) {
+      const n = this.#written[i] as number;
+      if (n === line.length) continue;
+      // EAGAIN: the socket's buffer is full; queue it in the stream, where the backlog bound applies.
+      // Another error (the peer went away): the stream's own close handling takes over.
+      if (n >= 0) (direct[i] as Connection).write(line.subarray(n));
+      else if (n === -EAGAIN) (direct[i] as Connection).write(line);
     }
   }
 

@@ -17,8 +17,16 @@ export interface Addon {
   /** A read-only MAP_SHARED mapping. Never let user code write to it: a write faults the process. */
   mapFile(path: string, length?: number): ArrayBuffer;
   peerCred(fd: number): PeerCred;
-  /** libuv readiness of any descriptor; events: 1 readable, 2 writable, 4 disconnect, 8 priority. */
+  /**
+   * libuv readiness of any descriptor; events: 1 readable, 2 writable, 4 disconnect, 8 priority. The
+   * watch stays active (and keeps the process alive) until close(), even if the handle is dropped.
+   */
   watchFd(fd: number, events: number, callback: (status: number, events: number) => void): FdWatch;
+  /**
+   * Send `data` to every socket in `fds` without blocking; `written[i]` gets the bytes sent or -errno.
+   * Returns how many did not take all of it. Only for sockets whose own stream has nothing pending.
+   */
+  broadcast?(fds: Int32Array, data: Buffer, written: Int32Array): number;
   /** A non-blocking NETLINK_KOBJECT_UEVENT socket on the kernel's group; close it with fs.closeSync. */
   ueventOpen(): number;
   /** One queued uevent: the sender's netlink port (0 = the kernel) and its NUL-separated fields. */
