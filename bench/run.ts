@@ -24,7 +24,10 @@ const UEVENT = '/sys/devices/virtual/mem/zero/uevent';
 const SIZES = values.sizes ? values.sizes.split(',').map(Number) : values.quick ? [100, 1000] : [100, 1000, 10_000];
 const ROUNDS = values.quick ? 15 : 60;
 const PROCS = 4;
-const env = { ...process.env, NODE_EXTRA_CA_CERTS: '' };
+// The daemon "as shipped" uses its addon whatever the caller's environment says; the pure-JS daemon
+// is measured beside it with SYSGENID_NO_ADDON=1 set explicitly.
+const env: NodeJS.ProcessEnv = { ...process.env, NODE_EXTRA_CA_CERTS: '' };
+delete env.SYSGENID_NO_ADDON;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))] as number;
@@ -109,12 +112,15 @@ function netlinkUsable(): string | undefined {
  * written (the daemon's own monotonic stamp) and to the first watcher notified (a client process's
  * monotonic clock at the GEN line). All on CLOCK_MONOTONIC, which every process of the machine shares.
  */
-async function detection(rounds: number): Promise<{ pageMs: number[]; watcherMs: number[] }> {
+async function detection(rounds: number): Promise<{ pageMs: number[]; watcherMs: number[] } | { skipped: string }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sysgenid-bench-'));
   const daemon = spawn(process.execPath, [DAEMON, '--dir', dir, '--no-hooks', '--backends', 'uevent', '--uevent-synthetic', '--log-level', 'error'], { env, stdio: 'ignore' });
   let watcher: ChildProcess | undefined;
   try {
     const ctl = client(await connectWhenUp(path.join(dir, 'control.sock')));
+    const backends = (JSON.parse((await ctl('STATUS BRIEF')).slice(3)) as { backends: Array<{ name: string; live: boolean; detail: string }> }).backends;
+    const uevent = backends.find((b) => b.name === 'uevent');
+    if (!uevent?.live) return { skipped: `the uevent backend is off (${uevent?.detail ?? 'absent'})` };
     // Started once the daemon listens.
     watcher = spawn(process.execPath, ['-e', `
       const s = require('node:net').createConnection(process.argv[1]); let buf = '';
@@ -127,7 +133,10 @@ async function detection(rounds: number): Promise<{ pageMs: number[]; watcherMs:
     const pageMs: number[] = [];
     const watcherMs: number[] = [];
     for (let r = 0; r < rounds; r++) {
-      const seen = new Promise<string>((resolve) => got.push(resolve));
+      const seen = new Promise<string>((resolve, reject) => {
+        got.push(resolve);
+        setTimeout(() => reject(new Error('detection: no GEN line within 5 s of the uevent')), 5000).unref();
+      });
       const t0 = process.hrtime.bigint();
       fs.writeFileSync(UEVENT, `change ${crypto.randomUUID()} NEWVMGENID=1`);
       const at = BigInt(await seen);
@@ -315,7 +324,7 @@ const progress = (what: string): void => {
 if (!noNetlink) {
   progress('detection');
   const d = await detection(values.quick ? 20 : 100);
-  report.detection = { pageWrittenMs: stats(d.pageMs), firstWatcherMs: stats(d.watcherMs) };
+  report.detection = 'skipped' in d ? `skipped: ${d.skipped}` : { pageWrittenMs: stats(d.pageMs), firstWatcherMs: stats(d.watcherMs) };
 } else {
   report.detection = `skipped: ${noNetlink}`;
 }

@@ -15,7 +15,7 @@ describe('sysgenid CLI', () => {
     const top = await runNode(CLI, ['--help']);
     assert.equal(top.code, 0);
     assert.match(top.stdout, /Commands:/);
-    for (const cmd of ['status', 'read', 'watch', 'bump', 'wait']) {
+    for (const cmd of ['status', 'read', 'watch', 'bump', 'wait', 'quiesce', 'resume', 'snapshot', 'ready', 'criu-action']) {
       const r = await runNode(CLI, [cmd, '--help']);
       assert.equal(r.code, 0, cmd);
       assert.match(r.stdout, new RegExp(`^Usage: sysgenid ${cmd}`), cmd);
