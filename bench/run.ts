@@ -18,7 +18,7 @@ import { parseArgs } from 'node:util';
 
 const { values } = parseArgs({ options: { json: { type: 'boolean' }, quick: { type: 'boolean' }, sizes: { type: 'string' } } });
 const here = path.dirname(fileURLToPath(import.meta.url));
-const DAEMON = path.resolve(here, '../src/daemon/main.js');
+const DAEMON = path.resolve(here, '../sysgenidd.cjs');
 /** A device's uevent file: writing "change UUID KEY=VALUE" makes the kernel broadcast a synthetic uevent. */
 const UEVENT = '/sys/devices/virtual/mem/zero/uevent';
 const SIZES = values.sizes ? values.sizes.split(',').map(Number) : values.quick ? [100, 1000] : [100, 1000, 10_000];

@@ -13,8 +13,9 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 /** dist/ (tests run from the compiled tree). */
 export const DIST = path.resolve(here, '..');
 export const ROOT = path.resolve(DIST, '..');
-export const DAEMON = path.join(DIST, 'src/daemon/main.js');
-export const CLI = path.join(DIST, 'src/cli/main.js');
+// The programs as they ship: bundled by scripts/bundle.js.
+export const DAEMON = path.join(DIST, 'sysgenidd.cjs');
+export const CLI = path.join(DIST, 'sysgenid.cjs');
 
 export function tmpDir(t: TestContext | undefined, prefix = 'sysgenid-test-'): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));

@@ -45,13 +45,20 @@ function load(): void {
     reason = 'disabled by SYSGENID_NO_ADDON=1';
     return;
   }
-  try {
-    // dist/src/native/addon.js -> build/Release at the package root.
-    loaded = createRequire(import.meta.url)('../../../build/Release/sysgenid.node') as Addon;
-    reason = 'loaded';
-  } catch (err) {
-    reason = `not built (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); run npm rebuild with a C toolchain`;
+  const require = createRequire(import.meta.url);
+  // From dist/src/native/addon.js (the library) or from the bundled programs in dist/: build/Release
+  // at the package root either way.
+  let last: unknown;
+  for (const rel of ['../../../build/Release/sysgenid.node', '../build/Release/sysgenid.node']) {
+    try {
+      loaded = require(rel) as Addon;
+      reason = 'loaded';
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND' || last === undefined) last = err;
+    }
   }
+  reason = `not built (${(last as NodeJS.ErrnoException).code ?? (last as Error).message}); run npm rebuild with a C toolchain`;
 }
 
 /** The addon, or undefined when the pure-JS fallback is in use. */

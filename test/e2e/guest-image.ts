@@ -196,6 +196,7 @@ export function buildGuest(work: string): Guest {
   const app = 'app';
   copyInto(tree, path.join(REPO, 'package.json'), `${app}/package.json`);
   copyTree(tree, path.join(REPO, 'dist/src'), `${app}/dist/src`);
+  for (const bin of ['sysgenidd.cjs', 'sysgenid.cjs']) copyInto(tree, path.join(REPO, 'dist', bin), `${app}/dist/${bin}`, 0o755);
   copyTree(tree, path.join(REPO, 'dist/test/e2e/guest'), `${app}/dist/test/e2e/guest`);
   copyTree(tree, path.join(REPO, 'examples'), `${app}/examples`);
   const addon = path.join(REPO, 'build/Release/sysgenid.node');
@@ -203,8 +204,9 @@ export function buildGuest(work: string): Guest {
   // Examples import the package by name.
   fs.mkdirSync(path.join(tree, app, 'node_modules'), { recursive: true });
   fs.symlinkSync('..', path.join(tree, app, 'node_modules/sysgenid'));
-  for (const [name, main] of [['sysgenid', 'cli'], ['sysgenidd', 'daemon']] as const) {
-    fs.writeFileSync(path.join(tree, 'usr/bin', name), `#!/bin/sh\nexec /usr/bin/node /${app}/dist/src/${main}/main.js "$@"\n`, { mode: 0o755 });
+  // The programs as they ship (package.json "bin"): the bundles.
+  for (const name of ['sysgenid', 'sysgenidd']) {
+    fs.writeFileSync(path.join(tree, 'usr/bin', name), `#!/bin/sh\nexec /usr/bin/node /${app}/dist/${name}.cjs "$@"\n`, { mode: 0o755 });
   }
   // CRIU takes a path for its action script (docs/backends/criu.md).
   fs.writeFileSync(path.join(tree, 'usr/sbin/sysgenid-criu-action'), '#!/bin/sh\nexec sysgenid criu-action "$@"\n', { mode: 0o755 });

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { status } from '../../../src/client/index.js';
 
 const here = new URL('.', import.meta.url).pathname;
-const daemon = spawn('/usr/bin/node', [`${here}../../../src/daemon/main.js`, '--backends', 'none', '--no-hooks'], { stdio: 'inherit' });
+const daemon = spawn('/usr/bin/node', [`${here}../../../sysgenidd.cjs`, '--backends', 'none', '--no-hooks'], { stdio: 'inherit' });
 const env = { ...process.env, APP_NAME: 'criu-app', LIFECYCLE: '1' };
 let app: ReturnType<typeof spawn> | undefined;
 for (;;) {
