@@ -126,7 +126,9 @@ describe('reliability', () => {
     const d = await startDaemon(t, { args: ['--log-level', 'warn'] });
     const perProc = FULL ? 2500 : 400;
     const procs = 4;
-    const seconds = FULL ? 20 : 3;
+    // At full size each connection lives 5 to 15 s, so that all 10000 are connected at once while they
+    // churn; the bump loop goes as fast as the daemon answers.
+    const seconds = FULL ? 40 : 3;
     const rssBefore = rss(d.child.pid as number);
     const heapBefore = (await statusOf(d.dir)).memory as { heapUsed: number };
     const script = `
@@ -150,7 +152,7 @@ describe('reliability', () => {
       const finish = () => { if (done) return; done = true; console.log(JSON.stringify({ peak, notified, cycles, errors })); };
       for (let i = 0; i < n; i++) one();
       setInterval(() => { if (Date.now() > until + 2000) finish(); }, 200);`;
-    const children = Array.from({ length: procs }, () => spawn(process.execPath, ['-e', script, String(perProc), String(seconds), String(FULL ? 2000 : 300)], { env: { ...process.env, SYSGENID_DIR: d.dir }, stdio: ['ignore', 'pipe', 'inherit'] }));
+    const children = Array.from({ length: procs }, () => spawn(process.execPath, ['-e', script, String(perProc), String(seconds), String(FULL ? 10_000 : 300)], { env: { ...process.env, SYSGENID_DIR: d.dir }, stdio: ['ignore', 'pipe', 'inherit'] }));
     t.after(() => children.forEach((c) => c.kill('SIGKILL')));
     const results = children.map((c) => new Promise<{ peak: number; notified: number; cycles: number; errors: number }>((resolve) => {
       let out = '';
