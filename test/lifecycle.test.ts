@@ -50,6 +50,18 @@ describe('lifecycle protocol', () => {
     assert.match(await ctl.request('QUIESCE 0'), /^ERR EINVAL /);
   });
 
+  it('PROBLEM is shown by status and logged once per change, at most once a second: a client cannot flood the log', async (t) => {
+    const d = await startDaemon(t);
+    const { c } = await RawClient.open(d.paths.watch);
+    t.after(() => c.close());
+    for (let i = 0; i < 200; i++) c.send(`PROBLEM disk ${i % 2 ? 'full' : 'gone'}\n`);
+    for (let i = 0; i < 200; i++) assert.equal(await c.next(), 'OK');
+    assert.equal((await statusOf(d.dir)).list?.[0]?.problem, 'disk full');
+    assert.ok((d.log().match(/reports: disk/g) ?? []).length <= 2, d.log());
+    assert.equal(await c.request('PROBLEM'), 'OK');
+    assert.equal((await statusOf(d.dir)).list?.[0]?.problem, null);
+  });
+
   it('asks one subscriber at a time in order, reports each step, and status names who is being waited for', async (t) => {
     const d = await startDaemon(t);
     const a = await subscriber(d.paths.watch, 'a', 0);
@@ -306,6 +318,13 @@ describe('lifecycle CLI', () => {
     assert.match(copy.stderr, /generation 0 -> 1: this is a restored copy/);
     assert.deepEqual(log, ['drain', 'keys(1)', 'reopen(true)']);
     assert.equal((await cli(d.dir, 'ready')).code, EXIT.OK);
+
+    // --settle 0: the original resumes as soon as CMD returns.
+    const t0 = Date.now();
+    const quick = await runNode(CLI, ['snapshot', '--settle', '0', '--', 'true'], env);
+    assert.equal(quick.code, EXIT.OK, quick.stderr);
+    assert.match(quick.stderr, /this is the original/);
+    assert.ok(Date.now() - t0 < 10_000);
 
     const failing = await runNode(CLI, ['snapshot', '--', 'false'], env);
     assert.equal(failing.code, EXIT.FAILURE);

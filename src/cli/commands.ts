@@ -125,7 +125,7 @@ Every subscriber is told even when another fails. Exit 0 when all answered, 1 ot
   --timeout MS    budget for re-adjusting and for the un-quiesce (default 10000)
 ${COMMON}
 `,
-  snapshot: `Usage: sysgenid snapshot [--quiesce-timeout MS] [--adjust-timeout MS] -- CMD [ARG...]
+  snapshot: `Usage: sysgenid snapshot [--quiesce-timeout MS] [--adjust-timeout MS] [--settle MS] -- CMD [ARG...]
 
 Quiesce (as "sysgenid quiesce"), run CMD, which takes the snapshot (a hypervisor API call, criu dump
 --leave-running, a QMP command), then resume. If the quiesce fails CMD is not run. In the original the
@@ -136,6 +136,9 @@ Exit: CMD's failure is 1 (the machine is resumed first); otherwise as quiesce an
 
   --quiesce-timeout MS   budget of the quiesce (default 10000)
   --adjust-timeout MS    budget for re-adjusting and un-quiescing after (default 30000)
+  --settle MS            after CMD, how long a restored copy may take to see its new generation
+                         before this decides it is the original (default 1000; 0 when the restore
+                         side forces the update itself, see docs/lifecycle.md)
 ${COMMON}
 `,
   ready: `Usage: sysgenid ready [--quiet]
@@ -302,6 +305,7 @@ export async function main(argv: string[]): Promise<number> {
         quiet: { type: 'boolean' },
         'quiesce-timeout': { type: 'string' },
         'adjust-timeout': { type: 'string' },
+        settle: { type: 'string' },
       },
     });
   } catch (err) {
@@ -315,7 +319,7 @@ export async function main(argv: string[]): Promise<number> {
   const allowed: Record<string, string[]> = {
     status: ['json', 'brief'], read: ['nonblock'], watch: ['name', 'count', 'untracked'], bump: ['min'], wait: ['timeout'],
     'criu-action': ['strict', 'timeout'], quiesce: ['timeout'], resume: ['timeout'], ready: ['quiet'],
-    snapshot: ['quiesce-timeout', 'adjust-timeout'],
+    snapshot: ['quiesce-timeout', 'adjust-timeout', 'settle'],
   };
   for (const key of Object.keys(v)) {
     if (key !== 'dir' && !(allowed[command] ?? []).includes(key)) throw new UsageError(`${command} does not take --${key}`);
@@ -360,7 +364,8 @@ export async function main(argv: string[]): Promise<number> {
     case 'ready':
       return readyCommand(base, v.quiet === true);
     case 'snapshot':
-      return snapshotCommand(base, u32Option('quiesce-timeout', v['quiesce-timeout'], 10_000), u32Option('adjust-timeout', v['adjust-timeout'], 30_000), parsed.positionals);
+      return snapshotCommand(base, u32Option('quiesce-timeout', v['quiesce-timeout'], 10_000), u32Option('adjust-timeout', v['adjust-timeout'], 30_000),
+        u32Option('settle', v.settle, SETTLE_MS), parsed.positionals);
     case 'watch':
       return watch(v.dir, v.name, u32Option('count', v.count, 0), v.untracked === true, parsed.positionals);
   }
@@ -435,10 +440,10 @@ async function readyCommand(base: { dir?: string }, quiet: boolean): Promise<num
   return EXIT.FAILURE;
 }
 
-/** After CMD, how long a restored copy may take to see its new generation (the kernel's notice is asynchronous). */
+/** After CMD, how long a restored copy may take by default to see its new generation (the kernel's notice is asynchronous). */
 const SETTLE_MS = 1000;
 
-async function snapshotCommand(base: { dir?: string }, quiesceTimeoutMs: number, adjustTimeoutMs: number, cmd: string[]): Promise<number> {
+async function snapshotCommand(base: { dir?: string }, quiesceTimeoutMs: number, adjustTimeoutMs: number, settleMs: number, cmd: string[]): Promise<number> {
   if (cmd.length === 0) throw new UsageError('snapshot needs the command that takes the snapshot: sysgenid snapshot -- CMD [ARG...]');
   const before = (await status(base)).generation;
   const report = await quiesce({ ...base, timeoutMs: quiesceTimeoutMs });
@@ -453,7 +458,7 @@ async function snapshotCommand(base: { dir?: string }, quiesceTimeoutMs: number,
   const code = await runCommand(cmd, before, 'snapshot');
   // In a copy restored from the snapshot, this process is restored too, right here. The kernel tells
   // the daemon of the restore a little after the copy resumes, so give it that long before deciding.
-  const moved = await Promise.race([next, new Promise<undefined>((r) => setTimeout(() => r(undefined), SETTLE_MS).unref())]);
+  const moved = await Promise.race([next, new Promise<undefined>((r) => setTimeout(() => r(undefined), settleMs).unref())]);
   stopReading.abort();
   const after = moved ?? (await status(base)).generation;
   const copy = after !== before;

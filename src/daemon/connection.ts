@@ -40,6 +40,7 @@ export class Connection {
   pidVerified = false;
   /** What the client last reported with PROBLEM (a failed after-restore hook, say); shown by status. */
   problem: string | undefined;
+  problemLoggedAt = 0;
   readonly #host: ConnectionHost;
   readonly #maxBacklog: number;
   readonly #splitter: LineSplitter;

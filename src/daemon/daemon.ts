@@ -420,10 +420,18 @@ export class Daemon implements ConnectionHost {
         if (!this.#lifecycle.isSubscribed(conn.id)) return { line: encodeErr('EINVAL', `${req.verb}: this connection is not subscribed`) };
         this.#lifecycle.answer(conn.id, req.cycle, req.verb !== 'FAILED', req.verb === 'FAILED' ? req.message : null, Date.now());
         return ok();
-      case 'PROBLEM':
+      case 'PROBLEM': {
+        const changed = (req.message || undefined) !== conn.problem;
         conn.problem = req.message || undefined;
-        if (req.message) this.#log.warn(`${describe(conn)} reports: ${req.message}`);
+        // Logged when it changes, and at most once a second per connection: a client repeating itself
+        // must not fill the log.
+        const now = Date.now();
+        if (req.message && changed && now - conn.problemLoggedAt >= 1000) {
+          conn.problemLoggedAt = now;
+          this.#log.warn(`${describe(conn)} reports: ${req.message}`);
+        }
         return ok();
+      }
       case 'QUIESCE':
       case 'UNQUIESCE': {
         if (conn.kind !== 'control') {
