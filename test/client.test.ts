@@ -15,6 +15,19 @@ async function rejectsWith(p: Promise<unknown>, code: string): Promise<void> {
 }
 
 describe('client library', () => {
+  it('a one-shot call abandoned through its signal rejects with ECONNRESET, at any moment, and nothing is left unhandled', async (t) => {
+    const d = await startDaemon(t);
+    for (const delay of [0, 0, 1, 5, 20]) {
+      const ac = new AbortController();
+      const pending = readNext({ dir: d.dir, signal: ac.signal });
+      if (delay > 0) await sleep(delay);
+      ac.abort();
+      await assert.rejects(pending, (e: SysgenidError) => e.code === 'ECONNRESET');
+    }
+    // An unhandled rejection would fail this file; give one the chance to surface.
+    await sleep(50);
+  });
+
   it('connect, read, ack, and the outdated state', async (t) => {
     const d = await startDaemon(t);
     const w = await connect({ dir: d.dir, name: 'lib-test' });

@@ -29,6 +29,9 @@ async function oneShot(socket: 'watch' | 'control', opts: ClientOptions, req: Re
   try {
     const observe = socket === 'watch' ? conn.request({ verb: 'OBSERVE' }) : Promise.resolve('');
     const reply = conn.request(req);
+    // If the connection goes while OBSERVE is pending, both reject: the reply's rejection is the one
+    // reported (below), never left unhandled.
+    reply.catch(() => undefined);
     await observe;
     return await reply;
   } finally {
