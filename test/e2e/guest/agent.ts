@@ -10,6 +10,7 @@ import net from 'node:net';
 import readline from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type DaemonStatus, type Watcher, connect, forceUpdate, readNext, status, waitForWatchers } from '../../../src/client/index.js';
+import { type KmsgRecord, VM_FORK_MESSAGE, parseKmsgRecord } from '../../../src/daemon/kmsg.js';
 
 const OUT = '/run/e2e';
 const GUEST = '/app/dist/test/e2e/guest';
@@ -52,9 +53,7 @@ async function until<T>(what: string, timeoutMs: number, fn: () => Promise<T | u
   }
 }
 
-interface KmsgRecord { seq: number; tsUs: number; prio: number; facility: number; text: string }
-
-/** Every record in the kernel log, read the way the kmsg backend reads it. */
+/** Every record in the kernel log, read and parsed the way the kmsg backend does. */
 function readKmsg(): KmsgRecord[] {
   const fd = fs.openSync('/dev/kmsg', fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
   const buf = Buffer.alloc(8192);
@@ -70,11 +69,8 @@ function readKmsg(): KmsgRecord[] {
         if (code === 'EPIPE') continue; // overwritten records
         throw err;
       }
-      const rec = buf.toString('utf8', 0, n);
-      const semi = rec.indexOf(';');
-      const [pri, seq, ts] = rec.slice(0, semi).split(',');
-      const p = Number(pri);
-      out.push({ seq: Number(seq), tsUs: Number(ts), prio: p & 7, facility: p >> 3, text: rec.slice(semi + 1).split('\n')[0] ?? '' });
+      const rec = parseKmsgRecord(buf.toString('utf8', 0, n));
+      if (rec) out.push(rec);
     }
   } finally {
     fs.closeSync(fd);
@@ -93,16 +89,16 @@ function kernelClockOffsetMs(): { offsetMs: number; errorMs: number } {
   fs.writeSync(fd, `${nonce}\n`);
   const t1 = monoMs();
   fs.closeSync(fd);
-  const rec = readKmsg().find((r) => r.text.includes(nonce));
+  const rec = readKmsg().find((r) => r.message.includes(nonce));
   if (!rec) throw new Error('calibration record not found in /dev/kmsg');
-  return { offsetMs: rec.tsUs / 1000 - (t0 + t1) / 2, errorMs: (t1 - t0) / 2 };
+  return { offsetMs: rec.usec / 1000 - (t0 + t1) / 2, errorMs: (t1 - t0) / 2 };
 }
 
 function forkRecords(): Array<{ seq: number; kernelMs: number; monoMs: number; text: string; facility: number }> {
   const { offsetMs } = kernelClockOffsetMs();
   return readKmsg()
-    .filter((r) => /virtual machine fork/.test(r.text))
-    .map((r) => ({ seq: r.seq, kernelMs: r.tsUs / 1000, monoMs: r.tsUs / 1000 - offsetMs, text: r.text, facility: r.facility }));
+    .filter((r) => r.message === VM_FORK_MESSAGE)
+    .map((r) => ({ seq: r.seq, kernelMs: r.usec / 1000, monoMs: r.usec / 1000 - offsetMs, text: r.message, facility: r.facility }));
 }
 
 function watcherSummary(s: DaemonStatus): unknown {
