@@ -36,6 +36,44 @@ export function parseKmsgRecord(text: string): KmsgRecord | undefined {
   return { facility: prio >> 3, level: prio & 7, seq, usec, message: text.slice(semi + 1, nl === -1 ? undefined : nl) };
 }
 
+/**
+ * Read every record queued on a non-blocking /dev/kmsg descriptor into `onRecord`. Overwritten records
+ * (EPIPE) are reported through `onOverwritten` and skipped; returns why reading stopped if it was not
+ * simply drained.
+ */
+export function drainRecords(fd: number, buf: Buffer, onRecord: (r: KmsgRecord) => void, onOverwritten: () => void): string | undefined {
+  for (;;) {
+    let n: number;
+    try {
+      n = fs.readSync(fd, buf, 0, buf.length, null);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (e.code === 'EAGAIN') return undefined;
+      if (e.code === 'EPIPE') {
+        onOverwritten();
+        continue;
+      }
+      return e.code ?? e.message;
+    }
+    if (n === 0) return undefined;
+    const r = parseKmsgRecord(buf.toString('utf8', 0, n));
+    if (r) onRecord(r);
+  }
+}
+
+/** Every record the kernel log holds now (tests and tools; the backend follows the log instead). */
+export function readKernelLog(file: string = KMSG_PATH): KmsgRecord[] {
+  const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  const out: KmsgRecord[] = [];
+  try {
+    const failure = drainRecords(fd, Buffer.alloc(RECORD_BUFFER), (r) => out.push(r), () => undefined);
+    if (failure) throw new Error(`reading ${file} failed: ${failure}`);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return out;
+}
+
 export type ForkVerdict = 'fork' | 'spoof' | 'other';
 
 export function classify(r: KmsgRecord): ForkVerdict {
@@ -114,11 +152,11 @@ export class KmsgBackend {
     let missed = 0;
     let failure: string | undefined;
     try {
-      failure = this.#readAvailable(drainFd, (r) => {
+      failure = drainRecords(drainFd, this.#buf, (r) => {
         backlog++;
         this.#lastSeq = r.seq;
         if (since !== undefined && r.seq > since && this.#handle(r)) missed++;
-      });
+      }, () => this.#overwritten());
     } finally {
       fs.closeSync(drainFd);
     }
@@ -158,32 +196,8 @@ export class KmsgBackend {
       this.#fail(`poll failed (${status})`);
       return;
     }
-    const failure = this.#readAvailable(fd, (r) => this.#record(r));
+    const failure = drainRecords(fd, this.#buf, (r) => this.#record(r), () => this.#overwritten());
     if (failure) this.#fail(failure);
-  }
-
-  /**
-   * Read every record queued on a non-blocking descriptor. Overwritten records (EPIPE) are reported
-   * and skipped; returns why reading stopped if it was not simply drained.
-   */
-  #readAvailable(fd: number, onRecord: (r: KmsgRecord) => void): string | undefined {
-    for (;;) {
-      let n: number;
-      try {
-        n = fs.readSync(fd, this.#buf, 0, RECORD_BUFFER, null);
-      } catch (err) {
-        const e = err as NodeJS.ErrnoException;
-        if (e.code === 'EAGAIN') return undefined;
-        if (e.code === 'EPIPE') {
-          this.#overwritten();
-          continue;
-        }
-        return e.code ?? e.message;
-      }
-      if (n === 0) return undefined;
-      const r = parseKmsgRecord(this.#buf.toString('utf8', 0, n));
-      if (r) onRecord(r);
-    }
   }
 
   #overwritten(): void {

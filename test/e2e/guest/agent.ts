@@ -10,7 +10,7 @@ import net from 'node:net';
 import readline from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type DaemonStatus, type Watcher, connect, forceUpdate, readNext, status, waitForWatchers } from '../../../src/client/index.js';
-import { type KmsgRecord, VM_FORK_MESSAGE, parseKmsgRecord } from '../../../src/daemon/kmsg.js';
+import { VM_FORK_MESSAGE, readKernelLog } from '../../../src/daemon/kmsg.js';
 
 const OUT = '/run/e2e';
 const GUEST = '/app/dist/test/e2e/guest';
@@ -53,31 +53,6 @@ async function until<T>(what: string, timeoutMs: number, fn: () => Promise<T | u
   }
 }
 
-/** Every record in the kernel log, read and parsed the way the kmsg backend does. */
-function readKmsg(): KmsgRecord[] {
-  const fd = fs.openSync('/dev/kmsg', fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
-  const buf = Buffer.alloc(8192);
-  const out: KmsgRecord[] = [];
-  try {
-    for (;;) {
-      let n: number;
-      try {
-        n = fs.readSync(fd, buf, 0, buf.length, null);
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'EAGAIN') break;
-        if (code === 'EPIPE') continue; // overwritten records
-        throw err;
-      }
-      const rec = parseKmsgRecord(buf.toString('utf8', 0, n));
-      if (rec) out.push(rec);
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
-  return out;
-}
-
 /**
  * The kernel stamps records with its local clock; the agent reads CLOCK_MONOTONIC. Their difference is
  * measured by writing a record and reading back its stamp (error: the write's own duration).
@@ -89,14 +64,14 @@ function kernelClockOffsetMs(): { offsetMs: number; errorMs: number } {
   fs.writeSync(fd, `${nonce}\n`);
   const t1 = monoMs();
   fs.closeSync(fd);
-  const rec = readKmsg().find((r) => r.message.includes(nonce));
+  const rec = readKernelLog().find((r) => r.message.includes(nonce));
   if (!rec) throw new Error('calibration record not found in /dev/kmsg');
   return { offsetMs: rec.usec / 1000 - (t0 + t1) / 2, errorMs: (t1 - t0) / 2 };
 }
 
 function forkRecords(): Array<{ seq: number; kernelMs: number; monoMs: number; text: string; facility: number }> {
   const { offsetMs } = kernelClockOffsetMs();
-  return readKmsg()
+  return readKernelLog()
     .filter((r) => r.message === VM_FORK_MESSAGE)
     .map((r) => ({ seq: r.seq, kernelMs: r.usec / 1000, monoMs: r.usec / 1000 - offsetMs, text: r.message, facility: r.facility }));
 }
@@ -323,7 +298,7 @@ async function criuScenario(): Promise<void> {
     const waited = run('/usr/bin/sysgenid', ['wait', '--timeout', '60000'], { SYSGENID_DIR: tree });
     const s = await status({ dir: tree, list: true });
     const restoreActions = fs.readFileSync(`${dump}/restore-${name}.log`, 'utf8').split('\n').filter((l) => l.startsWith('sysgenid:'));
-    copies.push({ name, restoreActions, restoreMs: restored.ms, waitMs: monoMs() - t0, wait: waited, generation: s.generation, outdated: s.outdated, lastBump: s.lastBump, list: watcherSummary(s), lifecycle: s.lifecycle, actionOutput: restored.out.split('\n').filter((l) => /sysgenid/.test(l)) });
+    copies.push({ name, restoreActions, restoreMs: restored.ms, waitMs: monoMs() - t0, wait: waited, generation: s.generation, outdated: s.outdated, lastBump: s.lastBump, list: watcherSummary(s), lifecycle: s.lifecycle });
     // The copy keeps its files through its open descriptors; the path is free for the next copy.
     fs.renameSync(tree, `${tree}-${name}`);
   }
@@ -337,8 +312,9 @@ async function criuScenario(): Promise<void> {
     const s = await status({ dir: `${tree}-${n}`, list: true });
     return { name: n, generation: s.generation, outdated: s.outdated, watchers: s.watchers, lifecycle: s.lifecycle.state };
   }));
+  // CRIU writes its action script's output into its own log, not to its stdout.
   const actionLines = (file: string): string[] => fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.startsWith('sysgenid:')).slice(0, 20);
-  emit('CRIU', { modules, dumpMs: dumped.ms, dumpActions: [...dumped.out.split('\n').filter((l) => /sysgenid/.test(l)), ...actionLines(`${dump}/dump.log`)], source, copies, apps, live });
+  emit('CRIU', { modules, dumpMs: dumped.ms, dumpActions: actionLines(`${dump}/dump.log`), source, copies, apps, live });
 }
 
 // ---------------------------------------------------------------- console commands
