@@ -48,6 +48,13 @@ describe('lifecycle protocol', () => {
     assert.match(await w.request('SUBSCRIBE 8'), /^ERR EINVAL /);
     assert.match(await w.request('OBSERVE'), /^ERR EINVAL /, 'a subscriber stays a watcher');
     assert.match(await ctl.request('QUIESCE 0'), /^ERR EINVAL /);
+    // A name given after subscribing is the one the lifecycle reports.
+    assert.equal(await w.request('NAME renamed-later'), 'OK');
+    ctl.send('QUIESCE 2000\n');
+    assert.equal(await w.next(), 'QUIESCE 1');
+    w.send('QUIESCED 1\n');
+    const report = JSON.parse((await ctl.next()).slice(3)) as CycleReport;
+    assert.deepEqual(report.steps.map((st) => st.name), ['renamed-later']);
   });
 
   it('PROBLEM is shown by status and logged once per change, at most once a second: a client cannot flood the log', async (t) => {

@@ -359,6 +359,7 @@ export class Daemon implements ConnectionHost {
     switch (req.verb) {
       case 'NAME':
         conn.name = sanitizeName(req.name);
+        this.#lifecycle.rename(conn.id, conn.name);
         return ok();
       case 'PID':
         // A verified pid (SO_PEERCRED) is never replaced by the client's own claim.
