@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { CACHE, type Guest, MissingToolError, buildGuest, requireTools } from './guest-image.js';
+import { CACHE, type Guest, MissingToolError, buildGuest } from './guest-image.js';
 import { Vm } from './qemu.js';
 
 const only = process.env.E2E_ONLY; // vm | criu
@@ -82,8 +82,7 @@ function say(line: string): void {
 }
 
 async function boot(name: string, guid: string, append: string, memMb: number, smp: number, incoming?: string): Promise<Vm> {
-  const tools = requireTools();
-  const vm = await Vm.start({ name, qemu: tools.qemu, kernel: guest.kernel, initrd: guest.initrd, append, guid, memMb, smp, runDir: work, ...(incoming ? { incoming } : {}) });
+  const vm = await Vm.start({ name, qemu: guest.qemu, kernel: guest.kernel, initrd: guest.initrd, append, guid, memMb, smp, runDir: work, ...(incoming ? { incoming } : {}) });
   vms.push(vm);
   return vm;
 }
@@ -253,7 +252,7 @@ interface CriuReport {
   dumpMs: number;
   source: AppState[];
   dumpActions: string[];
-  copies: Array<{ name: string; restoreMs: number; waitMs: number; wait: { status: number; out: string }; generation: number; outdated: number; lastBump: { source: string } | null; actionOutput: string[]; restoreActions: string[];
+  copies: Array<{ name: string; restoreMs: number; waitMs: number; wait: { status: number; out: string }; generation: number; outdated: number; lastBump: { source: string } | null; restoreActions: string[];
     lifecycle: { state: string; lastQuiesce: { ok: boolean; steps: unknown[]; generationAtStart: number } | null; lastUnquiesce: { ok: boolean; steps: unknown[]; generationAtEnd: number } | null } }>;
   apps: Array<AppState & { quiescedAtMs?: number; resumed?: { restored: boolean } | null }>;
   live: Array<{ name: string; generation: number; outdated: number; watchers: number; lifecycle: string }>;

@@ -22,6 +22,8 @@ const CRIU_MODULES = [
 export interface Guest {
   readonly kernel: string;
   readonly initrd: string;
+  /** The QEMU that boots it. */
+  readonly qemu: string;
   /** The kernel package the guest runs, e.g. linux-image-6.12.117+deb12-cloud-amd64-unsigned. */
   readonly kernelPackage: string;
   readonly initrdBytes: number;
@@ -44,7 +46,7 @@ function which(cmd: string): string | undefined {
 }
 
 /** The host tools the test needs, or an error naming the packages that provide them. */
-export function requireTools(): { qemu: string; busybox: string; criu: string } {
+function requireTools(): { qemu: string; busybox: string; criu: string } {
   const qemu = which('qemu-system-x86_64');
   const busybox = fs.existsSync('/bin/busybox') ? '/bin/busybox' : which('busybox');
   const criu = which('criu');
@@ -215,5 +217,5 @@ export function buildGuest(work: string): Guest {
   const initrd = path.join(work, 'initrd.cpio.gz');
   const initrdBytes = packInitramfs(tree, initrd);
   fs.rmSync(tree, { recursive: true, force: true });
-  return { kernel: path.join(kroot, 'boot', vmlinuz), initrd, kernelPackage: pkg, initrdBytes, buildMs: Date.now() - started };
+  return { kernel: path.join(kroot, 'boot', vmlinuz), initrd, qemu: tools.qemu, kernelPackage: pkg, initrdBytes, buildMs: Date.now() - started };
 }
