@@ -2,15 +2,15 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type Effect, GenerationState, U32_MAX } from '../src/core/generation.js';
+import { type Effect, GenerationMachine, U32_MAX } from '../src/core/generation.js';
 import { SysgenidError } from '../src/protocol/errors.js';
 
-function machine(initial = 0): { s: GenerationState; effects: Effect[] } {
+function machine(initial = 0): { s: GenerationMachine; effects: Effect[] } {
   const effects: Effect[] = [];
-  return { s: new GenerationState(initial, (e) => effects.push(e)), effects };
+  return { s: new GenerationMachine(initial, (e) => effects.push(e)), effects };
 }
 
-function bump(s: GenerationState, min = 0, now = 0): number {
+function bump(s: GenerationMachine, min = 0, now = 0): number {
   const next = s.nextGeneration(min);
   s.advance(next, now);
   return next;

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { it } from 'node:test';
 import fc from 'fast-check';
-import { GenerationState } from '../src/core/generation.js';
+import { GenerationMachine } from '../src/core/generation.js';
 import { decodeU32 } from '../src/protocol/page-format.js';
 import { type DaemonHandle, RawClient, eventually, startDaemon, statusOf, tmpDir } from './helpers.js';
 
@@ -22,7 +22,7 @@ interface Real {
 
 interface Model {
   /** The reference state machine. */
-  core: GenerationState;
+  core: GenerationMachine;
   /** A second, independent bookkeeping kept by this test, so a bug shared by daemon and core shows. */
   acked: Map<number, number>;
   tracked: Map<number, boolean>;
@@ -195,7 +195,7 @@ class Restart implements Cmd {
     r.clients.clear();
     r.daemon = await startDaemon(undefined, { dir: r.dir });
     r.control = (await RawClient.open(path.join(r.dir, 'control.sock'))).c;
-    m.core = new GenerationState(m.core.generation, () => {});
+    m.core = new GenerationMachine(m.core.generation, () => {});
     m.ids = [];
     m.acked.clear();
     m.tracked.clear();
@@ -228,7 +228,7 @@ it('the daemon follows the reference state machine over random sequences (fast-c
       const dir = path.join(base, `run-${sequences++}`);
       const daemon = await startDaemon(undefined, { dir });
       const real: Real = { daemon, dir, clients: new Map(), control: (await RawClient.open(path.join(dir, 'control.sock'))).c, steps: 0 };
-      const model: Model = { core: new GenerationState(0, () => {}), acked: new Map(), tracked: new Map(), generation: 0, ids: [], highest: 0 };
+      const model: Model = { core: new GenerationMachine(0, () => {}), acked: new Map(), tracked: new Map(), generation: 0, ids: [], highest: 0 };
       try {
         await fc.asyncModelRun(() => ({ model, real }), cmds);
       } finally {

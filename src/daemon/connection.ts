@@ -192,3 +192,8 @@ export class Connection {
 }
 
 export const ok = (value?: string | number): Reply => ({ line: encodeOk(value) });
+
+/** How the log names a connection. */
+export function describeConnection(conn: Connection): string {
+  return `watcher ${conn.id}${conn.name ? ` (${conn.name})` : ''}${conn.pid ? ` pid ${conn.pid}` : ''}`;
+}
