@@ -14,7 +14,8 @@ const REQ2 = 101;
 function harness(opts: Partial<LifecycleMachineOptions> = {}) {
   const effects: LifecycleEffect[] = [];
   let now = 0;
-  const lc = new LifecycleMachine(0, { autoResume: true, adjustTimeoutMs: 1000, resumeTimeoutMs: 500, ...opts }, (e) => effects.push(e), now);
+  const options = { autoResume: true, adjustTimeoutMs: 1000, resumeTimeoutMs: 500, ...opts };
+  const lc = new LifecycleMachine(0, options, (e) => effects.push(e), now);
   const asks = (): string[] => effects.flatMap((e) => (e.kind === 'ask' ? [`${e.step[0] === 'q' ? 'Q' : 'U'}${e.id}`] : []));
   const replies = (to?: number): CycleReport[] =>
     effects.flatMap((e) => (e.kind === 'reply' && (to === undefined || e.requesters.includes(to)) ? [e.report] : []));

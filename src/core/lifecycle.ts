@@ -188,6 +188,7 @@ export class LifecycleMachine {
   dropRequester(id: number): void {
     this.#requesters = this.#requesters.filter((r) => r !== id);
     if (this.#deferredResume) this.#deferredResume.requesters = this.#deferredResume.requesters.filter((r) => r !== id);
+    if (this.#pendingFailure) this.#pendingFailure.requesters = this.#pendingFailure.requesters.filter((r) => r !== id);
   }
 
   quiesce(requester: number, timeoutMs: number, now: number): void {
@@ -270,8 +271,12 @@ export class LifecycleMachine {
         if (outdated > 0) this.#enterAdjusting(false, now);
         return;
       case 'adjusting':
+        // Still adjusting (the deadline does not move), unless nobody is outdated any more: every
+        // watcher that was had already declared this generation (RESUME), and no acknowledgement will come.
+        if (outdated === 0) this.#endAdjusting(now, null);
+        return;
       case 'unquiescing':
-        // Still adjusting (the deadline does not move), or un-quiescing (it ends in adjusting if needed).
+        // It ends in adjusting if anyone is still outdated then.
         return;
     }
   }

@@ -21,8 +21,8 @@ export type SubscriberAnswer = 'quiesced' | 'unquiesced' | 'failed';
 /** The lifecycle as the owner may read it (status); every change goes through the machine. */
 export type LifecycleView = Pick<
   LifecycleMachine,
-  'state' | 'since' | 'ready' | 'current' | 'last' | 'adjustDeadline' | 'adjustingQuiesced' | 'isSubscribed' | 'subscriber'
-  | 'order'
+  | 'state' | 'since' | 'ready' | 'current' | 'last' | 'adjustDeadline' | 'adjustingQuiesced'
+  | 'isSubscribed' | 'subscriber' | 'order'
 >;
 
 export class CoreMachine {

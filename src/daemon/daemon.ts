@@ -414,7 +414,8 @@ export class Daemon implements ConnectionHost {
 
   tooSlow(conn: Connection): void {
     this.#log.warn(
-      `disconnecting ${describeConnection(conn)}: it left ${conn.backlog} bytes unread (limit ${this.#opts.maxBacklog})`,
+      `disconnecting ${describeConnection(conn)}: it left ${conn.backlog} bytes unread ` +
+        `(limit ${this.#opts.maxBacklog})`,
     );
   }
 

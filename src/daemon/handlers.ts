@@ -30,7 +30,9 @@ const HELP = `OK requests: ${VERBS.join(' ')}; see docs/PROTOCOL.md\n`;
 export function requestHandlers(ctx: HandlerContext): Handlers {
   const { machine, log } = ctx;
   const needsControl = (conn: Connection, what: string): Reply | undefined =>
-    conn.kind === 'control' ? undefined : { line: encodeErr('EACCES', `${what} needs the control socket ${ctx.controlPath}`) };
+    conn.kind === 'control'
+      ? undefined
+      : { line: encodeErr('EACCES', `${what} needs the control socket ${ctx.controlPath}`) };
   const report = (r: ReturnType<CoreMachine['quiesce']>): Reply =>
     r === undefined ? 'deferred' : ok(JSON.stringify(cycleReportDocument(r)));
   return {
@@ -66,9 +68,8 @@ export function requestHandlers(ctx: HandlerContext): Handlers {
       if (result !== undefined) return { line: waitLine(result, machine.outdated) };
       if (req.timeoutMs > 0) {
         conn.armWaitTimer(req.timeoutMs, () => {
-          if (machine.expireWait(conn.id)) {
-            conn.complete(encodeErr('ETIME', `${machine.outdated} watcher(s) still outdated after ${req.timeoutMs} ms`));
-          }
+          if (!machine.expireWait(conn.id)) return;
+          conn.complete(encodeErr('ETIME', `${machine.outdated} watcher(s) still outdated after ${req.timeoutMs} ms`));
         });
       }
       return 'deferred';
@@ -87,7 +88,8 @@ export function requestHandlers(ctx: HandlerContext): Handlers {
     STATUS: (_conn, req) => ok(JSON.stringify(ctx.status(!req.brief))),
     // BUMP [min]: force a new generation (control socket).
     BUMP: (conn, req) =>
-      needsControl(conn, 'forcing an update') ?? ok(ctx.bump(req.min, `forced${conn.pid ? ` by pid ${conn.pid}` : ''}`)),
+      needsControl(conn, 'forcing an update') ??
+      ok(ctx.bump(req.min, `forced${conn.pid ? ` by pid ${conn.pid}` : ''}`)),
     // SUBSCRIBE [priority]: take part in the lifecycle; the reply is the lifecycle's state.
     SUBSCRIBE: (conn, req) => ok(machine.subscribe(conn.id, conn.name ?? null, req.priority)),
     // UNSUBSCRIBE: leave the lifecycle; a step it was asked for counts as gone.
