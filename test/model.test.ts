@@ -16,6 +16,7 @@ import fc from 'fast-check';
 import { SysgenidError } from '../src/core/errors.js';
 import { GenerationMachine } from '../src/core/generation.js';
 import { CoreMachine, type MachineEffect } from '../src/core/machine.js';
+import { cycleReportDocument } from '../src/protocol/cycle-report.js';
 import { decodeU32 } from '../src/protocol/page-format.js';
 import { type DaemonHandle, RawClient, eventually, startDaemon, statusOf, tmpDir } from './helpers.js';
 
@@ -333,6 +334,8 @@ function settle(r: Ref, s: Sys, during: 'subscribe' | 'other' = 'other'): void {
         break;
       }
       case 'reply':
+        // The wire document is a copy of the core's report with the same bytes.
+        assert.equal(JSON.stringify(cycleReportDocument(e.report)), JSON.stringify(e.report), 'report bytes');
         for (const id of e.requesters) {
           assert.equal(r.pending.get(id), e.report.kind, `reply to ${id}: one, of the kind it asked for`);
           r.pending.delete(id);
