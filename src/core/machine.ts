@@ -60,20 +60,8 @@ export class CoreMachine {
     return this.#lifecycle;
   }
 
-  has(id: WatcherId): boolean {
-    return this.#generation.has(id);
-  }
-
-  info(id: WatcherId): WatcherInfo {
-    return this.#generation.info(id);
-  }
-
   list(): IterableIterator<WatcherInfo> {
     return this.#generation.list();
-  }
-
-  isOutdated(id: WatcherId): boolean {
-    return this.#generation.isOutdated(id);
   }
 
   isObserver(id: WatcherId): boolean {

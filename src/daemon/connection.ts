@@ -87,10 +87,6 @@ export class Connection {
     return h.fd ?? -1;
   }
 
-  get busy(): boolean {
-    return this.#deferred;
-  }
-
   write(data: string | Buffer): void {
     if (this.#closed || this.socket.destroyed) return;
     // Judge what was already queued, so one large STATUS reply is fine but a client that leaves it
