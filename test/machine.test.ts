@@ -7,6 +7,7 @@ import { describe, it } from 'node:test';
 import { SysgenidError } from '../src/core/errors.js';
 import type { CycleReport } from '../src/core/lifecycle.js';
 import { CoreMachine, type MachineEffect } from '../src/core/machine.js';
+import { errorCode } from './helpers.js';
 
 const CTL = 100; // a control connection (an observer), the requester of QUIESCE/UNQUIESCE
 
@@ -24,16 +25,6 @@ function harness(opts: { autoResume?: boolean } = {}) {
     effects.flatMap((e) => (e.kind === 'reply' && e.requesters.includes(to) ? [e.report] : []));
   const asks = (): string[] => effects.flatMap((e) => (e.kind === 'ask' ? [`${e.step}:${e.id}:${e.cycle}`] : []));
   return { m, effects, bump, replies, asks };
-}
-
-function code(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof SysgenidError, `expected a SysgenidError, got ${String(err)}`);
-    return err.code;
-  }
-  return undefined;
 }
 
 describe('machine: the lifecycle follows the outdated count', () => {
@@ -115,7 +106,7 @@ describe('machine: who may do what', () => {
     const { m } = harness();
     m.connect(1);
     m.subscribe(1, null, 0);
-    assert.equal(code(() => m.observe(1, 0)), 'EINVAL');
+    assert.equal(errorCode(() => m.observe(1, 0)), 'EINVAL');
     assert.equal(m.isObserver(1), false);
     assert.equal(m.watchers, 1);
     m.unsubscribe(1, 0);
@@ -127,8 +118,8 @@ describe('machine: who may do what', () => {
     const { m } = harness();
     m.connect(1);
     m.observe(1, 0);
-    assert.equal(code(() => m.subscribe(1, null, 0)), 'EINVAL');
-    assert.equal(code(() => m.subscribe(CTL, null, 0)), 'EINVAL');
+    assert.equal(errorCode(() => m.subscribe(1, null, 0)), 'EINVAL');
+    assert.equal(errorCode(() => m.subscribe(CTL, null, 0)), 'EINVAL');
     assert.equal(m.lifecycle.order().length, 0);
   });
 
@@ -145,9 +136,9 @@ describe('machine: who may do what', () => {
     const { m } = harness();
     m.connect(1);
     m.subscribe(1, null, 0);
-    assert.equal(code(() => m.subscribe(1, null, 5)), 'EINVAL');
+    assert.equal(errorCode(() => m.subscribe(1, null, 5)), 'EINVAL');
     m.quiesce(CTL, 1000, 0);
-    assert.equal(code(() => m.quiesce(CTL + 1, 1000, 0)), 'EBUSY');
+    assert.equal(errorCode(() => m.quiesce(CTL + 1, 1000, 0)), 'EBUSY');
   });
 });
 

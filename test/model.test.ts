@@ -13,12 +13,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { it } from 'node:test';
 import fc from 'fast-check';
-import { SysgenidError } from '../src/core/errors.js';
 import { GenerationMachine } from '../src/core/generation.js';
 import { CoreMachine, type MachineEffect } from '../src/core/machine.js';
 import { cycleReportDocument } from '../src/protocol/cycle-report.js';
 import { decodeU32 } from '../src/protocol/page-format.js';
-import { type DaemonHandle, RawClient, eventually, startDaemon, statusOf, tmpDir } from './helpers.js';
+import { type DaemonHandle, RawClient, errorCode, eventually, startDaemon, statusOf, tmpDir } from './helpers.js';
 
 interface Real {
   daemon: DaemonHandle;
@@ -295,15 +294,6 @@ type PureCmd = fc.Command<Ref, Sys>;
 
 const ids = (r: Ref, f: (c: RefConn) => boolean): number[] => [...r.conns].filter(([, c]) => f(c)).map(([id]) => id);
 const refOutdated = (r: Ref): number => ids(r, (c) => !c.observer && c.tracked && c.acked !== r.gen).length;
-const errCode = (fn: () => unknown): string | undefined => {
-  try {
-    fn();
-    return undefined;
-  } catch (err) {
-    if (err instanceof SysgenidError) return err.code;
-    throw err;
-  }
-};
 const cmp = (a: readonly [number, number], b: readonly [number, number]): number => a[0] - b[0] || a[1] - b[1];
 
 /** Check every effect the last operation produced against the reference, then the invariants. */
@@ -404,7 +394,7 @@ class PAck implements PureCmd {
   run(r: Ref, s: Sys): void {
     const id = pickId(r, this.i, (c) => !c.control) as number;
     const value = this.exact ? r.gen : r.gen + 1;
-    assert.equal(errCode(() => s.m.ack(id, value, s.now)), this.exact ? undefined : 'EINVAL');
+    assert.equal(errorCode(() => s.m.ack(id, value, s.now)), this.exact ? undefined : 'EINVAL');
     if (this.exact) (r.conns.get(id) as RefConn).acked = value;
     settle(r, s);
   }
@@ -417,7 +407,7 @@ class PTrack implements PureCmd {
   run(r: Ref, s: Sys): void {
     const id = pickId(r, this.i) as number;
     const c = r.conns.get(id) as RefConn;
-    assert.equal(errCode(() => s.m.setTracking(id, this.on, s.now)), c.observer ? 'EINVAL' : undefined);
+    assert.equal(errorCode(() => s.m.setTracking(id, this.on, s.now)), c.observer ? 'EINVAL' : undefined);
     if (!c.observer) c.tracked = this.on;
     settle(r, s);
   }
@@ -443,7 +433,7 @@ class PObserve implements PureCmd {
   run(r: Ref, s: Sys): void {
     const id = pickId(r, this.i, (c) => !c.control) as number;
     const c = r.conns.get(id) as RefConn;
-    assert.equal(errCode(() => s.m.observe(id, s.now)), c.sub ? 'EINVAL' : undefined, 'a subscriber cannot observe');
+    assert.equal(errorCode(() => s.m.observe(id, s.now)), c.sub ? 'EINVAL' : undefined, 'a subscriber cannot observe');
     if (!c.sub) {
       c.observer = true;
       c.tracked = false;
@@ -475,7 +465,7 @@ class PSubscribe implements PureCmd {
     const id = pickId(r, this.i) as number;
     const c = r.conns.get(id) as RefConn;
     const refused = c.observer || (c.sub !== undefined && c.sub.priority !== this.priority);
-    assert.equal(errCode(() => s.m.subscribe(id, null, this.priority)), refused ? 'EINVAL' : undefined,
+    assert.equal(errorCode(() => s.m.subscribe(id, null, this.priority)), refused ? 'EINVAL' : undefined,
       'only a watcher subscribes, once per priority');
     if (!refused && !c.sub) c.sub = { priority: this.priority, seq: r.nextSeq++, quiesced: false };
     settle(r, s, 'subscribe');
@@ -504,7 +494,7 @@ class PAnswer implements PureCmd {
     const id = (asked ?? pickId(r, this.i)) as number;
     const c = r.conns.get(id) as RefConn;
     const cycle = (c.askedCycle ?? 1) - (this.stale ? 1 : 0);
-    assert.equal(errCode(() => s.m.answer(id, this.answer, cycle, 'no', s.now)), c.sub ? undefined : 'EINVAL',
+    assert.equal(errorCode(() => s.m.answer(id, this.answer, cycle, 'no', s.now)), c.sub ? undefined : 'EINVAL',
       'only a subscriber answers');
     settle(r, s);
   }
@@ -522,7 +512,7 @@ class PRequest implements PureCmd {
     const busy = this.kind === 'quiesce' &&
       (lc.state === 'quiescing' || lc.state === 'unquiescing' || lc.state === 'quiesced' || lc.adjustingQuiesced);
     let report: ReturnType<CoreMachine['quiesce']>;
-    const code = errCode(() => {
+    const code = errorCode(() => {
       report = this.kind === 'quiesce' ? s.m.quiesce(id, this.budget, s.now) : s.m.unquiesce(id, this.budget, s.now);
     });
     assert.equal(code, busy ? 'EBUSY' : undefined, `${this.kind} in ${lc.state}`);
