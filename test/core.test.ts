@@ -2,28 +2,18 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type Effect, GenerationState, U32_MAX } from '../src/core/generation.js';
-import { SysgenidError } from '../src/protocol/errors.js';
+import { type Effect, GenerationMachine, U32_MAX } from '../src/core/generation.js';
+import { errorCode } from './helpers.js';
 
-function machine(initial = 0): { s: GenerationState; effects: Effect[] } {
+function machine(initial = 0): { s: GenerationMachine; effects: Effect[] } {
   const effects: Effect[] = [];
-  return { s: new GenerationState(initial, (e) => effects.push(e)), effects };
+  return { s: new GenerationMachine(initial, (e) => effects.push(e)), effects };
 }
 
-function bump(s: GenerationState, min = 0, now = 0): number {
+function bump(s: GenerationMachine, min = 0, now = 0): number {
   const next = s.nextGeneration(min);
   s.advance(next, now);
   return next;
-}
-
-function code(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof SysgenidError, `expected a SysgenidError, got ${String(err)}`);
-    return err.code;
-  }
-  return undefined;
 }
 
 describe('generation counter', () => {
@@ -54,16 +44,16 @@ describe('generation counter', () => {
   it('never wraps at the u32 ceiling', () => {
     const { s } = machine(U32_MAX - 1);
     assert.equal(bump(s), U32_MAX);
-    assert.equal(code(() => s.nextGeneration()), 'EOVERFLOW');
-    assert.equal(code(() => s.nextGeneration(5)), 'EOVERFLOW');
+    assert.equal(errorCode(() => s.nextGeneration()), 'EOVERFLOW');
+    assert.equal(errorCode(() => s.nextGeneration(5)), 'EOVERFLOW');
     assert.equal(s.generation, U32_MAX);
   });
 
   it('jumps straight to the ceiling when asked, and rejects a minimum beyond it', () => {
     const { s } = machine();
-    assert.equal(code(() => s.nextGeneration(U32_MAX + 1)), 'EINVAL');
-    assert.equal(code(() => s.nextGeneration(-1)), 'EINVAL');
-    assert.equal(code(() => s.nextGeneration(1.5)), 'EINVAL');
+    assert.equal(errorCode(() => s.nextGeneration(U32_MAX + 1)), 'EINVAL');
+    assert.equal(errorCode(() => s.nextGeneration(-1)), 'EINVAL');
+    assert.equal(errorCode(() => s.nextGeneration(1.5)), 'EINVAL');
     assert.equal(bump(s, U32_MAX), U32_MAX);
   });
 });
@@ -110,20 +100,20 @@ describe('watchers', () => {
     assert.equal(s.read(1, false), 1);
     assert.equal(s.read(1, true), 1);
     s.ack(1, 1);
-    assert.equal(code(() => s.read(1, true)), 'EAGAIN');
+    assert.equal(errorCode(() => s.read(1, true)), 'EAGAIN');
   });
 
   it('a non-blocking read when up to date fails with EAGAIN', () => {
     const { s } = machine();
     s.connect(1);
-    assert.equal(code(() => s.read(1, true)), 'EAGAIN');
+    assert.equal(errorCode(() => s.read(1, true)), 'EAGAIN');
   });
 
   it('a blocking read when up to date pends until the next bump', () => {
     const { s, effects } = machine();
     s.connect(1);
     assert.equal(s.read(1, false), undefined);
-    assert.equal(code(() => s.read(1, false)), 'EINVAL', 'one pending read per watcher');
+    assert.equal(errorCode(() => s.read(1, false)), 'EINVAL', 'one pending read per watcher');
     bump(s);
     assert.deepEqual(effects.at(-1), { kind: 'read', id: 1, generation: 1 });
   });
@@ -133,8 +123,8 @@ describe('watchers', () => {
     s.connect(1);
     bump(s);
     bump(s);
-    assert.equal(code(() => s.ack(1, 1)), 'EINVAL', 'stale');
-    assert.equal(code(() => s.ack(1, 3)), 'EINVAL', 'future');
+    assert.equal(errorCode(() => s.ack(1, 1)), 'EINVAL', 'stale');
+    assert.equal(errorCode(() => s.ack(1, 3)), 'EINVAL', 'future');
     assert.equal(s.outdated, 1);
     assert.equal(s.info(1).acked, 0);
     s.ack(1, 2);
@@ -212,7 +202,7 @@ describe('tracking', () => {
     s.observe(2);
     assert.equal(s.watchers, 0);
     assert.equal(s.tracked, 0);
-    assert.equal(code(() => s.setTracking(1, true)), 'EINVAL');
+    assert.equal(errorCode(() => s.setTracking(1, true)), 'EINVAL');
     bump(s);
     assert.deepEqual(effects, [{ kind: 'notify', ids: [], generation: 1 }]);
     assert.equal(s.outdated, 0);
@@ -338,6 +328,6 @@ describe('resume (reconnect after a daemon restart)', () => {
   it('rejects a value that is not a u32', () => {
     const { s } = machine();
     s.connect(1);
-    assert.equal(code(() => s.resume(1, -1, 0)), 'EINVAL');
+    assert.equal(errorCode(() => s.resume(1, -1, 0)), 'EINVAL');
   });
 });

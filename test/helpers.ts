@@ -7,6 +7,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { SysgenidError } from '../src/core/errors.js';
 import { runtimePaths, type RuntimePaths } from '../src/protocol/runtime-dir.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -265,4 +267,15 @@ export async function eventually<T>(fn: () => T | Promise<T>, timeoutMs = 5000, 
     await sleep(10);
   }
   throw new Error(`${what} not reached within ${timeoutMs} ms (last: ${JSON.stringify(last)})`);
+}
+
+/** The code of the SysgenidError `fn` throws (anything else fails the test), or undefined if it returns. */
+export function errorCode(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(err instanceof SysgenidError, `expected a SysgenidError, got ${String(err)}`);
+    return err.code;
+  }
+  return undefined;
 }

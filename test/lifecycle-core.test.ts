@@ -3,15 +3,19 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type CycleReport, Lifecycle, LifecycleError, type LifecycleEffect, type LifecycleOptions } from '../src/core/lifecycle.js';
+import { SysgenidError } from '../src/core/errors.js';
+import {
+  type CycleReport, type LifecycleEffect, LifecycleMachine, type LifecycleMachineOptions,
+} from '../src/core/lifecycle.js';
 
 const REQ = 100; // a requester's connection id
 const REQ2 = 101;
 
-function harness(opts: Partial<LifecycleOptions> = {}) {
+function harness(opts: Partial<LifecycleMachineOptions> = {}) {
   const effects: LifecycleEffect[] = [];
   let now = 0;
-  const lc = new Lifecycle(0, { autoResume: true, adjustTimeoutMs: 1000, resumeTimeoutMs: 500, ...opts }, (e) => effects.push(e), now);
+  const options = { autoResume: true, adjustTimeoutMs: 1000, resumeTimeoutMs: 500, ...opts };
+  const lc = new LifecycleMachine(0, options, (e) => effects.push(e), now);
   const asks = (): string[] => effects.flatMap((e) => (e.kind === 'ask' ? [`${e.step[0] === 'q' ? 'Q' : 'U'}${e.id}`] : []));
   const replies = (to?: number): CycleReport[] =>
     effects.flatMap((e) => (e.kind === 'reply' && (to === undefined || e.requesters.includes(to)) ? [e.report] : []));
@@ -41,7 +45,7 @@ function harness(opts: Partial<LifecycleOptions> = {}) {
   return { lc, effects, asks, replies, pending, answer, answerAll, advance, timer, now: () => now };
 }
 
-function subscribeAll(lc: Lifecycle, subs: Array<[id: number, name: string, priority: number]>): void {
+function subscribeAll(lc: LifecycleMachine, subs: Array<[id: number, name: string, priority: number]>): void {
   for (const [id, name, priority] of subs) lc.subscribe(id, name, priority);
 }
 
@@ -73,11 +77,11 @@ describe('lifecycle: order', () => {
 
   it('rejects an out-of-range priority and a second subscription with another priority', () => {
     const h = harness();
-    assert.throws(() => h.lc.subscribe(1, 'x', 1001), LifecycleError);
-    assert.throws(() => h.lc.subscribe(1, 'x', 1.5), LifecycleError);
+    assert.throws(() => h.lc.subscribe(1, 'x', 1001), SysgenidError);
+    assert.throws(() => h.lc.subscribe(1, 'x', 1.5), SysgenidError);
     h.lc.subscribe(1, 'x', 3);
     assert.equal(h.lc.subscribe(1, 'x', 3), 'running');
-    assert.throws(() => h.lc.subscribe(1, 'x', 4), (e: LifecycleError) => e.code === 'EINVAL');
+    assert.throws(() => h.lc.subscribe(1, 'x', 4), (e: SysgenidError) => e.code === 'EINVAL');
   });
 });
 
@@ -162,9 +166,9 @@ describe('lifecycle: quiesce failures never leave the machine half-quiesced', ()
     assert.deepEqual(h.replies(REQ)[0]?.steps, []);
     assert.equal(h.replies(REQ)[0]?.ok, true);
     h.lc.quiesce(REQ, 1000, h.now());
-    assert.throws(() => h.lc.quiesce(REQ2, 1000, h.now()), (e: LifecycleError) => e.code === 'EBUSY');
+    assert.throws(() => h.lc.quiesce(REQ2, 1000, h.now()), (e: SysgenidError) => e.code === 'EBUSY');
     h.answerAll();
-    assert.throws(() => h.lc.quiesce(REQ2, 1000, h.now()), (e: LifecycleError) => e.code === 'EBUSY');
+    assert.throws(() => h.lc.quiesce(REQ2, 1000, h.now()), (e: SysgenidError) => e.code === 'EBUSY');
   });
 
   it('UNQUIESCE while quiescing aborts the quiesce and un-quiesces whoever was asked', () => {

@@ -1,16 +1,23 @@
-// Model-based test: random sequences of operations run against the real daemon over real sockets and,
-// step by step, against the pure state machine (the reference). fast-check shrinks a failure and prints
-// its seed and path; rerun one with SYSGENID_MODEL_SEED=<seed> SYSGENID_MODEL_PATH=<path>.
-// SYSGENID_MODEL_RUNS sets the number of sequences (default 25 in the suite).
+// Model-based tests (fast-check), two of them:
+// - the real daemon over real sockets, step by step against the pure generation machine and a second
+//   bookkeeping kept here;
+// - the composed machine (src/core/machine.ts), lifecycle included, against a reference kept here: the
+//   outdated count, who may subscribe, observe and answer, the order subscribers are asked in, and one
+//   reply per QUIESCE/UNQUIESCE. This one covers the glue between the two machines.
+// fast-check shrinks a failure and prints its seed and path; rerun one with SYSGENID_MODEL_SEED=<seed>
+// SYSGENID_MODEL_PATH=<path>. SYSGENID_MODEL_RUNS sets the number of sequences (default 60 for the
+// daemon; the composed machine runs 20 times as many, 3000 by default).
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { it } from 'node:test';
 import fc from 'fast-check';
-import { GenerationState } from '../src/core/generation.js';
+import { GenerationMachine } from '../src/core/generation.js';
+import { CoreMachine, type MachineEffect } from '../src/core/machine.js';
+import { cycleReportDocument } from '../src/protocol/cycle-report.js';
 import { decodeU32 } from '../src/protocol/page-format.js';
-import { type DaemonHandle, RawClient, eventually, startDaemon, statusOf, tmpDir } from './helpers.js';
+import { type DaemonHandle, RawClient, errorCode, eventually, startDaemon, statusOf, tmpDir } from './helpers.js';
 
 interface Real {
   daemon: DaemonHandle;
@@ -22,7 +29,7 @@ interface Real {
 
 interface Model {
   /** The reference state machine. */
-  core: GenerationState;
+  core: GenerationMachine;
   /** A second, independent bookkeeping kept by this test, so a bug shared by daemon and core shows. */
   acked: Map<number, number>;
   tracked: Map<number, boolean>;
@@ -195,7 +202,7 @@ class Restart implements Cmd {
     r.clients.clear();
     r.daemon = await startDaemon(undefined, { dir: r.dir });
     r.control = (await RawClient.open(path.join(r.dir, 'control.sock'))).c;
-    m.core = new GenerationState(m.core.generation, () => {});
+    m.core = new GenerationMachine(m.core.generation, () => {});
     m.ids = [];
     m.acked.clear();
     m.tracked.clear();
@@ -228,7 +235,8 @@ it('the daemon follows the reference state machine over random sequences (fast-c
       const dir = path.join(base, `run-${sequences++}`);
       const daemon = await startDaemon(undefined, { dir });
       const real: Real = { daemon, dir, clients: new Map(), control: (await RawClient.open(path.join(dir, 'control.sock'))).c, steps: 0 };
-      const model: Model = { core: new GenerationState(0, () => {}), acked: new Map(), tracked: new Map(), generation: 0, ids: [], highest: 0 };
+      const core = new GenerationMachine(0, () => {});
+      const model: Model = { core, acked: new Map(), tracked: new Map(), generation: 0, ids: [], highest: 0 };
       try {
         await fc.asyncModelRun(() => ({ model, real }), cmds);
       } finally {
@@ -246,4 +254,369 @@ it('the daemon follows the reference state machine over random sequences (fast-c
     },
   );
   t.diagnostic(`model test: ${sequences} sequences, ${steps} checked steps`);
+});
+
+// ------------------------------------------------------------------ the composed machine
+
+/** What this test knows of one connection, kept by hand. */
+interface RefConn {
+  readonly control: boolean;
+  observer: boolean;
+  acked: number;
+  tracked: boolean;
+  /** Subscribed: its priority and registration number; quiesced: told to quiesce and not yet to resume. */
+  sub: { priority: number; seq: number; quiesced: boolean } | undefined;
+  /** The last cycle it was asked something in. */
+  askedCycle?: number;
+}
+
+interface Ref {
+  gen: number;
+  conns: Map<number, RefConn>;
+  nextId: number;
+  nextSeq: number;
+  /** QUIESCE/UNQUIESCE requests not answered yet, by requester. */
+  pending: Map<number, 'quiesce' | 'unquiesce'>;
+  /** Answered requests (by return value or reply effect), for the summary. */
+  answered: number;
+}
+
+interface Sys {
+  readonly m: CoreMachine;
+  readonly effects: MachineEffect[];
+  now: number;
+  timer: number | null;
+  /** The last ask of a cycle's sequence, to check the order. */
+  lastAsk: { cycle: number; step: 'quiesce' | 'unquiesce'; key: readonly [number, number] } | undefined;
+}
+
+type PureCmd = fc.Command<Ref, Sys>;
+
+const ids = (r: Ref, f: (c: RefConn) => boolean): number[] => [...r.conns].filter(([, c]) => f(c)).map(([id]) => id);
+const refOutdated = (r: Ref): number => ids(r, (c) => !c.observer && c.tracked && c.acked !== r.gen).length;
+const cmp = (a: readonly [number, number], b: readonly [number, number]): number => a[0] - b[0] || a[1] - b[1];
+
+/** Check every effect the last operation produced against the reference, then the invariants. */
+function settle(r: Ref, s: Sys, during: 'subscribe' | 'other' = 'other'): void {
+  for (const e of s.effects.splice(0)) {
+    switch (e.kind) {
+      case 'notify':
+        for (const id of e.ids) assert.ok(!r.conns.get(id)?.observer, `notify ${id}: only connected watchers`);
+        break;
+      case 'read':
+      case 'wait':
+        assert.fail(`${e.kind} effect without a READ or WAIT`);
+        break;
+      case 'ask': {
+        const c = r.conns.get(e.id);
+        assert.ok(c?.sub, `ask ${e.step} to ${e.id}: only subscribers are asked`);
+        if (e.step === 'unquiesce') assert.ok(c.sub.quiesced, `${e.id} is un-quiesced only after being quiesced`);
+        c.sub.quiesced = e.step === 'quiesce';
+        c.askedCycle = e.cycle;
+        if (during === 'subscribe') break; // A latecomer is asked at once, outside the cycle's order.
+        const key = [c.sub.priority, c.sub.seq] as const;
+        const last = s.lastAsk;
+        if (last && last.cycle === e.cycle && last.step === e.step) {
+          const order = cmp(key, last.key);
+          assert.ok(e.step === 'quiesce' ? order < 0 : order > 0, `${e.step} order: ${key} after ${last.key}`);
+        }
+        s.lastAsk = { cycle: e.cycle, step: e.step, key };
+        break;
+      }
+      case 'reply':
+        // The wire document is a copy of the core's report with the same bytes.
+        assert.equal(JSON.stringify(cycleReportDocument(e.report)), JSON.stringify(e.report), 'report bytes');
+        for (const id of e.requesters) {
+          assert.equal(r.pending.get(id), e.report.kind, `reply to ${id}: one, of the kind it asked for`);
+          r.pending.delete(id);
+          r.answered++;
+        }
+        break;
+      case 'timer':
+        s.timer = e.at;
+        break;
+      case 'log':
+        break;
+    }
+  }
+  const { m } = s;
+  const lc = m.lifecycle;
+  const outdated = refOutdated(r);
+  assert.equal(m.generation, r.gen, 'generation');
+  assert.equal(m.outdated, outdated, 'outdated = tracked watchers whose ack differs from the counter');
+  assert.equal(m.watchers, ids(r, (c) => !c.observer).length, 'watchers');
+  assert.equal(m.tracked, ids(r, (c) => !c.observer && c.tracked).length, 'tracked');
+  const subs = ids(r, (c) => c.sub !== undefined);
+  const key = (id: number): [number, number] => [r.conns.get(id)?.sub?.priority ?? 0, r.conns.get(id)?.sub?.seq ?? 0];
+  assert.deepEqual(lc.order(), subs.sort((a, b) => cmp(key(a), key(b))), 'subscribers in order');
+  // The glue: the lifecycle sees the same outdated count as the generation machine.
+  assert.equal(lc.ready, lc.state === 'running' && outdated === 0, `ready (${lc.state}, ${outdated} outdated)`);
+  if (lc.state === 'adjusting') assert.ok(outdated > 0, 'adjusting ends with the last outdated watcher');
+  if (lc.state === 'quiescing' || lc.state === 'unquiescing' || lc.adjustingQuiesced) {
+    assert.notEqual(s.timer, null, `${lc.state}: a deadline is armed`);
+  }
+  if (r.pending.size > 0) {
+    assert.ok(['quiescing', 'unquiescing', 'adjusting'].includes(lc.state), `${lc.state}: no request left waiting`);
+  }
+}
+
+const pickId = (r: Ref, i: number, f: (c: RefConn) => boolean = () => true): number | undefined => pick(ids(r, f), i);
+
+class PConnect implements PureCmd {
+  constructor(readonly control: boolean) {}
+  check = (r: Readonly<Ref>) => r.conns.size < 10;
+  run(r: Ref, s: Sys): void {
+    const id = r.nextId++;
+    s.m.connect(id, { observer: this.control });
+    const observer = this.control;
+    r.conns.set(id, { control: observer, observer, acked: r.gen, tracked: !observer, sub: undefined });
+    settle(r, s);
+  }
+  toString = () => (this.control ? 'connect(control)' : 'connect');
+}
+
+class PDisconnect implements PureCmd {
+  constructor(readonly i: number) {}
+  check = (r: Readonly<Ref>) => r.conns.size > 0;
+  run(r: Ref, s: Sys): void {
+    const id = pickId(r, this.i) as number;
+    s.m.disconnect(id, s.now);
+    r.conns.delete(id);
+    r.pending.delete(id);
+    settle(r, s);
+  }
+  toString = () => `disconnect(${this.i})`;
+}
+
+class PAck implements PureCmd {
+  constructor(readonly i: number, readonly exact: boolean) {}
+  check = (r: Readonly<Ref>) => ids(r, (c) => !c.control).length > 0;
+  run(r: Ref, s: Sys): void {
+    const id = pickId(r, this.i, (c) => !c.control) as number;
+    const value = this.exact ? r.gen : r.gen + 1;
+    assert.equal(errorCode(() => s.m.ack(id, value, s.now)), this.exact ? undefined : 'EINVAL');
+    if (this.exact) (r.conns.get(id) as RefConn).acked = value;
+    settle(r, s);
+  }
+  toString = () => `ack(${this.i}, ${this.exact ? 'current' : 'wrong'})`;
+}
+
+class PTrack implements PureCmd {
+  constructor(readonly i: number, readonly on: boolean) {}
+  check = (r: Readonly<Ref>) => r.conns.size > 0;
+  run(r: Ref, s: Sys): void {
+    const id = pickId(r, this.i) as number;
+    const c = r.conns.get(id) as RefConn;
+    assert.equal(errorCode(() => s.m.setTracking(id, this.on, s.now)), c.observer ? 'EINVAL' : undefined);
+    if (!c.observer) c.tracked = this.on;
+    settle(r, s);
+  }
+  toString = () => `track(${this.i}, ${this.on})`;
+}
+
+class PResume implements PureCmd {
+  constructor(readonly i: number, readonly delta: number) {}
+  check = (r: Readonly<Ref>) => ids(r, (c) => !c.control).length > 0;
+  run(r: Ref, s: Sys): void {
+    const id = pickId(r, this.i, (c) => !c.control) as number;
+    const handled = Math.max(0, r.gen + this.delta);
+    s.m.resume(id, handled, s.now);
+    (r.conns.get(id) as RefConn).acked = handled;
+    settle(r, s);
+  }
+  toString = () => `resume(${this.i}, counter${this.delta >= 0 ? '+' : ''}${this.delta})`;
+}
+
+class PObserve implements PureCmd {
+  constructor(readonly i: number) {}
+  check = (r: Readonly<Ref>) => ids(r, (c) => !c.control).length > 0;
+  run(r: Ref, s: Sys): void {
+    const id = pickId(r, this.i, (c) => !c.control) as number;
+    const c = r.conns.get(id) as RefConn;
+    assert.equal(errorCode(() => s.m.observe(id, s.now)), c.sub ? 'EINVAL' : undefined, 'a subscriber cannot observe');
+    if (!c.sub) {
+      c.observer = true;
+      c.tracked = false;
+    }
+    settle(r, s);
+  }
+  toString = () => `observe(${this.i})`;
+}
+
+class PBump implements PureCmd {
+  constructor(readonly min: number) {}
+  check = () => true;
+  run(r: Ref, s: Sys): void {
+    const next = s.m.nextGeneration(this.min);
+    assert.equal(next, Math.max(this.min, r.gen + 1), 'max(min, counter + 1)');
+    s.m.advance(next, s.now);
+    r.gen = next;
+    const notified = s.effects.filter((e) => e.kind === 'notify').flatMap((e) => (e.kind === 'notify' ? e.ids : []));
+    assert.deepEqual(notified.sort(), ids(r, (c) => !c.observer && c.acked !== next).sort(), 'every watcher is told');
+    settle(r, s);
+  }
+  toString = () => `bump(${this.min})`;
+}
+
+class PSubscribe implements PureCmd {
+  constructor(readonly i: number, readonly priority: number) {}
+  check = (r: Readonly<Ref>) => r.conns.size > 0;
+  run(r: Ref, s: Sys): void {
+    const id = pickId(r, this.i) as number;
+    const c = r.conns.get(id) as RefConn;
+    const refused = c.observer || (c.sub !== undefined && c.sub.priority !== this.priority);
+    assert.equal(errorCode(() => s.m.subscribe(id, null, this.priority)), refused ? 'EINVAL' : undefined,
+      'only a watcher subscribes, once per priority');
+    if (!refused && !c.sub) c.sub = { priority: this.priority, seq: r.nextSeq++, quiesced: false };
+    settle(r, s, 'subscribe');
+  }
+  toString = () => `subscribe(${this.i}, ${this.priority})`;
+}
+
+class PUnsubscribe implements PureCmd {
+  constructor(readonly i: number) {}
+  check = (r: Readonly<Ref>) => r.conns.size > 0;
+  run(r: Ref, s: Sys): void {
+    const id = pickId(r, this.i) as number;
+    s.m.unsubscribe(id, s.now);
+    (r.conns.get(id) as RefConn).sub = undefined;
+    settle(r, s);
+  }
+  toString = () => `unsubscribe(${this.i})`;
+}
+
+class PAnswer implements PureCmd {
+  constructor(readonly i: number, readonly answer: 'quiesced' | 'unquiesced' | 'failed', readonly stale: boolean) {}
+  check = (r: Readonly<Ref>) => r.conns.size > 0;
+  run(r: Ref, s: Sys): void {
+    // Mostly a subscriber answering what it was asked; sometimes anyone, or an old cycle.
+    const asked = pickId(r, this.i, (c) => c.askedCycle !== undefined && c.sub !== undefined);
+    const id = (asked ?? pickId(r, this.i)) as number;
+    const c = r.conns.get(id) as RefConn;
+    const cycle = (c.askedCycle ?? 1) - (this.stale ? 1 : 0);
+    assert.equal(errorCode(() => s.m.answer(id, this.answer, cycle, 'no', s.now)), c.sub ? undefined : 'EINVAL',
+      'only a subscriber answers');
+    settle(r, s);
+  }
+  toString = () => `answer(${this.i}, ${this.answer}${this.stale ? ', stale' : ''})`;
+}
+
+class PRequest implements PureCmd {
+  constructor(readonly i: number, readonly kind: 'quiesce' | 'unquiesce', readonly budget: number) {}
+  // One request at a time per connection, as the daemon's request queue guarantees.
+  check = (r: Readonly<Ref>) => ids(r, (c) => c.control).some((id) => !r.pending.has(id));
+  run(r: Ref, s: Sys): void {
+    const id = pickId(r, this.i, (c) => c.control) ?? 0;
+    if (r.pending.has(id)) return;
+    const lc = s.m.lifecycle;
+    const busy = this.kind === 'quiesce' &&
+      (lc.state === 'quiescing' || lc.state === 'unquiescing' || lc.state === 'quiesced' || lc.adjustingQuiesced);
+    let report: ReturnType<CoreMachine['quiesce']>;
+    const code = errorCode(() => {
+      report = this.kind === 'quiesce' ? s.m.quiesce(id, this.budget, s.now) : s.m.unquiesce(id, this.budget, s.now);
+    });
+    assert.equal(code, busy ? 'EBUSY' : undefined, `${this.kind} in ${lc.state}`);
+    if (!busy) {
+      if (report === undefined) r.pending.set(id, this.kind);
+      else {
+        assert.equal(report.kind, this.kind);
+        r.answered++;
+      }
+    }
+    settle(r, s);
+  }
+  toString = () => `${this.kind}(${this.i}, ${this.budget} ms)`;
+}
+
+class PPass implements PureCmd {
+  constructor(readonly ms: number) {}
+  check = () => true;
+  run(r: Ref, s: Sys): void {
+    s.now += this.ms;
+    // As the daemon's timer does: it fires when its time has come.
+    if (s.timer !== null && s.timer <= s.now) s.m.tick(s.now);
+    settle(r, s);
+  }
+  toString = () => `pass(${this.ms} ms)`;
+}
+
+/** Every subscriber answers what it was last asked and every watcher acknowledges, until nothing moves. */
+function drain(r: Ref, s: Sys): void {
+  for (let round = 0; round < 50; round++) {
+    for (const [id, c] of r.conns) {
+      if (c.sub && c.askedCycle !== undefined) {
+        s.m.answer(id, c.sub.quiesced ? 'quiesced' : 'unquiesced', c.askedCycle, null, s.now);
+        settle(r, s);
+      }
+      if (!c.control && c.acked !== r.gen) {
+        s.m.ack(id, r.gen, s.now);
+        c.acked = r.gen;
+        settle(r, s);
+      }
+    }
+    if (s.timer !== null) {
+      s.now = Math.max(s.now, s.timer);
+      s.m.tick(s.now);
+      settle(r, s);
+    }
+    const state = s.m.lifecycle.state;
+    if (r.pending.size === 0 && s.timer === null && (state === 'running' || state === 'quiesced')) break;
+  }
+  const { state } = s.m.lifecycle;
+  assert.equal(r.pending.size, 0, 'every request was answered');
+  assert.ok(state === 'running' || state === 'quiesced', `settled in ${state}`);
+  if (state === 'running') {
+    assert.equal(s.m.lifecycle.ready, true, 'running with everyone acknowledged is ready');
+    assert.deepEqual(ids(r, (c) => c.sub?.quiesced === true), [], 'running: nobody left quiesced');
+  }
+}
+
+const pureCommands = [
+  fc.boolean().map((control) => new PConnect(control)),
+  fc.nat(20).map((i) => new PDisconnect(i)),
+  fc.tuple(fc.nat(20), fc.boolean()).map(([i, exact]) => new PAck(i, exact || i % 4 !== 0)),
+  fc.tuple(fc.nat(20), fc.boolean()).map(([i, on]) => new PTrack(i, on)),
+  fc.tuple(fc.nat(20), fc.integer({ min: -2, max: 1 })).map(([i, d]) => new PResume(i, d)),
+  fc.nat(20).map((i) => new PObserve(i)),
+  fc.oneof(fc.constant(0), fc.nat(40)).map((min) => new PBump(min)),
+  fc.tuple(fc.nat(20), fc.integer({ min: -1, max: 1 })).map(([i, p]) => new PSubscribe(i, p)),
+  fc.nat(20).map((i) => new PUnsubscribe(i)),
+  fc.tuple(fc.nat(20), fc.constantFrom('quiesced', 'unquiesced', 'failed' as const), fc.boolean())
+    .map(([i, a, stale]) => new PAnswer(i, a === 'failed' && i % 2 === 0 ? 'quiesced' : a, stale && i % 3 === 0)),
+  fc.tuple(fc.nat(20), fc.constantFrom('quiesce', 'unquiesce' as const), fc.constantFrom(10, 100, 1000))
+    .map(([i, k, b]) => new PRequest(i, k, b)),
+  fc.constantFrom(1, 20, 200, 2000).map((ms) => new PPass(ms)),
+];
+
+it('the composed machine follows the reference over random sequences, lifecycle included (fast-check)', (t) => {
+  const runs = process.env.SYSGENID_MODEL_RUNS === undefined ? 3000 : 20 * Number(process.env.SYSGENID_MODEL_RUNS);
+  const seed = process.env.SYSGENID_MODEL_SEED === undefined ? undefined : Number(process.env.SYSGENID_MODEL_SEED);
+  let sequences = 0;
+  let steps = 0;
+  let answered = 0;
+  const states = new Set<string>();
+  fc.assert(
+    fc.property(fc.boolean(), fc.commands(pureCommands, { maxCommands: 80, size: 'max' }), (autoResume, cmds) => {
+      sequences++;
+      const effects: MachineEffect[] = [];
+      const m = new CoreMachine(0, { autoResume, adjustTimeoutMs: 1000, resumeTimeoutMs: 300 }, (e) => {
+        effects.push(e);
+        if (e.kind === 'log') states.add(e.message);
+      }, 0);
+      const sys: Sys = { m, effects, now: 0, timer: null, lastAsk: undefined };
+      const ref: Ref = { gen: 0, conns: new Map(), nextId: 1, nextSeq: 0, pending: new Map(), answered: 0 };
+      fc.modelRun(() => ({ model: ref, real: sys }), cmds);
+      drain(ref, sys);
+      steps += [...cmds].length;
+      answered += ref.answered;
+    }),
+    {
+      numRuns: runs,
+      ...(seed !== undefined ? { seed } : {}),
+      ...(process.env.SYSGENID_MODEL_PATH ? { path: process.env.SYSGENID_MODEL_PATH } : {}),
+      includeErrorInReport: true,
+    },
+  );
+  t.diagnostic(`composed model: ${sequences} sequences, ${steps} commands, ${answered} requests answered, ` +
+    `${[...states].filter((s) => s.startsWith('lifecycle: ') && s.includes('->')).length} distinct transitions seen`);
 });

@@ -2,7 +2,7 @@
 // observer at once (OBSERVE is pipelined with the request), so it never counts as a watcher.
 
 import { SysgenidError } from '../protocol/errors.js';
-import type { CycleReport } from '../core/lifecycle.js';
+import type { CycleReportDocument } from '../protocol/cycle-report.js';
 import { DEFAULT_QUIESCE_TIMEOUT_MS, DEFAULT_UNQUIESCE_TIMEOUT_MS, type Request } from '../protocol/messages.js';
 import { runtimePaths } from '../protocol/runtime-dir.js';
 import type { DaemonStatus } from '../protocol/status.js';
@@ -79,14 +79,20 @@ export async function readNext(opts: ClientOptions & { readonly nonblock?: boole
  * it succeeded: on failure every subscriber asked has already been un-quiesced. EBUSY if the machine is
  * already quiesced or a step is in progress.
  */
-export async function quiesce(opts: ClientOptions & { readonly timeoutMs?: number } = {}): Promise<CycleReport> {
-  return JSON.parse(await oneShot('control', opts, { verb: 'QUIESCE', timeoutMs: opts.timeoutMs ?? DEFAULT_QUIESCE_TIMEOUT_MS })) as CycleReport;
+export async function quiesce(
+  opts: ClientOptions & { readonly timeoutMs?: number } = {},
+): Promise<CycleReportDocument> {
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_QUIESCE_TIMEOUT_MS;
+  return JSON.parse(await oneShot('control', opts, { verb: 'QUIESCE', timeoutMs })) as CycleReportDocument;
 }
 
 /**
  * Un-quiesce (control socket). After a restore it first waits, up to `timeoutMs`, for every tracked
  * watcher to acknowledge the new generation. Resolves with the un-quiesce's report.
  */
-export async function unquiesce(opts: ClientOptions & { readonly timeoutMs?: number } = {}): Promise<CycleReport> {
-  return JSON.parse(await oneShot('control', opts, { verb: 'UNQUIESCE', timeoutMs: opts.timeoutMs ?? DEFAULT_UNQUIESCE_TIMEOUT_MS })) as CycleReport;
+export async function unquiesce(
+  opts: ClientOptions & { readonly timeoutMs?: number } = {},
+): Promise<CycleReportDocument> {
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_UNQUIESCE_TIMEOUT_MS;
+  return JSON.parse(await oneShot('control', opts, { verb: 'UNQUIESCE', timeoutMs })) as CycleReportDocument;
 }

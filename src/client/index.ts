@@ -2,7 +2,10 @@
 export { Watcher, connect, type WatcherOptions, type WatcherEvents } from './watcher.js';
 export { status, forceUpdate, waitForWatchers, readNext, quiesce, unquiesce, type ClientOptions } from './admin.js';
 export { Lifecycle, type Resource, type ResumeInfo, type LifecycleOptions, type LifecycleEvents, type HookFailure } from './lifecycle.js';
-export type { CycleReport, LifecycleState, Step, StepOutcome } from '../core/lifecycle.js';
+// The wire's cycle report under the names this library has always exported.
+export type {
+  CycleReportDocument as CycleReport, CycleStepDocument as Step, LifecycleState, StepOutcome,
+} from '../protocol/cycle-report.js';
 export { Probe, openProbe, type ProbeOptions } from './probe.js';
 export { SysgenidError, ERROR_CODES, type ErrorCode } from '../protocol/errors.js';
 export { resolveRuntimeDir, runtimePaths, type RuntimePaths } from '../protocol/runtime-dir.js';

@@ -2,7 +2,7 @@
 // from sockets and the tests drive it directly, so both share one reference behaviour
 // (docs/PROTOCOL.md, "Semantics"; ../shared/reference/platform-facts.md §1).
 
-import { SysgenidError } from '../protocol/errors.js';
+import { SysgenidError } from './errors.js';
 
 export const U32_MAX = 0xffff_ffff;
 
@@ -33,7 +33,8 @@ export type Effect =
 
 export type EffectSink = (effect: Effect) => void;
 
-interface Watcher {
+/** The machine's own record of a connection (the client library's Watcher is another thing). */
+interface WatcherRecord {
   id: WatcherId;
   acked: number;
   tracked: boolean;
@@ -47,14 +48,14 @@ export function isU32(n: number): boolean {
   return Number.isInteger(n) && n >= 0 && n <= U32_MAX;
 }
 
-export class GenerationState {
+export class GenerationMachine {
   #counter: number;
   #outdated = 0;
   #tracked = 0;
   #watcherCount = 0;
-  readonly #watchers = new Map<WatcherId, Watcher>();
-  readonly #readers = new Set<Watcher>();
-  readonly #waiters = new Set<Watcher>();
+  readonly #watchers = new Map<WatcherId, WatcherRecord>();
+  readonly #readers = new Set<WatcherRecord>();
+  readonly #waiters = new Set<WatcherRecord>();
   readonly #sink: EffectSink;
 
   constructor(initial: number, sink: EffectSink) {
@@ -106,7 +107,7 @@ export class GenerationState {
   connect(id: WatcherId, options: { observer?: boolean } = {}): void {
     if (this.#watchers.has(id)) throw new Error(`watcher ${id} already connected`);
     const observer = options.observer === true;
-    const w: Watcher = {
+    const w: WatcherRecord = {
       id,
       acked: this.#counter,
       tracked: !observer,
@@ -277,13 +278,13 @@ export class GenerationState {
     this.#settleWaiters();
   }
 
-  #get(id: WatcherId): Watcher {
+  #get(id: WatcherId): WatcherRecord {
     const w = this.#watchers.get(id);
     if (!w) throw new Error(`no watcher ${id}`);
     return w;
   }
 
-  #setTracked(w: Watcher, on: boolean): void {
+  #setTracked(w: WatcherRecord, on: boolean): void {
     if (w.tracked === on) return;
     w.tracked = on;
     const delta = on ? 1 : -1;
@@ -291,14 +292,14 @@ export class GenerationState {
     if (w.acked !== this.#counter) this.#outdated += delta;
   }
 
-  #completeRead(w: Watcher): void {
+  #completeRead(w: WatcherRecord): void {
     if (!w.readPending) return;
     w.readPending = false;
     this.#readers.delete(w);
     this.#sink({ kind: 'read', id: w.id, generation: this.#counter });
   }
 
-  #completeWait(w: Watcher, result: WaitResult): void {
+  #completeWait(w: WatcherRecord, result: WaitResult): void {
     w.waitPending = false;
     this.#waiters.delete(w);
     this.#sink({ kind: 'wait', id: w.id, result });
@@ -312,3 +313,8 @@ export class GenerationState {
     }
   }
 }
+
+/** @deprecated Renamed GenerationMachine; kept because `sysgenid/core` exports it. */
+export const GenerationState = GenerationMachine;
+/** @deprecated Renamed GenerationMachine; kept because `sysgenid/core` exports it. */
+export type GenerationState = GenerationMachine;

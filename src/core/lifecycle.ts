@@ -4,6 +4,8 @@
 // the effects (ask a subscriber, reply to a requester, arm the one timer). docs/lifecycle.md is the
 // description of the states, the order and the guarantees.
 
+import { SysgenidError } from './errors.js';
+
 export type LifecycleState = 'running' | 'quiescing' | 'quiesced' | 'adjusting' | 'unquiescing';
 export type StepKind = 'quiesce' | 'unquiesce';
 /** asked: waiting for its answer; late: the deadline passed first; skipped: the cycle ended before its turn. */
@@ -12,29 +14,35 @@ export type StepOutcome = 'asked' | 'done' | 'failed' | 'late' | 'gone' | 'skipp
 export const MIN_PRIORITY = -1000;
 export const MAX_PRIORITY = 1000;
 
+/** One subscriber's part in a cycle, as the machine shows it. */
 export interface Step {
   readonly id: number;
   readonly name: string | null;
   readonly priority: number;
-  outcome: StepOutcome;
-  error: string | null;
-  askedAt: number | null;
-  answeredAt: number | null;
+  readonly outcome: StepOutcome;
+  readonly error: string | null;
+  readonly askedAt: number | null;
+  readonly answeredAt: number | null;
 }
 
+/** A cycle as the machine shows it (read-only); src/protocol/cycle-report.ts is its wire document. */
 export interface CycleReport {
   readonly cycle: number;
   readonly kind: StepKind;
   /** Every subscriber answered in time and none failed (an un-quiesce with late ones is not ok). */
-  ok: boolean;
+  readonly ok: boolean;
   /** Why it is not ok, in one line; null when ok. */
-  reason: string | null;
+  readonly reason: string | null;
   readonly startedAt: number;
-  endedAt: number | null;
+  readonly endedAt: number | null;
   readonly generationAtStart: number;
-  generationAtEnd: number | null;
-  readonly steps: Step[];
+  readonly generationAtEnd: number | null;
+  readonly steps: readonly Step[];
 }
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+/** The machine's working record of a cycle, filled in as the cycle goes on. */
+type CycleRecord = Mutable<Omit<CycleReport, 'steps'>> & { readonly steps: Array<Mutable<Step>> };
 
 export type LifecycleEffect =
   | { readonly kind: 'ask'; readonly id: number; readonly step: StepKind; readonly cycle: number; readonly generation: number }
@@ -44,7 +52,7 @@ export type LifecycleEffect =
   | { readonly kind: 'timer'; readonly at: number | null }
   | { readonly kind: 'log'; readonly level: 'info' | 'warn'; readonly message: string };
 
-export interface LifecycleOptions {
+export interface LifecycleMachineOptions {
   /** After a new generation while quiesced, un-quiesce by itself once every watcher has re-adjusted. */
   readonly autoResume: boolean;
   /** How long re-adjusting may take before the machine is un-quiesced anyway (naming who is late). */
@@ -62,23 +70,17 @@ interface Subscriber {
   quiesced: boolean;
 }
 
-export class LifecycleError extends Error {
-  constructor(readonly code: 'EBUSY' | 'EINVAL', message: string) {
-    super(message);
-  }
-}
-
-export class Lifecycle {
+export class LifecycleMachine {
   readonly #emit: (e: LifecycleEffect) => void;
-  readonly #opts: LifecycleOptions;
+  readonly #opts: LifecycleMachineOptions;
   readonly #subs = new Map<number, Subscriber>();
   #seq = 0;
   #state: LifecycleState = 'running';
   #since: number;
   #cycle = 0;
   /** The cycle in progress (quiescing or unquiescing), or the last one. */
-  #current: CycleReport | undefined;
-  #last: { quiesce?: CycleReport; unquiesce?: CycleReport } = {};
+  #current: CycleRecord | undefined;
+  #last: { quiesce?: CycleRecord; unquiesce?: CycleRecord } = {};
   #queue: number[] = [];
   #waitingFor: number | undefined;
   #deadline: number | null = null;
@@ -91,7 +93,7 @@ export class Lifecycle {
   #generation: number;
   #outdated = 0;
 
-  constructor(generation: number, opts: LifecycleOptions, emit: (e: LifecycleEffect) => void, now = 0) {
+  constructor(generation: number, opts: LifecycleMachineOptions, emit: (e: LifecycleEffect) => void, now = 0) {
     this.#generation = generation;
     this.#opts = opts;
     this.#emit = emit;
@@ -143,12 +145,12 @@ export class Lifecycle {
 
   subscribe(id: number, name: string | null, priority: number): LifecycleState {
     if (!Number.isInteger(priority) || priority < MIN_PRIORITY || priority > MAX_PRIORITY) {
-      throw new LifecycleError('EINVAL', `priority must be an integer from ${MIN_PRIORITY} to ${MAX_PRIORITY}`);
+      throw new SysgenidError('EINVAL', `priority must be an integer from ${MIN_PRIORITY} to ${MAX_PRIORITY}`);
     }
     const existing = this.#subs.get(id);
     if (existing) {
       if (existing.priority === priority) return this.#state;
-      throw new LifecycleError('EINVAL', 'already subscribed with another priority; UNSUBSCRIBE first');
+      throw new SysgenidError('EINVAL', 'already subscribed with another priority; UNSUBSCRIBE first');
     }
     const sub: Subscriber = { id, seq: this.#seq++, name, priority, quiesced: false };
     this.#subs.set(id, sub);
@@ -186,14 +188,15 @@ export class Lifecycle {
   dropRequester(id: number): void {
     this.#requesters = this.#requesters.filter((r) => r !== id);
     if (this.#deferredResume) this.#deferredResume.requesters = this.#deferredResume.requesters.filter((r) => r !== id);
+    if (this.#pendingFailure) this.#pendingFailure.requesters = this.#pendingFailure.requesters.filter((r) => r !== id);
   }
 
   quiesce(requester: number, timeoutMs: number, now: number): void {
     if (this.#state === 'quiesced' || (this.#state === 'adjusting' && this.#adjustingQuiesced)) {
-      throw new LifecycleError('EBUSY', 'the machine is already quiesced; UNQUIESCE first');
+      throw new SysgenidError('EBUSY', 'the machine is already quiesced; UNQUIESCE first');
     }
     if (this.#state === 'quiescing' || this.#state === 'unquiescing') {
-      throw new LifecycleError('EBUSY', `a ${this.#state === 'quiescing' ? 'quiesce' : 'un-quiesce'} is in progress`);
+      throw new SysgenidError('EBUSY', `a ${this.#state === 'quiescing' ? 'quiesce' : 'un-quiesce'} is in progress`);
     }
     // From running, or adjusting after a bump while running: the watchers re-adjust whatever happens.
     this.#startCycle('quiesce', [requester], timeoutMs, now);
@@ -268,8 +271,12 @@ export class Lifecycle {
         if (outdated > 0) this.#enterAdjusting(false, now);
         return;
       case 'adjusting':
+        // Still adjusting (the deadline does not move), unless nobody is outdated any more: every
+        // watcher that was had already declared this generation (RESUME), and no acknowledgement will come.
+        if (outdated === 0) this.#endAdjusting(now, null);
+        return;
       case 'unquiescing':
-        // Still adjusting (the deadline does not move), or un-quiescing (it ends in adjusting if needed).
+        // It ends in adjusting if anyone is still outdated then.
         return;
     }
   }
@@ -301,7 +308,7 @@ export class Lifecycle {
     this.#since = now;
   }
 
-  #emptyReport(kind: StepKind, now: number): CycleReport {
+  #emptyReport(kind: StepKind, now: number): CycleRecord {
     return { cycle: this.#cycle, kind, ok: true, reason: null, startedAt: now, endedAt: now, generationAtStart: this.#generation, generationAtEnd: this.#generation, steps: [] };
   }
 
@@ -369,13 +376,13 @@ export class Lifecycle {
     }
   }
 
-  #skip(report: CycleReport, id: number): void {
+  #skip(report: CycleRecord, id: number): void {
     const sub = this.#subs.get(id);
     if (!sub) return;
     report.steps.push({ id, name: sub.name, priority: sub.priority, outcome: 'skipped', error: 'not asked: the quiesce had already failed', askedAt: null, answeredAt: null });
   }
 
-  #close(report: CycleReport, now: number, reason: string | null): void {
+  #close(report: CycleRecord, now: number, reason: string | null): void {
     report.endedAt = now;
     report.generationAtEnd = this.#generation;
     const bad = report.steps.filter((s) => s.outcome === 'failed' || s.outcome === 'late' || s.outcome === 'gone');
@@ -398,7 +405,7 @@ export class Lifecycle {
   }
 
   #quiesceDone(now: number): void {
-    const report = this.#current as CycleReport;
+    const report = this.#current as CycleRecord;
     this.#deadline = null;
     this.#close(report, now, null);
     if (report.ok) {
@@ -417,10 +424,10 @@ export class Lifecycle {
   }
 
   /** A failed quiesce whose callers are answered once the un-quiesce that follows it has finished. */
-  #pendingFailure: { report: CycleReport; requesters: number[] } | undefined;
+  #pendingFailure: { report: CycleRecord; requesters: number[] } | undefined;
 
   #unquiesceDone(now: number): void {
-    const report = this.#current as CycleReport;
+    const report = this.#current as CycleRecord;
     this.#deadline = null;
     this.#close(report, now, null);
     this.#emit({ kind: 'reply', requesters: this.#requesters, report });

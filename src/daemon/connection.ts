@@ -87,10 +87,6 @@ export class Connection {
     return h.fd ?? -1;
   }
 
-  get busy(): boolean {
-    return this.#deferred;
-  }
-
   write(data: string | Buffer): void {
     if (this.#closed || this.socket.destroyed) return;
     // Judge what was already queued, so one large STATUS reply is fine but a client that leaves it
@@ -192,3 +188,8 @@ export class Connection {
 }
 
 export const ok = (value?: string | number): Reply => ({ line: encodeOk(value) });
+
+/** How the log names a connection. */
+export function describeConnection(conn: Connection): string {
+  return `watcher ${conn.id}${conn.name ? ` (${conn.name})` : ''}${conn.pid ? ` pid ${conn.pid}` : ''}`;
+}

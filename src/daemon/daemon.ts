@@ -1,18 +1,20 @@
 // sysgenidd: owns the counter, the page, the state file, the watchers and the hooks, and wires the
-// pure state machine (src/core/generation.ts) to real sockets.
+// composed state machine (src/core/machine.ts) to real sockets; the requests are src/daemon/handlers.ts.
 
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
-import { GenerationState, type Effect } from '../core/generation.js';
-import { type CycleReport, Lifecycle, LifecycleError, type LifecycleEffect } from '../core/lifecycle.js';
-import { SysgenidError } from '../protocol/errors.js';
+import type { CycleReport } from '../core/lifecycle.js';
+import { CoreMachine, type MachineEffect } from '../core/machine.js';
+import { SysgenidError } from '../core/errors.js';
+import { cycleReportDocument } from '../protocol/cycle-report.js';
 import {
-  PROTOCOL_VERSION, VERBS, encodeErr, encodeGen, encodeHello, encodeOk, encodeQuiesce, encodeUnquiesce, sanitizeName, type Request,
+  PROTOCOL_VERSION, encodeErr, encodeGen, encodeHello, encodeOk, encodeQuiesce, encodeUnquiesce, type Request,
 } from '../protocol/messages.js';
 import { type RuntimePaths, runtimePaths } from '../protocol/runtime-dir.js';
 import type { BackendStatus, DaemonStatus, WatcherStatus } from '../protocol/status.js';
-import { Connection, type ConnectionHost, type ConnectionKind, type Reply, ok } from './connection.js';
+import { Connection, type ConnectionHost, type ConnectionKind, type Reply, describeConnection } from './connection.js';
+import { type Handlers, dispatch, requestHandlers, waitLine } from './handlers.js';
 import { linkDevice } from './dev-link.js';
 import { HookRunner } from './hooks.js';
 import { openFileLimit, connectionLimit } from './limits.js';
@@ -61,8 +63,6 @@ export interface DaemonOptions {
 
 const { EAGAIN } = os.constants.errno;
 
-const HELP = `OK requests: ${VERBS.join(' ')}; see docs/PROTOCOL.md\n`;
-
 export class Daemon implements ConnectionHost {
   readonly paths: RuntimePaths;
   readonly #opts: DaemonOptions;
@@ -70,13 +70,9 @@ export class Daemon implements ConnectionHost {
   readonly #page: Page;
   readonly #store: StateStore;
   readonly #lock: PidLock;
-  readonly #core: GenerationState;
-  readonly #lifecycle: Lifecycle;
+  readonly #core: CoreMachine;
+  readonly #handlers: Handlers;
   #lifecycleTimer: NodeJS.Timeout | undefined;
-  /** The QUIESCE/UNQUIESCE request being handled right now, whose report may come synchronously. */
-  #syncReply: { id: number; line: string | undefined } | undefined;
-  /** The outdated count the lifecycle last heard of. */
-  #lifecycleOutdated = 0;
   readonly #hooks: HookRunner;
   readonly #conns = new Map<number, Connection>();
   readonly #servers: net.Server[] = [];
@@ -101,12 +97,19 @@ export class Daemon implements ConnectionHost {
     this.#lock = lock;
     this.#page = page;
     this.#store = store;
-    this.#core = new GenerationState(initial, (e) => this.#apply(e));
-    this.#lifecycle = new Lifecycle(initial, {
+    const lifecycle = {
       autoResume: opts.autoResume ?? true,
       adjustTimeoutMs: opts.adjustTimeoutMs ?? 30_000,
       resumeTimeoutMs: opts.resumeTimeoutMs ?? 10_000,
-    }, (e) => this.#applyLifecycle(e), Date.now());
+    };
+    this.#core = new CoreMachine(initial, lifecycle, (e) => this.#apply(e), Date.now());
+    this.#handlers = requestHandlers({
+      machine: this.#core,
+      log: opts.log,
+      controlPath: paths.control,
+      status: (withList) => this.status(withList),
+      bump: (min, source) => this.bump(min, source),
+    });
     this.#hooks = new HookRunner(opts.hooksDir, opts.hookTimeoutMs, opts.log, {
       PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
       SYSGENID_DIR: paths.dir,
@@ -184,8 +187,6 @@ export class Daemon implements ConnectionHost {
     }
     const at = Date.now();
     this.#core.advance(next, at);
-    this.#lifecycleOutdated = this.#core.outdated;
-    this.#lifecycle.generationChanged(next, this.#core.outdated, at);
     this.#lastBump = { generation: next, source, at: new Date(at).toISOString(), pageWrittenMonoMs: writtenAt };
     this.#log.info(`generation ${previous} -> ${next} (${source}); ${this.#core.outdated} of ${this.#core.watchers} watchers outdated`);
     void this.#hooks.run({ generation: next, previous, source });
@@ -303,7 +304,7 @@ export class Daemon implements ConnectionHost {
         outdatedMs: w.outdatedSince === undefined ? null : now - w.outdatedSince,
         connectedMs: c ? now - c.connectedAt : 0,
         backlog: c?.backlog ?? 0,
-        subscriber: this.#lifecycle.subscriber(w.id) ?? null,
+        subscriber: this.#core.lifecycle.subscriber(w.id) ?? null,
         problem: c?.problem ?? null,
       });
     }
@@ -311,8 +312,8 @@ export class Daemon implements ConnectionHost {
   }
 
   #lifecycleStatus(now: number): DaemonStatus['lifecycle'] {
-    const lc = this.#lifecycle;
-    const current = lc.current && lc.current.endedAt === null ? lc.current : null;
+    const lc = this.#core.lifecycle;
+    const current = lc.current && lc.current.endedAt === null ? cycleReportDocument(lc.current) : null;
     let late: Array<{ id: number; name: string | null }> = [];
     if (lc.state === 'adjusting') {
       late = [...this.#core.list()].filter((w) => w.tracked && w.acked !== this.#core.generation)
@@ -328,8 +329,8 @@ export class Daemon implements ConnectionHost {
       adjusting: lc.state === 'adjusting'
         ? { quiesced: lc.adjustingQuiesced, deadlineInMs: lc.adjustDeadline === null ? null : lc.adjustDeadline - now, outdated: late }
         : null,
-      lastQuiesce: lc.last.quiesce ?? null,
-      lastUnquiesce: lc.last.unquiesce ?? null,
+      lastQuiesce: lc.last.quiesce ? cycleReportDocument(lc.last.quiesce) : null,
+      lastUnquiesce: lc.last.unquiesce ? cycleReportDocument(lc.last.unquiesce) : null,
     };
   }
 
@@ -355,151 +356,39 @@ export class Daemon implements ConnectionHost {
   // ConnectionHost
 
   handle(conn: Connection, req: Request): Reply {
-    const core = this.#core;
-    switch (req.verb) {
-      case 'NAME':
-        conn.name = sanitizeName(req.name);
-        this.#lifecycle.rename(conn.id, conn.name);
-        return ok();
-      case 'PID':
-        // A verified pid (SO_PEERCRED) is never replaced by the client's own claim.
-        if (!conn.pidVerified) conn.pid = req.pid;
-        return ok();
-      case 'READ': {
-        const gen = core.read(conn.id, req.nonblock);
-        return gen === undefined ? 'deferred' : ok(gen);
-      }
-      case 'ACK':
-        core.ack(conn.id, req.generation);
-        this.#outdatedMayHaveChanged(Date.now());
-        return ok(req.generation);
-      case 'TRACK':
-        core.setTracking(conn.id, req.on);
-        this.#outdatedMayHaveChanged(Date.now());
-        return ok();
-      case 'WAIT': {
-        const result = core.wait(conn.id);
-        if (result === undefined) {
-          if (req.timeoutMs > 0) {
-            conn.armWaitTimer(req.timeoutMs, () => {
-              if (core.expireWait(conn.id)) {
-                conn.complete(encodeErr('ETIME', `${core.outdated} watcher(s) still outdated after ${req.timeoutMs} ms`));
-              }
-            });
-          }
-          return 'deferred';
-        }
-        return { line: waitLine(result, core.outdated) };
-      }
-      case 'RESUME':
-        core.resume(conn.id, req.generation, Date.now());
-        this.#outdatedMayHaveChanged(Date.now());
-        return ok(core.generation);
-      case 'OBSERVE':
-        if (this.#lifecycle.isSubscribed(conn.id)) return { line: encodeErr('EINVAL', 'a lifecycle subscriber must stay a watcher; UNSUBSCRIBE first') };
-        core.observe(conn.id);
-        this.#outdatedMayHaveChanged(Date.now());
-        return ok();
-      case 'STATUS':
-        return ok(JSON.stringify(this.status(!req.brief)));
-      case 'BUMP':
-        if (conn.kind !== 'control') {
-          return { line: encodeErr('EACCES', `forcing an update needs the control socket ${this.paths.control}`) };
-        }
-        return ok(this.bump(req.min, `forced${conn.pid ? ` by pid ${conn.pid}` : ''}`));
-      case 'SUBSCRIBE':
-        if (conn.kind !== 'watch' || core.isObserver(conn.id)) {
-          return { line: encodeErr('EINVAL', 'only a watcher on the watch socket can subscribe to the lifecycle') };
-        }
-        return this.#lifecycleCall(() => ok(this.#lifecycle.subscribe(conn.id, conn.name ?? null, req.priority)));
-      case 'UNSUBSCRIBE':
-        this.#lifecycle.unsubscribe(conn.id, Date.now());
-        return ok();
-      case 'QUIESCED':
-      case 'UNQUIESCED':
-      case 'FAILED':
-        if (!this.#lifecycle.isSubscribed(conn.id)) return { line: encodeErr('EINVAL', `${req.verb}: this connection is not subscribed`) };
-        this.#lifecycle.answer(conn.id, req.cycle, req.verb !== 'FAILED', req.verb === 'FAILED' ? req.message : null, Date.now());
-        return ok();
-      case 'PROBLEM': {
-        const changed = (req.message || undefined) !== conn.problem;
-        conn.problem = req.message || undefined;
-        // Logged when it changes, and at most once a second per connection: a client repeating itself
-        // must not fill the log.
-        const now = Date.now();
-        if (req.message && changed && now - conn.problemLoggedAt >= 1000) {
-          conn.problemLoggedAt = now;
-          this.#log.warn(`${describe(conn)} reports: ${req.message}`);
-        }
-        return ok();
-      }
-      case 'QUIESCE':
-      case 'UNQUIESCE': {
-        if (conn.kind !== 'control') {
-          return { line: encodeErr('EACCES', `${req.verb} needs the control socket ${this.paths.control}`) };
-        }
-        const now = Date.now();
-        return this.#lifecycleCall(() => {
-          // The report may come at once (nothing to do); otherwise it completes the deferred request.
-          this.#syncReply = { id: conn.id, line: undefined };
-          try {
-            if (req.verb === 'QUIESCE') this.#lifecycle.quiesce(conn.id, req.timeoutMs, now);
-            else this.#lifecycle.unquiesce(conn.id, req.timeoutMs, now);
-            const line = this.#syncReply.line;
-            return line === undefined ? 'deferred' : { line };
-          } finally {
-            this.#syncReply = undefined;
-          }
-        });
-      }
-      case 'PING':
-        return ok();
-      case 'HELP':
-        return { line: HELP };
-      case 'QUIT':
-        return { line: encodeOk(), close: true };
-    }
+    return dispatch(this.#handlers, conn, req);
   }
 
   closed(conn: Connection): void {
     this.#conns.delete(conn.id);
-    this.#core.disconnect(conn.id);
-    const now = Date.now();
-    this.#lifecycle.dropRequester(conn.id);
-    this.#lifecycle.unsubscribe(conn.id, now);
-    this.#outdatedMayHaveChanged(now);
+    this.#core.disconnect(conn.id, Date.now());
   }
 
-  /** Acknowledgements, disconnects and tracking change the outdated count; the lifecycle follows it. */
-  #outdatedMayHaveChanged(now: number): void {
-    const outdated = this.#core.outdated;
-    if (outdated === this.#lifecycleOutdated) return;
-    this.#lifecycleOutdated = outdated;
-    this.#lifecycle.outdatedChanged(outdated, now);
-  }
+  // Effects of the state machine.
 
-  #lifecycleCall(fn: () => Reply): Reply {
-    try {
-      return fn();
-    } catch (err) {
-      if (err instanceof LifecycleError) return { line: encodeErr(err.code, err.message) };
-      throw err;
-    }
-  }
-
-  #applyLifecycle(e: LifecycleEffect): void {
+  #apply(e: MachineEffect): void {
     switch (e.kind) {
+      case 'notify': {
+        if (e.ids.length === 0) return;
+        const line = Buffer.from(encodeGen(e.generation));
+        if (this.#native?.broadcast) this.#broadcastNative(e.ids, line, this.#native.broadcast);
+        else for (const id of e.ids) this.#conns.get(id)?.write(line);
+        return;
+      }
+      case 'read':
+        this.#conns.get(e.id)?.complete(encodeOk(e.generation));
+        return;
+      case 'wait':
+        this.#conns.get(e.id)?.complete(waitLine(e.result, this.#core.outdated));
+        return;
       case 'ask': {
         const line = e.step === 'quiesce' ? encodeQuiesce(e.cycle) : encodeUnquiesce(e.cycle, e.generation);
         this.#conns.get(e.id)?.write(line);
         return;
       }
       case 'reply': {
-        const line = encodeOk(JSON.stringify(e.report));
-        for (const id of e.requesters) {
-          if (this.#syncReply?.id === id) this.#syncReply.line = line;
-          else this.#conns.get(id)?.complete(line);
-        }
+        const line = encodeOk(JSON.stringify(cycleReportDocument(e.report)));
+        for (const id of e.requesters) this.#conns.get(id)?.complete(line);
         this.#logCycle(e.report);
         return;
       }
@@ -507,7 +396,7 @@ export class Daemon implements ConnectionHost {
         clearTimeout(this.#lifecycleTimer);
         this.#lifecycleTimer = undefined;
         if (e.at !== null && !this.#closed) {
-          this.#lifecycleTimer = setTimeout(() => this.#lifecycle.tick(Date.now()), Math.max(0, e.at - Date.now()));
+          this.#lifecycleTimer = setTimeout(() => this.#core.tick(Date.now()), Math.max(0, e.at - Date.now()));
         }
         return;
       case 'log':
@@ -525,28 +414,9 @@ export class Daemon implements ConnectionHost {
 
   tooSlow(conn: Connection): void {
     this.#log.warn(
-      `disconnecting ${describe(conn)}: it left ${conn.backlog} bytes unread (limit ${this.#opts.maxBacklog})`,
+      `disconnecting ${describeConnection(conn)}: it left ${conn.backlog} bytes unread ` +
+        `(limit ${this.#opts.maxBacklog})`,
     );
-  }
-
-  // Effects of the state machine.
-
-  #apply(e: Effect): void {
-    switch (e.kind) {
-      case 'notify': {
-        if (e.ids.length === 0) return;
-        const line = Buffer.from(encodeGen(e.generation));
-        if (this.#native?.broadcast) this.#broadcastNative(e.ids, line, this.#native.broadcast);
-        else for (const id of e.ids) this.#conns.get(id)?.write(line);
-        return;
-      }
-      case 'read':
-        this.#conns.get(e.id)?.complete(encodeOk(e.generation));
-        return;
-      case 'wait':
-        this.#conns.get(e.id)?.complete(waitLine(e.result, this.#core.outdated));
-        return;
-    }
   }
 
   #fds = new Int32Array(0);
@@ -657,12 +527,6 @@ export class Daemon implements ConnectionHost {
   }
 }
 
-function waitLine(result: 'OK' | 'EINTR' | 'ETIME', outdated: number): string {
-  if (result === 'OK') return encodeOk();
-  if (result === 'EINTR') return encodeErr('EINTR', 'a new generation arrived; acknowledge it and wait again');
-  return encodeErr('ETIME', `${outdated} watcher(s) still outdated`);
-}
-
 function identify(native: Addon, conn: Connection): void {
   const fd = (conn.socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
   if (fd === undefined || fd < 0) return;
@@ -687,8 +551,4 @@ function commandOf(conn: Connection): string | null {
     }
   }
   return conn.command || null;
-}
-
-function describe(conn: Connection): string {
-  return `watcher ${conn.id}${conn.name ? ` (${conn.name})` : ''}${conn.pid ? ` pid ${conn.pid}` : ''}`;
 }

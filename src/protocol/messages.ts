@@ -35,13 +35,18 @@ export type Request =
   | { readonly verb: 'HELP' }
   | { readonly verb: 'QUIT' };
 
-export type Verb = Request['verb'];
-
-export const VERBS: readonly Verb[] = [
+/**
+ * Every request verb, in the order HELP lists them: the one list. `satisfies` rejects a verb that is not
+ * a Request; the daemon's handler table is keyed by Verb and indexed by Request['verb'], so a Request
+ * missing here does not compile either.
+ */
+export const VERBS = [
   'NAME', 'PID', 'READ', 'ACK', 'TRACK', 'WAIT', 'RESUME', 'OBSERVE', 'STATUS', 'BUMP',
   'SUBSCRIBE', 'UNSUBSCRIBE', 'QUIESCED', 'UNQUIESCED', 'FAILED', 'PROBLEM', 'QUIESCE', 'UNQUIESCE',
   'PING', 'HELP', 'QUIT',
-];
+] as const satisfies readonly Request['verb'][];
+
+export type Verb = (typeof VERBS)[number];
 
 /** Longest failure or problem text a subscriber may report. */
 export const MAX_MESSAGE = 200;

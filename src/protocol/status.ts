@@ -1,6 +1,6 @@
 // The STATUS reply's JSON document (docs/PROTOCOL.md, "STATUS").
 
-import type { CycleReport, LifecycleState } from '../core/lifecycle.js';
+import type { CycleReportDocument, LifecycleState } from './cycle-report.js';
 
 export interface BackendStatus {
   readonly name: string;
@@ -38,15 +38,15 @@ export interface LifecycleStatus {
   readonly subscribers: number;
   readonly autoResume: boolean;
   /** The quiesce or un-quiesce in progress, step by step. */
-  readonly current: CycleReport | null;
+  readonly current: CycleReportDocument | null;
   /** While adjusting: whether subscribers are quiesced, the time left, and who has not acknowledged. */
   readonly adjusting: {
     readonly quiesced: boolean;
     readonly deadlineInMs: number | null;
     readonly outdated: ReadonlyArray<{ readonly id: number; readonly name: string | null }>;
   } | null;
-  readonly lastQuiesce: CycleReport | null;
-  readonly lastUnquiesce: CycleReport | null;
+  readonly lastQuiesce: CycleReportDocument | null;
+  readonly lastUnquiesce: CycleReportDocument | null;
 }
 
 export interface DaemonStatus {

@@ -1,0 +1,199 @@
+// The generation machine and the lifecycle machine composed into the one machine the daemon drives.
+// Pure like its parts (no I/O, time passed in). It owns what ties them together: the lifecycle follows
+// the generation's outdated count, a subscriber stays a watcher, only subscribers answer, and a
+// QUIESCE/UNQUIESCE whose report is known at once gets it as the call's result. test/model.test.ts
+// checks the composition against an independent reference.
+
+import { SysgenidError } from './errors.js';
+import {
+  type Effect, GenerationMachine, type WaitResult, type WatcherId, type WatcherInfo,
+} from './generation.js';
+import {
+  type CycleReport, type LifecycleEffect, LifecycleMachine, type LifecycleMachineOptions,
+} from './lifecycle.js';
+
+/** Everything the owner carries out: notify, read, wait (generation); ask, reply, timer, log (lifecycle). */
+export type MachineEffect = Effect | LifecycleEffect;
+
+/** What a subscriber says back: QUIESCED, UNQUIESCED or FAILED on the wire. */
+export type SubscriberAnswer = 'quiesced' | 'unquiesced' | 'failed';
+
+/** The lifecycle as the owner may read it (status); every change goes through the machine. */
+export type LifecycleView = Pick<
+  LifecycleMachine,
+  | 'state' | 'since' | 'ready' | 'current' | 'last' | 'adjustDeadline' | 'adjustingQuiesced'
+  | 'isSubscribed' | 'subscriber' | 'order'
+>;
+
+export class CoreMachine {
+  readonly #generation: GenerationMachine;
+  readonly #lifecycle: LifecycleMachine;
+  readonly #sink: (e: MachineEffect) => void;
+  /** The outdated count the lifecycle last heard of. */
+  #lifecycleOutdated = 0;
+  /** The requester of the QUIESCE/UNQUIESCE being called, and its report if the call produced it. */
+  #caller: { readonly id: number; report: CycleReport | undefined } | undefined;
+
+  constructor(initial: number, opts: LifecycleMachineOptions, sink: (e: MachineEffect) => void, now: number) {
+    this.#sink = sink;
+    this.#generation = new GenerationMachine(initial, sink);
+    this.#lifecycle = new LifecycleMachine(initial, opts, (e) => this.#fromLifecycle(e), now);
+  }
+
+  get generation(): number {
+    return this.#generation.generation;
+  }
+
+  get outdated(): number {
+    return this.#generation.outdated;
+  }
+
+  get watchers(): number {
+    return this.#generation.watchers;
+  }
+
+  get tracked(): number {
+    return this.#generation.tracked;
+  }
+
+  get lifecycle(): LifecycleView {
+    return this.#lifecycle;
+  }
+
+  list(): IterableIterator<WatcherInfo> {
+    return this.#generation.list();
+  }
+
+  isObserver(id: WatcherId): boolean {
+    return this.#generation.isObserver(id);
+  }
+
+  /** A new connection; a control connection connects as an observer (it is never a watcher). */
+  connect(id: WatcherId, options: { observer?: boolean } = {}): void {
+    this.#generation.connect(id, options);
+  }
+
+  /** The connection is gone: as a watcher, as a requester (no reply) and as a subscriber. */
+  disconnect(id: WatcherId, now: number): void {
+    this.#generation.disconnect(id);
+    this.#lifecycle.dropRequester(id);
+    this.#lifecycle.unsubscribe(id, now);
+    this.#outdatedMayHaveChanged(now);
+  }
+
+  read(id: WatcherId, nonblock: boolean): number | undefined {
+    return this.#generation.read(id, nonblock);
+  }
+
+  ack(id: WatcherId, value: number, now: number): void {
+    this.#generation.ack(id, value);
+    this.#outdatedMayHaveChanged(now);
+  }
+
+  resume(id: WatcherId, handled: number, now: number): void {
+    this.#generation.resume(id, handled, now);
+    this.#outdatedMayHaveChanged(now);
+  }
+
+  setTracking(id: WatcherId, on: boolean, now: number): void {
+    this.#generation.setTracking(id, on);
+    this.#outdatedMayHaveChanged(now);
+  }
+
+  /** Become an observer. A subscriber cannot: the lifecycle needs it to re-adjust as a watcher. */
+  observe(id: WatcherId, now: number): void {
+    if (this.#lifecycle.isSubscribed(id)) {
+      throw new SysgenidError('EINVAL', 'a lifecycle subscriber must stay a watcher; UNSUBSCRIBE first');
+    }
+    this.#generation.observe(id);
+    this.#outdatedMayHaveChanged(now);
+  }
+
+  wait(id: WatcherId): WaitResult | undefined {
+    return this.#generation.wait(id);
+  }
+
+  expireWait(id: WatcherId): boolean {
+    return this.#generation.expireWait(id);
+  }
+
+  nextGeneration(min = 0): number {
+    return this.#generation.nextGeneration(min);
+  }
+
+  /** Commit a generation from nextGeneration() once it is durable; the lifecycle re-adjusts with it. */
+  advance(generation: number, now: number): void {
+    this.#generation.advance(generation, now);
+    this.#lifecycleOutdated = this.#generation.outdated;
+    this.#lifecycle.generationChanged(generation, this.#lifecycleOutdated, now);
+  }
+
+  /** Only a watcher subscribes: observers (control connections included) are never asked anything. */
+  subscribe(id: WatcherId, name: string | null, priority: number): ReturnType<LifecycleMachine['subscribe']> {
+    if (!this.#generation.has(id) || this.#generation.isObserver(id)) {
+      throw new SysgenidError('EINVAL', 'only a watcher on the watch socket can subscribe to the lifecycle');
+    }
+    return this.#lifecycle.subscribe(id, name, priority);
+  }
+
+  unsubscribe(id: WatcherId, now: number): void {
+    this.#lifecycle.unsubscribe(id, now);
+  }
+
+  rename(id: WatcherId, name: string | null): void {
+    this.#lifecycle.rename(id, name);
+  }
+
+  answer(id: WatcherId, answer: SubscriberAnswer, cycle: number, error: string | null, now: number): void {
+    if (!this.#lifecycle.isSubscribed(id)) {
+      throw new SysgenidError('EINVAL', `${answer.toUpperCase()}: this connection is not subscribed`);
+    }
+    const ok = answer !== 'failed';
+    this.#lifecycle.answer(id, cycle, ok, ok ? null : error, now);
+  }
+
+  /** Quiesce; the report when the cycle ended within the call (nobody to ask), else undefined and a reply later. */
+  quiesce(requester: number, timeoutMs: number, now: number): CycleReport | undefined {
+    return this.#calling(requester, () => this.#lifecycle.quiesce(requester, timeoutMs, now));
+  }
+
+  /** Un-quiesce; the report at once when it is known, else undefined and a reply effect later. */
+  unquiesce(requester: number, timeoutMs: number, now: number): CycleReport | undefined {
+    return this.#calling(requester, () => this.#lifecycle.unquiesce(requester, timeoutMs, now));
+  }
+
+  /** The lifecycle's timer fired. */
+  tick(now: number): void {
+    this.#lifecycle.tick(now);
+  }
+
+  #calling(requester: number, call: () => void): CycleReport | undefined {
+    const caller = { id: requester, report: undefined as CycleReport | undefined };
+    this.#caller = caller;
+    try {
+      call();
+      return caller.report;
+    } finally {
+      this.#caller = undefined;
+    }
+  }
+
+  #fromLifecycle(e: LifecycleEffect): void {
+    const caller = this.#caller;
+    if (e.kind === 'reply' && caller !== undefined && e.requesters.includes(caller.id)) {
+      caller.report = e.report;
+      // Still emitted, without the caller, so that the owner sees (and logs) every finished cycle once.
+      this.#sink({ ...e, requesters: e.requesters.filter((r) => r !== caller.id) });
+      return;
+    }
+    this.#sink(e);
+  }
+
+  /** Acknowledgements, disconnects, tracking and RESUME change the outdated count; the lifecycle follows it. */
+  #outdatedMayHaveChanged(now: number): void {
+    const outdated = this.#generation.outdated;
+    if (outdated === this.#lifecycleOutdated) return;
+    this.#lifecycleOutdated = outdated;
+    this.#lifecycle.outdatedChanged(outdated, now);
+  }
+}
