@@ -11,7 +11,7 @@ import { connect } from '../client/watcher.js';
 import { SysgenidError } from '../protocol/errors.js';
 import { parseU32 } from '../protocol/messages.js';
 import type { DaemonStatus } from '../protocol/status.js';
-import { VERSION } from '../daemon/version.js';
+import { VERSION } from '../version.js';
 
 export const EXIT = {
   OK: 0,

@@ -27,7 +27,7 @@ import { UeventBackend } from './uevent.js';
 import { VmclockBackend } from './vmclock.js';
 import { type Addon, addon, addonState } from '../native/addon.js';
 import { type PersistedState, StateStore } from './state-store.js';
-import { VERSION } from './version.js';
+import { VERSION } from '../version.js';
 
 export interface DaemonOptions {
   readonly dir: string;
