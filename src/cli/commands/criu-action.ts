@@ -12,6 +12,9 @@ import { describeReport, quiesceExit, resumeSummary } from '../cycle-report.js';
 import { EXIT, UsageError } from '../exit.js';
 import { u32Option } from '../options.js';
 
+/** Shorter than the library's default: CRIU waits for this script, and a tree may have no daemon at all. */
+const CONNECT_TIMEOUT_MS = 2000;
+
 /** The restored tree's own view of SYSGENID_DIR, from its init process's environment. */
 function restoredDir(pid: string, explicit: string | undefined): string {
   if (explicit) return explicit;
@@ -47,7 +50,7 @@ export async function criuAction(
   const tree = `${action === 'post-resume' ? 'restored ' : ''}tree of pid ${pid}`;
   try {
     if (action === 'pre-dump') {
-      const report = await quiesce({ dir: full, connectTimeoutMs: 2000, timeoutMs });
+      const report = await quiesce({ dir: full, connectTimeoutMs: CONNECT_TIMEOUT_MS, timeoutMs });
       if (!report.ok) {
         process.stderr.write(`sysgenid: ${tree}: quiesce failed, the dump must not go on: ${report.reason}\n`);
         return quiesceExit(report);
@@ -64,7 +67,7 @@ export async function criuAction(
       process.stdout.write(`sysgenid: ${tree}: will resume it when CRIU lets it run again (${inside})\n`);
       return EXIT.OK;
     }
-    const gen = await forceUpdate({ dir: full, connectTimeoutMs: 2000 });
+    const gen = await forceUpdate({ dir: full, connectTimeoutMs: CONNECT_TIMEOUT_MS });
     const summary = await resumeSummary({ dir: full }, await unquiesce({ dir: full, timeoutMs }));
     process.stdout.write(`sysgenid: ${tree}: generation ${gen}; ${summary.text} (${inside})\n`);
     if (!summary.ok) process.stderr.write(`sysgenid: ${tree}: ${summary.reason}\n`);
