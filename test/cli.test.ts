@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { describe, it } from 'node:test';
-import { EXIT } from '../src/cli/commands.js';
+import { EXIT } from '../src/cli/exit.js';
 import { CLI, RawClient, bump, eventually, runNode, sleep, startDaemon, statusOf, tmpDir } from './helpers.js';
 
 const cli = (dir: string, ...args: string[]) => runNode(CLI, [...args, '--dir', dir]);

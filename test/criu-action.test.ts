@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { it } from 'node:test';
-import { EXIT } from '../src/cli/commands.js';
+import { EXIT } from '../src/cli/exit.js';
 import { CLI, runNode, startDaemon, statusOf, tmpDir } from './helpers.js';
 
 it('bumps the daemon of the restored tree on post-resume only, and never aborts a restore by default', async (t) => {

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { it } from 'node:test';
 import { ERROR_CODES, SysgenidError, isErrorCode } from '../src/protocol/errors.js';
-import { VERSION } from '../src/daemon/version.js';
+import { VERSION } from '../src/version.js';
 import { ROOT } from './helpers.js';
 
 it('each error code has a row in docs/PROTOCOL.md', () => {

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { EXIT } from '../src/cli/commands.js';
+import { EXIT } from '../src/cli/exit.js';
 import { Lifecycle, type Resource } from '../src/client/lifecycle.js';
 import { quiesce } from '../src/client/admin.js';
 import type { CycleReport } from '../src/core/lifecycle.js';

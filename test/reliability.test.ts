@@ -7,7 +7,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { EXIT } from '../src/cli/commands.js';
+import { EXIT } from '../src/cli/exit.js';
 import { connect } from '../src/client/index.js';
 import { ERROR_CODES } from '../src/protocol/errors.js';
 import { decodeU32 } from '../src/protocol/page-format.js';

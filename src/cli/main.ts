@@ -1,8 +1,10 @@
 #!/usr/bin/env node
-// sysgenid entry point; the commands live in commands.ts.
+// sysgenid entry point: runs the command line (dispatch.ts, commands in commands/) and reports a failure
+// with its exit code.
 
 import { SysgenidError } from '../protocol/errors.js';
-import { EXIT, exitCodeFor, main } from './commands.js';
+import { main } from './dispatch.js';
+import { EXIT, exitCodeFor } from './exit.js';
 
 main(process.argv.slice(2)).then(
   (code) => {

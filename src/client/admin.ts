@@ -3,7 +3,8 @@
 
 import { SysgenidError } from '../protocol/errors.js';
 import type { CycleReportDocument } from '../protocol/cycle-report.js';
-import { DEFAULT_QUIESCE_TIMEOUT_MS, DEFAULT_UNQUIESCE_TIMEOUT_MS, type Request } from '../protocol/messages.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_QUIESCE_TIMEOUT_MS, DEFAULT_UNQUIESCE_TIMEOUT_MS } from '../defaults.js';
+import type { Request } from '../protocol/messages.js';
 import { runtimePaths } from '../protocol/runtime-dir.js';
 import type { DaemonStatus } from '../protocol/status.js';
 import { ProtocolConnection } from './connection.js';
@@ -22,7 +23,7 @@ async function oneShot(socket: 'watch' | 'control', opts: ClientOptions, req: Re
   const conn = await ProtocolConnection.open(socket === 'watch' ? paths.watch : paths.control, {
     generation: () => {},
     close: () => {},
-  }, { timeoutMs: opts.connectTimeoutMs ?? 10_000 });
+  }, { timeoutMs: opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS });
   const abort = (): void => conn.close();
   if (opts.signal?.aborted) conn.close();
   opts.signal?.addEventListener('abort', abort, { once: true });

@@ -2,6 +2,7 @@
 // requests and match replies in order, and hand unsolicited GEN lines to the owner.
 
 import net from 'node:net';
+import { DEFAULT_CONNECT_TIMEOUT_MS } from '../defaults.js';
 import { SysgenidError } from '../protocol/errors.js';
 import { LineSplitter } from '../protocol/framing.js';
 import { type Request, encodeRequest, parseServerLine } from '../protocol/messages.js';
@@ -79,7 +80,7 @@ export class ProtocolConnection {
   }
 
   static async open(path: string, events: ConnectionEvents, options: ConnectOptions = {}): Promise<ProtocolConnection> {
-    const socket = await openSocket(path, Date.now() + (options.timeoutMs ?? 10_000));
+    const socket = await openSocket(path, Date.now() + (options.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS));
     return new Promise((resolve, reject) => {
       let conn: ProtocolConnection | undefined;
       const fail = (err: SysgenidError): void => {

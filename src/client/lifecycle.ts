@@ -8,6 +8,7 @@
 // registered resource lives until it is unregistered (CRaC's weak references lose them).
 
 import { EventEmitter } from 'node:events';
+import { DEFAULT_LIFECYCLE_HOOK_TIMEOUT_MS, DEFAULT_PRIORITY } from '../defaults.js';
 import type { SysgenidError } from '../protocol/errors.js';
 import type { LifecycleRequest } from './connection.js';
 import { Watcher } from './watcher.js';
@@ -90,11 +91,11 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   static async open(opts: LifecycleOptions = {}): Promise<Lifecycle> {
     const watcher = await Watcher.connect({
       name: opts.name ?? process.title,
-      subscribe: { priority: opts.priority ?? 0 },
+      subscribe: { priority: opts.priority ?? DEFAULT_PRIORITY },
       ...(opts.dir ? { dir: opts.dir } : {}),
       ...(opts.connectTimeoutMs ? { connectTimeoutMs: opts.connectTimeoutMs } : {}),
     });
-    return new Lifecycle(watcher, opts.hookTimeoutMs ?? 10_000);
+    return new Lifecycle(watcher, opts.hookTimeoutMs ?? DEFAULT_LIFECYCLE_HOOK_TIMEOUT_MS);
   }
 
   /** The underlying watcher (its generation, status name, and so on). */

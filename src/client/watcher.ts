@@ -4,6 +4,7 @@
 
 import { EventEmitter } from 'node:events';
 import { isU32 } from '../core/generation.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS } from '../defaults.js';
 import { SysgenidError } from '../protocol/errors.js';
 import { runtimePaths } from '../protocol/runtime-dir.js';
 import { type LifecycleRequest, ProtocolConnection } from './connection.js';
@@ -87,7 +88,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
   static async connect(opts: WatcherOptions = {}): Promise<Watcher> {
     const watcher = new Watcher(opts);
     try {
-      await watcher.#open(opts.connectTimeoutMs ?? 10_000, true);
+      await watcher.#open(opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, true);
     } catch (err) {
       watcher.close();
       throw err;

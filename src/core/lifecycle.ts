@@ -4,6 +4,7 @@
 // the effects (ask a subscriber, reply to a requester, arm the one timer). docs/lifecycle.md is the
 // description of the states, the order and the guarantees.
 
+import { MAX_PRIORITY, MIN_PRIORITY } from '../defaults.js';
 import { SysgenidError } from './errors.js';
 
 export type LifecycleState = 'running' | 'quiescing' | 'quiesced' | 'adjusting' | 'unquiescing';
@@ -11,8 +12,7 @@ export type StepKind = 'quiesce' | 'unquiesce';
 /** asked: waiting for its answer; late: the deadline passed first; skipped: the cycle ended before its turn. */
 export type StepOutcome = 'asked' | 'done' | 'failed' | 'late' | 'gone' | 'skipped';
 
-export const MIN_PRIORITY = -1000;
-export const MAX_PRIORITY = 1000;
+export { MIN_PRIORITY, MAX_PRIORITY };
 
 /** One subscriber's part in a cycle, as the machine shows it. */
 export interface Step {

@@ -1,6 +1,7 @@
 // sysgenidd: owns the counter, the page, the state file, the watchers and the hooks, and wires the
 // composed state machine (src/core/machine.ts) to real sockets; the requests are src/daemon/handlers.ts.
 
+import { DEFAULT_ADJUST_TIMEOUT_MS, DEFAULT_RESUME_TIMEOUT_MS } from '../defaults.js';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -29,7 +30,7 @@ import { UeventBackend } from './uevent.js';
 import { VmclockBackend } from './vmclock.js';
 import { type Addon, addon, addonState } from '../native/addon.js';
 import { type PersistedState, StateStore } from './state-store.js';
-import { VERSION } from './version.js';
+import { VERSION } from '../version.js';
 
 export interface DaemonOptions {
   readonly dir: string;
@@ -99,8 +100,8 @@ export class Daemon implements ConnectionHost {
     this.#store = store;
     const lifecycle = {
       autoResume: opts.autoResume ?? true,
-      adjustTimeoutMs: opts.adjustTimeoutMs ?? 30_000,
-      resumeTimeoutMs: opts.resumeTimeoutMs ?? 10_000,
+      adjustTimeoutMs: opts.adjustTimeoutMs ?? DEFAULT_ADJUST_TIMEOUT_MS,
+      resumeTimeoutMs: opts.resumeTimeoutMs ?? DEFAULT_RESUME_TIMEOUT_MS,
     };
     this.#core = new CoreMachine(initial, lifecycle, (e) => this.#apply(e), Date.now());
     this.#handlers = requestHandlers({

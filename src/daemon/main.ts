@@ -5,7 +5,7 @@ import { Daemon } from './daemon.js';
 import { createLogger } from './log.js';
 import { USAGE, UsageError, parseOptions } from './options.js';
 import { StartupError } from './runtime-dir.js';
-import { VERSION } from './version.js';
+import { VERSION } from '../version.js';
 
 async function main(): Promise<number> {
   let opts;

@@ -5,6 +5,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import {
+  DEFAULT_ADJUST_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, DEFAULT_MAX_BACKLOG, DEFAULT_RESUME_TIMEOUT_MS,
+} from '../defaults.js';
 import { resolveRuntimeDir } from '../protocol/runtime-dir.js';
 import { AUTO_BACKENDS, BACKEND_NAMES, type BackendName } from './backends.js';
 import { type Level, isLevel } from './log.js';
@@ -21,7 +24,7 @@ Options:
   --hooks-dir DIR        run the executables in DIR after every bump (default: /etc/sysgenid/hooks.d
                          for root, ~/.config/sysgenid/hooks.d otherwise)
   --no-hooks             run no hooks
-  --hook-timeout MS      terminate a hook still running after MS milliseconds (default: 10000)
+  --hook-timeout MS      terminate a hook still running after MS milliseconds (default: ${DEFAULT_HOOK_TIMEOUT_MS})
   --dev-link             link /dev/sysgenid to the page when that path is free (for AWS-LC)
   --dev-link-path PATH   link PATH instead of /dev/sysgenid (implies --dev-link)
   --backends LIST        restore detection besides forced updates: "auto" (every one this machine
@@ -30,12 +33,12 @@ Options:
   --uevent-synthetic     let the uevent backend accept synthetic SYNTH_ARG_NEWVMGENID=1 events
   --vmclock-path PATH    the vmclock device (default: /dev/vmclock0)
   --adjust-timeout MS    after a restore while quiesced, how long every watcher may take to
-                         acknowledge before the machine is un-quiesced anyway (default: 30000)
+                         acknowledge before the machine is un-quiesced anyway (default: ${DEFAULT_ADJUST_TIMEOUT_MS})
   --no-auto-resume       after a restore while quiesced, stay quiesced once every watcher has
                          re-adjusted, until "sysgenid resume" (default: un-quiesce by itself)
-  --resume-timeout MS    how long the automatic un-quiesce waits for each answer (default: 10000)
+  --resume-timeout MS    how long the automatic un-quiesce waits for each answer (default: ${DEFAULT_RESUME_TIMEOUT_MS})
   --max-connections N    connections accepted at once (default: from the descriptor limit)
-  --max-backlog BYTES    unread output a client may leave before it is disconnected (default: 65536)
+  --max-backlog BYTES    unread output a client may leave before it is disconnected (default: ${DEFAULT_MAX_BACKLOG})
   --log-level LEVEL      error, warn, info or debug (default: info)
   -h, --help             show this help
   -V, --version          print the version
@@ -167,13 +170,13 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     dir,
     controlGid,
     hooksDir: values['no-hooks'] ? undefined : path.resolve(values['hooks-dir'] ?? defaultHooksDir(env, uid)),
-    hookTimeoutMs: positiveInt('--hook-timeout', values['hook-timeout'], 10_000) as number,
+    hookTimeoutMs: positiveInt('--hook-timeout', values['hook-timeout'], DEFAULT_HOOK_TIMEOUT_MS) as number,
     devLink: devLinkPath ?? (values['dev-link'] ? '/dev/sysgenid' : undefined),
     maxConnections: positiveInt('--max-connections', values['max-connections'], undefined),
-    maxBacklog: positiveInt('--max-backlog', values['max-backlog'], 65_536) as number,
+    maxBacklog: positiveInt('--max-backlog', values['max-backlog'], DEFAULT_MAX_BACKLOG) as number,
     autoResume: values['no-auto-resume'] !== true,
-    adjustTimeoutMs: positiveInt('--adjust-timeout', values['adjust-timeout'], 30_000) as number,
-    resumeTimeoutMs: positiveInt('--resume-timeout', values['resume-timeout'], 10_000) as number,
+    adjustTimeoutMs: positiveInt('--adjust-timeout', values['adjust-timeout'], DEFAULT_ADJUST_TIMEOUT_MS) as number,
+    resumeTimeoutMs: positiveInt('--resume-timeout', values['resume-timeout'], DEFAULT_RESUME_TIMEOUT_MS) as number,
     logLevel,
   };
 }

@@ -2,6 +2,9 @@
 // any language can speak it; docs/PROTOCOL.md is the normative description of everything here.
 
 import { isU32 } from '../core/generation.js';
+import {
+  DEFAULT_PRIORITY, DEFAULT_QUIESCE_TIMEOUT_MS, DEFAULT_UNQUIESCE_TIMEOUT_MS, MAX_PRIORITY, MIN_PRIORITY,
+} from '../defaults.js';
 import { type ErrorCode, SysgenidError, isErrorCode } from './errors.js';
 
 export const PROTOCOL_VERSION = 1;
@@ -50,9 +53,8 @@ export type Verb = (typeof VERBS)[number];
 
 /** Longest failure or problem text a subscriber may report. */
 export const MAX_MESSAGE = 200;
-/** Default budgets of QUIESCE and UNQUIESCE when the request names none. */
-export const DEFAULT_QUIESCE_TIMEOUT_MS = 10_000;
-export const DEFAULT_UNQUIESCE_TIMEOUT_MS = 10_000;
+/** Default budgets of QUIESCE and UNQUIESCE when the request names none (defined with the other defaults). */
+export { DEFAULT_QUIESCE_TIMEOUT_MS, DEFAULT_UNQUIESCE_TIMEOUT_MS };
 
 const PRINTABLE = /^[\x20-\x7e]*$/;
 const DECIMAL = /^[0-9]{1,10}$/;
@@ -129,11 +131,16 @@ export function parseRequest(line: string): Request {
       return { verb, min };
     }
     case 'SUBSCRIBE': {
-      let priority = 0;
+      let priority = DEFAULT_PRIORITY;
       if (args[0] !== undefined) {
-        if (!/^-?[0-9]{1,4}$/.test(args[0])) throw new SysgenidError('EINVAL', `SUBSCRIBE: priority must be an integer from -1000 to 1000, got ${JSON.stringify(args[0])}`);
+        if (!/^-?[0-9]{1,4}$/.test(args[0])) {
+          const range = `from ${MIN_PRIORITY} to ${MAX_PRIORITY}`;
+          throw new SysgenidError('EINVAL', `SUBSCRIBE: priority must be an integer ${range}, got ${JSON.stringify(args[0])}`);
+        }
         priority = Number(args[0]);
-        if (priority < -1000 || priority > 1000) throw new SysgenidError('EINVAL', 'SUBSCRIBE: priority must be from -1000 to 1000');
+        if (priority < MIN_PRIORITY || priority > MAX_PRIORITY) {
+          throw new SysgenidError('EINVAL', `SUBSCRIBE: priority must be from ${MIN_PRIORITY} to ${MAX_PRIORITY}`);
+        }
       }
       noMore(verb, args.slice(1));
       return { verb, priority };

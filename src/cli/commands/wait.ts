@@ -1,0 +1,47 @@
+// sysgenid wait: block until every tracked watcher has acknowledged the current generation.
+
+import { status, waitForWatchers } from '../../client/admin.js';
+import type { SysgenidError } from '../../protocol/errors.js';
+import { defineCommand } from '../command.js';
+import { EXIT } from '../exit.js';
+import { formatMs } from '../format.js';
+import { COMMON_HELP, u32Option } from '../options.js';
+
+export default defineCommand({
+  name: 'wait',
+  summary: 'wait until every tracked watcher has acknowledged the current generation',
+  help: `Usage: sysgenid wait [--timeout MS]
+
+Wait until no tracked watcher is outdated. Exit 0 when none is, 4 on timeout (and list who is late),
+5 when a new generation arrives while waiting (wait again).
+
+  --timeout MS    give up after MS milliseconds (default 0: wait for ever)
+${COMMON_HELP}
+`,
+  options: { timeout: { type: 'string' } },
+  positionals: false,
+  async run({ values, dir }) {
+    const base = dir ? { dir } : {};
+    const timeoutMs = u32Option('timeout', values.timeout, 0);
+    try {
+      await waitForWatchers({ ...base, timeoutMs });
+    } catch (err) {
+      if ((err as SysgenidError).code === 'ETIME') {
+        const s = await status({ ...base, list: true }).catch(() => undefined);
+        const late = s?.list?.filter((w) => w.tracked && w.outdated) ?? [];
+        process.stderr.write(
+          `sysgenid wait: ${late.length || 'some'} watcher(s) still outdated after ${timeoutMs} ms\n`);
+        for (const w of late) {
+          const who = w.pid === null
+            ? 'pid unknown'
+            : `pid ${w.pid}${w.pidVerified ? '' : ' (declared)'}${w.command ? ` ${w.command}` : ''}` +
+              `${w.uid === null ? '' : ` uid ${w.uid}`}`;
+          process.stderr.write(`  watcher ${w.id} ${w.name ?? '-'}: ${who}, acknowledged ${w.acked}, ` +
+            `outdated for ${formatMs(w.outdatedMs ?? 0)}\n`);
+        }
+      }
+      throw err;
+    }
+    return EXIT.OK;
+  },
+});
