@@ -1,6 +1,7 @@
 // One-shot requests for tools and orchestrators. Each opens its own connection and turns it into an
 // observer at once (OBSERVE is pipelined with the request), so it never counts as a watcher.
 
+import fs from 'node:fs';
 import { SysgenidError } from '../protocol/errors.js';
 import type { CycleReportDocument } from '../protocol/cycle-report.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_QUIESCE_TIMEOUT_MS, DEFAULT_UNQUIESCE_TIMEOUT_MS } from '../defaults.js';
@@ -20,6 +21,9 @@ export interface ClientOptions {
 
 async function oneShot(socket: 'watch' | 'control', opts: ClientOptions, req: Request): Promise<string> {
   const paths = runtimePaths(opts.dir);
+  // Whoever may use control.sock asks there: its slots are kept free of watch-socket floods, so root's
+  // `sysgenid status` and `ready` are answered while an ordinary user holds every watch connection.
+  if (socket === 'watch' && req.verb === 'STATUS' && mayConnect(paths.control)) socket = 'control';
   const conn = await ProtocolConnection.open(socket === 'watch' ? paths.watch : paths.control, {
     generation: () => {},
     close: () => {},
@@ -38,6 +42,15 @@ async function oneShot(socket: 'watch' | 'control', opts: ClientOptions, req: Re
   } finally {
     opts.signal?.removeEventListener('abort', abort);
     conn.close();
+  }
+}
+
+function mayConnect(file: string): boolean {
+  try {
+    fs.accessSync(file, fs.constants.W_OK);
+    return true;
+  } catch {
+    return false;
   }
 }
 

@@ -7,9 +7,13 @@ import type { Request } from '../protocol/messages.js';
 import { LineSplitter } from '../protocol/framing.js';
 import { MAX_REQUEST_LINE, encodeErr, encodeOk, parseRequest } from '../protocol/messages.js';
 import { SysgenidError, type ErrorCode } from '../protocol/errors.js';
+import type { Bucket } from './admission.js';
+import { Output } from './output.js';
 
 /** Requests queued behind a blocking one before the connection is closed as abusive. */
 export const MAX_QUEUED_REQUESTS = 256;
+/** How long a client may take to read a reply larger than its backlog bound before it is disconnected. */
+export const LARGE_REPLY_DEADLINE_MS = 10_000;
 
 export type ConnectionKind = 'watch' | 'control';
 
@@ -18,11 +22,18 @@ export interface ConnectionHost {
   handle(conn: Connection, req: Request): Reply;
   closed(conn: Connection): void;
   /** The client's unread output passed the bound: it is disconnected, and the daemon says so. */
-  tooSlow(conn: Connection): void;
+  tooSlow(conn: Connection, why: string): void;
+  /** Run `start` when this connection's bucket may build and hold a large reply; returns a cancel. */
+  largeReply(conn: Connection, start: () => void): () => void;
+  /** The large reply started by largeReply() is out (or its connection closed). */
+  largeReplyDone(conn: Connection): void;
 }
 
-/** A reply now, or `deferred` when the host will call complete() later. */
-export type Reply = { readonly line: string; readonly close?: boolean } | 'deferred';
+/**
+ * A reply now; `deferred` when the host will call complete() later; or a large reply, built only once
+ * the host grants a slot for it (a STATUS listing every watcher), so unread ones cannot pile up.
+ */
+export type Reply = { readonly line: string; readonly close?: boolean } | { readonly large: () => string } | 'deferred';
 
 type Queued = Request | SysgenidError;
 
@@ -30,6 +41,8 @@ export class Connection {
   readonly id: number;
   readonly kind: ConnectionKind;
   readonly socket: net.Socket;
+  /** Whose limits this connection counts against (admission.ts). */
+  readonly bucket: Bucket;
   readonly connectedAt = Date.now();
   name: string | undefined;
   /** Process id the client declared (PID request) or, with the addon, the verified one. */
@@ -43,19 +56,30 @@ export class Connection {
   problemLoggedAt = 0;
   readonly #host: ConnectionHost;
   readonly #maxBacklog: number;
+  readonly #out: Output;
   readonly #splitter: LineSplitter;
+  #cancelLarge: (() => void) | undefined;
   readonly #queue: Queued[] = [];
   #deferred = false;
   #scheduled = false;
   #closed = false;
   #waitTimer: NodeJS.Timeout | undefined;
 
-  constructor(id: number, kind: ConnectionKind, socket: net.Socket, host: ConnectionHost, maxBacklog: number) {
+  constructor(
+    id: number,
+    kind: ConnectionKind,
+    socket: net.Socket,
+    host: ConnectionHost,
+    maxBacklog: number,
+    bucket: Bucket,
+  ) {
     this.id = id;
     this.kind = kind;
     this.socket = socket;
+    this.bucket = bucket;
     this.#host = host;
     this.#maxBacklog = maxBacklog;
+    this.#out = new Output(socket, maxBacklog, { tooSlow: (why) => this.#host.tooSlow(this, why) });
     this.#splitter = new LineSplitter(MAX_REQUEST_LINE, {
       line: (text) => this.#enqueue(this.#parse(text)),
       overflow: () => this.#enqueue(new SysgenidError('E2BIG', `request line longer than ${MAX_REQUEST_LINE} bytes; skipped`)),
@@ -73,30 +97,21 @@ export class Connection {
 
   /** Bytes written to this client that it has not read yet (beyond what the kernel buffers). */
   get backlog(): number {
-    return this.socket.writableLength;
+    return this.#out.backlog;
   }
 
   /**
    * The socket's descriptor when bytes may be sent on it directly (the native broadcast), that is when
-   * its stream has nothing queued; -1 otherwise, and then write() must be used to keep the order.
+   * nothing is queued for it; -1 otherwise, and then write() must be used to keep the order.
    */
   directFd(): number {
-    if (this.#closed || this.socket.destroyed || this.socket.writableLength > 0) return -1;
-    const h = (this.socket as unknown as { _handle?: { fd?: number; writeQueueSize?: number } })._handle;
-    if (!h || (h.writeQueueSize ?? 0) > 0) return -1;
-    return h.fd ?? -1;
+    if (this.#closed) return -1;
+    return this.#out.directFd();
   }
 
   write(data: string | Buffer): void {
-    if (this.#closed || this.socket.destroyed) return;
-    // Judge what was already queued, so one large STATUS reply is fine but a client that leaves it
-    // unread and keeps receiving is not.
-    const queued = this.socket.writableLength;
-    this.socket.write(data);
-    if (queued > this.#maxBacklog) {
-      this.#host.tooSlow(this);
-      this.destroy();
-    }
+    if (this.#closed) return;
+    this.#out.write(data);
   }
 
   /** Complete the blocking request in progress and carry on with the queue. */
@@ -169,6 +184,11 @@ export class Connection {
         this.#deferred = true;
         return;
       }
+      if ('large' in reply) {
+        this.#deferred = true;
+        this.#cancelLarge = this.#host.largeReply(this, () => this.#sendLarge(reply.large));
+        return;
+      }
       this.write(reply.line);
       if (reply.close) {
         this.socket.end();
@@ -178,10 +198,38 @@ export class Connection {
     }
   }
 
+  /** The host granted a large-reply slot: build the reply now and carry on with the queue. */
+  #sendLarge(build: () => string): void {
+    this.#cancelLarge = undefined;
+    if (this.#closed) {
+      this.#host.largeReplyDone(this);
+      return;
+    }
+    let text: string;
+    try {
+      text = build();
+    } catch (err) {
+      const code: ErrorCode = err instanceof SysgenidError ? err.code : 'EIO';
+      text = encodeErr(code, (err as Error).message);
+    }
+    if (text.length <= this.#maxBacklog) {
+      this.write(text);
+      this.#host.largeReplyDone(this);
+    } else {
+      this.#out.writeLarge(text, LARGE_REPLY_DEADLINE_MS, () => this.#host.largeReplyDone(this));
+    }
+    // Later replies queue behind it in order; the request queue itself need not wait.
+    this.#deferred = false;
+    this.#schedule();
+  }
+
   #onClose(): void {
     if (this.#closed) return;
     this.#closed = true;
     this.#queue.length = 0;
+    this.#cancelLarge?.();
+    this.#cancelLarge = undefined;
+    this.#out.close();
     if (this.#waitTimer) clearTimeout(this.#waitTimer);
     this.#host.closed(this);
   }

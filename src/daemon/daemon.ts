@@ -19,6 +19,8 @@ import { type Handlers, dispatch, requestHandlers, waitLine } from './handlers.j
 import { linkDevice } from './dev-link.js';
 import { HookRunner } from './hooks.js';
 import { openFileLimit, connectionLimit } from './limits.js';
+import { Admission, type Bucket, defaultLimits } from './admission.js';
+import { onSocketInternalsChanged, socketFd } from './socket-fd.js';
 import { acquirePidLock, removeStaleSocket, type PidLock } from './lock.js';
 import type { Logger } from './log.js';
 import { Page } from './page.js';
@@ -45,6 +47,8 @@ export interface DaemonOptions {
   readonly maxConnections: number | undefined;
   /** Unread bytes a client may leave queued before it is disconnected. */
   readonly maxBacklog: number;
+  /** Watch-socket connections one non-root user may hold; undefined: a share of the connection limit. */
+  readonly maxPerUser?: number | undefined;
   /** Restore-detection backends to run besides the forced update ('kmsg'). */
   readonly backends: readonly BackendName[];
   /** Where the kernel log is read (tests of the backend only). */
@@ -79,6 +83,9 @@ export class Daemon implements ConnectionHost {
   readonly #servers: net.Server[] = [];
   readonly #startedAt = Date.now();
   readonly #maxConnections: number;
+  readonly #admission: Admission;
+  /** When each bucket (user) last had a PROBLEM report logged: one line a second per user at most. */
+  readonly #problemLoggedAt = new Map<Bucket, { at: number; suppressed: number }>();
   readonly #backends: Array<() => BackendStatus> = [];
   #kmsg: KmsgBackend | undefined;
   #vmclock: VmclockBackend | undefined;
@@ -106,16 +113,19 @@ export class Daemon implements ConnectionHost {
     this.#core = new CoreMachine(initial, lifecycle, (e) => this.#apply(e), Date.now());
     this.#handlers = requestHandlers({
       machine: this.#core,
-      log: opts.log,
       controlPath: paths.control,
       status: (withList) => this.status(withList),
       bump: (min, source) => this.bump(min, source),
+      problemReported: (conn, message) => this.problemReported(conn, message),
     });
     this.#hooks = new HookRunner(opts.hooksDir, opts.hookTimeoutMs, opts.log, {
       PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
       SYSGENID_DIR: paths.dir,
     });
     this.#maxConnections = opts.maxConnections ?? connectionLimit(openFileLimit());
+    const euid = process.geteuid?.() ?? 0;
+    this.#admission = new Admission(defaultLimits(this.#maxConnections, opts.maxPerUser), [0, euid]);
+    onSocketInternalsChanged((m) => opts.log.error(m));
     const forced: BackendStatus = { name: 'forced', live: true, detail: `privileged BUMP on ${paths.control}` };
     this.#backends.push(() => forced);
   }
@@ -360,8 +370,35 @@ export class Daemon implements ConnectionHost {
     return dispatch(this.#handlers, conn, req);
   }
 
+  /**
+   * Logged when it changes, at most once a second per connection and per user: the text is the
+   * sender's, so neither one client repeating itself nor thousands of one user's may fill the log.
+   */
+  problemReported(conn: Connection, message: string): void {
+    const now = Date.now();
+    if (now - conn.problemLoggedAt < 1000) return;
+    const last = this.#problemLoggedAt.get(conn.bucket);
+    if (last && now - last.at < 1000) {
+      last.suppressed++;
+      return;
+    }
+    conn.problemLoggedAt = now;
+    const more = last && last.suppressed > 0 ? ` (${last.suppressed} more from ${bucketName(conn.bucket)} not logged)` : '';
+    this.#problemLoggedAt.set(conn.bucket, { at: now, suppressed: 0 });
+    this.#log.warn(`${describeConnection(conn)} reports: ${message}${more}`);
+  }
+
+  largeReply(conn: Connection, start: () => void): () => void {
+    return this.#admission.largeReply(conn.bucket, start);
+  }
+
+  largeReplyDone(conn: Connection): void {
+    this.#admission.largeReplyDone(conn.bucket);
+  }
+
   closed(conn: Connection): void {
     this.#conns.delete(conn.id);
+    this.#admission.release(conn.bucket);
     this.#core.disconnect(conn.id, Date.now());
   }
 
@@ -413,11 +450,8 @@ export class Daemon implements ConnectionHost {
     else this.#log.warn(`lifecycle: ${what} failed: ${report.reason}`);
   }
 
-  tooSlow(conn: Connection): void {
-    this.#log.warn(
-      `disconnecting ${describeConnection(conn)}: it left ${conn.backlog} bytes unread ` +
-        `(limit ${this.#opts.maxBacklog})`,
-    );
+  tooSlow(conn: Connection, why: string): void {
+    this.#log.warn(`disconnecting ${describeConnection(conn)}: ${why}`);
   }
 
   #fds = new Int32Array(0);
@@ -498,47 +532,59 @@ export class Daemon implements ConnectionHost {
       socket.destroy();
       return;
     }
-    if (this.#conns.size >= this.#maxConnections) {
-      this.#refuse(socket);
+    const cred = this.#native ? peerCredOf(this.#native, socket) : undefined;
+    const bucket: Bucket = kind === 'control' ? 'control' : (cred?.uid ?? 'unverified');
+    const refused = this.#admission.admit(bucket);
+    if (refused) {
+      this.#refuse(socket, refused.message, refused.perUser ? bucket : undefined);
       return;
     }
     const id = this.#nextId++;
-    const conn = new Connection(id, kind, socket, this, this.#opts.maxBacklog);
-    if (this.#native) identify(this.#native, conn);
+    const conn = new Connection(id, kind, socket, this, this.#opts.maxBacklog, bucket);
+    if (cred) {
+      conn.pid = cred.pid;
+      conn.uid = cred.uid;
+      conn.pidVerified = cred.pid > 0;
+    }
     this.#conns.set(id, conn);
     this.#core.connect(id, { observer: kind === 'control' });
     conn.write(encodeHello(this.#core.generation, id));
   }
 
-  // Past the limit a client is told why and closed; libuv would otherwise drop it silently once the
+  // Past a limit a client is told why and closed; libuv would otherwise drop it silently once the
   // descriptor table is full. The log says so loudly but at most once a second.
-  #refuse(socket: net.Socket): void {
+  #refuse(socket: net.Socket, message: string, perUser: Bucket | undefined): void {
     socket.on('error', () => {});
-    socket.end(encodeErr('EMFILE', `the daemon is at its limit of ${this.#maxConnections} connections; try again later`));
+    socket.end(encodeErr('EMFILE', message));
     this.#refusedCount++;
     const now = Date.now();
     if (now - this.#refusedSince >= 1000) {
-      this.#log.error(
-        `connection limit reached (${this.#maxConnections}, from the descriptor limit); refused ${this.#refusedCount} ` +
-          `client(s) with EMFILE. Raise LimitNOFILE / ulimit -n or --max-connections`,
-      );
+      const what =
+        perUser === undefined
+          ? `connection limit reached (${this.#maxConnections}, from the descriptor limit); refused ${this.#refusedCount} ` +
+            `client(s) with EMFILE. Raise LimitNOFILE / ulimit -n or --max-connections`
+          : `per-user connection limit reached by ${bucketName(perUser)} ` +
+            `(${this.#admission.limits.perUser}, --max-per-user); refused ${this.#refusedCount} client(s) with EMFILE`;
+      this.#log.error(what);
       this.#refusedSince = now;
       this.#refusedCount = 0;
     }
   }
 }
 
-function identify(native: Addon, conn: Connection): void {
-  const fd = (conn.socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  if (fd === undefined || fd < 0) return;
+function peerCredOf(native: Addon, socket: net.Socket): { pid: number; uid: number } | undefined {
+  const fd = socketFd(socket);
+  if (fd < 0) return undefined;
   try {
-    const cred = native.peerCred(fd);
-    conn.pid = cred.pid;
-    conn.uid = cred.uid;
-    conn.pidVerified = cred.pid > 0;
+    return native.peerCred(fd);
   } catch {
     // The peer may already be gone; it is then just a connection without credentials.
+    return undefined;
   }
+}
+
+function bucketName(bucket: Bucket): string {
+  return typeof bucket === 'number' ? `uid ${bucket}` : `${bucket} connections`;
 }
 
 // Read when a status first asks, not at accept: a connect storm should not cost a file read each.

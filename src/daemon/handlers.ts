@@ -8,18 +8,18 @@ import type { WaitResult } from '../core/generation.js';
 import { cycleReportDocument } from '../protocol/cycle-report.js';
 import { VERBS, type Request, type Verb, encodeErr, encodeOk, sanitizeName } from '../protocol/messages.js';
 import type { DaemonStatus } from '../protocol/status.js';
-import { type Connection, type Reply, describeConnection, ok } from './connection.js';
-import type { Logger } from './log.js';
+import { type Connection, type Reply, ok } from './connection.js';
 
 /** What the handlers need from the daemon that owns them. */
 export interface HandlerContext {
   readonly machine: CoreMachine;
-  readonly log: Logger;
   /** The control socket's path, named in EACCES replies. */
   readonly controlPath: string;
   status(withList: boolean): DaemonStatus;
   /** A forced update: the new generation (written to the page and the state first). */
   bump(min: number, source: string): number;
+  /** A client reported a new problem: logged within the per-connection and per-user rate limits. */
+  problemReported(conn: Connection, message: string): void;
 }
 
 export type Handler<V extends Verb> = (conn: Connection, req: Extract<Request, { readonly verb: V }>) => Reply;
@@ -28,7 +28,7 @@ export type Handlers = { readonly [V in Verb]: Handler<V> };
 const HELP = `OK requests: ${VERBS.join(' ')}; see docs/PROTOCOL.md\n`;
 
 export function requestHandlers(ctx: HandlerContext): Handlers {
-  const { machine, log } = ctx;
+  const { machine } = ctx;
   const needsControl = (conn: Connection, what: string): Reply | undefined =>
     conn.kind === 'control'
       ? undefined
@@ -85,7 +85,10 @@ export function requestHandlers(ctx: HandlerContext): Handlers {
       return ok();
     },
     // STATUS [BRIEF]: the status document as one line of JSON.
-    STATUS: (_conn, req) => ok(JSON.stringify(ctx.status(!req.brief))),
+    // The list grows with the connection count, so it is built only when this user may hold one more
+    // large reply (admission.ts); the brief document is small.
+    STATUS: (_conn, req) =>
+      req.brief ? ok(JSON.stringify(ctx.status(false))) : { large: () => encodeOk(JSON.stringify(ctx.status(true))) },
     // BUMP [min]: force a new generation (control socket).
     BUMP: (conn, req) =>
       needsControl(conn, 'forcing an update') ??
@@ -114,13 +117,7 @@ export function requestHandlers(ctx: HandlerContext): Handlers {
     PROBLEM: (conn, req) => {
       const changed = (req.message || undefined) !== conn.problem;
       conn.problem = req.message || undefined;
-      // Logged when it changes, and at most once a second per connection: a client repeating itself
-      // must not fill the log.
-      const now = Date.now();
-      if (req.message && changed && now - conn.problemLoggedAt >= 1000) {
-        conn.problemLoggedAt = now;
-        log.warn(`${describeConnection(conn)} reports: ${req.message}`);
-      }
+      if (req.message && changed) ctx.problemReported(conn, req.message);
       return ok();
     },
     // QUIESCE [ms], UNQUIESCE [ms]: a lifecycle cycle (control socket); the reply is its report, at once

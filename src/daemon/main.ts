@@ -56,6 +56,7 @@ async function main(): Promise<number> {
       hookTimeoutMs: opts.hookTimeoutMs,
       devLink: opts.devLink,
       maxConnections: opts.maxConnections,
+      maxPerUser: opts.maxPerUser,
       maxBacklog: opts.maxBacklog,
       backends: opts.backends,
       ueventSynthetic: opts.ueventSynthetic,

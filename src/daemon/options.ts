@@ -38,6 +38,8 @@ Options:
                          re-adjusted, until "sysgenid resume" (default: un-quiesce by itself)
   --resume-timeout MS    how long the automatic un-quiesce waits for each answer (default: ${DEFAULT_RESUME_TIMEOUT_MS})
   --max-connections N    connections accepted at once (default: from the descriptor limit)
+  --max-per-user N       watch connections one user other than root may hold (default: a quarter
+                         of the watch pool, at most 1024; needs the native addon to know the user)
   --max-backlog BYTES    unread output a client may leave before it is disconnected (default: ${DEFAULT_MAX_BACKLOG})
   --log-level LEVEL      error, warn, info or debug (default: info)
   -h, --help             show this help
@@ -53,6 +55,7 @@ export interface ParsedOptions {
   readonly hookTimeoutMs: number;
   readonly devLink: string | undefined;
   readonly maxConnections: number | undefined;
+  readonly maxPerUser: number | undefined;
   readonly maxBacklog: number;
   readonly logLevel: Level;
   readonly backends: readonly BackendName[];
@@ -112,6 +115,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
         'dev-link': { type: 'boolean', default: false },
         'dev-link-path': { type: 'string' },
         'max-connections': { type: 'string' },
+        'max-per-user': { type: 'string' },
         backends: { type: 'string' },
         'vmclock-path': { type: 'string' },
         'uevent-synthetic': { type: 'boolean', default: false },
@@ -173,6 +177,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     hookTimeoutMs: positiveInt('--hook-timeout', values['hook-timeout'], DEFAULT_HOOK_TIMEOUT_MS) as number,
     devLink: devLinkPath ?? (values['dev-link'] ? '/dev/sysgenid' : undefined),
     maxConnections: positiveInt('--max-connections', values['max-connections'], undefined),
+    maxPerUser: positiveInt('--max-per-user', values['max-per-user'], undefined),
     maxBacklog: positiveInt('--max-backlog', values['max-backlog'], DEFAULT_MAX_BACKLOG) as number,
     autoResume: values['no-auto-resume'] !== true,
     adjustTimeoutMs: positiveInt('--adjust-timeout', values['adjust-timeout'], DEFAULT_ADJUST_TIMEOUT_MS) as number,

@@ -1,0 +1,57 @@
+// The one place that reads a socket's descriptor out of Node's private `_handle`. Node has no public
+// API for it, and the native broadcast and SO_PEERCRED both need it. If a Node upgrade renames the
+// internals, this says so loudly once instead of silently turning notifications slow and peer
+// credentials unverified.
+
+import type net from 'node:net';
+
+interface PipeHandle {
+  readonly fd?: unknown;
+  readonly writeQueueSize?: unknown;
+}
+
+let warned = false;
+let warn: (message: string) => void = (message) => process.emitWarning(message, 'SysgenidWarning');
+
+/** Where the one warning about changed Node internals goes (the daemon's logger). */
+export function onSocketInternalsChanged(sink: (message: string) => void): void {
+  warn = sink;
+}
+
+function internalsChanged(what: string): void {
+  if (warned) return;
+  warned = true;
+  warn(
+    `Node ${process.version} no longer exposes ${what} on a socket's _handle: notifications fall back to ` +
+      'stream writes and watcher credentials are not verified (report this as a sysgenid bug)',
+  );
+}
+
+function handleOf(socket: net.Socket): PipeHandle | undefined {
+  return (socket as unknown as { _handle?: PipeHandle | null })._handle ?? undefined;
+}
+
+/**
+ * The socket's descriptor, or -1 when it has none (closed, or not yet open). A handle that exists but
+ * carries no numeric `fd` means Node's internals changed: warned once.
+ */
+export function socketFd(socket: net.Socket): number {
+  const h = handleOf(socket);
+  if (!h) return -1;
+  if (typeof h.fd !== 'number') {
+    internalsChanged('fd');
+    return -1;
+  }
+  return h.fd;
+}
+
+/** Bytes libuv still holds for this socket (beyond the stream's own queue), or -1 if unknown. */
+export function handleWriteQueue(socket: net.Socket): number {
+  const h = handleOf(socket);
+  if (!h) return -1;
+  if (typeof h.writeQueueSize !== 'number') {
+    internalsChanged('writeQueueSize');
+    return -1;
+  }
+  return h.writeQueueSize;
+}
