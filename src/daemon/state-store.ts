@@ -26,7 +26,10 @@ export interface StateUpdate {
 }
 
 /** Where the record of the daemons before backends had memos kept their bookkeeping. */
-const LEGACY_MEMOS: ReadonlyArray<readonly [key: string, backend: string]> = [['kmsgSeq', 'kmsg'], ['vmclockGen', 'vmclock']];
+const LEGACY_MEMOS: ReadonlyArray<readonly [key: string, backend: string]> = [
+  ['kmsgSeq', 'kmsg'],
+  ['vmclockGen', 'vmclock'],
+];
 
 export class StateStore {
   readonly path: string;
@@ -79,7 +82,8 @@ export class StateStore {
     if (update.memos) {
       const { bootId, byName } = update.memos;
       const kept = bootId === state.bootId ? state.memos : {};
-      next = { generation: next.generation, ...(bootId === undefined ? {} : { bootId }), memos: { ...kept, ...byName } };
+      const boot = bootId === undefined ? {} : { bootId };
+      next = { generation: next.generation, ...boot, memos: { ...kept, ...byName } };
     }
     const json = JSON.stringify(next);
     if (Buffer.byteLength(json) > RECORD_SIZE - 1) throw new Error('state record too large');

@@ -185,7 +185,9 @@ export class KmsgBackend implements RestoreBackend {
   }
 
   #overwritten(): void {
-    this.#ctx?.log.warn('kmsg: records were overwritten before they were read (EPIPE); continuing with the oldest kept');
+    this.#ctx?.log.warn(
+      'kmsg: records were overwritten before they were read (EPIPE); continuing with the oldest kept',
+    );
   }
 
   #record(r: KmsgRecord | undefined): void {
@@ -206,7 +208,9 @@ export class KmsgBackend implements RestoreBackend {
   #handle(r: KmsgRecord): boolean {
     const verdict = classify(r);
     if (verdict === 'spoof') {
-      this.#ctx?.log.warn(`kmsg: ignoring a VM-fork line from userspace at seq ${r.seq} (facility ${r.facility}, not the kernel's 0)`);
+      this.#ctx?.log.warn(
+        `kmsg: ignoring a VM-fork line from userspace at seq ${r.seq} (facility ${r.facility}, not the kernel's 0)`,
+      );
       return false;
     }
     if (verdict !== 'fork') return false;

@@ -113,12 +113,14 @@ export class VmclockBackend implements RestoreBackend {
     try {
       st = fs.statSync(this.#path);
     } catch {
-      return { live: false, detail: `no ${this.#path} (needs Linux >= 7.0 or a backport, and a hypervisor with vmclock such as Firecracker >= 1.15)` };
+      const needs = 'needs Linux >= 7.0 or a backport, and a hypervisor with vmclock such as Firecracker >= 1.15';
+      return { live: false, detail: `no ${this.#path} (${needs})` };
     }
     try {
       this.#fd = fs.openSync(this.#path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
     } catch (err) {
-      return { live: false, detail: `cannot open ${this.#path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` };
+      const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      return { live: false, detail: `cannot open ${this.#path}: ${why}` };
     }
     const native = ctx.addon;
     // Only the device is mapped: a regular file (a test's stand-in) could be truncated under the mapping.
@@ -135,7 +137,9 @@ export class VmclockBackend implements RestoreBackend {
       return { live: false, detail: `${this.#path}: ${first.why}` };
     }
     if (this.#last !== undefined && this.#last !== first.generation) {
-      ctx.log.warn(`vmclock: the VM was restored while no daemon was running (counter ${this.#last} -> ${first.generation})`);
+      ctx.log.warn(
+        `vmclock: the VM was restored while no daemon was running (counter ${this.#last} -> ${first.generation})`,
+      );
       const from = this.#last;
       this.#last = first.generation;
       this.#saved = first.generation;
