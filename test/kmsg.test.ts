@@ -5,7 +5,8 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { VM_FORK_MESSAGE, classify, currentBootId, parseKmsgRecord, readKernelLog } from '../src/daemon/kmsg.js';
+import { currentBootId } from '../src/daemon/backends/backend.js';
+import { VM_FORK_MESSAGE, classify, parseKmsgRecord, readKernelLog } from '../src/daemon/backends/kmsg.js';
 import { DAEMON, eventually, startDaemon, statusOf, tmpDir } from './helpers.js';
 
 const canReadKmsg = (() => {
@@ -65,7 +66,8 @@ describe('kmsg backend on the real kernel log', { skip: canReadKmsg ? false : 'c
     const dir = path.join(tmpDir(t), 'run');
     const first = await startDaemon(t, { dir, args: ['--backends', 'kmsg'] });
     await first.stop();
-    // As if the daemon had last run just before the kernel logged that fork.
+    // As if the daemon had last run just before the kernel logged that fork (a record in the format of
+    // the daemons before backend memos, which an upgraded daemon must still read).
     const state = path.join(dir, 'state');
     const record = JSON.stringify({ generation: 0, bootId: currentBootId(), kmsgSeq: fork.seq - 1 });
     fs.writeFileSync(state, record.padEnd(255) + '\n');
@@ -74,8 +76,8 @@ describe('kmsg backend on the real kernel log', { skip: canReadKmsg ? false : 'c
     assert.ok(s.generation >= 1, `generation ${s.generation}`);
     assert.match(second.log(), new RegExp(`kmsg: VM fork \\(seq ${fork.seq}\\)`));
     assert.match(second.log(), /happened while no daemon was running/);
-    const persisted = JSON.parse(fs.readFileSync(state, 'utf8')) as { kmsgSeq: number; generation: number };
-    assert.ok(persisted.kmsgSeq >= fork.seq);
+    const persisted = JSON.parse(fs.readFileSync(state, 'utf8')) as { memos: { kmsg: number }; generation: number };
+    assert.ok(persisted.memos.kmsg >= fork.seq);
     await second.stop();
     const third = await startDaemon(t, { dir, args: ['--backends', 'kmsg'] });
     assert.equal((await statusOf(dir)).generation, s.generation, 'not counted twice');

@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { TimeJumpDetector, sampleTime } from '../src/daemon/timejump.js';
+import { TimeJumpDetector, sampleTime } from '../src/daemon/backends/timejump.js';
 import { startDaemon, statusOf } from './helpers.js';
 
 it('flags a new time namespace and a realtime jump, not ordinary time passing', () => {

@@ -5,7 +5,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { describe, it } from 'node:test';
 import { addon } from '../src/native/addon.js';
-import { isVmGenIdChange, parseUevent } from '../src/daemon/uevent.js';
+import { isVmGenIdChange, parseUevent } from '../src/daemon/backends/uevent.js';
 import { eventually, sleep, startDaemon, statusOf } from './helpers.js';
 
 const UEVENT = '/sys/devices/virtual/mem/zero/uevent';

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import {
   FLAG_NOTIFICATION_PRESENT, FLAG_VM_GEN_COUNTER_PRESENT, OFF_FLAGS, OFF_MAGIC, OFF_SEQ, OFF_VM_GENERATION, VMCLOCK_MAGIC, readVmclock,
-} from '../src/daemon/vmclock.js';
+} from '../src/daemon/backends/vmclock.js';
 import { eventually, sleep, startDaemon, statusOf, tmpDir } from './helpers.js';
 
 class FakeVmclock {

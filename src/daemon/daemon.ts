@@ -25,13 +25,10 @@ import { acquirePidLock, removeStaleSocket, type PidLock } from './lock.js';
 import type { Logger } from './log.js';
 import { Page } from './page.js';
 import { StartupError, ensureRuntimeDir } from './runtime-dir.js';
-import { AUTO_BACKENDS, BACKEND_NAMES, type BackendName } from './backends.js';
-import { KmsgBackend, currentBootId } from './kmsg.js';
-import { TimeJumpBackend } from './timejump.js';
-import { UeventBackend } from './uevent.js';
-import { VmclockBackend } from './vmclock.js';
+import { type BackendConfig, type BackendContext, type RestoreBackend, currentBootId } from './backends/backend.js';
+import { BACKENDS, type BackendEntry } from './backends/registry.js';
 import { type Addon, addon, addonState } from '../native/addon.js';
-import { type PersistedState, StateStore } from './state-store.js';
+import { StateStore, type StateUpdate } from './state-store.js';
 import { VERSION } from '../version.js';
 
 export interface DaemonOptions {
@@ -49,14 +46,12 @@ export interface DaemonOptions {
   readonly maxBacklog: number;
   /** Watch-socket connections one non-root user may hold; undefined: a share of the connection limit. */
   readonly maxPerUser?: number | undefined;
-  /** Restore-detection backends to run besides the forced update ('kmsg'). */
-  readonly backends: readonly BackendName[];
-  /** Where the kernel log is read (tests of the backend only). */
-  readonly kmsgPath?: string;
-  /** The vmclock device (default /dev/vmclock0). */
-  readonly vmclockPath?: string;
-  /** Let the uevent backend accept synthetic events written to sysfs (tests, drills). */
-  readonly ueventSynthetic?: boolean;
+  /** Restore-detection backends to run besides the forced update, by name ('kmsg'). */
+  readonly backends: readonly string[];
+  /** Each backend's settings by name, handed to it as ctx.config (e.g. { vmclock: { path } }). */
+  readonly backendConfig?: Readonly<Record<string, BackendConfig>>;
+  /** The backends this daemon knows (default: src/daemon/backends/registry.ts; tests add their own). */
+  readonly registry?: readonly BackendEntry[];
   /** After a restore while quiesced, un-quiesce once every watcher re-adjusted (default true). */
   readonly autoResume?: boolean;
   /** How long re-adjusting after a restore while quiesced may take (default 30 s). */
@@ -86,11 +81,9 @@ export class Daemon implements ConnectionHost {
   readonly #admission: Admission;
   /** When each bucket (user) last had a PROBLEM report logged: one line a second per user at most. */
   readonly #problemLoggedAt = new Map<Bucket, { at: number; suppressed: number }>();
+  /** What STATUS lists under `backends`, in order: forced, the started ones, the ones left off. */
   readonly #backends: Array<() => BackendStatus> = [];
-  #kmsg: KmsgBackend | undefined;
-  #vmclock: VmclockBackend | undefined;
-  #timejump: TimeJumpBackend | undefined;
-  #uevent: UeventBackend | undefined;
+  readonly #started: RestoreBackend[] = [];
   readonly #native = addon();
   #nextId = 1;
   #lastBump: DaemonStatus['lastBump'] = null;
@@ -178,7 +171,7 @@ export class Daemon implements ConnectionHost {
   }
 
   /** The hook for backends, the kernel's sysgenid_bump_generation(): a new generation, now. */
-  bump(min: number, source: string, record: Partial<PersistedState> = {}): number {
+  bump(min: number, source: string, record: StateUpdate = {}): number {
     const next = this.#core.nextGeneration(min);
     const previous = this.#core.generation;
     const problem = this.#page.repair();
@@ -205,7 +198,7 @@ export class Daemon implements ConnectionHost {
   }
 
   /** A backend saw a restore: bump, and keep its bookkeeping in the same state record. Never throws. */
-  #backendBump(source: string, record: Partial<PersistedState> = {}): void {
+  #backendBump(source: string, record: StateUpdate = {}): void {
     try {
       this.bump(0, source, record);
     } catch (err) {
@@ -215,56 +208,37 @@ export class Daemon implements ConnectionHost {
 
   #startBackends(): void {
     const log = this.#log;
-    // Kernel sequence numbers and device counters only mean something within the boot that wrote them.
+    const registry = this.#opts.registry ?? BACKENDS;
+    const enabled = (name: string): boolean => this.#opts.backends.includes(name);
     const bootId = currentBootId();
-    const boot = bootId ? { bootId } : {};
-    const saved = this.#store.state;
-    const sameBoot = bootId !== undefined && saved.bootId === bootId;
-    if (this.#opts.backends.includes('kmsg')) {
-      const kmsg = new KmsgBackend({
-        ...(this.#opts.kmsgPath ? { path: this.#opts.kmsgPath } : {}),
+    const memos = this.#store.memosOf(bootId);
+    for (const entry of registry) {
+      if (!enabled(entry.name)) continue;
+      const { name } = entry;
+      const backend = entry.create();
+      const ctx: BackendContext = {
         log,
-        lastSeq: sameBoot ? saved.kmsgSeq : undefined,
-        onFork: (r) => this.#backendBump(`kmsg: VM fork (seq ${r.seq})`, { kmsgSeq: r.seq, ...boot }),
-        saveSeq: (seq) => this.#store.save({ kmsgSeq: seq, ...boot }),
-      });
-      this.#kmsg = kmsg;
-      this.#backends.push(() => ({ name: 'kmsg', ...kmsg.status }));
-      kmsg.start();
+        addon: this.#native,
+        memo: memos[name],
+        config: this.#opts.backendConfig?.[name] ?? {},
+        restored: (source, memo) => {
+          this.#backendBump(source, memo === undefined ? {} : { memos: { bootId, byName: { [name]: memo } } });
+        },
+        remember: (memo) => {
+          try {
+            this.#store.save({ memos: { bootId, byName: { [name]: memo } } });
+          } catch (err) {
+            log.error(`backend ${name}: cannot write the state file: ${(err as Error).message}`);
+          }
+        },
+      };
+      this.#started.push(backend);
+      this.#backends.push(() => ({ name, ...backend.status() }));
+      backend.start(ctx);
     }
-    if (this.#opts.backends.includes('vmclock')) {
-      const vmclock = new VmclockBackend({
-        ...(this.#opts.vmclockPath ? { path: this.#opts.vmclockPath } : {}),
-        log,
-        last: sameBoot && saved.vmclockGen !== undefined ? BigInt(saved.vmclockGen) : undefined,
-        onChange: (from, to) => this.#backendBump(`vmclock: vm_generation_counter ${from} -> ${to}`, { vmclockGen: String(to), ...boot }),
-      });
-      this.#vmclock = vmclock;
-      this.#backends.push(() => ({ name: 'vmclock', ...vmclock.status }));
-      const counter = vmclock.start().live ? vmclock.counter : undefined;
-      if (counter !== undefined && this.#store.state.vmclockGen !== String(counter)) {
-        this.#store.save({ vmclockGen: String(counter), ...boot });
-      }
-    }
-    if (this.#opts.backends.includes('uevent')) {
-      const uevent = new UeventBackend({
-        log,
-        acceptSynthetic: this.#opts.ueventSynthetic === true,
-        onChange: (e) => this.#backendBump(`uevent: ${e.header}`),
-      });
-      this.#uevent = uevent;
-      this.#backends.push(() => ({ name: 'uevent', ...uevent.status }));
-      uevent.start();
-    }
-    if (this.#opts.backends.includes('timejump')) {
-      const timejump = new TimeJumpBackend((why) => this.#backendBump(`timejump: ${why}`));
-      this.#timejump = timejump;
-      const status = { name: 'timejump', ...timejump.start() };
-      this.#backends.push(() => status);
-    }
-    for (const name of BACKEND_NAMES) {
-      if (this.#opts.backends.includes(name)) continue;
-      const why = AUTO_BACKENDS.includes(name) ? 'not enabled (--backends)' : `opt-in: not enabled (--backends ...,${name})`;
+    for (const { name, auto } of registry) {
+      if (enabled(name)) continue;
+      const why = auto ? 'not enabled (--backends)' : `opt-in: not enabled (--backends ...,${name})`;
       const off: BackendStatus = { name, live: false, detail: why };
       this.#backends.push(() => off);
     }
@@ -272,7 +246,7 @@ export class Daemon implements ConnectionHost {
       const s = b();
       if (s.live) log.info(`backend ${s.name}: live: ${s.detail}`);
       // Asked for and not working deserves a warning; left off on purpose is just information.
-      else if ((this.#opts.backends as readonly string[]).includes(s.name)) log.warn(`backend ${s.name}: off: ${s.detail}`);
+      else if (enabled(s.name)) log.warn(`backend ${s.name}: off: ${s.detail}`);
       else log.info(`backend ${s.name}: off: ${s.detail}`);
     }
   }
@@ -349,10 +323,7 @@ export class Daemon implements ConnectionHost {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#lifecycleTimer);
-    this.#kmsg?.stop();
-    this.#vmclock?.stop();
-    this.#timejump?.stop();
-    this.#uevent?.stop();
+    for (const b of this.#started) b.stop();
     const closing = this.#servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
     for (const c of this.#conns.values()) c.destroy();
     await Promise.all(closing);

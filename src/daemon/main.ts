@@ -59,11 +59,10 @@ async function main(): Promise<number> {
       maxPerUser: opts.maxPerUser,
       maxBacklog: opts.maxBacklog,
       backends: opts.backends,
-      ueventSynthetic: opts.ueventSynthetic,
+      backendConfig: opts.backendConfig,
       autoResume: opts.autoResume,
       adjustTimeoutMs: opts.adjustTimeoutMs,
       resumeTimeoutMs: opts.resumeTimeoutMs,
-      ...(opts.vmclockPath ? { vmclockPath: opts.vmclockPath } : {}),
     });
   } catch (err) {
     if (err instanceof StartupError) {

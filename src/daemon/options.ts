@@ -9,10 +9,13 @@ import {
   DEFAULT_ADJUST_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, DEFAULT_MAX_BACKLOG, DEFAULT_RESUME_TIMEOUT_MS,
 } from '../defaults.js';
 import { resolveRuntimeDir } from '../protocol/runtime-dir.js';
-import { AUTO_BACKENDS, BACKEND_NAMES, type BackendName } from './backends.js';
+import type { BackendConfig } from './backends/backend.js';
+import { BACKENDS, type BackendEntry, autoBackends, backendNames } from './backends/registry.js';
 import { type Level, isLevel } from './log.js';
 
-export const USAGE = `Usage: sysgenidd [options]
+/** The help text; the --backends paragraph is written from the registry. */
+export function usage(registry: readonly BackendEntry[]): string {
+  return `Usage: sysgenidd [options]
 
 Runs the System Generation ID daemon in the foreground (logs go to stderr).
 
@@ -27,9 +30,7 @@ Options:
   --hook-timeout MS      terminate a hook still running after MS milliseconds (default: ${DEFAULT_HOOK_TIMEOUT_MS})
   --dev-link             link /dev/sysgenid to the page when that path is free (for AWS-LC)
   --dev-link-path PATH   link PATH instead of /dev/sysgenid (implies --dev-link)
-  --backends LIST        restore detection besides forced updates: "auto" (every one this machine
-                         supports), "none", or a comma list of: kmsg, vmclock, uevent, timejump
-                         (uevent and the timejump heuristic are opt-in; auto = kmsg,vmclock)
+${backendsHelp(registry)}
   --uevent-synthetic     let the uevent backend accept synthetic SYNTH_ARG_NEWVMGENID=1 events
   --vmclock-path PATH    the vmclock device (default: /dev/vmclock0)
   --adjust-timeout MS    after a restore while quiesced, how long every watcher may take to
@@ -45,6 +46,48 @@ Options:
   -h, --help             show this help
   -V, --version          print the version
 `;
+}
+
+const HELP_INDENT = ' '.repeat(25);
+const HELP_WIDTH = 100;
+
+function backendsHelp(registry: readonly BackendEntry[]): string {
+  const optIn = registry.filter((b) => !b.auto).map((b) => b.label ?? b.name);
+  const optInText = optIn.length === 0 ? ''
+    : `${optIn.length === 1 ? optIn[0] : `${optIn.slice(0, -1).join(', ')} and ${optIn.at(-1)}`} ` +
+      `${optIn.length === 1 ? 'is' : 'are'} opt-in; `;
+  const text = 'restore detection besides forced updates: "auto" (every one this machine supports), "none", ' +
+    `or a comma list of: ${backendNames(registry).join(', ')} (${optInText}auto = ${autoBackends(registry).join(',')})`;
+  const lines: string[] = [];
+  let line = '  --backends LIST       ';
+  for (const word of text.split(' ')) {
+    if (line.length + 1 + word.length > HELP_WIDTH && line.trim() !== '') {
+      lines.push(line);
+      line = HELP_INDENT.slice(0, -1);
+    }
+    line += ` ${word}`;
+  }
+  lines.push(line);
+  return lines.join('\n');
+}
+
+export const USAGE = usage(BACKENDS);
+
+/** --backends: "auto", "none" (or "forced", the one always on), or a comma list of names. */
+export function parseBackends(spec: string, registry: readonly BackendEntry[] = BACKENDS): string[] {
+  if (spec === 'auto') return autoBackends(registry);
+  if (spec === 'none' || spec === 'forced') return [];
+  const known = backendNames(registry);
+  const backends: string[] = [];
+  for (const name of spec.split(',').map((x) => x.trim()).filter(Boolean)) {
+    if (name === 'forced') continue;
+    if (!known.includes(name)) {
+      throw new UsageError(`--backends: unknown backend ${JSON.stringify(name)}; known: ${known.join(', ')}, forced`);
+    }
+    backends.push(name);
+  }
+  return backends;
+}
 
 export interface ParsedOptions {
   readonly help: boolean;
@@ -58,9 +101,9 @@ export interface ParsedOptions {
   readonly maxPerUser: number | undefined;
   readonly maxBacklog: number;
   readonly logLevel: Level;
-  readonly backends: readonly BackendName[];
-  readonly vmclockPath: string | undefined;
-  readonly ueventSynthetic: boolean;
+  readonly backends: readonly string[];
+  /** Settings for individual backends, by backend name (src/daemon/backends/). */
+  readonly backendConfig: Readonly<Record<string, BackendConfig>>;
   readonly autoResume: boolean;
   readonly adjustTimeoutMs: number;
   readonly resumeTimeoutMs: number;
@@ -150,25 +193,15 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
   const devLinkPath = values['dev-link-path'];
   if (devLinkPath !== undefined && !path.isAbsolute(devLinkPath)) throw new UsageError('--dev-link-path must be an absolute path');
 
-  const backendSpec = values.backends ?? 'auto';
-  let backends: BackendName[];
-  if (backendSpec === 'auto') backends = [...AUTO_BACKENDS];
-  else if (backendSpec === 'none' || backendSpec === 'forced') backends = [];
-  else {
-    backends = [];
-    for (const name of backendSpec.split(',').map((x) => x.trim()).filter(Boolean)) {
-      if (name === 'forced') continue;
-      if (!(BACKEND_NAMES as readonly string[]).includes(name)) {
-        throw new UsageError(`--backends: unknown backend ${JSON.stringify(name)}; known: ${BACKEND_NAMES.join(', ')}, forced`);
-      }
-      backends.push(name as BackendName);
-    }
-  }
+  const backends = parseBackends(values.backends ?? 'auto');
+  const vmclockPath = values['vmclock-path'];
 
   return {
     backends,
-    ueventSynthetic: values['uevent-synthetic'] === true,
-    vmclockPath: values['vmclock-path'] === undefined ? undefined : path.resolve(values['vmclock-path']),
+    backendConfig: {
+      uevent: { synthetic: values['uevent-synthetic'] === true },
+      vmclock: { path: vmclockPath === undefined ? undefined : path.resolve(vmclockPath) },
+    },
     help: values.help === true,
     version: values.version === true,
     dir,

@@ -10,19 +10,32 @@ export const RECORD_SIZE = 256;
 
 export interface PersistedState {
   readonly generation: number;
-  /** Kernel boot id when the record was written (a kernel log sequence number only means something within one boot). */
+  /** Kernel boot id when the memos were written; memos of another boot are not handed to backends. */
   readonly bootId?: string;
-  /** Last /dev/kmsg sequence number the kernel backend has seen. */
-  readonly kmsgSeq?: number;
-  /** Last vmclock vm_generation_counter seen (a u64, as a decimal string). */
-  readonly vmclockGen?: string;
+  /** Each restore backend's own bookkeeping, by backend name; never read here (src/daemon/backends/). */
+  readonly memos: Readonly<Record<string, unknown>>;
 }
+
+export interface StateUpdate {
+  readonly generation?: number;
+  /**
+   * Memos to keep, by backend name, written in the boot `bootId`. Memos of an earlier boot are dropped
+   * then: they cannot mean anything any more, and must not come back should the boot id be read again.
+   */
+  readonly memos?: { readonly bootId: string | undefined; readonly byName: Readonly<Record<string, unknown>> };
+}
+
+/** Where the record of the daemons before backends had memos kept their bookkeeping. */
+const LEGACY_MEMOS: ReadonlyArray<readonly [key: string, backend: string]> = [
+  ['kmsgSeq', 'kmsg'],
+  ['vmclockGen', 'vmclock'],
+];
 
 export class StateStore {
   readonly path: string;
   readonly #fd: number;
   readonly #record = Buffer.alloc(RECORD_SIZE);
-  #state: PersistedState = { generation: 0 };
+  #state: PersistedState = { generation: 0, memos: {} };
 
   private constructor(file: string, fd: number) {
     this.path = file;
@@ -37,13 +50,15 @@ export class StateStore {
     const buf = Buffer.alloc(RECORD_SIZE);
     const n = fs.readSync(fd, buf, 0, RECORD_SIZE, 0);
     try {
-      const parsed = JSON.parse(buf.toString('utf8', 0, n).trim()) as Partial<PersistedState>;
-      if (!isU32(parsed.generation ?? -1)) throw new Error('no valid generation');
+      const parsed = JSON.parse(buf.toString('utf8', 0, n).trim()) as Record<string, unknown>;
+      if (!isU32((parsed.generation ?? -1) as number)) throw new Error('no valid generation');
+      const memos: Record<string, unknown> = {};
+      for (const [key, backend] of LEGACY_MEMOS) if (parsed[key] !== undefined) memos[backend] = parsed[key];
+      if (isObject(parsed.memos)) Object.assign(memos, parsed.memos);
       const loaded: PersistedState = {
         generation: parsed.generation as number,
         ...(typeof parsed.bootId === 'string' ? { bootId: parsed.bootId } : {}),
-        ...(Number.isSafeInteger(parsed.kmsgSeq) ? { kmsgSeq: parsed.kmsgSeq as number } : {}),
-        ...(typeof parsed.vmclockGen === 'string' && /^[0-9]{1,20}$/.test(parsed.vmclockGen) ? { vmclockGen: parsed.vmclockGen } : {}),
+        memos,
       };
       store.#state = loaded;
       return { store, loaded };
@@ -56,10 +71,22 @@ export class StateStore {
     return this.#state;
   }
 
-  save(update: Partial<PersistedState>): void {
-    const next = { ...this.#state, ...update };
+  /** The memos written in the boot `bootId`; none when that is unknown or another boot wrote them. */
+  memosOf(bootId: string | undefined): Readonly<Record<string, unknown>> {
+    return bootId !== undefined && this.#state.bootId === bootId ? this.#state.memos : {};
+  }
+
+  save(update: StateUpdate): void {
+    const state = this.#state;
+    let next: PersistedState = update.generation === undefined ? state : { ...state, generation: update.generation };
+    if (update.memos) {
+      const { bootId, byName } = update.memos;
+      const kept = bootId === state.bootId ? state.memos : {};
+      const boot = bootId === undefined ? {} : { bootId };
+      next = { generation: next.generation, ...boot, memos: { ...kept, ...byName } };
+    }
     const json = JSON.stringify(next);
-    if (json.length > RECORD_SIZE - 1) throw new Error('state record too large');
+    if (Buffer.byteLength(json) > RECORD_SIZE - 1) throw new Error('state record too large');
     this.#record.fill(0x20);
     this.#record.write(json, 0, 'utf8');
     this.#record[RECORD_SIZE - 1] = 0x0a;
@@ -71,4 +98,8 @@ export class StateStore {
   close(): void {
     fs.closeSync(this.#fd);
   }
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

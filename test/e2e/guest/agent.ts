@@ -10,7 +10,7 @@ import net from 'node:net';
 import readline from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type DaemonStatus, type Watcher, connect, forceUpdate, readNext, status, waitForWatchers } from '../../../src/client/index.js';
-import { VM_FORK_MESSAGE, readKernelLog } from '../../../src/daemon/kmsg.js';
+import { VM_FORK_MESSAGE, readKernelLog } from '../../../src/daemon/backends/kmsg.js';
 
 const OUT = '/run/e2e';
 const GUEST = '/app/dist/test/e2e/guest';

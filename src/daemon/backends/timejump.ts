@@ -4,6 +4,7 @@
 // step, a suspended laptop), so it is never on by default: see docs/backends/timejump.md.
 
 import fs from 'node:fs';
+import type { BackendContext, BackendReport, RestoreBackend } from './backend.js';
 
 export interface TimeSample {
   /** Target of /proc/self/ns/time ("time:[4026531834]"), or undefined where unsupported. */
@@ -49,24 +50,25 @@ export class TimeJumpDetector {
 export const TIMEJUMP_INTERVAL_MS = 1000;
 export const TIMEJUMP_THRESHOLD_MS = 2000;
 
-export class TimeJumpBackend {
+export class TimeJumpBackend implements RestoreBackend {
+  readonly name = 'timejump';
   readonly #detector = new TimeJumpDetector(TIMEJUMP_THRESHOLD_MS);
-  readonly #onJump: (why: string) => void;
   #timer: NodeJS.Timeout | undefined;
+  #status: BackendReport = { live: false, detail: 'not started' };
 
-  constructor(onJump: (why: string) => void) {
-    this.#onJump = onJump;
+  status(): BackendReport {
+    return this.#status;
   }
 
-  start(): { live: boolean; detail: string } {
+  start(ctx: BackendContext): void {
     const first = sampleTime();
     this.#detector.sample(first);
     this.#timer = setInterval(() => {
       const why = this.#detector.sample(sampleTime());
-      if (why) this.#onJump(why);
+      if (why) ctx.restored(`timejump: ${why}`);
     }, TIMEJUMP_INTERVAL_MS);
     this.#timer.unref();
-    return {
+    this.#status = {
       live: true,
       detail: `heuristic: every ${TIMEJUMP_INTERVAL_MS} ms, a new time namespace${first.ns ? ` (now ${first.ns})` : ' (unsupported here)'} or realtime moving ${TIMEJUMP_THRESHOLD_MS} ms against monotonic`,
     };

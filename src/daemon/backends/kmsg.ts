@@ -8,8 +8,9 @@
 // record; the fallback costs one pool thread.
 
 import fs from 'node:fs';
-import { type FdWatch, POLL_READABLE, addon } from '../native/addon.js';
-import type { Logger } from './log.js';
+import type { FdWatch } from '../../native/addon.js';
+import { POLL_READABLE } from '../../native/addon.js';
+import type { BackendContext, BackendReport, Memo, RestoreBackend } from './backend.js';
 
 export const VM_FORK_MESSAGE = 'random: crng reseeded due to virtual machine fork';
 export const KMSG_PATH = '/dev/kmsg';
@@ -81,50 +82,32 @@ export function classify(r: KmsgRecord): ForkVerdict {
   return r.facility === 0 ? 'fork' : 'spoof';
 }
 
-export function currentBootId(): string | undefined {
-  try {
-    return fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
-  } catch {
-    return undefined;
-  }
+/** The kmsg memo: the last sequence number handled, a number (the state file's former `kmsgSeq`). */
+function seqOf(memo: Memo | undefined): number | undefined {
+  return typeof memo === 'number' && Number.isSafeInteger(memo) ? memo : undefined;
 }
 
-export interface KmsgOptions {
-  readonly path?: string;
-  readonly log: Logger;
-  /** Last sequence number handled in this boot (persisted), or undefined: skip the backlog. */
-  readonly lastSeq: number | undefined;
-  /** A VM fork record: bump, and persist `seq` with the new generation. */
-  readonly onFork: (record: KmsgRecord) => void;
-  /** Persist the sequence number reached (no fork). */
-  readonly saveSeq: (seq: number) => void;
-}
-
-export interface KmsgStart {
-  readonly live: boolean;
-  readonly detail: string;
-}
-
-export class KmsgBackend {
-  readonly path: string;
-  readonly #opts: KmsgOptions;
+/** config.path: where the kernel log is read (tests of the backend only; default /dev/kmsg). */
+export class KmsgBackend implements RestoreBackend {
+  readonly name = 'kmsg';
+  #path = KMSG_PATH;
+  #ctx: BackendContext | undefined;
   readonly #buf = Buffer.alloc(RECORD_BUFFER);
   #fd: number | undefined;
   #watch: FdWatch | undefined;
   #lastSeq = -1;
   #stopped = false;
-  #status: KmsgStart = { live: false, detail: 'not started' };
+  #status: BackendReport = { live: false, detail: 'not started' };
 
-  constructor(opts: KmsgOptions) {
-    this.path = opts.path ?? KMSG_PATH;
-    this.#opts = opts;
+  get path(): string {
+    return this.#path;
   }
 
   get lastSeq(): number {
     return this.#lastSeq;
   }
 
-  get status(): KmsgStart {
+  status(): BackendReport {
     return this.#status;
   }
 
@@ -132,13 +115,14 @@ export class KmsgBackend {
    * Read the backlog at once (counting forks after the persisted sequence number, which happened
    * while no daemon ran), then follow new records.
    */
-  start(): KmsgStart {
-    this.#status = this.#start();
-    return this.#status;
+  start(ctx: BackendContext): void {
+    this.#ctx = ctx;
+    if (typeof ctx.config.path === 'string') this.#path = ctx.config.path;
+    this.#status = this.#start(ctx);
   }
 
-  #start(): KmsgStart {
-    const { log } = this.#opts;
+  #start(ctx: BackendContext): BackendReport {
+    const { log } = ctx;
     let drainFd: number;
     try {
       drainFd = fs.openSync(this.path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
@@ -147,7 +131,7 @@ export class KmsgBackend {
       const hint = e.code === 'EACCES' || e.code === 'EPERM' ? ' (needs root or CAP_SYSLOG when kernel.dmesg_restrict=1)' : '';
       return { live: false, detail: `cannot read ${this.path}: ${e.code ?? e.message}${hint}` };
     }
-    const since = this.#opts.lastSeq;
+    const since = seqOf(ctx.memo);
     let backlog = 0;
     let missed = 0;
     let failure: string | undefined;
@@ -162,8 +146,8 @@ export class KmsgBackend {
     }
     if (failure) return { live: false, detail: `cannot read ${this.path}: ${failure}` };
     if (missed > 0) log.warn(`kmsg: ${missed} VM fork(s) happened while no daemon was running; counted them`);
-    if (this.#lastSeq >= 0 && this.#lastSeq !== since) this.#opts.saveSeq(this.#lastSeq);
-    const native = addon();
+    if (this.#lastSeq >= 0 && this.#lastSeq !== since) ctx.remember(this.#lastSeq);
+    const native = ctx.addon;
     try {
       this.#fd = fs.openSync(this.path, fs.constants.O_RDONLY | (native ? fs.constants.O_NONBLOCK : 0));
       if (native) {
@@ -201,7 +185,9 @@ export class KmsgBackend {
   }
 
   #overwritten(): void {
-    this.#opts.log.warn('kmsg: records were overwritten before they were read (EPIPE); continuing with the oldest kept');
+    this.#ctx?.log.warn(
+      'kmsg: records were overwritten before they were read (EPIPE); continuing with the oldest kept',
+    );
   }
 
   #record(r: KmsgRecord | undefined): void {
@@ -213,7 +199,7 @@ export class KmsgBackend {
   }
 
   #fail(why: string): void {
-    this.#opts.log.error(`kmsg: reading ${this.path} failed: ${why}; the kernel backend stops`);
+    this.#ctx?.log.error(`kmsg: reading ${this.path} failed: ${why}; the kernel backend stops`);
     this.#status = { live: false, detail: `stopped: reading ${this.path} failed: ${why}` };
     this.stop();
   }
@@ -222,11 +208,13 @@ export class KmsgBackend {
   #handle(r: KmsgRecord): boolean {
     const verdict = classify(r);
     if (verdict === 'spoof') {
-      this.#opts.log.warn(`kmsg: ignoring a VM-fork line from userspace at seq ${r.seq} (facility ${r.facility}, not the kernel's 0)`);
+      this.#ctx?.log.warn(
+        `kmsg: ignoring a VM-fork line from userspace at seq ${r.seq} (facility ${r.facility}, not the kernel's 0)`,
+      );
       return false;
     }
     if (verdict !== 'fork') return false;
-    this.#opts.onFork(r);
+    this.#ctx?.restored(`kmsg: VM fork (seq ${r.seq})`, r.seq);
     return true;
   }
 

@@ -4,8 +4,9 @@
 // and offsets differ): all fields little-endian, the mutable ones under the seq_count sequence lock.
 
 import fs from 'node:fs';
-import { type FdWatch, POLL_READABLE, addon } from '../native/addon.js';
-import type { Logger } from './log.js';
+import type { FdWatch } from '../../native/addon.js';
+import { POLL_READABLE } from '../../native/addon.js';
+import type { BackendContext, BackendReport, Memo, RestoreBackend } from './backend.js';
 
 export const VMCLOCK_PATH = '/dev/vmclock0';
 export const VMCLOCK_MAGIC = 0x4b4c4356; // "VCLK"
@@ -45,32 +46,31 @@ export function readVmclock(read: () => Buffer, attempts = 100): VmclockRead {
   return { ok: false, why: 'seq_count never settled (the hypervisor kept writing)' };
 }
 
-export interface VmclockOptions {
-  readonly path?: string;
-  readonly log: Logger;
-  /** The counter persisted in this boot, or undefined: the first value seen is not a change. */
-  readonly last: bigint | undefined;
-  readonly onChange: (from: bigint, to: bigint) => void;
+/** The vmclock memo: the last vm_generation_counter seen, a u64 as a decimal string (formerly `vmclockGen`). */
+function counterOf(memo: Memo | undefined): bigint | undefined {
+  return typeof memo === 'string' && /^[0-9]{1,20}$/.test(memo) ? BigInt(memo) : undefined;
 }
 
-export class VmclockBackend {
-  readonly path: string;
-  readonly #opts: VmclockOptions;
-  #status = { live: false, detail: 'not started' };
+/** config.path: the vmclock device (default /dev/vmclock0). */
+export class VmclockBackend implements RestoreBackend {
+  readonly name = 'vmclock';
+  #path = VMCLOCK_PATH;
+  #ctx: BackendContext | undefined;
+  #status: BackendReport = { live: false, detail: 'not started' };
   #fd: number | undefined;
   #view: Uint8Array | undefined;
   #watch: FdWatch | undefined;
   #timer: NodeJS.Timeout | undefined;
   #last: bigint | undefined;
+  /** The counter the state file holds for this boot. */
+  #saved: bigint | undefined;
   readonly #buf = Buffer.alloc(PAGE);
 
-  constructor(opts: VmclockOptions) {
-    this.path = opts.path ?? VMCLOCK_PATH;
-    this.#opts = opts;
-    this.#last = opts.last;
+  get path(): string {
+    return this.#path;
   }
 
-  get status(): { live: boolean; detail: string } {
+  status(): BackendReport {
     return this.#status;
   }
 
@@ -79,9 +79,17 @@ export class VmclockBackend {
     return this.#last;
   }
 
-  start(): { live: boolean; detail: string } {
-    this.#status = this.#start();
-    return this.#status;
+  start(ctx: BackendContext): void {
+    this.#ctx = ctx;
+    if (typeof ctx.config.path === 'string') this.#path = ctx.config.path;
+    this.#last = counterOf(ctx.memo);
+    this.#saved = this.#last;
+    this.#status = this.#start(ctx);
+    // Remember the counter this boot starts from, so a restore while no daemon runs is noticed later.
+    if (this.#status.live && this.#last !== undefined && this.#last !== this.#saved) {
+      this.#saved = this.#last;
+      ctx.remember(String(this.#last));
+    }
   }
 
   stop(): void {
@@ -100,23 +108,25 @@ export class VmclockBackend {
     return this.#buf.subarray(0, n);
   };
 
-  #start(): { live: boolean; detail: string } {
+  #start(ctx: BackendContext): BackendReport {
     let st: fs.Stats;
     try {
-      st = fs.statSync(this.path);
+      st = fs.statSync(this.#path);
     } catch {
-      return { live: false, detail: `no ${this.path} (needs Linux >= 7.0 or a backport, and a hypervisor with vmclock such as Firecracker >= 1.15)` };
+      const needs = 'needs Linux >= 7.0 or a backport, and a hypervisor with vmclock such as Firecracker >= 1.15';
+      return { live: false, detail: `no ${this.#path} (${needs})` };
     }
     try {
-      this.#fd = fs.openSync(this.path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+      this.#fd = fs.openSync(this.#path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
     } catch (err) {
-      return { live: false, detail: `cannot open ${this.path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` };
+      const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      return { live: false, detail: `cannot open ${this.#path}: ${why}` };
     }
-    const native = addon();
+    const native = ctx.addon;
     // Only the device is mapped: a regular file (a test's stand-in) could be truncated under the mapping.
     if (native && st.isCharacterDevice()) {
       try {
-        this.#view = new Uint8Array(native.mapFile(this.path, PAGE));
+        this.#view = new Uint8Array(native.mapFile(this.#path, PAGE));
       } catch {
         this.#view = undefined;
       }
@@ -124,13 +134,16 @@ export class VmclockBackend {
     const first = readVmclock(this.#read);
     if (!first.ok) {
       this.stop();
-      return { live: false, detail: `${this.path}: ${first.why}` };
+      return { live: false, detail: `${this.#path}: ${first.why}` };
     }
     if (this.#last !== undefined && this.#last !== first.generation) {
-      this.#opts.log.warn(`vmclock: the VM was restored while no daemon was running (counter ${this.#last} -> ${first.generation})`);
+      ctx.log.warn(
+        `vmclock: the VM was restored while no daemon was running (counter ${this.#last} -> ${first.generation})`,
+      );
       const from = this.#last;
       this.#last = first.generation;
-      this.#opts.onChange(from, first.generation);
+      this.#saved = first.generation;
+      ctx.restored(`vmclock: vm_generation_counter ${from} -> ${first.generation}`, String(first.generation));
     }
     this.#last = first.generation;
     const notifies = (first.flags & FLAG_NOTIFICATION_PRESENT) !== 0n;
@@ -152,19 +165,20 @@ export class VmclockBackend {
       this.#timer.unref();
       how = `re-read every ${FALLBACK_INTERVAL_MS} ms (${!notifies ? 'the device sends no notifications' : !native ? 'no native addon' : 'not a device'})`;
     }
-    return { live: true, detail: `${this.path}: vm_generation_counter ${first.generation}, ${how}` };
+    return { live: true, detail: `${this.#path}: vm_generation_counter ${first.generation}, ${how}` };
   }
 
   #check(): void {
     const r = readVmclock(this.#read);
     if (!r.ok) {
-      this.#opts.log.warn(`vmclock: ${r.why}`);
+      this.#ctx?.log.warn(`vmclock: ${r.why}`);
       return;
     }
     if (r.generation === this.#last) return;
     const from = this.#last as bigint;
     this.#last = r.generation;
+    this.#saved = r.generation;
     this.#status = { live: true, detail: this.#status.detail.replace(/vm_generation_counter \d+/, `vm_generation_counter ${r.generation}`) };
-    this.#opts.onChange(from, r.generation);
+    this.#ctx?.restored(`vmclock: vm_generation_counter ${from} -> ${r.generation}`, String(r.generation));
   }
 }

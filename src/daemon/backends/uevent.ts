@@ -4,8 +4,9 @@
 // no netlink sockets.
 
 import fs from 'node:fs';
-import { type FdWatch, POLL_READABLE, addon } from '../native/addon.js';
-import type { Logger } from './log.js';
+import type { FdWatch } from '../../native/addon.js';
+import { POLL_READABLE } from '../../native/addon.js';
+import type { BackendContext, BackendReport, RestoreBackend } from './backend.js';
 
 export interface Uevent {
   readonly header: string;
@@ -30,31 +31,26 @@ export function isVmGenIdChange(e: Uevent, acceptSynthetic: boolean): boolean {
   return acceptSynthetic && e.env.get('SYNTH_ARG_NEWVMGENID') === '1';
 }
 
-export interface UeventOptions {
-  readonly log: Logger;
-  readonly acceptSynthetic: boolean;
-  readonly onChange: (e: Uevent) => void;
-}
-
-export class UeventBackend {
-  readonly #opts: UeventOptions;
+/** config.synthetic: accept synthetic SYNTH_ARG_NEWVMGENID=1 events (tests, drills). */
+export class UeventBackend implements RestoreBackend {
+  readonly name = 'uevent';
+  #ctx: BackendContext | undefined;
+  #acceptSynthetic = false;
   #fd: number | undefined;
   #watch: FdWatch | undefined;
-  #status = { live: false, detail: 'not started' };
+  #status: BackendReport = { live: false, detail: 'not started' };
 
-  constructor(opts: UeventOptions) {
-    this.#opts = opts;
-  }
-
-  get status(): { live: boolean; detail: string } {
+  status(): BackendReport {
     return this.#status;
   }
 
-  start(): { live: boolean; detail: string } {
-    const native = addon();
+  start(ctx: BackendContext): void {
+    this.#ctx = ctx;
+    this.#acceptSynthetic = ctx.config.synthetic === true;
+    const native = ctx.addon;
     if (!native) {
       this.#status = { live: false, detail: 'needs the native addon (Node has no netlink sockets)' };
-      return this.#status;
+      return;
     }
     try {
       const fd = native.ueventOpen();
@@ -62,11 +58,10 @@ export class UeventBackend {
       this.#watch = native.watchFd(fd, POLL_READABLE, () => this.#drain(fd));
     } catch (err) {
       this.#status = { live: false, detail: `cannot open the uevent netlink socket: ${(err as Error).message}` };
-      return this.#status;
+      return;
     }
-    const synth = this.#opts.acceptSynthetic ? ', synthetic SYNTH_ARG_NEWVMGENID=1 accepted' : '';
+    const synth = this.#acceptSynthetic ? ', synthetic SYNTH_ARG_NEWVMGENID=1 accepted' : '';
     this.#status = { live: true, detail: `kernel uevents with NEW_VMGENID=1 (only Linux 6.8.0 to 6.8.7 sends them${synth})` };
-    return this.#status;
   }
 
   stop(): void {
@@ -77,29 +72,30 @@ export class UeventBackend {
   }
 
   #drain(fd: number): void {
-    const native = addon();
-    if (!native || this.#fd !== fd) return;
+    const ctx = this.#ctx;
+    const native = ctx?.addon;
+    if (!ctx || !native || this.#fd !== fd) return;
     for (;;) {
       let msg: { pid: number; fields: string[] } | null;
       try {
         msg = native.ueventRecv(fd);
       } catch (err) {
-        this.#opts.log.error(`uevent: ${(err as Error).message}`);
+        ctx.log.error(`uevent: ${(err as Error).message}`);
         return;
       }
       if (!msg) return;
       const e = parseUevent(msg.fields);
-      if (!isVmGenIdChange(e, this.#opts.acceptSynthetic)) {
+      if (!isVmGenIdChange(e, this.#acceptSynthetic)) {
         if (e.env.has('NEW_VMGENID') || e.env.has('SYNTH_ARG_NEWVMGENID')) {
-          this.#opts.log.warn(`uevent: ignoring ${e.header} (synthetic; start with --uevent-synthetic to accept)`);
+          ctx.log.warn(`uevent: ignoring ${e.header} (synthetic; start with --uevent-synthetic to accept)`);
         }
         continue;
       }
       if (msg.pid !== 0) {
-        this.#opts.log.warn(`uevent: ignoring a VM generation uevent sent by netlink port ${msg.pid}, not the kernel`);
+        ctx.log.warn(`uevent: ignoring a VM generation uevent sent by netlink port ${msg.pid}, not the kernel`);
         continue;
       }
-      this.#opts.onChange(e);
+      ctx.restored(`uevent: ${e.header}`);
     }
   }
 }

@@ -1,0 +1,73 @@
+// Restore backends: what notices, without anyone forcing it, that this machine was restored or cloned,
+// and moves the generation. Each backend is one file in this folder implementing RestoreBackend; the
+// daemon starts, reports and stops them through registry.ts and knows nothing else about them.
+//
+// Adding a backend (the next one is `host`: a message from the hypervisor host over vsock or
+// virtio-serial):
+//   1. write src/daemon/backends/NAME.ts with a class implementing RestoreBackend; its status() detail
+//      says in words why it is live or off, which `sysgenid status` prints as is;
+//   2. add one line to BACKENDS in registry.ts, saying whether `--backends auto` turns it on.
+// `--backends`, `sysgenidd --help`, the STATUS list and the start-up log follow from that line. Settings
+// arrive in ctx.config, the backend's own bag from DaemonOptions.backendConfig[NAME]; bookkeeping that must
+// survive a daemon restart (a position, a last counter) goes through ctx.remember and comes back as
+// ctx.memo, which the state file keeps under the backend's name without reading it.
+//
+// Not here: the CRIU action script (`sysgenid criu-action`, src/cli/). It runs in CRIU's process during
+// a restore and reaches the daemon inside the restored tree as an ordinary client over the control
+// socket (docs/backends/criu.md), so it is not something the daemon starts.
+
+import fs from 'node:fs';
+import type { Addon } from '../../native/addon.js';
+import type { Logger } from '../log.js';
+
+/** A backend's settings: plain values only, so they can come from a command line or a test. */
+export type BackendConfig = Readonly<Record<string, string | number | boolean | undefined>>;
+
+/** A JSON value the daemon persists for one backend and never looks inside. */
+export type Memo = unknown;
+
+export interface BackendContext {
+  readonly log: Logger;
+  /** The native addon, or undefined (not built, or SYSGENID_NO_ADDON=1). */
+  readonly addon: Addon | undefined;
+  /**
+   * What this backend last remembered, if that was in this boot: kernel sequence numbers and device
+   * counters only mean something within the boot that wrote them. Undefined on a first start, after a
+   * reboot, or where the boot id cannot be read. Check its shape: the file may be old or hand-edited.
+   */
+  readonly memo: Memo | undefined;
+  readonly config: BackendConfig;
+  /**
+   * A restore was seen: a new generation now, with `memo` (if given) in the same state record, so a
+   * crash cannot leave a bump without its bookkeeping or the other way round. Never throws; a failure
+   * is logged.
+   */
+  restored(source: string, memo?: Memo): void;
+  /** Persist `memo` without a bump (a position reached, a counter seen at start). Never throws. */
+  remember(memo: Memo): void;
+}
+
+export interface BackendReport {
+  readonly live: boolean;
+  /** Why it is live or off, in words; STATUS and the start-up log show it as is. */
+  readonly detail: string;
+}
+
+export interface RestoreBackend {
+  /** The name in --backends, STATUS and the state file; the same as its registry entry. */
+  readonly name: string;
+  /** Set up and begin watching; a backend that cannot run says so in status(), it does not throw. */
+  start(ctx: BackendContext): void;
+  status(): BackendReport;
+  /** Release everything start() took; called once, also after a start that left the backend off. */
+  stop(): void;
+}
+
+/** The kernel's id of this boot, or undefined where /proc does not say. */
+export function currentBootId(): string | undefined {
+  try {
+    return fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}

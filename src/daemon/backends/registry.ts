@@ -1,0 +1,33 @@
+// Every restore backend the daemon knows, in the order STATUS lists them (after the always-on forced
+// update). `auto: true`: `--backends auto` (the default) turns it on because it reads a real signal;
+// `auto: false`: opt-in, named in --backends to run. See backend.ts for how to add one.
+
+import type { RestoreBackend } from './backend.js';
+import { KmsgBackend } from './kmsg.js';
+import { TimeJumpBackend } from './timejump.js';
+import { UeventBackend } from './uevent.js';
+import { VmclockBackend } from './vmclock.js';
+
+export interface BackendEntry {
+  readonly name: string;
+  readonly auto: boolean;
+  /** How `sysgenidd --help` calls an opt-in backend, when its name alone says too little. */
+  readonly label?: string;
+  readonly create: () => RestoreBackend;
+}
+
+export const BACKENDS: readonly BackendEntry[] = [
+  { name: 'kmsg', auto: true, create: () => new KmsgBackend() },
+  { name: 'vmclock', auto: true, create: () => new VmclockBackend() },
+  { name: 'uevent', auto: false, create: () => new UeventBackend() },
+  { name: 'timejump', auto: false, label: 'the timejump heuristic', create: () => new TimeJumpBackend() },
+];
+
+export function backendNames(registry: readonly BackendEntry[] = BACKENDS): string[] {
+  return registry.map((b) => b.name);
+}
+
+/** What --backends auto turns on. */
+export function autoBackends(registry: readonly BackendEntry[] = BACKENDS): string[] {
+  return registry.filter((b) => b.auto).map((b) => b.name);
+}
