@@ -5,9 +5,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { MAX_TIMEOUT_MS } from '../protocol/messages.js';
 import { resolveRuntimeDir } from '../protocol/runtime-dir.js';
 import { AUTO_BACKENDS, BACKEND_NAMES, type BackendName } from './backends.js';
 import { type Level, isLevel } from './log.js';
+import { socketPathProblem } from './runtime-dir.js';
 
 export const USAGE = `Usage: sysgenidd [options]
 
@@ -21,7 +23,8 @@ Options:
   --hooks-dir DIR        run the executables in DIR after every bump (default: /etc/sysgenid/hooks.d
                          for root, ~/.config/sysgenid/hooks.d otherwise)
   --no-hooks             run no hooks
-  --hook-timeout MS      terminate a hook still running after MS milliseconds (default: 10000)
+  --hook-timeout MS      terminate a hook still running after MS milliseconds (default: 10000;
+                         every timeout is at most 2147483647 ms)
   --dev-link             link /dev/sysgenid to the page when that path is free (for AWS-LC)
   --dev-link-path PATH   link PATH instead of /dev/sysgenid (implies --dev-link)
   --backends LIST        restore detection besides forced updates: "auto" (every one this machine
@@ -68,6 +71,13 @@ function positiveInt(flag: string, value: string | undefined, fallback: number |
   if (value === undefined) return fallback;
   const n = /^[0-9]+$/.test(value) ? Number(value) : NaN;
   if (!Number.isSafeInteger(n) || n <= 0) throw new UsageError(`${flag} needs a positive whole number, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+/** A timeout in ms, bounded by what Node's timers hold (MAX_TIMEOUT_MS). */
+function timeoutOption(flag: string, value: string | undefined, fallback: number): number {
+  const n = positiveInt(flag, value, fallback) as number;
+  if (n > MAX_TIMEOUT_MS) throw new UsageError(`${flag} is at most ${MAX_TIMEOUT_MS} ms (about 24.8 days), got ${n}`);
   return n;
 }
 
@@ -140,6 +150,8 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
   }
 
   const dir = values.dir !== undefined ? path.resolve(values.dir) : resolveRuntimeDir(env, uid);
+  const tooLong = socketPathProblem(dir);
+  if (tooLong) throw new UsageError(tooLong);
   const devLinkPath = values['dev-link-path'];
   if (devLinkPath !== undefined && !path.isAbsolute(devLinkPath)) throw new UsageError('--dev-link-path must be an absolute path');
 
@@ -167,13 +179,13 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     dir,
     controlGid,
     hooksDir: values['no-hooks'] ? undefined : path.resolve(values['hooks-dir'] ?? defaultHooksDir(env, uid)),
-    hookTimeoutMs: positiveInt('--hook-timeout', values['hook-timeout'], 10_000) as number,
+    hookTimeoutMs: timeoutOption('--hook-timeout', values['hook-timeout'], 10_000),
     devLink: devLinkPath ?? (values['dev-link'] ? '/dev/sysgenid' : undefined),
     maxConnections: positiveInt('--max-connections', values['max-connections'], undefined),
     maxBacklog: positiveInt('--max-backlog', values['max-backlog'], 65_536) as number,
     autoResume: values['no-auto-resume'] !== true,
-    adjustTimeoutMs: positiveInt('--adjust-timeout', values['adjust-timeout'], 30_000) as number,
-    resumeTimeoutMs: positiveInt('--resume-timeout', values['resume-timeout'], 10_000) as number,
+    adjustTimeoutMs: timeoutOption('--adjust-timeout', values['adjust-timeout'], 30_000),
+    resumeTimeoutMs: timeoutOption('--resume-timeout', values['resume-timeout'], 10_000),
     logLevel,
   };
 }

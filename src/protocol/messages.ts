@@ -65,6 +65,18 @@ function u32Arg(verb: string, arg: string | undefined, what: string): number {
   return n;
 }
 
+/**
+ * The longest timeout anything accepts: Node's timers hold at most 2^31 - 1 ms (about 24.8 days) and
+ * silently turn anything longer into 1 ms.
+ */
+export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
+function timeoutArg(verb: string, arg: string): number {
+  const n = u32Arg(verb, arg, 'a timeout in milliseconds');
+  if (n > MAX_TIMEOUT_MS) throw new SysgenidError('EINVAL', `${verb}: a timeout is at most ${MAX_TIMEOUT_MS} ms, got ${n}`);
+  return n;
+}
+
 function noMore(verb: string, rest: string[]): void {
   if (rest.length > 0) throw new SysgenidError('EINVAL', `${verb}: unexpected argument ${JSON.stringify(rest[0])}`);
 }
@@ -108,7 +120,7 @@ export function parseRequest(line: string): Request {
       return { verb, on: mode === 'ON' };
     }
     case 'WAIT': {
-      const timeoutMs = args[0] === undefined ? 0 : u32Arg(verb, args[0], 'a timeout in milliseconds');
+      const timeoutMs = args[0] === undefined ? 0 : timeoutArg(verb, args[0]);
       noMore(verb, args.slice(1));
       return { verb, timeoutMs };
     }
@@ -153,7 +165,7 @@ export function parseRequest(line: string): Request {
     case 'UNQUIESCE': {
       const timeoutMs = args[0] === undefined
         ? (verb === 'QUIESCE' ? DEFAULT_QUIESCE_TIMEOUT_MS : DEFAULT_UNQUIESCE_TIMEOUT_MS)
-        : u32Arg(verb, args[0], 'a timeout in milliseconds');
+        : timeoutArg(verb, args[0]);
       if (timeoutMs === 0) throw new SysgenidError('EINVAL', `${verb}: the timeout must be above 0: a machine is never left waiting forever`);
       noMore(verb, args.slice(1));
       return { verb, timeoutMs };
