@@ -16,7 +16,7 @@ import { Connection, type ConnectionHost, type ConnectionKind, type Reply, ok } 
 import { linkDevice } from './dev-link.js';
 import { HookRunner } from './hooks.js';
 import { openFileLimit, connectionLimit } from './limits.js';
-import { acquirePidLock, removeStaleSocket, type PidLock } from './lock.js';
+import { acquirePidLock, bindName, placeSocket, removeStaleSocket, type PidLock } from './lock.js';
 import type { Logger } from './log.js';
 import { Page } from './page.js';
 import { StartupError, ensureRuntimeDir } from './runtime-dir.js';
@@ -615,8 +615,9 @@ export class Daemon implements ConnectionHost {
     this.#servers.push(server);
     return new Promise((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ path: file, backlog: 4096 }, () => {
+      server.listen({ path: bindName(file), backlog: 4096 }, () => {
         server.off('error', reject);
+        try { placeSocket(file); } catch (err) { reject(err); return; }
         server.on('error', (err) => this.#log.error(`${kind} socket: ${err.message}`));
         resolve();
       });

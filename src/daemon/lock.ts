@@ -153,20 +153,21 @@ export async function acquirePidLock(file: string, dir: string): Promise<PidLock
   const previous = readPid(fd);
   fs.ftruncateSync(fd, 0);
   fs.writeSync(fd, `${process.pid}\n`, 0);
-  const adopted = new Map<string, { dev: number; ino: number }>();
+  // An inode number alone is reused at once on tmpfs: the change time tells a successor's file apart.
+  const adopted = new Map<string, { dev: number; ino: number; ctimeMs: number }>();
   let released = false;
   return {
     recoveredFrom: previous !== undefined && previous !== process.pid ? previous : undefined,
     kind: native?.flock ? 'flock' : 'abstract-socket',
     adopt(socketFile: string) {
       const st = fs.lstatSync(socketFile);
-      adopted.set(socketFile, { dev: st.dev, ino: st.ino });
+      adopted.set(socketFile, { dev: st.dev, ino: st.ino, ctimeMs: st.ctimeMs });
     },
     removeOwned() {
       for (const [f, id] of adopted) {
         try {
           const st = fs.lstatSync(f);
-          if (st.dev === id.dev && st.ino === id.ino) fs.unlinkSync(f);
+          if (st.isSocket() && st.dev === id.dev && st.ino === id.ino && st.ctimeMs === id.ctimeMs) fs.unlinkSync(f);
         } catch {
           // already gone
         }
@@ -186,6 +187,19 @@ export async function acquirePidLock(file: string, dir: string): Promise<PidLock
       server?.close();
     },
   };
+}
+
+/**
+ * The name a socket is bound under before placeSocket renames it into place. libuv unlinks the path a
+ * server was bound to when it closes, whatever file is there by then (a successor's socket, say): the
+ * path bound must therefore never be the public one. A renamed socket stays bound to its file.
+ */
+export function bindName(file: string): string {
+  return `${file}.bind-${process.pid}`;
+}
+
+export function placeSocket(file: string): void {
+  fs.renameSync(bindName(file), file);
 }
 
 /** Remove a socket left by a crashed daemon (the caller holds the lock), refusing anything that is not a socket or a symlink. */
