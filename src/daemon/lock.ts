@@ -79,6 +79,19 @@ function readPid(fd: number): number | undefined {
   return /^[0-9]+$/.test(text) && Number(text) > 0 ? Number(text) : undefined;
 }
 
+function pidInFile(file: string): number | undefined {
+  try {
+    const fd = fs.openSync(file, fs.constants.O_RDONLY | O_NOFOLLOW);
+    try {
+      return readPid(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return undefined;
+  }
+}
+
 function openPidFile(file: string): number {
   let fd: number;
   try {
@@ -139,11 +152,12 @@ export async function acquirePidLock(file: string, dir: string): Promise<PidLock
   if (bound instanceof net.Server) {
     server = bound;
   } else if (bound.code === 'EADDRINUSE') {
+    const holder = pidInFile(file);
     const uid = native ? await holderUid(name) : undefined;
     // With flock held, a name bound by an untrusted user is a squatter, not a daemon of this directory.
     if (!(fd >= 0 && uid !== undefined && !trustedUids().has(uid))) {
       if (fd >= 0) fs.closeSync(fd);
-      throw busy(undefined, `the lock socket @${name} is bound${native ? '' : '; without the native addon any local user can hold that name'}`);
+      throw busy(holder, `the lock socket @${name} is bound${native ? '' : '; without the native addon any local user can hold that name'}`);
     }
   } else {
     if (fd >= 0) fs.closeSync(fd);

@@ -33,7 +33,9 @@ export function daemonListening(dir: string): boolean | undefined {
     const m = /^\s*\S+\s+\S+\s+\S+\s+([0-9A-Fa-f]+)\s+\S+\s+\S+\s+\S+\s(.*)$/.exec(line);
     if (!m) continue;
     if ((parseInt(m[1] as string, 16) & LISTENING) === 0) continue;
-    const p = m[2] as string;
+    // The daemon binds under a private name and renames the socket into place (src/daemon/lock.ts):
+    // the kernel's table keeps the name it was bound under.
+    const p = (m[2] as string).replace(/\.bind-[0-9]+$/, '');
     if (p === want || p === real) return true;
   }
   return false;
