@@ -109,11 +109,13 @@ it('a frozen daemon (SIGSTOP) cannot hang the CLI: wait --timeout and status giv
   const env = { SYSGENID_DIR: d.dir };
   const waited = await run([process.execPath, CLI, 'wait', '--timeout', '2000'], { nobody: true, env, killAfterMs: 20_000 });
   assert.equal(waited.signal, null, 'wait hung until the test killed it');
+  t.diagnostic(`wait --timeout 2000 against a frozen daemon returned in ${waited.ms} ms`);
   assert.ok(waited.ms < 6000, `wait --timeout 2000 took ${waited.ms} ms`);
   assert.equal(waited.code, 7, waited.stderr);
   assert.match(waited.stderr, /did not (answer|greet) within/);
   const st = await run([process.execPath, CLI, 'status'], { nobody: true, env, killAfterMs: 30_000 });
   assert.equal(st.signal, null, 'status hung until the test killed it');
+  t.diagnostic(`status against a frozen daemon returned in ${st.ms} ms`);
   assert.equal(st.code, 7, st.stderr);
   d.child.kill('SIGCONT');
 });
