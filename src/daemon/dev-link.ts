@@ -1,12 +1,13 @@
 // AWS-LC maps /dev/sysgenid (a build-time path) at its first random-number call. Linking it to the page
 // gives it the counter, but a path that exists is never replaced unless it is provably stale: a
-// symbolic link (owned by root or the daemon's user) to a page whose daemon no longer serves it, or to
-// nothing at all. Anything else may be a real device, or something an administrator put there on purpose.
+// symbolic link (owned by root or the daemon's user) to a page (a file named `generation`) that is gone
+// or that no daemon serves any more. Anything else may be a real device, or something an administrator put there on purpose.
 // The outcome is kept for the status document (devLinkStatus).
 
 import fs from 'node:fs';
 import path from 'node:path';
 import { daemonListening } from '../protocol/liveness.js';
+import { PAGE_FILE, PAGE_SIZE } from '../protocol/runtime-dir.js';
 import { trustedUids, traversableByAll } from '../protocol/trust.js';
 import type { Logger } from './log.js';
 
@@ -30,10 +31,21 @@ export function devLinkStatus(): DevLinkStatus | null {
   return current;
 }
 
-/** Why the link at `linkPath` (pointing at `target`) is stale, or undefined when it may be live. */
+/**
+ * Why the link at `linkPath` (pointing at `target`) is stale, or undefined when it may be live or is not
+ * a daemon's: only a link to a page (a file named `generation`, missing or of PAGE_SIZE bytes) whose
+ * directory no daemon serves is stale. A link to anything else is someone's choice and is kept.
+ */
 function staleness(linkPath: string, target: string): string | undefined {
   const abs = path.resolve(path.dirname(linkPath), target);
-  if (!fs.existsSync(abs)) return `its target ${abs} does not exist`;
+  if (path.basename(abs) !== PAGE_FILE) return undefined;
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(abs);
+  } catch {
+    return `its target ${abs} does not exist`;
+  }
+  if (!st.isFile() || st.size !== PAGE_SIZE) return undefined;
   const listening = daemonListening(path.dirname(abs));
   if (listening === false) return `no daemon serves ${path.dirname(abs)} any more`;
   return undefined;
