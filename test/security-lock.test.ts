@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { it } from 'node:test';
-import { CLI, DAEMON, RawClient, bump, startDaemon, tmpDir } from './helpers.js';
+import { CLI, DAEMON, ROOT, RawClient, bump, startDaemon, tmpDir } from './helpers.js';
 import { attackerDir, isRoot, run, sharedTmp, spawnDaemon } from './security-helpers.js';
 
 const skip = !isRoot && 'needs root to play the attacker as nobody';
@@ -118,4 +118,25 @@ it('a frozen daemon (SIGSTOP) cannot hang the CLI: wait --timeout and status giv
   t.diagnostic(`status against a frozen daemon returned in ${st.ms} ms`);
   assert.equal(st.code, 7, st.stderr);
   d.child.kill('SIGCONT');
+});
+
+it('the lock is one the kernel holds: flock on the pid file with the addon, an abstract socket in both cases', async (t) => {
+  const dir = path.join(tmpDir(t), 'run');
+  const d = await startDaemon(t, { dir });
+  const st = fs.statSync(dir);
+  const pidIno = fs.statSync(path.join(dir, 'sysgenidd.pid')).ino;
+  const unix = fs.readFileSync('/proc/net/unix', 'latin1');
+  assert.ok(unix.includes(`@sysgenidd-lock:${st.dev}:${st.ino}`), 'the abstract lock socket is bound');
+  const flocked = fs.readFileSync('/proc/locks', 'latin1').split('\n')
+    .some((l) => /FLOCK\s+ADVISORY\s+WRITE/.test(l) && l.includes(` ${d.child.pid} `) && l.includes(`:${pidIno} `));
+  const withAddon = process.env.SYSGENID_NO_ADDON !== '1' && fs.existsSync(path.join(ROOT, 'build/Release/sysgenid.node'));
+  assert.equal(flocked, withAddon, `flock on the pid file ${withAddon ? 'expected' : 'not expected'} without the addon`);
+  // A daemon of the other kind (addon or pure JS) is excluded too.
+  const other = await run([process.execPath, DAEMON, '--dir', dir, '--no-hooks', '--backends', 'none'], {
+    env: { SYSGENID_NO_ADDON: withAddon ? '1' : '0' }, killAfterMs: 10_000,
+  });
+  assert.equal(other.code, 1, other.stderr);
+  assert.match(other.stderr, /already owns/);
+  assert.equal(await d.stop(), 0);
+  assert.ok(!fs.existsSync(path.join(dir, 'sysgenidd.pid')), 'released and removed at shutdown');
 });
