@@ -27,16 +27,19 @@ async function rejectsCode(p: Promise<unknown> | (() => unknown), code: string):
   assert.fail(`expected ${code}, got success`);
 }
 
-it('root refuses a runtime directory under a directory another user owns (they could swap it for a link)', { skip }, async (t) => {
+it('root refuses a runtime directory under a directory another user owns (they could swap it for a link)',
+  { skip }, async (t) => {
   const { dir } = attackerDir(t);
   const victim = path.join(dir, 'sysgenid');
-  const r = await run([process.execPath, DAEMON, '--dir', victim, '--no-hooks', '--backends', 'none'], { killAfterMs: 10_000 });
+  const r = await run([process.execPath, DAEMON, '--dir', victim, '--no-hooks', '--backends', 'none'],
+    { killAfterMs: 10_000 });
   assert.equal(r.code, 1, `exits 1, not serving: ${r.stderr}`);
   assert.match(r.stderr, new RegExp(`refusing the runtime directory ${victim}: ${dir} belongs to uid ${NOBODY}`));
   assert.ok(!fs.existsSync(path.join(victim, 'generation')), 'nothing created there');
 });
 
-it('clients refuse a daemon and a directory another user controls (a squatted default directory)', { skip }, async (t) => {
+it('clients refuse a daemon and a directory another user controls (a squatted default directory)',
+  { skip }, async (t) => {
   const { dir } = attackerDir(t);
   const squat = path.join(dir, 'run');
   const evil = spawnDaemon(t, ['--dir', squat, '--no-hooks'], { nobody: true });
@@ -54,7 +57,8 @@ it('clients refuse a daemon and a directory another user controls (a squatted de
   assert.notEqual(ready.code, 0, 'ready does not pass on the attacker\'s word');
 });
 
-it('a client refuses a daemon that runs as another user even in a directory it trusts (peer credentials)', { skip }, async (t) => {
+it('a client refuses a daemon that runs as another user even in a directory it trusts (peer credentials)',
+  { skip }, async (t) => {
   // A root-owned directory whose socket nobody bound: the socket file is nobody's.
   const base = sharedTmp(t);
   const dir = path.join(base, 'run');
@@ -87,7 +91,9 @@ it('the probe refuses a page no daemon serves any more instead of reading it sil
 it('every user finds the system daemon by default only when one listens at /run/sysgenid', () => {
   assert.equal(resolveClientDir({ SYSGENID_DIR: '/x/y' }, 1000), '/x/y');
   const listening = fs.existsSync('/run/sysgenid/watch.sock');
-  if (!listening) assert.equal(resolveClientDir({ XDG_RUNTIME_DIR: '/run/user/1000' }, 1000), '/run/user/1000/sysgenid');
+  if (!listening) {
+    assert.equal(resolveClientDir({ XDG_RUNTIME_DIR: '/run/user/1000' }, 1000), '/run/user/1000/sysgenid');
+  }
   assert.equal(resolveClientDir({}, 0), '/run/sysgenid');
 });
 
@@ -108,7 +114,8 @@ it('a new page appears complete: 4096 bytes holding the generation, linked into 
   assert.equal(again.read(), 7);
 });
 
-it('--dev-link replaces a stale link to a dead daemon\'s page, keeps a live one, and flags an untraversable directory', { skip }, async (t) => {
+it('--dev-link replaces a stale link to a dead daemon\'s page, keeps a live one, and flags an untraversable directory',
+  { skip }, async (t) => {
   const base = tmpDir(t);
   const link = path.join(base, 'sysgenid-dev');
   // A page left by a daemon that died, and a link to it.

@@ -17,7 +17,8 @@ function script(file: string, body: string, mode = 0o755): void {
   fs.chmodSync(file, mode);
 }
 
-it('a hooks directory another user can write runs nothing, however fast they swap links in it', { skip: !isRoot && 'needs root' }, async (t) => {
+it('a hooks directory another user can write runs nothing, however fast they swap links in it',
+  { skip: !isRoot && 'needs root' }, async (t) => {
   const base = sharedTmp(t);
   const hooks = path.join(base, 'hooks.d');
   fs.mkdirSync(hooks);
@@ -35,7 +36,8 @@ it('a hooks directory another user can write runs nothing, however fast they swa
   script(path.join(hooks, '10-root-owned'), `touch ${out}/root-owned.$SYSGENID`);
   fs.symlinkSync(benign, path.join(hooks, '20-swap'));
   const swapper = spawn(AS_NOBODY[0] as string, [...AS_NOBODY.slice(1), 'sh', '-c',
-    `cd ${hooks}; while :; do ln -sfn ${benign} .x && mv -Tf .x 20-swap; ln -sfn ${evil} .y && mv -Tf .y 20-swap; done`], { stdio: 'ignore' });
+    `cd ${hooks}; while :; do ln -sfn ${benign} .x && mv -Tf .x 20-swap; ` +
+    `ln -sfn ${evil} .y && mv -Tf .y 20-swap; done`], { stdio: 'ignore' });
   t.after(() => swapper.kill('SIGKILL'));
 
   const d = await startDaemon(t, { args: ['--hooks-dir', hooks, '--hook-timeout', '2000'] });
@@ -54,7 +56,8 @@ it('a hooks directory another user can write runs nothing, however fast they swa
   assert.equal(d.log().match(/running none from/g)?.length, 1, 'the refusal is logged once, not at every bump');
 });
 
-it('a symlinked hook is refused with a log line, even to a root-owned program; a script still runs by descriptor', { skip: !isRoot && 'needs root' }, async (t) => {
+it('a symlinked hook is refused with a log line, even to a root-owned program; a script still runs by descriptor',
+  { skip: !isRoot && 'needs root' }, async (t) => {
   const base = sharedTmp(t);
   const hooks = path.join(base, 'hooks.d');
   fs.mkdirSync(hooks);
@@ -73,7 +76,8 @@ it('a symlinked hook is refused with a log line, even to a root-owned program; a
   assert.match(fs.readFileSync(path.join(out, 'argv0.1'), 'utf8'), new RegExp(`^/proc/${d.child.pid}/fd/[0-9]+\\n$`));
 });
 
-it('a hook that daemonizes (double fork + setsid) does not outlive its run', { skip: !isRoot && 'needs root' }, async (t) => {
+it('a hook that daemonizes (double fork + setsid) does not outlive its run',
+  { skip: !isRoot && 'needs root' }, async (t) => {
   const base = sharedTmp(t);
   const hooks = path.join(base, 'hooks.d');
   fs.mkdirSync(hooks);
@@ -97,21 +101,30 @@ it('a hook that daemonizes (double fork + setsid) does not outlive its run', { s
     }
   });
   await bump(d.dir);
-  const kept = Number(await eventually(() => fs.existsSync(path.join(out, 'kept.pid')) && fs.readFileSync(path.join(out, 'kept.pid'), 'utf8').trim(), 5000, 'kept.pid'));
-  const clean = Number(await eventually(() => fs.existsSync(path.join(out, 'clean.pid')) && fs.readFileSync(path.join(out, 'clean.pid'), 'utf8').trim(), 5000, 'clean.pid'));
+  const pidIn = (name: string): Promise<number> => eventually(() => {
+    const file = path.join(out, name);
+    return fs.existsSync(file) && Number(fs.readFileSync(file, 'utf8').trim());
+  }, 5000, name) as Promise<number>;
+  const kept = await pidIn('kept.pid');
+  const clean = await pidIn('clean.pid');
   pids.push(kept, clean);
   await eventually(() => !alive(kept), 5000, `the daemonized hook descendant ${kept} killed`);
   if (addon() && process.env.SYSGENID_NO_ADDON !== '1') {
     await eventually(() => !alive(clean), 5000, `the environment-less descendant ${clean} killed (subreaper)`);
-    const stat = (): string => (fs.existsSync(`/proc/${clean}/stat`) ? fs.readFileSync(`/proc/${clean}/stat`, 'utf8') : '');
+    const stat = (): string => {
+      const file = `/proc/${clean}/stat`;
+      return fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
+    };
     await eventually(() => stat() === '', 5000, 'and reaped, not left a zombie');
   } else {
-    t.diagnostic(`without the addon a descendant that clears its environment escapes (pid ${clean} alive: ${alive(clean)}); documented`);
+    t.diagnostic('without the addon a descendant that clears its environment escapes ' +
+      `(pid ${clean} alive: ${alive(clean)}); documented`);
   }
   await d.waitForLog(/killed \d+ process\(es\) it left running/);
 });
 
-it('bumps beyond the cap are coalesced: at most one run waits, and it reports the latest generation', { skip: !isRoot && 'needs root' }, async (t) => {
+it('bumps beyond the cap are coalesced: at most one run waits, and it reports the latest generation',
+  { skip: !isRoot && 'needs root' }, async (t) => {
   const base = sharedTmp(t);
   const hooks = path.join(base, 'hooks.d');
   fs.mkdirSync(hooks);
@@ -120,7 +133,7 @@ it('bumps beyond the cap are coalesced: at most one run waits, and it reports th
   script(path.join(hooks, '10-slow'), `echo "$SYSGENID_PREVIOUS" > ${out}/run.$SYSGENID; sleep 1`);
   const d = await startDaemon(t, { args: ['--hooks-dir', hooks, '--hook-timeout', '5000'] });
   for (let i = 0; i < 40; i++) await bump(d.dir);
-  await eventually(() => fs.existsSync(path.join(out, 'run.40')), 10_000, 'the coalesced run for the latest generation');
+  await eventually(() => fs.existsSync(path.join(out, 'run.40')), 10_000, 'a coalesced run for the latest generation');
   await sleep(300);
   const runs = fs.readdirSync(out).map((f) => Number(f.slice(4))).sort((x, y) => x - y);
   t.diagnostic(`40 bumps started ${runs.length} runs: ${runs.join(' ')}`);

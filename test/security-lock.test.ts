@@ -10,11 +10,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { it } from 'node:test';
 import { CLI, DAEMON, ROOT, RawClient, bump, startDaemon, tmpDir } from './helpers.js';
-import { attackerDir, isRoot, run, sharedTmp, spawnDaemon } from './security-helpers.js';
+import { AS_NOBODY, attackerDir, isRoot, run, sharedTmp, spawnDaemon } from './security-helpers.js';
 
 const skip = !isRoot && 'needs root to play the attacker as nobody';
 
-it('a second daemon on a directory whose pid file was removed refuses, and the first keeps its sockets', { skip }, async (t) => {
+it('a second daemon on a directory whose pid file was removed refuses, and the first keeps its sockets',
+  { skip }, async (t) => {
   const { dir: mine } = attackerDir(t);
   const dir = path.join(mine, 'run');
   const first = spawnDaemon(t, ['--dir', dir, '--no-hooks'], { nobody: true });
@@ -22,7 +23,8 @@ it('a second daemon on a directory whose pid file was removed refuses, and the f
   const watchIno = fs.statSync(path.join(dir, 'watch.sock')).ino;
   const rm = await run(['rm', '-f', path.join(dir, 'sysgenidd.pid')], { nobody: true });
   assert.equal(rm.code, 0);
-  const second = await run([process.execPath, DAEMON, '--dir', dir, '--no-hooks', '--backends', 'none'], { nobody: true, killAfterMs: 10_000 });
+  const second = await run([process.execPath, DAEMON, '--dir', dir, '--no-hooks', '--backends', 'none'],
+    { nobody: true, killAfterMs: 10_000 });
   assert.equal(second.code, 1, `the second daemon must refuse: ${second.stderr}`);
   assert.match(second.stderr, /already owns/);
   assert.equal(fs.statSync(path.join(dir, 'watch.sock')).ino, watchIno, 'the first daemon\'s socket was not removed');
@@ -42,11 +44,13 @@ it('shutdown removes only the sockets this daemon bound, never a successor\'s', 
   assert.ok(!fs.existsSync(d.paths.control), 'its own control socket is removed');
 });
 
-it('a stale pid file naming any process whose command line says sysgenidd does not stop a start', { skip }, async (t) => {
+it('a stale pid file naming any process whose command line says sysgenidd does not stop a start',
+  { skip }, async (t) => {
   const dir = path.join(tmpDir(t), 'run');
   fs.mkdirSync(dir, { mode: 0o755 });
   // An ordinary user's process that merely calls itself sysgenidd.
-  const decoy = spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--', 'bash', '-c', 'exec -a sysgenidd sleep 60'], { stdio: 'ignore' });
+  const decoy = spawn(AS_NOBODY[0] as string, [...AS_NOBODY.slice(1), 'bash', '-c', 'exec -a sysgenidd sleep 60'],
+    { stdio: 'ignore' });
   t.after(() => decoy.kill('SIGKILL'));
   await new Promise((r) => setTimeout(r, 200));
   assert.match(fs.readFileSync(`/proc/${decoy.pid}/cmdline`, 'latin1'), /sysgenidd/);
@@ -59,7 +63,8 @@ it('a stale pid file naming any process whose command line says sysgenidd does n
 it('a --dir too long for a socket path is refused at once with a clear message, never a hung daemon', async (t) => {
   const base = tmpDir(t);
   const dir = path.join(base, 'x'.repeat(Math.max(1, 98 - base.length)));
-  const r = await run([process.execPath, DAEMON, '--dir', dir, '--no-hooks', '--backends', 'none'], { killAfterMs: 10_000 });
+  const r = await run([process.execPath, DAEMON, '--dir', dir, '--no-hooks', '--backends', 'none'],
+    { killAfterMs: 10_000 });
   assert.equal(r.signal, null, `the daemon hung and was killed: ${r.stderr}`);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /a Unix socket path holds at most 107/);
@@ -94,12 +99,15 @@ it('timeouts beyond what Node\'s timers hold are EINVAL, from a user and on the 
   const { c } = await RawClient.open(d.paths.control);
   assert.match(await c.request('QUIESCE 4294967295'), /^ERR EINVAL /);
   c.close();
-  const opt = await run([process.execPath, DAEMON, '--dir', path.join(tmpDir(t), 'run'), '--hook-timeout', '2147483648'], { killAfterMs: 10_000 });
+  const optDir = path.join(tmpDir(t), 'run');
+  const opt = await run([process.execPath, DAEMON, '--dir', optDir, '--hook-timeout', '2147483648'],
+    { killAfterMs: 10_000 });
   assert.equal(opt.code, 2);
   assert.match(opt.stderr, /--hook-timeout is at most 2147483647/);
 });
 
-it('a frozen daemon (SIGSTOP) cannot hang the CLI: wait --timeout and status give up on their own', { skip }, async (t) => {
+it('a frozen daemon (SIGSTOP) cannot hang the CLI: wait --timeout and status give up on their own',
+  { skip }, async (t) => {
   const d = await startDaemon(t, { dir: path.join(sharedTmp(t), 'run') });
   const w = await RawClient.open(d.paths.watch);
   t.after(() => w.c.close());
@@ -107,7 +115,8 @@ it('a frozen daemon (SIGSTOP) cannot hang the CLI: wait --timeout and status giv
   d.child.kill('SIGSTOP');
   t.after(() => d.child.kill('SIGCONT'));
   const env = { SYSGENID_DIR: d.dir };
-  const waited = await run([process.execPath, CLI, 'wait', '--timeout', '2000'], { nobody: true, env, killAfterMs: 20_000 });
+  const waited = await run([process.execPath, CLI, 'wait', '--timeout', '2000'],
+    { nobody: true, env, killAfterMs: 20_000 });
   assert.equal(waited.signal, null, 'wait hung until the test killed it');
   t.diagnostic(`wait --timeout 2000 against a frozen daemon returned in ${waited.ms} ms`);
   assert.ok(waited.ms < 6000, `wait --timeout 2000 took ${waited.ms} ms`);
@@ -120,7 +129,8 @@ it('a frozen daemon (SIGSTOP) cannot hang the CLI: wait --timeout and status giv
   d.child.kill('SIGCONT');
 });
 
-it('the lock is one the kernel holds: flock on the pid file with the addon, an abstract socket in both cases', async (t) => {
+it('the lock is one the kernel holds: flock on the pid file with the addon, an abstract socket in both cases',
+  async (t) => {
   const dir = path.join(tmpDir(t), 'run');
   const d = await startDaemon(t, { dir });
   const st = fs.statSync(dir);
@@ -129,8 +139,10 @@ it('the lock is one the kernel holds: flock on the pid file with the addon, an a
   assert.ok(unix.includes(`@sysgenidd-lock:${st.dev}:${st.ino}`), 'the abstract lock socket is bound');
   const flocked = fs.readFileSync('/proc/locks', 'latin1').split('\n')
     .some((l) => /FLOCK\s+ADVISORY\s+WRITE/.test(l) && l.includes(` ${d.child.pid} `) && l.includes(`:${pidIno} `));
-  const withAddon = process.env.SYSGENID_NO_ADDON !== '1' && fs.existsSync(path.join(ROOT, 'build/Release/sysgenid.node'));
-  assert.equal(flocked, withAddon, `flock on the pid file ${withAddon ? 'expected' : 'not expected'} without the addon`);
+  const built = fs.existsSync(path.join(ROOT, 'build/Release/sysgenid.node'));
+  const withAddon = process.env.SYSGENID_NO_ADDON !== '1' && built;
+  const expectation = withAddon ? 'expected with' : 'not expected without';
+  assert.equal(flocked, withAddon, `flock on the pid file ${expectation} the addon`);
   // A daemon of the other kind (addon or pure JS) is excluded too.
   const other = await run([process.execPath, DAEMON, '--dir', dir, '--no-hooks', '--backends', 'none'], {
     env: { SYSGENID_NO_ADDON: withAddon ? '1' : '0' }, killAfterMs: 10_000,

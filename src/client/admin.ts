@@ -5,7 +5,9 @@
 
 import { SysgenidError } from '../protocol/errors.js';
 import type { CycleReport } from '../core/lifecycle.js';
-import { DEFAULT_QUIESCE_TIMEOUT_MS, DEFAULT_UNQUIESCE_TIMEOUT_MS, MAX_TIMEOUT_MS, type Request } from '../protocol/messages.js';
+import {
+  DEFAULT_QUIESCE_TIMEOUT_MS, DEFAULT_UNQUIESCE_TIMEOUT_MS, MAX_TIMEOUT_MS, type Request,
+} from '../protocol/messages.js';
 import { clientPaths } from '../protocol/runtime-dir.js';
 import type { DaemonStatus } from '../protocol/status.js';
 import { ProtocolConnection } from './connection.js';
@@ -32,7 +34,8 @@ const DEADLINE_MARGIN_MS = 1_000;
 
 function checkTimeout(what: string, ms: number): void {
   if (!Number.isSafeInteger(ms) || ms < 0 || ms > MAX_TIMEOUT_MS) {
-    throw new SysgenidError('EINVAL', `${what}: a timeout is a whole number of ms from 0 to ${MAX_TIMEOUT_MS}, got ${ms}`);
+    throw new SysgenidError('EINVAL', `${what}: a timeout is a whole number of ms from 0 to ${MAX_TIMEOUT_MS}, ` +
+      `got ${ms}`);
   }
 }
 
@@ -81,7 +84,8 @@ async function oneShot(socket: 'watch' | 'control', opts: ClientOptions, req: Re
     return await reply;
   } catch (err) {
     if (expired) {
-      throw new SysgenidError('ENOTCONN', `sysgenidd at ${file} did not answer ${req.verb} within ${deadlineMs} ms (is it stopped or frozen?)`);
+      throw new SysgenidError('ENOTCONN',
+        `sysgenidd at ${file} did not answer ${req.verb} within ${deadlineMs} ms (is it stopped or frozen?)`);
     }
     throw err;
   } finally {

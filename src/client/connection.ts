@@ -39,7 +39,8 @@ export interface ConnectOptions {
 }
 
 function untrusted(path: string, why: string): SysgenidError {
-  return new SysgenidError('EPERM', `not using sysgenidd at ${path}: ${why} (a daemon of another user could answer anything; set SYSGENID_DIR to the directory of a daemon run by root or by you)`);
+  return new SysgenidError('EPERM', `not using sysgenidd at ${path}: ${why} (a daemon of another user could answer ` +
+    'anything; set SYSGENID_DIR to the directory of a daemon run by root or by you)');
 }
 
 /** The uid at the other end of a connected Unix socket, when the addon can tell. */
@@ -122,7 +123,8 @@ export class ProtocolConnection {
     return new Promise((resolve, reject) => {
       let conn: ProtocolConnection | undefined;
       const greeting = setTimeout(() => {
-        fail(new SysgenidError('ENOTCONN', `sysgenidd at ${path} accepted the connection but did not greet within ${timeoutMs} ms (is it stopped or frozen?)`));
+        fail(new SysgenidError('ENOTCONN', `sysgenidd at ${path} accepted the connection but did not greet within ` +
+          `${timeoutMs} ms (is it stopped or frozen?)`));
       }, timeoutMs);
       const fail = (err: SysgenidError): void => {
         clearTimeout(greeting);

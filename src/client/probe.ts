@@ -68,9 +68,15 @@ export class Probe {
       // reported by open below
     }
     const why = untrustedDaemonFile(real);
-    if (why) throw new SysgenidError('EPERM', `not reading the page ${file}: ${why} (another user's page could hold any value)`);
+    if (why) {
+      throw new SysgenidError('EPERM', `not reading the page ${file}: ${why} ` +
+        '(another user\'s page could hold any value)');
+    }
     if ((opts.requireDaemon ?? opts.path === undefined) && daemonListening(path.dirname(real)) === false) {
-      throw new SysgenidError('ENOTCONN', `the page ${file} was left by a daemon that no longer runs (nothing listens on ${path.join(path.dirname(real), 'watch.sock')}): it would never change`);
+      const sock = path.join(path.dirname(real), 'watch.sock');
+      throw new SysgenidError('ENOTCONN',
+        `the page ${file} was left by a daemon that no longer runs (nothing listens on ${sock}): ` +
+        'it would never change');
     }
     let fd: number;
     try {

@@ -1,7 +1,8 @@
 // AWS-LC maps /dev/sysgenid (a build-time path) at its first random-number call. Linking it to the page
 // gives it the counter, but a path that exists is never replaced unless it is provably stale: a
 // symbolic link (owned by root or the daemon's user) to a page (a file named `generation`) that is gone
-// or that no daemon serves any more. Anything else may be a real device, or something an administrator put there on purpose.
+// or that no daemon serves any more. Anything else may be a real device, or something an administrator
+// put there on purpose.
 // The outcome is kept for the status document (devLinkStatus).
 
 import fs from 'node:fs';
@@ -58,7 +59,8 @@ export function linkDevice(linkPath: string, page: string, log: Logger): LinkOut
     return outcome;
   };
   if (!readableByAll) {
-    log.warn(`--dev-link: unprivileged processes cannot open ${page} (a directory on its path is not searchable by others, or the page is not readable): AWS-LC in them silently reports the generation ID unsupported`);
+    log.warn(`--dev-link: unprivileged processes cannot open ${page} (a directory on its path is not searchable by ` +
+      'others, or the page is not readable): AWS-LC in them silently reports the generation ID unsupported');
   }
   try {
     fs.symlinkSync(page, linkPath);
@@ -97,7 +99,8 @@ export function linkDevice(linkPath: string, page: string, log: Logger): LinkOut
       log.warn(`${linkPath} is a stale link to ${target} (${stale}) but cannot be replaced: ${(err as Error).message}`);
       return done('refused', target, `stale (${stale}); replacing failed: ${(err as Error).message}`);
     }
-    log.warn(`replaced the stale link ${linkPath} -> ${target} (${stale}) with a link to ${page}; processes that mapped the old page before now keep reading it`);
+    log.warn(`replaced the stale link ${linkPath} -> ${target} (${stale}) with a link to ${page}; ` +
+      'processes that mapped the old page before now keep reading it');
     return done('replaced', target, `replaced a stale link: ${stale}`);
   }
   log.warn(`${linkPath} already exists${target ? ` (a link to ${target})` : ''}; not replacing it`);

@@ -77,7 +77,9 @@ export class HookRunner {
   #subreaper = false;
   #sweepTimer: NodeJS.Timeout | undefined;
 
-  constructor(dir: string | undefined, timeoutMs: number, log: Logger, env: NodeJS.ProcessEnv = {}, opts: HookRunnerOptions = {}) {
+  constructor(
+    dir: string | undefined, timeoutMs: number, log: Logger, env: NodeJS.ProcessEnv = {}, opts: HookRunnerOptions = {},
+  ) {
     this.dir = dir;
     this.#timeoutMs = timeoutMs;
     this.#log = log;
@@ -87,7 +89,10 @@ export class HookRunner {
     if (dir && native?.setChildSubreaper) {
       const rc = native.setChildSubreaper(true);
       this.#subreaper = rc === 0;
-      if (rc !== 0) log.warn(`hooks: cannot become a child subreaper (errno ${-rc}); a hook's daemonized descendants are found by environment only`);
+      if (rc !== 0) {
+        log.warn(`hooks: cannot become a child subreaper (errno ${-rc}); ` +
+          'a hook\'s daemonized descendants are found by environment only');
+      }
     }
   }
 
@@ -137,7 +142,8 @@ export class HookRunner {
         fd = fs.openSync(file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ELOOP') {
-          this.#log.warn(`hooks: skipping ${file}: a symbolic link; a hook must be a regular file in ${this.dir} (copy the program, or call it from a script)`);
+          this.#log.warn(`hooks: skipping ${file}: a symbolic link; a hook must be a regular file in ${this.dir} ` +
+            '(copy the program, or call it from a script)');
         }
         continue;
       }
@@ -165,7 +171,8 @@ export class HookRunner {
     if (!this.dir) return Promise.resolve([]);
     if (!this.#active) return this.#start(event);
     if (this.#pending) {
-      this.#pending.event = { generation: event.generation, previous: this.#pending.event.previous, source: event.source };
+      const { previous } = this.#pending.event;
+      this.#pending.event = { generation: event.generation, previous, source: event.source };
       return this.#pending.promise;
     }
     let resolve: (r: HookResult[]) => void = () => {};

@@ -124,7 +124,8 @@ export async function acquirePidLock(file: string, dir: string): Promise<PidLock
   const native = addon();
   const name = lockName(dir);
   const busy = (pid: number | undefined, how: string): StartupError =>
-    new StartupError(`another sysgenidd${pid ? ` (pid ${pid})` : ''} already owns ${dir} (${how}); stop it first, or use another SYSGENID_DIR`);
+    new StartupError(`another sysgenidd${pid ? ` (pid ${pid})` : ''} already owns ${dir} (${how}); ` +
+      'stop it first, or use another SYSGENID_DIR');
 
   let fd = -1;
   if (native?.flock) {
@@ -157,7 +158,8 @@ export async function acquirePidLock(file: string, dir: string): Promise<PidLock
     // With flock held, a name bound by an untrusted user is a squatter, not a daemon of this directory.
     if (!(fd >= 0 && uid !== undefined && !trustedUids().has(uid))) {
       if (fd >= 0) fs.closeSync(fd);
-      throw busy(holder, `the lock socket @${name} is bound${native ? '' : '; without the native addon any local user can hold that name'}`);
+      const why = native ? '' : '; without the native addon any local user can hold that name';
+      throw busy(holder, `the lock socket @${name} is bound${why}`);
     }
   } else {
     if (fd >= 0) fs.closeSync(fd);
@@ -216,7 +218,10 @@ export function placeSocket(file: string): void {
   fs.renameSync(bindName(file), file);
 }
 
-/** Remove a socket left by a crashed daemon (the caller holds the lock), refusing anything that is not a socket or a symlink. */
+/**
+ * Remove a socket left by a crashed daemon (the caller holds the lock), refusing anything that is not a
+ * socket or a symlink.
+ */
 export function removeStaleSocket(file: string): boolean {
   let st: fs.Stats;
   try {

@@ -67,7 +67,8 @@ async function main(): Promise<number> {
   } catch (err) {
     // Any failure here, not only a StartupError, ends the process: a half-started daemon may hold a
     // listening socket that would keep it alive, deaf to the signals handled above.
-    log.error(err instanceof StartupError ? err.message : `cannot start: ${(err as Error).stack ?? (err as Error).message}`);
+    const e = err as Error;
+    log.error(err instanceof StartupError ? e.message : `cannot start: ${e.stack ?? e.message}`);
     return 1;
   }
   if (stopRequested) {

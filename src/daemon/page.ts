@@ -11,7 +11,8 @@ import { decodeU32, encodeU32 } from '../protocol/page-format.js';
 import { PAGE_SIZE } from '../protocol/runtime-dir.js';
 import { StartupError, hintFor } from './runtime-dir.js';
 
-const { O_RDWR, O_CREAT, O_EXCL, O_NOFOLLOW, O_CLOEXEC = 0o2000000 } = fs.constants as typeof fs.constants & { O_CLOEXEC?: number };
+const { O_RDWR, O_CREAT, O_EXCL, O_NOFOLLOW, O_CLOEXEC = 0o2000000 } =
+  fs.constants as typeof fs.constants & { O_CLOEXEC?: number };
 
 /** Open a file the daemon owns for in-place updates, refusing symlinks and files someone else owns. */
 export function openOwnedFile(file: string, mode: number, what: string): { fd: number; st: fs.Stats } {

@@ -15,7 +15,8 @@ export function ensureRuntimeDir(dir: string, mode: number): void {
   const uid = process.geteuid?.() ?? 0;
   const parentProblem = untrustedPath(path.dirname(dir));
   if (parentProblem) {
-    throw new StartupError(`refusing the runtime directory ${dir}: ${parentProblem}; every directory above it must belong to root or to uid ${uid} and not be writable by others (sticky directories such as /tmp excepted)`);
+    throw new StartupError(`refusing the runtime directory ${dir}: ${parentProblem}; every directory above it must ` +
+      `belong to root or to uid ${uid} and not be writable by others (sticky directories such as /tmp excepted)`);
   }
   try {
     fs.mkdirSync(path.dirname(dir), { recursive: true, mode: 0o755 });
@@ -52,7 +53,8 @@ export function socketPathProblem(dir: string): string | undefined {
   const longest = path.join(dir, 'control.sock');
   const n = Buffer.byteLength(longest);
   if (n <= MAX_SOCKET_PATH) return undefined;
-  return `the socket path ${longest} is ${n} bytes; a Unix socket path holds at most ${MAX_SOCKET_PATH} (choose a shorter --dir)`;
+  return `the socket path ${longest} is ${n} bytes; a Unix socket path holds at most ${MAX_SOCKET_PATH} ` +
+    '(choose a shorter --dir)';
 }
 
 export function hintFor(code: string | undefined): string {

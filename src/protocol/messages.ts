@@ -73,7 +73,9 @@ export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 function timeoutArg(verb: string, arg: string): number {
   const n = u32Arg(verb, arg, 'a timeout in milliseconds');
-  if (n > MAX_TIMEOUT_MS) throw new SysgenidError('EINVAL', `${verb}: a timeout is at most ${MAX_TIMEOUT_MS} ms, got ${n}`);
+  if (n > MAX_TIMEOUT_MS) {
+    throw new SysgenidError('EINVAL', `${verb}: a timeout is at most ${MAX_TIMEOUT_MS} ms, got ${n}`);
+  }
   return n;
 }
 

@@ -104,7 +104,10 @@ export function untrustedDaemonDir(dir: string, uid: number = process.geteuid?.(
   return undefined;
 }
 
-/** Why a file in a daemon directory (a socket, the page) must not be believed, or undefined; missing is not a problem here. */
+/**
+ * Why a file in a daemon directory (a socket, the page) must not be believed, or undefined; missing is
+ * not a problem here.
+ */
 export function untrustedDaemonFile(file: string, uid: number = process.geteuid?.() ?? 0): string | undefined {
   const dirProblem = untrustedDaemonDir(path.dirname(file), uid);
   if (dirProblem) return dirProblem;
