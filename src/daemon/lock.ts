@@ -15,6 +15,7 @@
 
 import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import { LOCK_EX, LOCK_NB, addon } from '../native/addon.js';
 import { trustedUids } from '../protocol/trust.js';
 import { StartupError } from './runtime-dir.js';
@@ -166,6 +167,7 @@ export async function acquirePidLock(file: string, dir: string): Promise<PidLock
     throw new StartupError(`cannot bind the lock socket @${name}: ${bound.message}`);
   }
   if (fd < 0) fd = openPidFile(file);
+  removeBindLeftovers(dir);
   const previous = readPid(fd);
   fs.ftruncateSync(fd, 0);
   fs.writeSync(fd, `${process.pid}\n`, 0);
@@ -212,6 +214,25 @@ export async function acquirePidLock(file: string, dir: string): Promise<PidLock
  */
 export function bindName(file: string): string {
   return `${file}.bind-${process.pid}`;
+}
+
+/** Sockets a daemon that died between bind and rename left under their private names (the lock is held). */
+function removeBindLeftovers(dir: string): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!/^(watch|control)\.sock\.bind-[0-9]+$/.test(name)) continue;
+    const f = path.join(dir, name);
+    try {
+      if (fs.lstatSync(f).isSocket()) fs.unlinkSync(f);
+    } catch {
+      // gone already
+    }
+  }
 }
 
 export function placeSocket(file: string): void {
