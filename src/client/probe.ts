@@ -119,6 +119,14 @@ export class Probe {
       return false;
     }
     if (st.ino === this.#ino) return false;
+    // A replacement is believed only on the terms open() sets.
+    let real = this.path;
+    try {
+      real = fs.realpathSync(this.path);
+    } catch {
+      return false;
+    }
+    if (untrustedDaemonFile(real)) return false;
     const fd = fs.openSync(this.path, 'r');
     fs.closeSync(this.#fd);
     this.#fd = fd;
