@@ -11,7 +11,7 @@ import { it } from 'node:test';
 import { forceUpdate, openProbe, status } from '../src/client/index.js';
 import { SysgenidError } from '../src/protocol/errors.js';
 import { resolveClientDir } from '../src/protocol/runtime-dir.js';
-import { CLI, DAEMON, startDaemon, tmpDir } from './helpers.js';
+import { CLI, DAEMON, DIST, ROOT, startDaemon, tmpDir } from './helpers.js';
 import { NOBODY, attackerDir, isRoot, run, sharedTmp, spawnDaemon } from './security-helpers.js';
 
 const skip = !isRoot && 'needs root to play the attacker as nobody';
@@ -138,4 +138,20 @@ it('--dev-link replaces a stale link to a dead daemon\'s page, keeps a live one,
   assert.match(p.log(), /--dev-link: unprivileged processes cannot open/);
   const asNobody = await run(['cat', path.join(base, 'private-link')], { nobody: true });
   assert.notEqual(asNobody.code, 0, 'and indeed nobody cannot read it');
+});
+
+it('a probe in another network namespace (a container given the directory) still finds the daemon alive',
+  { skip }, async (t) => {
+  const d = await startDaemon(t);
+  await forceUpdate({ dir: d.dir, min: 6 });
+  const lib = path.join(DIST, 'src/client/index.js');
+  const script = `import(${JSON.stringify(lib)}).then(({ openProbe }) => {
+    try { console.log(openProbe({ dir: ${JSON.stringify(d.dir)} }).generation()); } catch (e) { console.log(e.code); }
+  });`;
+  const r = await run(['unshare', '-n', process.execPath, '-e', script]);
+  assert.equal(r.code, 0, r.stderr);
+  // The kernel's socket table is per namespace; the daemon's flock (addon) is not. A pure-JS daemon holds
+  // no flock, so a reader in another namespace cannot tell it is alive (docs/reliability.md).
+  const built = fs.existsSync(path.join(ROOT, 'build/Release/sysgenid.node'));
+  assert.equal(r.stdout.trim(), process.env.SYSGENID_NO_ADDON !== '1' && built ? '6' : 'ENOTCONN');
 });

@@ -11,10 +11,36 @@ const WATCH_SOCKET = 'watch.sock';
 const LISTENING = 0x10000;
 
 /**
- * True when a socket is listening at <dir>/watch.sock in this network namespace, false when none is,
- * undefined when the kernel's table cannot be read (then the caller cannot tell).
+ * True when a daemon serves `dir`: a socket is listening at <dir>/watch.sock in this network namespace,
+ * or (for a reader in another network namespace, such as a container given the directory by a bind
+ * mount) a process holds the daemon's flock on <dir>/sysgenidd.pid. False when neither, undefined when
+ * the kernel's socket table cannot be read (then the caller cannot tell).
  */
 export function daemonListening(dir: string): boolean | undefined {
+  const listening = socketListening(dir);
+  if (listening === true) return true;
+  return pidFileLocked(dir) ? true : listening;
+}
+
+/** A lock on <dir>/sysgenidd.pid in /proc/locks, which, unlike the socket table, is not per namespace. */
+function pidFileLocked(dir: string): boolean {
+  let st: fs.Stats;
+  let locks: string;
+  try {
+    st = fs.statSync(path.join(dir, 'sysgenidd.pid'));
+    locks = fs.readFileSync('/proc/locks', 'latin1');
+  } catch {
+    return false;
+  }
+  // glibc's dev_t encoding, as the kernel prints it: MAJOR:MINOR:inode, the device numbers in hex.
+  const major = ((st.dev >>> 8) & 0xfff) >>> 0;
+  const minor = ((st.dev & 0xff) | ((st.dev >>> 12) & 0xfff00)) >>> 0;
+  const hex = (n: number): string => n.toString(16).padStart(2, '0');
+  const id = ` ${hex(major)}:${hex(minor)}:${st.ino} `;
+  return locks.split('\n').some((l) => /\bFLOCK\s+ADVISORY\s+WRITE\b/.test(l) && l.includes(id));
+}
+
+function socketListening(dir: string): boolean | undefined {
   let table: string;
   try {
     table = fs.readFileSync('/proc/net/unix', 'latin1');
