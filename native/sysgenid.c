@@ -288,6 +288,69 @@ static napi_value broadcast(napi_env env, napi_callback_info info) {
   return v;
 }
 
+// --- Process and lock control (issue 12): flock, the child subreaper, reaping one pid. ---
+// Node has no flock(2): the daemon's exclusive lock on its pid file is released by the kernel when
+// the daemon dies, however it dies. PR_SET_CHILD_SUBREAPER makes the daemon the parent of whatever a
+// hook leaves behind (double fork + setsid included), so it can kill it; reapPid waits for one such
+// orphan only: a waitpid(-1) would steal the exit status of libuv's own children.
+#include <stdbool.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+
+// flock(fd, op): 0, or -errno (EWOULDBLOCK when LOCK_NB and someone else holds it)
+static napi_value flock_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd = -1, op = 0;
+  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  CHECK(napi_get_value_int32(env, argv[1], &op));
+  int rc;
+  do {
+    rc = flock(fd, op);
+  } while (rc < 0 && errno == EINTR);
+  napi_value v;
+  CHECK(napi_create_int32(env, rc < 0 ? -errno : 0, &v));
+  return v;
+}
+
+// setChildSubreaper(on: boolean): 0 or -errno
+static napi_value set_child_subreaper(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  bool on = true;
+  if (argc > 0) CHECK(napi_get_value_bool(env, argv[0], &on));
+  int rc = prctl(PR_SET_CHILD_SUBREAPER, on ? 1 : 0, 0, 0, 0);
+  napi_value v;
+  CHECK(napi_create_int32(env, rc < 0 ? -errno : 0, &v));
+  return v;
+}
+
+// reapPid(pid): the pid if it was reaped, 0 if it still runs, -errno (ECHILD: not our child)
+static napi_value reap_pid(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t pid = 0;
+  CHECK(napi_get_value_int32(env, argv[0], &pid));
+  int rc;
+  if (pid <= 0) {
+    rc = -EINVAL;
+  } else {
+    int status;
+    do {
+      rc = waitpid(pid, &status, WNOHANG);
+    } while (rc < 0 && errno == EINTR);
+    if (rc < 0) rc = -errno;
+  }
+  napi_value v;
+  CHECK(napi_create_int32(env, rc, &v));
+  return v;
+}
+// --- end of process and lock control ---
+
 NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
     {"mapFile", NULL, map_file, NULL, NULL, NULL, napi_default, NULL},
@@ -296,6 +359,9 @@ NAPI_MODULE_INIT() {
     {"broadcast", NULL, broadcast, NULL, NULL, NULL, napi_default, NULL},
     {"ueventOpen", NULL, uevent_open, NULL, NULL, NULL, napi_default, NULL},
     {"ueventRecv", NULL, uevent_recv, NULL, NULL, NULL, napi_default, NULL},
+    {"flock", NULL, flock_fd, NULL, NULL, NULL, napi_default, NULL},
+    {"setChildSubreaper", NULL, set_child_subreaper, NULL, NULL, NULL, napi_default, NULL},
+    {"reapPid", NULL, reap_pid, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

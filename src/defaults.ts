@@ -27,3 +27,9 @@ export const DEFAULT_MAX_BACKLOG = 65_536;
 export const MIN_PRIORITY = -1000;
 export const MAX_PRIORITY = 1000;
 export const DEFAULT_PRIORITY = 0;
+
+/**
+ * The longest timeout anything accepts: Node's timers hold at most 2^31 - 1 ms (about 24.8 days) and
+ * silently turn anything longer into 1 ms.
+ */
+export const MAX_TIMEOUT_MS = 2 ** 31 - 1;

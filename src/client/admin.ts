@@ -1,12 +1,14 @@
 // One-shot requests for tools and orchestrators. Each opens its own connection and turns it into an
 // observer at once (OBSERVE is pipelined with the request), so it never counts as a watcher.
+// Every call has a deadline of its own: a daemon stopped with SIGSTOP accepts connections and never
+// answers, and a timeout enforced only by the daemon would then never fire (issue 12, point 10).
 
 import fs from 'node:fs';
 import { SysgenidError } from '../protocol/errors.js';
 import type { CycleReportDocument } from '../protocol/cycle-report.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_QUIESCE_TIMEOUT_MS, DEFAULT_UNQUIESCE_TIMEOUT_MS } from '../defaults.js';
-import type { Request } from '../protocol/messages.js';
-import { runtimePaths } from '../protocol/runtime-dir.js';
+import { MAX_TIMEOUT_MS, type Request } from '../protocol/messages.js';
+import { clientPaths } from '../protocol/runtime-dir.js';
 import type { DaemonStatus } from '../protocol/status.js';
 import { ProtocolConnection } from './connection.js';
 
@@ -17,20 +19,64 @@ export interface ClientOptions {
   readonly connectTimeoutMs?: number;
   /** Abandon the request (its connection is closed; the promise rejects with ECONNRESET). */
   readonly signal?: AbortSignal;
+  /**
+   * Give up on the whole call (connect, greeting, reply) after this long, with ENOTCONN. Default:
+   * DEFAULT_CALL_DEADLINE_MS; for WAIT, QUIESCE and UNQUIESCE their own timeout plus a margin; none
+   * for a WAIT or READ that blocks without a timeout, which waits as long as asked. 0 = none.
+   */
+  readonly deadlineMs?: number;
+}
+
+/** How long a call that should answer at once may take before the daemon is taken for frozen. */
+export const DEFAULT_CALL_DEADLINE_MS = 10_000;
+/** Added to a timeout the daemon enforces, for its answer to arrive. */
+const DEADLINE_MARGIN_MS = 1_000;
+
+function checkTimeout(what: string, ms: number): void {
+  if (!Number.isSafeInteger(ms) || ms < 0 || ms > MAX_TIMEOUT_MS) {
+    throw new SysgenidError('EINVAL', `${what}: a timeout is a whole number of ms from 0 to ${MAX_TIMEOUT_MS}, ` +
+      `got ${ms}`);
+  }
+}
+
+function defaultDeadline(req: Request): number {
+  switch (req.verb) {
+    case 'WAIT':
+      return req.timeoutMs === 0 ? 0 : req.timeoutMs + DEADLINE_MARGIN_MS;
+    case 'READ':
+      return req.nonblock ? DEFAULT_CALL_DEADLINE_MS : 0;
+    case 'QUIESCE':
+    case 'UNQUIESCE':
+      // A failed quiesce un-quiesces those it asked, under the same timeout again.
+      return Math.min(MAX_TIMEOUT_MS, 2 * req.timeoutMs + DEFAULT_CALL_DEADLINE_MS);
+    default:
+      return DEFAULT_CALL_DEADLINE_MS;
+  }
 }
 
 async function oneShot(socket: 'watch' | 'control', opts: ClientOptions, req: Request): Promise<string> {
-  const paths = runtimePaths(opts.dir);
+  const paths = clientPaths(opts.dir);
   // Whoever may use control.sock asks there: its slots are kept free of watch-socket floods, so root's
   // `sysgenid status` and `ready` are answered while an ordinary user holds every watch connection.
   if (socket === 'watch' && req.verb === 'STATUS' && mayConnect(paths.control)) socket = 'control';
-  const conn = await ProtocolConnection.open(socket === 'watch' ? paths.watch : paths.control, {
+  const file = socket === 'watch' ? paths.watch : paths.control;
+  const deadlineMs = opts.deadlineMs ?? defaultDeadline(req);
+  checkTimeout('deadlineMs', deadlineMs);
+  const connectMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+  const conn = await ProtocolConnection.open(file, {
     generation: () => {},
     close: () => {},
-  }, { timeoutMs: opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS });
+  }, { timeoutMs: deadlineMs > 0 ? Math.min(connectMs, deadlineMs) : connectMs });
   const abort = (): void => conn.close();
   if (opts.signal?.aborted) conn.close();
   opts.signal?.addEventListener('abort', abort, { once: true });
+  let expired = false;
+  const timer = deadlineMs > 0
+    ? setTimeout(() => {
+      expired = true;
+      conn.close();
+    }, deadlineMs)
+    : undefined;
   try {
     const observe = socket === 'watch' ? conn.request({ verb: 'OBSERVE' }) : Promise.resolve('');
     const reply = conn.request(req);
@@ -39,7 +85,14 @@ async function oneShot(socket: 'watch' | 'control', opts: ClientOptions, req: Re
     reply.catch(() => undefined);
     await observe;
     return await reply;
+  } catch (err) {
+    if (expired) {
+      throw new SysgenidError('ENOTCONN',
+        `sysgenidd at ${file} did not answer ${req.verb} within ${deadlineMs} ms (is it stopped or frozen?)`);
+    }
+    throw err;
   } finally {
+    clearTimeout(timer);
     opts.signal?.removeEventListener('abort', abort);
     conn.close();
   }
@@ -77,6 +130,7 @@ export async function forceUpdate(opts: ClientOptions & { readonly min?: number 
  * EINTR if a new generation arrives meanwhile (the watchers have more to do: wait again).
  */
 export async function waitForWatchers(opts: ClientOptions & { readonly timeoutMs?: number } = {}): Promise<void> {
+  checkTimeout('waitForWatchers', opts.timeoutMs ?? 0);
   await oneShot('watch', opts, { verb: 'WAIT', timeoutMs: opts.timeoutMs ?? 0 });
 }
 
@@ -97,6 +151,7 @@ export async function quiesce(
   opts: ClientOptions & { readonly timeoutMs?: number } = {},
 ): Promise<CycleReportDocument> {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_QUIESCE_TIMEOUT_MS;
+  checkTimeout('quiesce', timeoutMs);
   return JSON.parse(await oneShot('control', opts, { verb: 'QUIESCE', timeoutMs })) as CycleReportDocument;
 }
 
@@ -108,5 +163,6 @@ export async function unquiesce(
   opts: ClientOptions & { readonly timeoutMs?: number } = {},
 ): Promise<CycleReportDocument> {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_UNQUIESCE_TIMEOUT_MS;
+  checkTimeout('unquiesce', timeoutMs);
   return JSON.parse(await oneShot('control', opts, { verb: 'UNQUIESCE', timeoutMs })) as CycleReportDocument;
 }

@@ -3,9 +3,11 @@
 
 import net from 'node:net';
 import { DEFAULT_CONNECT_TIMEOUT_MS } from '../defaults.js';
+import { addon } from '../native/addon.js';
 import { SysgenidError } from '../protocol/errors.js';
 import { LineSplitter } from '../protocol/framing.js';
 import { type Request, encodeRequest, parseServerLine } from '../protocol/messages.js';
+import { trustedUids, untrustedDaemonFile } from '../protocol/trust.js';
 
 /** Status replies list every watcher, so the client accepts much longer lines than the daemon does. */
 const MAX_REPLY_LINE = 64 * 1024 * 1024;
@@ -25,8 +27,33 @@ interface Pending {
 }
 
 export interface ConnectOptions {
-  /** Give up retrying a full accept queue (EAGAIN) after this long. */
+  /**
+   * Give up retrying a full accept queue (EAGAIN), and waiting for the greeting (a daemon stopped with
+   * SIGSTOP still accepts), after this long.
+   */
   readonly timeoutMs?: number;
+  /**
+   * Believe only a daemon that runs as root or as this user, in a directory only they control (default
+   * true): a socket someone else placed is refused with EPERM before anything is sent.
+   */
+  readonly verify?: boolean;
+}
+
+function untrusted(path: string, why: string): SysgenidError {
+  return new SysgenidError('EPERM', `not using sysgenidd at ${path}: ${why} (a daemon of another user could answer ` +
+    'anything; set SYSGENID_DIR to the directory of a daemon run by root or by you)');
+}
+
+/** The uid at the other end of a connected Unix socket, when the addon can tell. */
+function peerUid(socket: net.Socket): number | undefined {
+  const native = addon();
+  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  if (!native || fd === undefined || fd < 0) return undefined;
+  try {
+    return native.peerCred(fd).uid;
+  } catch {
+    return undefined;
+  }
 }
 
 function unreachable(path: string, err: NodeJS.ErrnoException): SysgenidError {
@@ -80,10 +107,28 @@ export class ProtocolConnection {
   }
 
   static async open(path: string, events: ConnectionEvents, options: ConnectOptions = {}): Promise<ProtocolConnection> {
-    const socket = await openSocket(path, Date.now() + (options.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS));
+    const timeoutMs = options.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    const verify = options.verify !== false;
+    if (verify) {
+      const why = untrustedDaemonFile(path);
+      if (why) throw untrusted(path, why);
+    }
+    const socket = await openSocket(path, Date.now() + timeoutMs);
+    if (verify) {
+      const uid = peerUid(socket);
+      if (uid !== undefined && !trustedUids().has(uid)) {
+        socket.destroy();
+        throw untrusted(path, `the daemon runs as uid ${uid}`);
+      }
+    }
     return new Promise((resolve, reject) => {
       let conn: ProtocolConnection | undefined;
+      const greeting = setTimeout(() => {
+        fail(new SysgenidError('ENOTCONN', `sysgenidd at ${path} accepted the connection but did not greet within ` +
+          `${timeoutMs} ms (is it stopped or frozen?)`));
+      }, timeoutMs);
       const fail = (err: SysgenidError): void => {
+        clearTimeout(greeting);
         socket.destroy();
         reject(err);
       };
@@ -105,6 +150,7 @@ export class ProtocolConnection {
           } else if (parsed.type !== 'hello') {
             fail(new SysgenidError('EPROTO', `expected a greeting from the daemon, got ${JSON.stringify(text.slice(0, 80))}`));
           } else {
+            clearTimeout(greeting);
             conn = new ProtocolConnection(path, socket, parsed, events);
             resolve(conn);
           }

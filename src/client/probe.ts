@@ -2,18 +2,30 @@
 // socket. With the native addon the page is mapped and a read is one memory load; without it, one
 // pread of 4 bytes. The page is re-opened when the daemon recreated it, so a probe outlives daemon
 // restarts. The mapping is read-only and stays private to this class: a write would kill the process.
+// What it opens is checked first: the page and the directories above it must belong to root or to the
+// caller (another user's page could hold any value), and a page found through the runtime directory
+// must have a daemon serving it: a page left by a stopped daemon never changes again, and reading it
+// silently would tell the caller that nothing was ever restored.
 
 import fs from 'node:fs';
+import path from 'node:path';
 import { SysgenidError } from '../protocol/errors.js';
 import { decodeU32 } from '../protocol/page-format.js';
-import { PAGE_SIZE, runtimePaths } from '../protocol/runtime-dir.js';
+import { daemonListening } from '../protocol/liveness.js';
+import { PAGE_SIZE, clientPaths } from '../protocol/runtime-dir.js';
+import { untrustedDaemonFile } from '../protocol/trust.js';
 import { addon } from '../native/addon.js';
 
 export interface ProbeOptions {
   /** Runtime directory; default: resolved like the daemon does. */
   readonly dir?: string;
-  /** Read this file instead of <dir>/generation (for example /dev/sysgenid). */
+  /**
+   * Read this file instead of <dir>/generation (for example /dev/sysgenid). It is checked for its
+   * owner like the page, but not for a live daemon unless `requireDaemon` is true.
+   */
   readonly path?: string;
+  /** Refuse a page no daemon serves (ENOTCONN). Default: true for the runtime directory's page, false for `path`. */
+  readonly requireDaemon?: boolean;
 }
 
 export class Probe {
@@ -48,7 +60,24 @@ export class Probe {
   }
 
   static open(opts: ProbeOptions = {}): Probe {
-    const file = opts.path ?? runtimePaths(opts.dir).page;
+    const file = opts.path ?? clientPaths(opts.dir).page;
+    let real = file;
+    try {
+      real = fs.realpathSync(file);
+    } catch {
+      // reported by open below
+    }
+    const why = untrustedDaemonFile(real);
+    if (why) {
+      throw new SysgenidError('EPERM', `not reading the page ${file}: ${why} ` +
+        '(another user\'s page could hold any value)');
+    }
+    if ((opts.requireDaemon ?? opts.path === undefined) && daemonListening(path.dirname(real)) === false) {
+      const sock = path.join(path.dirname(real), 'watch.sock');
+      throw new SysgenidError('ENOTCONN',
+        `the page ${file} was left by a daemon that no longer runs (nothing listens on ${sock}): ` +
+        'it would never change');
+    }
     let fd: number;
     try {
       fd = fs.openSync(file, 'r');
@@ -90,6 +119,14 @@ export class Probe {
       return false;
     }
     if (st.ino === this.#ino) return false;
+    // A replacement is believed only on the terms open() sets.
+    let real = this.path;
+    try {
+      real = fs.realpathSync(this.path);
+    } catch {
+      return false;
+    }
+    if (untrustedDaemonFile(real)) return false;
     const fd = fs.openSync(this.path, 'r');
     fs.closeSync(this.#fd);
     this.#fd = fd;

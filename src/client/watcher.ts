@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import { isU32 } from '../core/generation.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS } from '../defaults.js';
 import { SysgenidError } from '../protocol/errors.js';
-import { runtimePaths } from '../protocol/runtime-dir.js';
+import { clientPaths } from '../protocol/runtime-dir.js';
 import { type LifecycleRequest, ProtocolConnection } from './connection.js';
 
 export interface WatcherOptions {
@@ -72,7 +72,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
 
   private constructor(opts: WatcherOptions) {
     super();
-    this.path = runtimePaths(opts.dir).watch;
+    this.path = clientPaths(opts.dir).watch;
     this.name = opts.name;
     this.#opts = opts;
     this.#tracked = opts.tracked ?? true;

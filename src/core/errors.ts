@@ -19,6 +19,7 @@ export const ERROR_CODES = {
   EBUSY: 'a lifecycle step is in progress or the machine is already quiesced',
   ECONNRESET: 'the connection to the daemon was lost',
   ENOTCONN: 'the daemon is not running or its socket is unreachable',
+  EPERM: 'the daemon or its directory belongs to another user: not trusted',
   ECLOSED: 'the watcher was closed',
 } as const;
 

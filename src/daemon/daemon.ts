@@ -21,7 +21,7 @@ import { HookRunner } from './hooks.js';
 import { openFileLimit, connectionLimit } from './limits.js';
 import { Admission, type Bucket, defaultLimits } from './admission.js';
 import { onSocketInternalsChanged, socketFd } from './socket-fd.js';
-import { acquirePidLock, removeStaleSocket, type PidLock } from './lock.js';
+import { acquirePidLock, bindName, placeSocket, removeStaleSocket, type PidLock } from './lock.js';
 import type { Logger } from './log.js';
 import { Page } from './page.js';
 import { StartupError, ensureRuntimeDir } from './runtime-dir.js';
@@ -127,7 +127,7 @@ export class Daemon implements ConnectionHost {
   static async start(opts: DaemonOptions): Promise<Daemon> {
     const paths = runtimePaths(opts.dir);
     ensureRuntimeDir(paths.dir, 0o755);
-    const lock = acquirePidLock(paths.pid, paths.dir);
+    const lock = await acquirePidLock(paths.pid, paths.dir);
     let page: Page | undefined;
     let store: StateStore | undefined;
     try {
@@ -137,7 +137,7 @@ export class Daemon implements ConnectionHost {
       const opened = StateStore.open(paths.state);
       store = opened.store;
       if (opened.problem) opts.log.error(`${opened.problem}; taking the generation from the page`);
-      page = Page.open(paths.page);
+      page = Page.open(paths.page, opened.loaded?.generation ?? 0);
       // The page is written before the state file on every bump, so after a crash it may be ahead.
       const fromPage = page.read();
       const fromState = opened.loaded?.generation ?? 0;
@@ -328,7 +328,7 @@ export class Daemon implements ConnectionHost {
     for (const c of this.#conns.values()) c.destroy();
     await Promise.all(closing);
     this.#hooks.killAll();
-    for (const f of [this.paths.watch, this.paths.control]) fs.rmSync(f, { force: true });
+    this.#lock.removeOwned();
     this.#page.close();
     this.#store.close();
     this.#lock.release();
@@ -483,6 +483,7 @@ export class Daemon implements ConnectionHost {
       throw new StartupError(`cannot give ${paths.control} to group ${this.#opts.controlGid}: ${(err as Error).message} (choose a group you belong to with --group)`);
     }
     fs.chmodSync(paths.control, 0o660);
+    for (const f of [paths.watch, paths.control]) this.#lock.adopt(f);
   }
 
   #listenOn(kind: ConnectionKind, file: string): Promise<void> {
@@ -490,8 +491,9 @@ export class Daemon implements ConnectionHost {
     this.#servers.push(server);
     return new Promise((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ path: file, backlog: 4096 }, () => {
+      server.listen({ path: bindName(file), backlog: 4096 }, () => {
         server.off('error', reject);
+        try { placeSocket(file); } catch (err) { reject(err); return; }
         server.on('error', (err) => this.#log.error(`${kind} socket: ${err.message}`));
         resolve();
       });

@@ -1,65 +1,248 @@
-// One daemon per runtime directory. The pid file is created with O_EXCL; an existing one is stale
-// unless its process is alive and is a sysgenidd, which is what `kill -9` of the daemon leaves behind.
+// One daemon per runtime directory, by a lock the kernel releases when its holder dies, however it
+// dies: never by guessing from a pid file whether a process "looks like" a daemon (a pid is reused,
+// and any process may put "sysgenidd" in its command line).
+//
+// With the native addon: flock(LOCK_EX) on the pid file, kept open for the daemon's life. Without it
+// (Node has no flock): a listening Unix socket in the abstract namespace, named for the directory's
+// device and inode; the kernel frees the name when the process dies. Its weakness, accepted for the
+// fallback only: abstract names have no permissions, so a local user who binds the name first keeps a
+// pure-JS daemon from starting on that directory (a denial, never a takeover: the daemon refuses and
+// says so). A daemon with the addon holds both, so a pure-JS daemon can never share its directory,
+// and ignores a squatter of the name whose peer credentials are not root's or its own.
+//
+// Sockets are removed only by the lock's holder: stale ones after the lock is taken, and at shutdown
+// only the very socket files this daemon bound (same device and inode), never a successor's.
 
 import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { LOCK_EX, LOCK_NB, addon } from '../native/addon.js';
+import { trustedUids } from '../protocol/trust.js';
 import { StartupError } from './runtime-dir.js';
 
-function processAlive(pid: number): boolean {
+const { O_RDWR, O_CREAT, O_NOFOLLOW } = fs.constants;
+const EWOULDBLOCK = 11;
+
+export interface PidLock {
+  /** Pid of the crashed daemon whose pid file was taken over, if any. */
+  readonly recoveredFrom: number | undefined;
+  /** How the lock is held: 'flock' (addon) or 'abstract-socket' (pure-JS fallback). */
+  readonly kind: 'flock' | 'abstract-socket';
+  /** Remember a socket file this daemon bound, so that shutdown removes it and nothing else. */
+  adopt(file: string): void;
+  /** Remove the adopted socket files that are still the ones this daemon bound. */
+  removeOwned(): void;
+  release(): void;
+}
+
+/** The abstract socket name that stands for the lock on `dir` (no leading NUL). */
+export function lockName(dir: string): string {
+  const st = fs.statSync(dir);
+  return `sysgenidd-lock:${st.dev}:${st.ino}`;
+}
+
+function bindAbstract(name: string): Promise<net.Server | NodeJS.ErrnoException> {
+  return new Promise((resolve) => {
+    const server = net.createServer((socket) => socket.destroy());
+    server.once('error', (err: NodeJS.ErrnoException) => resolve(err));
+    server.listen({ path: `\0${name}` }, () => {
+      server.unref();
+      resolve(server);
+    });
+  });
+}
+
+/** The uid bound to an abstract name (addon only), or undefined when it cannot be told. */
+function holderUid(name: string): Promise<number | undefined> {
+  const native = addon();
+  if (!native) return Promise.resolve(undefined);
+  return new Promise((resolve) => {
+    const socket = net.createConnection({ path: `\0${name}` });
+    socket.once('error', () => resolve(undefined));
+    socket.once('connect', () => {
+      const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd ?? -1;
+      let uid: number | undefined;
+      try {
+        uid = native.peerCred(fd).uid;
+      } catch {
+        uid = undefined;
+      }
+      socket.destroy();
+      resolve(uid);
+    });
+  });
+}
+
+function readPid(fd: number): number | undefined {
+  const buf = Buffer.alloc(32);
+  const n = fs.readSync(fd, buf, 0, buf.length, 0);
+  const text = buf.subarray(0, n).toString('latin1').trim();
+  return /^[0-9]+$/.test(text) && Number(text) > 0 ? Number(text) : undefined;
+}
+
+function pidInFile(file: string): number | undefined {
   try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    const fd = fs.openSync(file, fs.constants.O_RDONLY | O_NOFOLLOW);
+    try {
+      return readPid(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return undefined;
   }
 }
 
-function looksLikeDaemon(pid: number): boolean {
+function openPidFile(file: string): number {
+  let fd: number;
   try {
-    const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1');
-    return /sysgenidd|daemon[/\\]main\.js/.test(cmd);
+    fd = fs.openSync(file, O_RDWR | O_CREAT | O_NOFOLLOW, 0o644);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'ELOOP') throw new StartupError(`${file} is a symbolic link; refusing to follow it`);
+    throw new StartupError(`cannot open ${file}: ${e.message}`);
+  }
+  const st = fs.fstatSync(fd);
+  const uid = process.geteuid?.() ?? 0;
+  if (!st.isFile() || st.uid !== uid) {
+    fs.closeSync(fd);
+    throw new StartupError(`${file} is not a regular file owned by uid ${uid}; refusing to use it`);
+  }
+  return fd;
+}
+
+function sameFile(file: string, fd: number): boolean {
+  try {
+    const a = fs.lstatSync(file);
+    const b = fs.fstatSync(fd);
+    return a.ino === b.ino && a.dev === b.dev;
   } catch {
     return false;
   }
 }
 
-export interface PidLock {
-  /** Pid of the crashed daemon whose pid file was taken over, if any. */
-  readonly recoveredFrom: number | undefined;
-  release(): void;
-}
+export async function acquirePidLock(file: string, dir: string): Promise<PidLock> {
+  const native = addon();
+  const name = lockName(dir);
+  const busy = (pid: number | undefined, how: string): StartupError =>
+    new StartupError(`another sysgenidd${pid ? ` (pid ${pid})` : ''} already owns ${dir} (${how}); ` +
+      'stop it first, or use another SYSGENID_DIR');
 
-export function acquirePidLock(file: string, dir: string): PidLock {
-  let recoveredFrom: number | undefined;
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      fs.writeFileSync(file, `${process.pid}\n`, { flag: 'wx', mode: 0o644 });
-      return {
-        recoveredFrom,
-        release() {
-          try {
-            if (fs.readFileSync(file, 'latin1').trim() === String(process.pid)) fs.unlinkSync(file);
-          } catch {
-            // already gone
-          }
-        },
-      };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
-        throw new StartupError(`cannot create ${file}: ${(err as Error).message}`);
+  let fd = -1;
+  if (native?.flock) {
+    for (let attempt = 0; ; attempt++) {
+      fd = openPidFile(file);
+      const rc = native.flock(fd, LOCK_EX | LOCK_NB);
+      if (rc === -EWOULDBLOCK) {
+        const pid = readPid(fd);
+        fs.closeSync(fd);
+        throw busy(pid, `it holds the lock on ${file}`);
       }
+      if (rc < 0) {
+        fs.closeSync(fd);
+        throw new StartupError(`cannot lock ${file}: errno ${-rc}`);
+      }
+      // The previous holder may have unlinked the file between our open and our flock: a lock on a
+      // file no longer at that name excludes nobody.
+      if (sameFile(file, fd)) break;
+      fs.closeSync(fd);
+      if (attempt >= 5) throw new StartupError(`could not take ${file}: it keeps being replaced`);
     }
-    const text = fs.readFileSync(file, 'latin1').trim();
-    const pid = /^[0-9]+$/.test(text) ? Number(text) : 0;
-    if (pid > 0 && pid !== process.pid && processAlive(pid) && looksLikeDaemon(pid)) {
-      throw new StartupError(`another sysgenidd (pid ${pid}) already owns ${dir}; stop it first, or use another SYSGENID_DIR`);
-    }
-    recoveredFrom = pid || undefined;
-    fs.rmSync(file, { force: true });
   }
-  throw new StartupError(`could not take ${file}: another daemon is starting at the same time`);
+  let server: net.Server | undefined;
+  const bound = await bindAbstract(name);
+  if (bound instanceof net.Server) {
+    server = bound;
+  } else if (bound.code === 'EADDRINUSE') {
+    const holder = pidInFile(file);
+    const uid = native ? await holderUid(name) : undefined;
+    // With flock held, a name bound by an untrusted user is a squatter, not a daemon of this directory.
+    if (!(fd >= 0 && uid !== undefined && !trustedUids().has(uid))) {
+      if (fd >= 0) fs.closeSync(fd);
+      const why = native ? '' : '; without the native addon any local user can hold that name';
+      throw busy(holder, `the lock socket @${name} is bound${why}`);
+    }
+  } else {
+    if (fd >= 0) fs.closeSync(fd);
+    throw new StartupError(`cannot bind the lock socket @${name}: ${bound.message}`);
+  }
+  if (fd < 0) fd = openPidFile(file);
+  removeBindLeftovers(dir);
+  const previous = readPid(fd);
+  fs.ftruncateSync(fd, 0);
+  fs.writeSync(fd, `${process.pid}\n`, 0);
+  // An inode number alone is reused at once on tmpfs: the change time tells a successor's file apart.
+  const adopted = new Map<string, { dev: number; ino: number; ctimeMs: number }>();
+  let released = false;
+  return {
+    recoveredFrom: previous !== undefined && previous !== process.pid ? previous : undefined,
+    kind: native?.flock ? 'flock' : 'abstract-socket',
+    adopt(socketFile: string) {
+      const st = fs.lstatSync(socketFile);
+      adopted.set(socketFile, { dev: st.dev, ino: st.ino, ctimeMs: st.ctimeMs });
+    },
+    removeOwned() {
+      for (const [f, id] of adopted) {
+        try {
+          const st = fs.lstatSync(f);
+          if (st.isSocket() && st.dev === id.dev && st.ino === id.ino && st.ctimeMs === id.ctimeMs) fs.unlinkSync(f);
+        } catch {
+          // already gone
+        }
+      }
+      adopted.clear();
+    },
+    release() {
+      if (released) return;
+      released = true;
+      // Unlinked while still locked, so a successor never locks a file that is about to vanish.
+      try {
+        if (sameFile(file, fd)) fs.unlinkSync(file);
+      } catch {
+        // already gone
+      }
+      fs.closeSync(fd);
+      server?.close();
+    },
+  };
 }
 
-/** Remove a socket left by a crashed daemon, refusing anything that is not a socket or a symlink. */
+/**
+ * The name a socket is bound under before placeSocket renames it into place. libuv unlinks the path a
+ * server was bound to when it closes, whatever file is there by then (a successor's socket, say): the
+ * path bound must therefore never be the public one. A renamed socket stays bound to its file.
+ */
+export function bindName(file: string): string {
+  return `${file}.bind-${process.pid}`;
+}
+
+/** Sockets a daemon that died between bind and rename left under their private names (the lock is held). */
+function removeBindLeftovers(dir: string): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!/^(watch|control)\.sock\.bind-[0-9]+$/.test(name)) continue;
+    const f = path.join(dir, name);
+    try {
+      if (fs.lstatSync(f).isSocket()) fs.unlinkSync(f);
+    } catch {
+      // gone already
+    }
+  }
+}
+
+export function placeSocket(file: string): void {
+  fs.renameSync(bindName(file), file);
+}
+
+/**
+ * Remove a socket left by a crashed daemon (the caller holds the lock), refusing anything that is not a
+ * socket or a symlink.
+ */
 export function removeStaleSocket(file: string): boolean {
   let st: fs.Stats;
   try {

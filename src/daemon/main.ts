@@ -65,11 +65,11 @@ async function main(): Promise<number> {
       resumeTimeoutMs: opts.resumeTimeoutMs,
     });
   } catch (err) {
-    if (err instanceof StartupError) {
-      log.error(err.message);
-      return 1;
-    }
-    throw err;
+    // Any failure here, not only a StartupError, ends the process: a half-started daemon may hold a
+    // listening socket that would keep it alive, deaf to the signals handled above.
+    const e = err as Error;
+    log.error(err instanceof StartupError ? e.message : `cannot start: ${e.stack ?? e.message}`);
+    return 1;
   }
   if (stopRequested) {
     const signal = stopRequested;
@@ -86,6 +86,6 @@ main().then(
   },
   (err: Error) => {
     process.stderr.write(`sysgenidd: fatal: ${err.stack ?? err.message}\n`);
-    process.exitCode = 1;
+    process.exit(1);
   },
 );

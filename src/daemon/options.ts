@@ -8,10 +8,12 @@ import { parseArgs } from 'node:util';
 import {
   DEFAULT_ADJUST_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, DEFAULT_MAX_BACKLOG, DEFAULT_RESUME_TIMEOUT_MS,
 } from '../defaults.js';
+import { MAX_TIMEOUT_MS } from '../protocol/messages.js';
 import { resolveRuntimeDir } from '../protocol/runtime-dir.js';
 import type { BackendConfig } from './backends/backend.js';
 import { BACKENDS, type BackendEntry, autoBackends, backendNames } from './backends/registry.js';
 import { type Level, isLevel } from './log.js';
+import { socketPathProblem } from './runtime-dir.js';
 
 /** The help text; the --backends paragraph is written from the registry. */
 export function usage(registry: readonly BackendEntry[]): string {
@@ -27,7 +29,8 @@ Options:
   --hooks-dir DIR        run the executables in DIR after every bump (default: /etc/sysgenid/hooks.d
                          for root, ~/.config/sysgenid/hooks.d otherwise)
   --no-hooks             run no hooks
-  --hook-timeout MS      terminate a hook still running after MS milliseconds (default: ${DEFAULT_HOOK_TIMEOUT_MS})
+  --hook-timeout MS      terminate a hook still running after MS milliseconds (default: ${DEFAULT_HOOK_TIMEOUT_MS};
+                         every timeout is at most 2147483647 ms)
   --dev-link             link /dev/sysgenid to the page when that path is free (for AWS-LC)
   --dev-link-path PATH   link PATH instead of /dev/sysgenid (implies --dev-link)
 ${backendsHelp(registry)}
@@ -120,6 +123,13 @@ function positiveInt(flag: string, value: string | undefined, fallback: number |
   return n;
 }
 
+/** A timeout in ms, bounded by what Node's timers hold (MAX_TIMEOUT_MS). */
+function timeoutOption(flag: string, value: string | undefined, fallback: number): number {
+  const n = positiveInt(flag, value, fallback) as number;
+  if (n > MAX_TIMEOUT_MS) throw new UsageError(`${flag} is at most ${MAX_TIMEOUT_MS} ms (about 24.8 days), got ${n}`);
+  return n;
+}
+
 /** gid of a group given by name or number, from /etc/group (Node has no getgrnam). */
 export function resolveGroup(spec: string, groupFile = '/etc/group'): number | undefined {
   if (/^[0-9]+$/.test(spec)) return Number(spec);
@@ -190,6 +200,8 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
   }
 
   const dir = values.dir !== undefined ? path.resolve(values.dir) : resolveRuntimeDir(env, uid);
+  const tooLong = socketPathProblem(dir);
+  if (tooLong) throw new UsageError(tooLong);
   const devLinkPath = values['dev-link-path'];
   if (devLinkPath !== undefined && !path.isAbsolute(devLinkPath)) throw new UsageError('--dev-link-path must be an absolute path');
 
@@ -207,14 +219,14 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     dir,
     controlGid,
     hooksDir: values['no-hooks'] ? undefined : path.resolve(values['hooks-dir'] ?? defaultHooksDir(env, uid)),
-    hookTimeoutMs: positiveInt('--hook-timeout', values['hook-timeout'], DEFAULT_HOOK_TIMEOUT_MS) as number,
+    hookTimeoutMs: timeoutOption('--hook-timeout', values['hook-timeout'], DEFAULT_HOOK_TIMEOUT_MS),
     devLink: devLinkPath ?? (values['dev-link'] ? '/dev/sysgenid' : undefined),
     maxConnections: positiveInt('--max-connections', values['max-connections'], undefined),
     maxPerUser: positiveInt('--max-per-user', values['max-per-user'], undefined),
     maxBacklog: positiveInt('--max-backlog', values['max-backlog'], DEFAULT_MAX_BACKLOG) as number,
     autoResume: values['no-auto-resume'] !== true,
-    adjustTimeoutMs: positiveInt('--adjust-timeout', values['adjust-timeout'], DEFAULT_ADJUST_TIMEOUT_MS) as number,
-    resumeTimeoutMs: positiveInt('--resume-timeout', values['resume-timeout'], DEFAULT_RESUME_TIMEOUT_MS) as number,
+    adjustTimeoutMs: timeoutOption('--adjust-timeout', values['adjust-timeout'], DEFAULT_ADJUST_TIMEOUT_MS),
+    resumeTimeoutMs: timeoutOption('--resume-timeout', values['resume-timeout'], DEFAULT_RESUME_TIMEOUT_MS),
     logLevel,
   };
 }

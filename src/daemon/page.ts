@@ -1,14 +1,18 @@
 // The mapped page: a 4096-byte file whose first 4 bytes are the counter in native byte order, the
 // format AWS-LC maps at /dev/sysgenid. Readers keep a mapping of the inode they opened, so the file is
 // only ever updated in place (one aligned 4-byte pwrite), never replaced and never shortened: a
-// mapping of a truncated file kills its reader with SIGBUS.
+// mapping of a truncated file kills its reader with SIGBUS. A new page is built complete (4096 bytes
+// holding the generation) under a temporary name and linked into place: a reader that finds the name
+// (AWS-LC through /dev/sysgenid, at any moment) never maps an empty file, and link() fails rather than
+// replace a page someone may have mapped.
 
 import fs from 'node:fs';
 import { decodeU32, encodeU32 } from '../protocol/page-format.js';
 import { PAGE_SIZE } from '../protocol/runtime-dir.js';
 import { StartupError, hintFor } from './runtime-dir.js';
 
-const { O_RDWR, O_CREAT, O_NOFOLLOW, O_CLOEXEC = 0o2000000 } = fs.constants as typeof fs.constants & { O_CLOEXEC?: number };
+const { O_RDWR, O_CREAT, O_EXCL, O_NOFOLLOW, O_CLOEXEC = 0o2000000 } =
+  fs.constants as typeof fs.constants & { O_CLOEXEC?: number };
 
 /** Open a file the daemon owns for in-place updates, refusing symlinks and files someone else owns. */
 export function openOwnedFile(file: string, mode: number, what: string): { fd: number; st: fs.Stats } {
@@ -40,8 +44,13 @@ export class Page {
     this.#fd = fd;
   }
 
-  /** Open (or create) the page; an existing page keeps its inode so that live mappings stay valid. */
-  static open(file: string): Page {
+  /**
+   * Open the page, or create it holding `initial`; an existing page keeps its inode so that live
+   * mappings stay valid.
+   */
+  static open(file: string, initial = 0): Page {
+    const created = createComplete(file, initial);
+    if (created !== undefined) return new Page(file, created);
     const { fd, st } = openOwnedFile(file, 0o644, 'page');
     try {
       if (st.size < PAGE_SIZE) fs.ftruncateSync(fd, PAGE_SIZE);
@@ -88,7 +97,7 @@ export class Page {
     if (onDisk?.ino !== st.ino || onDisk.dev !== st.dev || !onDisk.isFile()) {
       const value = this.read();
       if (onDisk) fs.rmSync(this.path, { force: true });
-      const fresh = Page.open(this.path);
+      const fresh = Page.open(this.path, value);
       fs.closeSync(this.#fd);
       this.#fd = fresh.#fd;
       this.write(value);
@@ -99,5 +108,46 @@ export class Page {
 
   close(): void {
     fs.closeSync(this.#fd);
+  }
+}
+
+/**
+ * Create the page complete under a temporary name and link it into place. The descriptor of the new
+ * page, or undefined when a page already exists at `file` (then it is opened as it is).
+ */
+function createComplete(file: string, initial: number): number | undefined {
+  if (fs.existsSync(file) || isLink(file)) return undefined;
+  const tmp = `${file}.new-${process.pid}`;
+  fs.rmSync(tmp, { force: true });
+  let fd: number;
+  try {
+    fd = fs.openSync(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new StartupError(`cannot create the page ${tmp}: ${e.message}` + hintFor(e.code));
+  }
+  try {
+    fs.fchmodSync(fd, 0o644);
+    fs.ftruncateSync(fd, PAGE_SIZE);
+    const buf = Buffer.alloc(4);
+    encodeU32(initial, buf);
+    fs.writeSync(fd, buf, 0, 4, 0);
+    fs.linkSync(tmp, file);
+  } catch (err) {
+    fs.closeSync(fd);
+    fs.rmSync(tmp, { force: true });
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'EEXIST') return undefined;
+    throw new StartupError(`cannot create the page ${file}: ${e.message}` + hintFor(e.code));
+  }
+  fs.rmSync(tmp, { force: true });
+  return fd;
+}
+
+function isLink(file: string): boolean {
+  try {
+    return fs.lstatSync(file).isSymbolicLink();
+  } catch {
+    return false;
   }
 }

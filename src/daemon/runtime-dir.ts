@@ -1,8 +1,11 @@
 // Creates the runtime directory, or accepts an existing one only if nobody else could have placed
-// files in it: a real directory (not a symlink), owned by us, writable by nobody else.
+// files in it: a real directory (not a symlink), owned by us, writable by nobody else, under parents
+// that only root or we can write (else a user who owns a parent swaps the directory for a link and
+// the daemon's page repair and shutdown act on files in a directory of the attacker's choosing).
 
 import fs from 'node:fs';
 import path from 'node:path';
+import { untrustedPath } from '../protocol/trust.js';
 
 export class StartupError extends Error {
   override readonly name = 'StartupError';
@@ -10,6 +13,11 @@ export class StartupError extends Error {
 
 export function ensureRuntimeDir(dir: string, mode: number): void {
   const uid = process.geteuid?.() ?? 0;
+  const parentProblem = untrustedPath(path.dirname(dir));
+  if (parentProblem) {
+    throw new StartupError(`refusing the runtime directory ${dir}: ${parentProblem}; every directory above it must ` +
+      `belong to root or to uid ${uid} and not be writable by others (sticky directories such as /tmp excepted)`);
+  }
   try {
     fs.mkdirSync(path.dirname(dir), { recursive: true, mode: 0o755 });
     fs.mkdirSync(dir, { mode });
@@ -35,6 +43,18 @@ export function ensureRuntimeDir(dir: string, mode: number): void {
   } catch (err) {
     throw new StartupError(`the runtime directory ${dir} is not writable: ${(err as Error).message}` + hintFor((err as NodeJS.ErrnoException).code));
   }
+}
+
+/** sun_path holds 108 bytes with its terminating NUL: a longer socket path is silently truncated by bind. */
+export const MAX_SOCKET_PATH = 107;
+
+/** Why sockets cannot be bound in `dir`, or undefined. */
+export function socketPathProblem(dir: string): string | undefined {
+  const longest = path.join(dir, 'control.sock');
+  const n = Buffer.byteLength(longest);
+  if (n <= MAX_SOCKET_PATH) return undefined;
+  return `the socket path ${longest} is ${n} bytes; a Unix socket path holds at most ${MAX_SOCKET_PATH} ` +
+    '(choose a shorter --dir)';
 }
 
 export function hintFor(code: string | undefined): string {

@@ -31,7 +31,18 @@ export interface Addon {
   ueventOpen(): number;
   /** One queued uevent: the sender's netlink port (0 = the kernel) and its NUL-separated fields. */
   ueventRecv(fd: number): { pid: number; fields: string[] } | null;
+  /** flock(2): 0 or -errno (-EWOULDBLOCK with LOCK_NB when another holds it). */
+  flock?(fd: number, op: number): number;
+  /** prctl(PR_SET_CHILD_SUBREAPER): 0 or -errno. */
+  setChildSubreaper?(on: boolean): number;
+  /** waitpid(pid, WNOHANG) of one orphan: the pid when reaped, 0 while it runs, -errno. */
+  reapPid?(pid: number): number;
 }
+
+export const LOCK_SH = 1;
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+export const LOCK_UN = 8;
 
 export const POLL_READABLE = 1;
 

@@ -3,7 +3,7 @@
 
 import { isU32 } from '../core/generation.js';
 import {
-  DEFAULT_PRIORITY, DEFAULT_QUIESCE_TIMEOUT_MS, DEFAULT_UNQUIESCE_TIMEOUT_MS, MAX_PRIORITY, MIN_PRIORITY,
+  DEFAULT_PRIORITY, DEFAULT_QUIESCE_TIMEOUT_MS, DEFAULT_UNQUIESCE_TIMEOUT_MS, MAX_PRIORITY, MAX_TIMEOUT_MS, MIN_PRIORITY,
 } from '../defaults.js';
 import { type ErrorCode, SysgenidError, isErrorCode } from './errors.js';
 
@@ -72,6 +72,16 @@ function u32Arg(verb: string, arg: string | undefined, what: string): number {
   return n;
 }
 
+export { MAX_TIMEOUT_MS };
+
+function timeoutArg(verb: string, arg: string): number {
+  const n = u32Arg(verb, arg, 'a timeout in milliseconds');
+  if (n > MAX_TIMEOUT_MS) {
+    throw new SysgenidError('EINVAL', `${verb}: a timeout is at most ${MAX_TIMEOUT_MS} ms, got ${n}`);
+  }
+  return n;
+}
+
 function noMore(verb: string, rest: string[]): void {
   if (rest.length > 0) throw new SysgenidError('EINVAL', `${verb}: unexpected argument ${JSON.stringify(rest[0])}`);
 }
@@ -115,7 +125,7 @@ export function parseRequest(line: string): Request {
       return { verb, on: mode === 'ON' };
     }
     case 'WAIT': {
-      const timeoutMs = args[0] === undefined ? 0 : u32Arg(verb, args[0], 'a timeout in milliseconds');
+      const timeoutMs = args[0] === undefined ? 0 : timeoutArg(verb, args[0]);
       noMore(verb, args.slice(1));
       return { verb, timeoutMs };
     }
@@ -165,7 +175,7 @@ export function parseRequest(line: string): Request {
     case 'UNQUIESCE': {
       const timeoutMs = args[0] === undefined
         ? (verb === 'QUIESCE' ? DEFAULT_QUIESCE_TIMEOUT_MS : DEFAULT_UNQUIESCE_TIMEOUT_MS)
-        : u32Arg(verb, args[0], 'a timeout in milliseconds');
+        : timeoutArg(verb, args[0]);
       if (timeoutMs === 0) throw new SysgenidError('EINVAL', `${verb}: the timeout must be above 0: a machine is never left waiting forever`);
       noMore(verb, args.slice(1));
       return { verb, timeoutMs };

@@ -1,8 +1,10 @@
 // Where the daemon's sockets, page and state live. The daemon and every client resolve it the same
 // way, so a client started with the same environment as the daemon finds it with no configuration.
 
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { daemonListening } from './liveness.js';
 
 export const WATCH_SOCKET = 'watch.sock';
 export const CONTROL_SOCKET = 'control.sock';
@@ -29,6 +31,32 @@ export function resolveRuntimeDir(env: NodeJS.ProcessEnv = process.env, uid: num
   if (uid === 0) return '/run/sysgenid';
   if (env.XDG_RUNTIME_DIR) return path.join(env.XDG_RUNTIME_DIR, 'sysgenid');
   return path.join(os.tmpdir(), `sysgenid-${uid}`);
+}
+
+export const SYSTEM_DIR = '/run/sysgenid';
+
+/**
+ * Where a client looks: SYSGENID_DIR if set; else the system daemon's /run/sysgenid, for every user,
+ * whenever a daemon listens there; else where the user's own daemon would run (resolveRuntimeDir).
+ * Whatever is chosen is verified before it is used (verifyDaemonDir).
+ */
+export function resolveClientDir(env: NodeJS.ProcessEnv = process.env, uid: number = process.getuid?.() ?? 0): string {
+  if (env.SYSGENID_DIR) return path.resolve(env.SYSGENID_DIR);
+  if (uid !== 0 && systemDaemonListening()) return SYSTEM_DIR;
+  return resolveRuntimeDir(env, uid);
+}
+
+function systemDaemonListening(): boolean {
+  try {
+    return fs.lstatSync(path.join(SYSTEM_DIR, WATCH_SOCKET)).isSocket() && daemonListening(SYSTEM_DIR) === true;
+  } catch {
+    return false;
+  }
+}
+
+/** The client's paths: `dir`, or where resolveClientDir finds the daemon. */
+export function clientPaths(dir?: string): RuntimePaths {
+  return runtimePaths(dir ?? resolveClientDir());
 }
 
 export function runtimePaths(dir: string = resolveRuntimeDir()): RuntimePaths {
