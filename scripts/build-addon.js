@@ -1,11 +1,26 @@
-// `npm install` builds the optional native addon. Without a compiler or Node's headers it prints one
-// clear warning and the project runs on its pure-JS fallback: a failed addon never fails the install.
+// `npm install` gives the package its optional native addon. A prebuilt binary shipped in prebuilds/ (npm
+// pack puts one there, scripts/prebuild.js) is used when it loads here, so no compiler is needed; else it
+// is built with node-gyp. Without a compiler or Node's headers it prints one clear warning and the
+// project runs on its pure-JS fallback: a failed addon never fails the install.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
 
 if (process.env.SYSGENID_NO_ADDON === '1') {
   console.log('sysgenid: SYSGENID_NO_ADDON=1, not building the native addon');
   process.exit(0);
+}
+const prebuilt = path.join('prebuilds', `${process.platform}-${process.arch}`, 'node.napi.glibc.node');
+const fromSource = process.env.npm_config_build_from_source === 'true';
+if (!fromSource && fs.existsSync(prebuilt)) {
+  try {
+    createRequire(import.meta.url)(path.resolve(prebuilt));
+    console.log(`sysgenid: using the prebuilt native addon (${prebuilt})`);
+    process.exit(0);
+  } catch (err) {
+    console.log(`sysgenid: the prebuilt addon does not load here (${err.message.split('\n')[0]}); building it`);
+  }
 }
 const nodeGyp = process.env.npm_config_node_gyp;
 const cmd = nodeGyp && fs.existsSync(nodeGyp) ? [process.execPath, [nodeGyp, 'rebuild']] : ['node-gyp', ['rebuild']];

@@ -20,6 +20,9 @@ for (const [name, entry] of Object.entries(entries)) {
     // The sources are ES modules; the one use of import.meta.url (finding the addon) gets this file's URL.
     define: { 'import.meta.url': '__bundleUrl' },
     banner: { js: 'const __bundleUrl = require("node:url").pathToFileURL(__filename).href;' },
+    // Loaded from node_modules only when --metrics-listen or --metrics-file is given, so that a daemon
+    // without metrics parses none of it at start-up (src/daemon/metrics.ts).
+    external: ['prom-client'],
     logLevel: 'warning',
   });
   fs.chmodSync(outfile, 0o755);

@@ -19,6 +19,8 @@ it('uses the addon when it is built and not disabled, and says why not otherwise
   } else if (built) {
     assert.ok(addon());
     assert.equal(addonState(), 'loaded');
+  } else if (fs.existsSync(`${ROOT}/prebuilds/${process.platform}-${process.arch}`)) {
+    assert.match(addonState(), /^loaded \(prebuilt prebuilds\//);
   } else {
     assert.match(addonState(), /not built/);
   }
