@@ -3,8 +3,12 @@
 
 import { Daemon } from './daemon.js';
 import { createLogger } from './log.js';
+import type { Metrics } from './metrics.js';
 import { USAGE, UsageError, parseOptions } from './options.js';
 import { StartupError } from './runtime-dir.js';
+import { statusLine } from './observers.js';
+import { SystemdNotifier } from './sd-notify.js';
+import { addon } from '../native/addon.js';
 import { VERSION } from '../version.js';
 
 async function main(): Promise<number> {
@@ -27,6 +31,8 @@ async function main(): Promise<number> {
     return 0;
   }
   const log = createLogger(opts.logLevel);
+  const notifier = new SystemdNotifier(addon(), log);
+  let metrics: Metrics | undefined;
   // Handlers go in before the daemon says "ready", so a signal sent on that word is never fatal.
   let daemon: Daemon | undefined;
   let stopRequested: NodeJS.Signals | undefined;
@@ -39,7 +45,8 @@ async function main(): Promise<number> {
     stopRequested = signal;
     if (!daemon) return;
     log.info(`${signal}: shutting down`);
-    daemon.close().then(() => finish(0), (err: Error) => {
+    notifier.stopping(`stopping (${signal}) at generation ${daemon.generation}`);
+    Promise.all([daemon.close(), metrics?.close()]).then(() => finish(0), (err: Error) => {
       log.error(`shutdown failed: ${err.message}`);
       finish(1);
     });
@@ -64,13 +71,38 @@ async function main(): Promise<number> {
       adjustTimeoutMs: opts.adjustTimeoutMs,
       resumeTimeoutMs: opts.resumeTimeoutMs,
     });
+    if (opts.metricsListen || opts.metricsFile) {
+      // Only now, and only when asked: a daemon without metrics never loads prom-client.
+      const { Metrics } = await import('./metrics.js');
+      metrics = await Metrics.start(daemon, log, {
+        listen: opts.metricsListen, file: opts.metricsFile, fileIntervalMs: opts.metricsIntervalMs,
+      });
+      daemon.observe(metrics);
+      const where = [metrics.address ? `http://${metrics.address.host}:${metrics.address.port}` : '', opts.metricsFile ?? '']
+        .filter(Boolean).join(' and ');
+      log.info(`metrics: ${where} (/metrics, /readyz, /healthz)`);
+    }
   } catch (err) {
+    await daemon?.close().catch(() => undefined);
     // Any failure here, not only a StartupError, ends the process: a half-started daemon may hold a
     // listening socket that would keep it alive, deaf to the signals handled above.
     const e = err as Error;
     log.error(err instanceof StartupError ? e.message : `cannot start: ${e.stack ?? e.message}`);
     return 1;
   }
+  // Page, state and sockets are in place (Daemon.start), and the metrics listener when asked for.
+  const running = daemon;
+  notifier.ready(statusLine(running.status(false)));
+  // STATUS= on every change but at most every 100 ms: a bump with thousands of acknowledgements is one line.
+  let statusTimer: NodeJS.Timeout | undefined;
+  running.observe({
+    changed: () => {
+      statusTimer ??= setTimeout(() => {
+        statusTimer = undefined;
+        notifier.status(statusLine(running.status(false)));
+      }, 100);
+    },
+  });
   if (stopRequested) {
     const signal = stopRequested;
     stopRequested = undefined;

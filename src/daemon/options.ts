@@ -13,6 +13,7 @@ import { resolveRuntimeDir } from '../protocol/runtime-dir.js';
 import type { BackendConfig } from './backends/backend.js';
 import { BACKENDS, type BackendEntry, autoBackends, backendNames } from './backends/registry.js';
 import { type Level, isLevel } from './log.js';
+import { parseListen } from './metrics-listen.js';
 import { socketPathProblem } from './runtime-dir.js';
 
 /** The help text; the --backends paragraph is written from the registry. */
@@ -45,6 +46,10 @@ ${backendsHelp(registry)}
   --max-per-user N       watch connections one user other than root may hold (default: a quarter
                          of the watch pool, at most 1024; needs the native addon to know the user)
   --max-backlog BYTES    unread output a client may leave before it is disconnected (default: ${DEFAULT_MAX_BACKLOG})
+  --metrics-listen ADDR  serve Prometheus metrics, /readyz and /healthz over HTTP on ADDR: PORT (loopback),
+                         HOST:PORT or [V6]:PORT (default: no listener)
+  --metrics-file FILE    also write the metrics to FILE for node_exporter's textfile collector, atomically,
+                         after every bump and every --metrics-interval MS (default: ${DEFAULT_METRICS_INTERVAL_MS})
   --log-level LEVEL      error, warn, info or debug (default: info)
   -h, --help             show this help
   -V, --version          print the version
@@ -75,6 +80,8 @@ function backendsHelp(registry: readonly BackendEntry[]): string {
 }
 
 export const USAGE = usage(BACKENDS);
+
+export const DEFAULT_METRICS_INTERVAL_MS = 15_000;
 
 /** --backends: "auto", "none" (or "forced", the one always on), or a comma list of names. */
 export function parseBackends(spec: string, registry: readonly BackendEntry[] = BACKENDS): string[] {
@@ -110,6 +117,11 @@ export interface ParsedOptions {
   readonly autoResume: boolean;
   readonly adjustTimeoutMs: number;
   readonly resumeTimeoutMs: number;
+  /** --metrics-listen, parsed; undefined: no HTTP listener. */
+  readonly metricsListen: { readonly host: string; readonly port: number } | undefined;
+  /** --metrics-file, absolute; undefined: no textfile. */
+  readonly metricsFile: string | undefined;
+  readonly metricsIntervalMs: number;
 }
 
 export class UsageError extends Error {
@@ -176,6 +188,9 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
         'adjust-timeout': { type: 'string' },
         'no-auto-resume': { type: 'boolean', default: false },
         'resume-timeout': { type: 'string' },
+        'metrics-listen': { type: 'string' },
+        'metrics-file': { type: 'string' },
+        'metrics-interval': { type: 'string' },
         'log-level': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
         version: { type: 'boolean', short: 'V', default: false },
@@ -205,6 +220,13 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
   const devLinkPath = values['dev-link-path'];
   if (devLinkPath !== undefined && !path.isAbsolute(devLinkPath)) throw new UsageError('--dev-link-path must be an absolute path');
 
+  const listenSpec = values['metrics-listen'];
+  const metricsListen = listenSpec === undefined ? undefined : parseListen(listenSpec);
+  if (listenSpec !== undefined && metricsListen === undefined) {
+    throw new UsageError(`--metrics-listen needs PORT, HOST:PORT or [V6]:PORT, got ${JSON.stringify(listenSpec)}`);
+  }
+  const metricsFile = values['metrics-file'];
+
   const backends = parseBackends(values.backends ?? 'auto');
   const vmclockPath = values['vmclock-path'];
 
@@ -227,6 +249,9 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     autoResume: values['no-auto-resume'] !== true,
     adjustTimeoutMs: timeoutOption('--adjust-timeout', values['adjust-timeout'], DEFAULT_ADJUST_TIMEOUT_MS),
     resumeTimeoutMs: timeoutOption('--resume-timeout', values['resume-timeout'], DEFAULT_RESUME_TIMEOUT_MS),
+    metricsListen,
+    metricsFile: metricsFile === undefined ? undefined : path.resolve(metricsFile),
+    metricsIntervalMs: timeoutOption('--metrics-interval', values['metrics-interval'], DEFAULT_METRICS_INTERVAL_MS),
     logLevel,
   };
 }

@@ -3,6 +3,7 @@
 // SYSGENID_NO_ADDON=1 forces it. Found the way the ecosystem finds N-API addons (node-gyp-build): a
 // local build in build/Release first, else the binary the package ships in prebuilds/<platform>-<arch>/.
 
+import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { packageRoot } from '../package-root.js';
@@ -71,10 +72,17 @@ function load(): void {
     const nodeGypBuild = require('node-gyp-build') as { path(dir: string): string };
     file = nodeGypBuild.path(root);
   } catch (err) {
-    const first = (err as Error).message.split('\n')[0];
-    reason = `not built and no prebuilt binary for ${process.platform}-${process.arch} (${first}); ` +
-      'run npm rebuild with a C toolchain';
-    return;
+    // A copy of the program without its node_modules (a guest image, a container layer) still finds a
+    // local build the way this loader always did.
+    const local = path.join(root, 'build', 'Release', 'sysgenid.node');
+    if ((err as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' && fs.existsSync(local)) {
+      file = local;
+    } else {
+      const first = (err as Error).message.split('\n')[0];
+      reason = `not built and no prebuilt binary for ${process.platform}-${process.arch} (${first}); ` +
+        'run npm rebuild with a C toolchain';
+      return;
+    }
   }
   try {
     loaded = require(file) as Addon;
