@@ -263,11 +263,15 @@ export class Metrics {
 
 /**
  * What `sysgenid ready` means, for the whole machine or for the watchers of one named service: the
- * lifecycle is running and none of them is outdated; a named service must also be connected.
+ * lifecycle is running and none of them is outdated; a named service must also be connected, and is
+ * ready while the machine re-adjusts once its own watchers have acknowledged.
  */
 export function readiness(s: DaemonStatus, service: string | null): { ready: boolean; why: string } {
-  if (s.lifecycle.state !== 'running') return { ready: false, why: `lifecycle ${s.lifecycle.state}` };
   const list = s.list ?? [];
+  // Re-adjusting after a restore, a service that already acknowledged may take traffic again; while
+  // quiescing, quiesced or resuming nobody may.
+  const state = s.lifecycle.state;
+  if (state !== 'running' && !(service !== null && state === 'adjusting')) return { ready: false, why: `lifecycle ${state}` };
   if (service === null) {
     const late = list.filter((w) => w.tracked && w.outdated);
     if (late.length > 0 || !s.lifecycle.ready) {

@@ -83,9 +83,10 @@ export class SystemdNotifier {
       child.unref();
       return;
     }
-    const r = spawnSync('systemd-notify', args, { stdio: 'ignore', timeout: 5000 });
+    const r = spawnSync('systemd-notify', args, { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', timeout: 5000 });
     if (r.error || r.status !== 0) {
-      this.#warnOnce(`systemd-notify ${args.join(' ')} failed (${r.error?.message ?? `exit ${r.status}`}); ` +
+      const why = r.error?.message ?? `exit ${r.status}${r.stderr ? `: ${r.stderr.trim()}` : ''}`;
+      this.#warnOnce(`systemd-notify ${args.join(' ')} failed (${why}); ` +
         'without the native addon a Type=notify unit needs the daemon to run as root (docs/deploy.md)');
     }
   }

@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { CACHE, MissingToolError, REPO } from './guest-image.js';
+import { packTarball, pathWithoutCompiler } from '../package-helpers.js';
 
 /** What the root file system is made of; apt-cache adds their dependencies. */
 const PACKAGES = ['systemd', 'systemd-sysv', 'bash', 'coreutils', 'util-linux', 'mount', 'passwd', 'procps', 'dbus'];
@@ -62,33 +63,6 @@ function baseRoot(): { root: string; packages: number } {
   fs.rmSync(debs, { recursive: true, force: true });
   fs.writeFileSync(done, `${pkgs.length} packages, ${new Date().toISOString()}\n`);
   return { root, packages: pkgs.length };
-}
-
-/** `npm pack` of the project as it is now, with its prebuilt addon (scripts/prebuild.js). */
-export function packTarball(work: string): string {
-  execFileSync(process.execPath, [path.join(REPO, 'scripts/prebuild.js')], { cwd: REPO, stdio: 'ignore' });
-  // The build already ran (npm run test:e2e builds first): only the pack itself.
-  const out = execFileSync('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work],
-    { cwd: REPO, encoding: 'utf8' });
-  const [info] = JSON.parse(out) as Array<{ filename: string }>;
-  if (!info) throw new Error('npm pack printed nothing');
-  return path.join(work, info.filename);
-}
-
-/** A PATH holding node, npm and sh (npm runs scripts with it) and nothing else: no cc, gcc, make or python. */
-export function pathWithoutCompiler(work: string): string {
-  const bin = path.join(work, 'nocc-bin');
-  fs.mkdirSync(bin, { recursive: true });
-  const nodeDir = path.dirname(fs.realpathSync(process.execPath));
-  fs.rmSync(path.join(bin, 'sh'), { force: true });
-  fs.symlinkSync(fs.realpathSync('/bin/sh'), path.join(bin, 'sh'));
-  for (const name of ['node', 'npm', 'npx']) {
-    const src = path.join(nodeDir, name);
-    const real = fs.existsSync(src) ? src : execFileSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).trim();
-    fs.rmSync(path.join(bin, name), { force: true });
-    fs.symlinkSync(real, path.join(bin, name));
-  }
-  return bin;
 }
 
 function sharedLibraries(binary: string): string[] {
