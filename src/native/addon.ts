@@ -67,17 +67,17 @@ function load(): void {
   }
   const require = createRequire(import.meta.url);
   const root = packageRoot();
+  // node-gyp-build's own first choice, looked up directly: the daemon starts at boot and after every
+  // restart, and resolving through node-gyp-build costs a few milliseconds more (docs/deploy.md).
+  const local = path.join(root, 'build', 'Release', 'sysgenid.node');
   let file: string;
-  try {
-    const nodeGypBuild = require('node-gyp-build') as { path(dir: string): string };
-    file = nodeGypBuild.path(root);
-  } catch (err) {
-    // A copy of the program without its node_modules (a guest image, a container layer) still finds a
-    // local build the way this loader always did.
-    const local = path.join(root, 'build', 'Release', 'sysgenid.node');
-    if ((err as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' && fs.existsSync(local)) {
-      file = local;
-    } else {
+  if (fs.existsSync(local)) {
+    file = local;
+  } else {
+    try {
+      const nodeGypBuild = require('node-gyp-build') as { path(dir: string): string };
+      file = nodeGypBuild.path(root);
+    } catch (err) {
       const first = (err as Error).message.split('\n')[0];
       reason = `not built and no prebuilt binary for ${process.platform}-${process.arch} (${first}); ` +
         'run npm rebuild with a C toolchain';

@@ -131,7 +131,7 @@ async function main(): Promise<void> {
   const sec = spawnSync('systemd-analyze', ['security', 'sysgenidd.service'], { encoding: 'utf8' });
   const exposure = /Overall exposure level for sysgenidd\.service: ([0-9.]+)/.exec(sec.stdout ?? '')?.[1];
   const worst = (sec.stdout ?? '').split('\n').filter((l) => /^✗/.test(l))
-    .map((l) => l.replace(/\s{2,}/g, ' | ').trim()).slice(0, 40);
+    .map((l) => l.replace(/^✗\s*/, '').replace(/\s{2,}/g, ' | ').trim()).slice(0, 40);
   report('SECURITY', { exposure: exposure === undefined ? null : Number(exposure), status: sec.status, open: worst });
 
   // 5. The host snapshots this guest and restores it with a new VM generation ID: the kmsg backend,
@@ -154,6 +154,26 @@ async function main(): Promise<void> {
     }
     await new Promise((r) => setTimeout(r, 100));
   }
+
+  // 6. The non-root variant (a drop-in: User=, AmbientCapabilities=CAP_SYSLOG), reported as found.
+  const nonRoot: Record<string, unknown> = {};
+  try {
+    nonRoot.install = sh('sysgenid', ['install-units', '--user', 'sysgenidd']).trim().split('\n');
+    sh('systemctl', ['restart', 'sysgenidd.service']);
+    const props = show('sysgenidd.service', ['ActiveState', 'SubState', 'MainPID', 'StatusText']);
+    nonRoot.service = props;
+    nonRoot.user = fs.readFileSync(`/proc/${props.MainPID}/status`, 'utf8').split('\n').filter((l) => /^(Uid|CapEff|CapAmb):/.test(l));
+    nonRoot.page = (() => {
+      const st = fs.statSync(PAGE);
+      return { uid: st.uid, ino: st.ino };
+    })();
+    nonRoot.journal = journal('sysgenidd.service', 12).filter((l) => /backend kmsg|ready:|refus|error/i.test(l));
+    const cli = spawnSync('sysgenid', ['status', '--brief'], { encoding: 'utf8' });
+    nonRoot.cliAsRoot = { status: cli.status, out: (cli.stdout + cli.stderr).trim().split('\n').slice(0, 4) };
+  } catch (err) {
+    nonRoot.error = (err as Error).message;
+  }
+  report('NONROOT', nonRoot);
   spawnSync('systemctl', ['poweroff', '--no-block']);
 }
 
