@@ -33,3 +33,6 @@ export const DEFAULT_PRIORITY = 0;
  * silently turn anything longer into 1 ms.
  */
 export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
+/** How often sysgenidd rewrites its --metrics-file besides after every bump and settle (docs/deploy.md). */
+export const DEFAULT_METRICS_INTERVAL_MS = 15_000;

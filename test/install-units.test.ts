@@ -1,4 +1,4 @@
-// The systemd units (deploy/systemd/) and `sysgenid install-units`: the units it writes run this package
+// The systemd units (deploy/systemd/) and `sysgenidd install-units`: the units it writes run this package
 // with this Node, pass `systemd-analyze verify`, and keep the hardening's exposure at 2.0 or lower. The
 // units under a real systemd as PID 1 are the end-to-end test's (test/e2e/systemd.e2e.ts).
 
@@ -7,14 +7,14 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { it } from 'node:test';
-import { UNIT_FILES, renderUnits } from '../src/cli/commands/install-units.js';
-import { CLI, ROOT, runNode, tmpDir } from './helpers.js';
+import { UNIT_FILES, renderUnits } from '../src/daemon/install-units.js';
+import { DAEMON, ROOT, runNode, tmpDir } from './helpers.js';
 
 const analyze = spawnSync('systemd-analyze', ['--version'], { stdio: 'ignore' }).status === 0;
 
 it('install-units writes the three units with ExecStart on this package and this node, and nothing else with --dest', async (t) => {
   const dest = tmpDir(t);
-  const r = await runNode(CLI, ['install-units', '--dest', dest]);
+  const r = await runNode(DAEMON, ['install-units', '--dest', dest]);
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(fs.readdirSync(dest).sort(), [...UNIT_FILES].sort());
   const service = fs.readFileSync(path.join(dest, 'sysgenidd.service'), 'utf8');
@@ -44,6 +44,20 @@ it('a package or node under /root or /home gets ProtectHome=read-only, which sti
   assert.throws(() => renderUnits({ root: ROOT, node: '/opt/my node/bin/node' }), /cannot put/);
 });
 
+it('install-units refuses what it cannot do, with a usage error, before writing anything', async (t) => {
+  const dest = tmpDir(t);
+  const now = await runNode(DAEMON, ['install-units', '--dest', dest, '--now']);
+  assert.equal(now.code, 2);
+  assert.match(now.stderr, /--now needs the units in \/etc\/systemd\/system/);
+  const bad = await runNode(DAEMON, ['install-units', '--dest', dest, '--bogus']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /^sysgenidd install-units: Unknown option '--bogus'/);
+  assert.deepEqual(fs.readdirSync(dest), []);
+  const help = await runNode(DAEMON, ['install-units', '--help']);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /^Usage: sysgenidd install-units /);
+});
+
 it('--user writes the non-root drop-in with that user and CAP_SYSLOG', () => {
   const units = renderUnits({ root: ROOT, node: process.execPath, user: 'sysgenidd' });
   const dropIn = units.get('sysgenidd.service.d/non-root.conf') ?? '';
@@ -54,7 +68,7 @@ it('--user writes the non-root drop-in with that user and CAP_SYSLOG', () => {
 
 it('the written units pass systemd-analyze verify, and the service\'s exposure is 2.0 or lower', { skip: !analyze && 'no systemd-analyze (apt-get install systemd)' }, async (t) => {
   const dest = tmpDir(t);
-  const r = await runNode(CLI, ['install-units', '--dest', dest]);
+  const r = await runNode(DAEMON, ['install-units', '--dest', dest]);
   assert.equal(r.code, 0, r.stderr);
   // verify resolves ExecStart and the other units by name from the directory it is run in.
   const v = spawnSync('systemd-analyze', ['verify', '--man=no', ...UNIT_FILES.map((f) => `./${f}`)], { cwd: dest, encoding: 'utf8' });

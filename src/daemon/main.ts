@@ -12,9 +12,21 @@ import { addon } from '../native/addon.js';
 import { VERSION } from '../version.js';
 
 async function main(): Promise<number> {
+  const argv = process.argv.slice(2);
   let opts;
   try {
-    opts = parseOptions(process.argv.slice(2));
+    if (argv[0] === 'install-units') {
+      const { installUnits } = await import('./install-units.js');
+      try {
+        return installUnits(argv.slice(1));
+      } catch (err) {
+        const usage = err instanceof UsageError;
+        process.stderr.write(`sysgenidd install-units: ${(err as Error).message}\n` +
+          (usage ? 'Run "sysgenidd install-units --help" for usage.\n' : ''));
+        return usage ? 2 : 1;
+      }
+    }
+    opts = parseOptions(argv);
   } catch (err) {
     if (err instanceof UsageError) {
       process.stderr.write(`sysgenidd: ${err.message}\n\n${USAGE}`);

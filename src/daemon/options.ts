@@ -6,7 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import {
-  DEFAULT_ADJUST_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, DEFAULT_MAX_BACKLOG, DEFAULT_RESUME_TIMEOUT_MS,
+  DEFAULT_ADJUST_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, DEFAULT_MAX_BACKLOG, DEFAULT_METRICS_INTERVAL_MS,
+  DEFAULT_RESUME_TIMEOUT_MS,
 } from '../defaults.js';
 import { MAX_TIMEOUT_MS } from '../protocol/messages.js';
 import { resolveRuntimeDir } from '../protocol/runtime-dir.js';
@@ -19,8 +20,10 @@ import { socketPathProblem } from './runtime-dir.js';
 /** The help text; the --backends paragraph is written from the registry. */
 export function usage(registry: readonly BackendEntry[]): string {
   return `Usage: sysgenidd [options]
+       sysgenidd install-units [--dest DIR] [--node PATH] [--user NAME] [--now]
 
-Runs the System Generation ID daemon in the foreground (logs go to stderr).
+Runs the System Generation ID daemon in the foreground (logs go to stderr). install-units writes its
+systemd units for this package (sysgenidd install-units --help, docs/deploy.md).
 
 Options:
   --dir DIR              runtime directory (default: $SYSGENID_DIR, /run/sysgenid for root,
@@ -46,10 +49,11 @@ ${backendsHelp(registry)}
   --max-per-user N       watch connections one user other than root may hold (default: a quarter
                          of the watch pool, at most 1024; needs the native addon to know the user)
   --max-backlog BYTES    unread output a client may leave before it is disconnected (default: ${DEFAULT_MAX_BACKLOG})
-  --metrics-listen ADDR  serve Prometheus metrics, /readyz and /healthz over HTTP on ADDR: PORT (loopback),
-                         HOST:PORT or [V6]:PORT (default: no listener)
-  --metrics-file FILE    also write the metrics to FILE for node_exporter's textfile collector, atomically,
-                         after every bump and every --metrics-interval MS (default: ${DEFAULT_METRICS_INTERVAL_MS})
+  --metrics-listen ADDR  serve Prometheus metrics, /readyz and /healthz over HTTP on ADDR:
+                         PORT (loopback), HOST:PORT or [V6]:PORT (default: no listener)
+  --metrics-file FILE    write the metrics to FILE for node_exporter's textfile collector,
+                         atomically, after every bump and settle and every --metrics-interval MS
+                         (default: ${DEFAULT_METRICS_INTERVAL_MS})
   --log-level LEVEL      error, warn, info or debug (default: info)
   -h, --help             show this help
   -V, --version          print the version
@@ -80,8 +84,6 @@ function backendsHelp(registry: readonly BackendEntry[]): string {
 }
 
 export const USAGE = usage(BACKENDS);
-
-export const DEFAULT_METRICS_INTERVAL_MS = 15_000;
 
 /** --backends: "auto", "none" (or "forced", the one always on), or a comma list of names. */
 export function parseBackends(spec: string, registry: readonly BackendEntry[] = BACKENDS): string[] {

@@ -5,7 +5,6 @@
 import type { Command } from '../command.js';
 import bump from './bump.js';
 import criuAction from './criu-action.js';
-import installUnits from './install-units.js';
 import quiesce from './quiesce.js';
 import read from './read.js';
 import ready from './ready.js';
@@ -16,5 +15,5 @@ import wait from './wait.js';
 import watch from './watch.js';
 
 export const COMMANDS: readonly Command[] = [
-  status, read, watch, bump, wait, quiesce, resume, snapshot, ready, criuAction, installUnits,
+  status, read, watch, bump, wait, quiesce, resume, snapshot, ready, criuAction,
 ];

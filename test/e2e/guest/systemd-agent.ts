@@ -75,7 +75,7 @@ function journal(unit: string, lines = 30): string[] {
 
 async function main(): Promise<void> {
   // 1. Units from the installed package, sockets only: the service must start on the first connection.
-  const install = sh('sysgenid', ['install-units']);
+  const install = sh('sysgenidd', ['install-units']);
   sh('systemctl', ['enable', 'sysgenidd.socket', 'sysgenidd-control.socket', 'sysgenidd.service']);
   sh('systemctl', ['start', 'sysgenidd.socket', 'sysgenidd-control.socket']);
   const before = show('sysgenidd.service', ['ActiveState']);
@@ -158,7 +158,7 @@ async function main(): Promise<void> {
   // 6. The non-root variant (a drop-in: User=, AmbientCapabilities=CAP_SYSLOG), reported as found.
   const nonRoot: Record<string, unknown> = {};
   try {
-    nonRoot.install = sh('sysgenid', ['install-units', '--user', 'sysgenidd']).trim().split('\n');
+    nonRoot.install = sh('sysgenidd', ['install-units', '--user', 'sysgenidd']).trim().split('\n');
     sh('systemctl', ['restart', 'sysgenidd.service']);
     const props = show('sysgenidd.service', ['ActiveState', 'SubState', 'MainPID', 'StatusText']);
     nonRoot.service = props;

@@ -1,13 +1,14 @@
-// sysgenid install-units: write the systemd units shipped in deploy/systemd/ with ExecStart pointing at
+// sysgenidd install-units: write the systemd units shipped in deploy/systemd/ with ExecStart pointing at
 // this installed package and this Node, so nobody edits ExecStart by hand (options go in the
-// EnvironmentFile). docs/deploy.md explains the units line by line.
+// EnvironmentFile). docs/deploy.md explains the units line by line. A command of the daemon's program,
+// not of the sysgenid client: it installs the daemon and talks to no daemon.
 
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { packageRoot } from '../../package-root.js';
-import { defineCommand } from '../command.js';
-import { EXIT, UsageError } from '../exit.js';
+import { parseArgs } from 'node:util';
+import { packageRoot } from '../package-root.js';
+import { UsageError } from './options.js';
 
 export const UNIT_FILES = ['sysgenidd.service', 'sysgenidd.socket', 'sysgenidd-control.socket'] as const;
 const ENV_FILE = 'sysgenidd.env';
@@ -74,10 +75,7 @@ function userExists(name: string): boolean {
   }
 }
 
-export default defineCommand({
-  name: 'install-units',
-  summary: 'install the systemd units (socket-activated, notify-typed, hardened) for this package',
-  help: `Usage: sysgenid install-units [--dest DIR] [--node PATH] [--user NAME] [--now]
+export const INSTALL_UNITS_USAGE = `Usage: sysgenidd install-units [--dest DIR] [--node PATH] [--user NAME] [--now]
 
 Write sysgenidd.service, sysgenidd.socket and sysgenidd-control.socket (deploy/systemd/) into DIR with
 ExecStart running this package's dist/sysgenidd.cjs with PATH, and /etc/sysgenid/sysgenidd.env (the
@@ -91,58 +89,73 @@ daemon's options, SYSGENIDD_OPTS) when it does not exist yet. With the default D
                   drop-in sysgenidd.service.d/non-root.conf); the user is created when missing
   --now           then enable and start the sockets and the service
   -h, --help      show this help
-`,
-  options: {
-    dest: { type: 'string' },
-    node: { type: 'string' },
-    user: { type: 'string' },
-    now: { type: 'boolean' },
-  },
-  positionals: false,
-  async run({ values }) {
-    const dest = path.resolve(values.dest ?? SYSTEM_UNIT_DIR);
-    const system = dest === SYSTEM_UNIT_DIR;
-    const node = path.resolve(values.node ?? process.execPath);
-    if (!fs.existsSync(node)) throw new UsageError(`--node: ${node} does not exist`);
-    if (values.now && !system) throw new UsageError(`--now needs the units in ${SYSTEM_UNIT_DIR} (no --dest)`);
-    const files = renderUnits({ root: packageRoot(), node, user: values.user });
-    if (system) {
-      if (!groupExists('sysgenid')) {
-        run('groupadd', ['--system', 'sysgenid']);
-        process.stdout.write('created the system group sysgenid (it may use control.sock)\n');
-      }
-      if (values.user !== undefined && !userExists(values.user)) {
-        run('useradd', ['--system', '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin',
-          '--gid', 'sysgenid', values.user]);
-        process.stdout.write(`created the system user ${values.user}\n`);
-      }
-      fs.mkdirSync(CONFIG_DIR, { recursive: true, mode: 0o755 });
-      const env = path.join(CONFIG_DIR, ENV_FILE);
-      if (!fs.existsSync(env)) {
-        fs.copyFileSync(path.join(packageRoot(), 'deploy', 'systemd', ENV_FILE), env);
-        process.stdout.write(`wrote ${env}\n`);
-      }
+`;
+
+/** `sysgenidd install-units ...`: the exit code. */
+export function installUnits(argv: string[], out: (s: string) => void = (s) => process.stdout.write(s)): number {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        dest: { type: 'string' },
+        node: { type: 'string' },
+        user: { type: 'string' },
+        now: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  if (values.help) {
+    out(INSTALL_UNITS_USAGE);
+    return 0;
+  }
+  const dest = path.resolve(values.dest ?? SYSTEM_UNIT_DIR);
+  const system = dest === SYSTEM_UNIT_DIR;
+  const node = path.resolve(values.node ?? process.execPath);
+  if (!fs.existsSync(node)) throw new UsageError(`--node: ${node} does not exist`);
+  if (values.now && !system) throw new UsageError(`--now needs the units in ${SYSTEM_UNIT_DIR} (no --dest)`);
+  const files = renderUnits({ root: packageRoot(), node, user: values.user });
+  if (system) {
+    if (!groupExists('sysgenid')) {
+      run('groupadd', ['--system', 'sysgenid']);
+      out('created the system group sysgenid (it may use control.sock)\n');
     }
-    for (const [rel, text] of files) {
-      const file = path.join(dest, rel);
-      fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o755 });
-      // Written whole and renamed, so systemd never reads half a unit.
-      fs.writeFileSync(`${file}.tmp`, text, { mode: 0o644 });
-      fs.renameSync(`${file}.tmp`, file);
-      process.stdout.write(`wrote ${file}\n`);
+    if (values.user !== undefined && !userExists(values.user)) {
+      run('useradd', ['--system', '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin',
+        '--gid', 'sysgenid', values.user]);
+      out(`created the system user ${values.user}\n`);
     }
-    if (!values.user && system) {
-      // A non-root drop-in left from an earlier --user would silently keep applying.
-      fs.rmSync(path.join(dest, 'sysgenidd.service.d', 'non-root.conf'), { force: true });
+    fs.mkdirSync(CONFIG_DIR, { recursive: true, mode: 0o755 });
+    const env = path.join(CONFIG_DIR, ENV_FILE);
+    if (!fs.existsSync(env)) {
+      fs.copyFileSync(path.join(packageRoot(), 'deploy', 'systemd', ENV_FILE), env);
+      out(`wrote ${env}\n`);
     }
-    if (system) {
-      run('systemctl', ['daemon-reload']);
-      if (values.now) {
-        run('systemctl', ['enable', '--now', 'sysgenidd.socket', 'sysgenidd-control.socket', 'sysgenidd.service']);
-      } else {
-        process.stdout.write('next: systemctl enable --now sysgenidd.socket sysgenidd-control.socket sysgenidd.service\n');
-      }
+  }
+  for (const [rel, text] of files) {
+    const file = path.join(dest, rel);
+    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o755 });
+    // Written whole and renamed, so systemd never reads half a unit.
+    fs.writeFileSync(`${file}.tmp`, text, { mode: 0o644 });
+    fs.renameSync(`${file}.tmp`, file);
+    out(`wrote ${file}\n`);
+  }
+  if (!values.user && system) {
+    // A non-root drop-in left from an earlier --user would silently keep applying.
+    fs.rmSync(path.join(dest, 'sysgenidd.service.d', 'non-root.conf'), { force: true });
+  }
+  if (system) {
+    run('systemctl', ['daemon-reload']);
+    if (values.now) {
+      run('systemctl', ['enable', '--now', 'sysgenidd.socket', 'sysgenidd-control.socket', 'sysgenidd.service']);
+    } else {
+      out('next: systemctl enable --now sysgenidd.socket sysgenidd-control.socket sysgenidd.service\n');
     }
-    return EXIT.OK;
-  },
-});
+  }
+  return 0;
+}
