@@ -12,7 +12,16 @@ if (process.env.SYSGENID_NO_ADDON === '1') {
   process.exit(0);
 }
 const prebuilt = path.join('prebuilds', `${process.platform}-${process.arch}`, 'node.napi.glibc.node');
-const fromSource = process.env.npm_config_build_from_source === 'true';
+// In a checkout whose C source changed since the last npm pack, the prebuilt binary is stale. (npm pack
+// gives every file in the tarball the same time, so an installed package always takes its prebuilt one.)
+const stale = (() => {
+  try {
+    return fs.statSync('native/sysgenid.c').mtimeMs > fs.statSync(prebuilt).mtimeMs;
+  } catch {
+    return false;
+  }
+})();
+const fromSource = process.env.npm_config_build_from_source === 'true' || stale;
 if (!fromSource && fs.existsSync(prebuilt)) {
   try {
     createRequire(import.meta.url)(path.resolve(prebuilt));

@@ -55,15 +55,22 @@ it('reads LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES as sd_listen_fds does, and r
 });
 
 it('systemd-socket-activate: a first connection starts the daemon, which serves the sockets it was handed and leaves them', { skip: !haveActivate && 'no systemd-socket-activate (apt-get install systemd)' }, async (t) => {
-  const dir = path.join(tmpDir(t), 'run');
+  const base = tmpDir(t);
+  const dir = path.join(base, 'run');
   fs.mkdirSync(dir, { mode: 0o755 });
   const paths = runtimePaths(dir);
+  // A hook that records which descriptors it inherited: the listening sockets must not be among them.
+  const hooks = path.join(base, 'hooks');
+  fs.mkdirSync(hooks, { mode: 0o755 });
+  const fdsFile = path.join(base, 'hook-fds');
+  fs.writeFileSync(path.join(hooks, '10-fds'), `#!/bin/sh\nfor f in /proc/$$/fd/*; do echo "$\{f##*/} $(readlink $f)"; done > ${fdsFile}\n`,
+    { mode: 0o755 });
   const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
   if (noAddon) env.SYSGENID_NO_ADDON = '1';
   const child = spawn('systemd-socket-activate', [
     '-l', paths.watch, '-l', paths.control, '--fdname=watch:control',
     ...Object.entries(env).map(([k, v]) => `-E${k}=${v}`),
-    process.execPath, DAEMON, '--dir', dir, '--no-hooks', '--backends', 'none',
+    process.execPath, DAEMON, '--dir', dir, '--hooks-dir', hooks, '--backends', 'none',
   ], { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => (log += d));
@@ -82,6 +89,13 @@ it('systemd-socket-activate: a first connection starts the daemon, which serves 
   assert.equal(await bump(dir), 1, 'the control socket is the handed-over one too');
   assert.match(log, /sockets from the service manager: watch\.sock \(fd 3\), control\.sock \(fd 4\)/);
   assert.deepEqual([paths.watch, paths.control].map((f) => fs.statSync(f).ino), inodes, 'the daemon did not bind its own');
+  const inherited = (await eventually(() => fs.existsSync(fdsFile) && fs.readFileSync(fdsFile, 'utf8'), 5000, 'the hook ran')) as string;
+  // The listening sockets' inodes, from the kernel's table of bound Unix sockets.
+  const listening = fs.readFileSync('/proc/net/unix', 'latin1').split('\n')
+    .filter((l) => l.endsWith(` ${paths.watch}`) || l.endsWith(` ${paths.control}`)).map((l) => l.trim().split(/\s+/)[6]);
+  assert.equal(listening.length, 2);
+  // They arrive without FD_CLOEXEC (they had to survive exec); libuv sets it when it adopts them.
+  for (const ino of listening) assert.ok(!inherited.includes(`socket:[${ino}]`), `a hook inherited socket ${ino}:\n${inherited}`);
   child.kill('SIGTERM');
   await exited;
   assert.match(log, /stopped at generation 1/);
