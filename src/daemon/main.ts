@@ -11,16 +11,27 @@ import { SystemdNotifier } from './sd-notify.js';
 import { addon } from '../native/addon.js';
 import { VERSION } from '../version.js';
 
+/**
+ * A module only some runs need (metrics, install-units), loaded from the ES modules under dist/src
+ * instead of being bundled: the bundle every daemon start parses stays as it was (scripts/bundle.js).
+ */
+function lazyModule<T>(name: string): Promise<T> {
+  const here = import.meta.url;
+  const url = here.endsWith('.cjs') ? new URL(`./src/daemon/${name}`, here) : new URL(`./${name}`, here);
+  return import(url.href) as Promise<T>;
+}
+
 async function main(): Promise<number> {
   const argv = process.argv.slice(2);
   let opts;
   try {
     if (argv[0] === 'install-units') {
-      const { installUnits } = await import('./install-units.js');
+      const { installUnits } = await lazyModule<typeof import('./install-units.js')>('install-units.js');
       try {
         return installUnits(argv.slice(1));
       } catch (err) {
-        const usage = err instanceof UsageError;
+        // By name: install-units.js comes from dist/src, with its own copy of the UsageError class.
+        const usage = (err as Error).name === 'UsageError';
         process.stderr.write(`sysgenidd install-units: ${(err as Error).message}\n` +
           (usage ? 'Run "sysgenidd install-units --help" for usage.\n' : ''));
         return usage ? 2 : 1;
@@ -84,8 +95,8 @@ async function main(): Promise<number> {
       resumeTimeoutMs: opts.resumeTimeoutMs,
     });
     if (opts.metricsListen || opts.metricsFile) {
-      // Only now, and only when asked: a daemon without metrics never loads prom-client.
-      const { Metrics } = await import('./metrics.js');
+      // Only now, and only when asked: a daemon without metrics never loads prom-client nor node:http.
+      const { Metrics } = await lazyModule<typeof import('./metrics.js')>('metrics.js');
       metrics = await Metrics.start(daemon, log, {
         listen: opts.metricsListen, file: opts.metricsFile, fileIntervalMs: opts.metricsIntervalMs,
       });
@@ -104,10 +115,10 @@ async function main(): Promise<number> {
   }
   // Page, state and sockets are in place (Daemon.start), and the metrics listener when asked for.
   const running = daemon;
-  notifier.ready(statusLine(running.status(false)));
+  if (notifier.enabled) notifier.ready(statusLine(running.status(false)));
   // STATUS= on every change but at most every 100 ms: a bump with thousands of acknowledgements is one line.
   let statusTimer: NodeJS.Timeout | undefined;
-  running.observe({
+  if (notifier.enabled) running.observe({
     changed: () => {
       statusTimer ??= setTimeout(() => {
         statusTimer = undefined;

@@ -1,8 +1,8 @@
 // Opt-in Prometheus metrics (--metrics-listen, --metrics-file), with the probes Kubernetes needs on the
 // same listener: /readyz (what `sysgenid ready` means, or for one named service) and /healthz. The
-// exposition format is prom-client's; it is loaded only here, and this module only when a metrics
-// option is given, so that a daemon without metrics starts exactly as before (scripts/bundle.js keeps
-// prom-client out of the bundle).
+// exposition format is prom-client's. This module is loaded only when a metrics option is given
+// (src/daemon/main.ts loads it from dist/src, outside the bundle), so that a daemon without metrics
+// starts as before.
 
 import fs from 'node:fs';
 import http from 'node:http';
