@@ -20,6 +20,9 @@ it('npm i -g of the packed tarball without a compiler gives a daemon with the pr
   const listing = execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8' }).split('\n');
   assert.ok(listing.includes(`package/prebuilds/${process.platform}-${process.arch}/node.napi.glibc.node`), 'the tarball ships the prebuilt addon');
   assert.ok(listing.includes('package/deploy/systemd/sysgenidd.service'), 'and the units');
+  if (spawnSync('aarch64-linux-gnu-gcc', ['--version'], { stdio: 'ignore' }).status === 0) {
+    assert.ok(listing.includes('package/prebuilds/linux-arm64/node.napi.glibc.node'), 'and the cross-built arm64 addon');
+  }
   assert.ok(!listing.some((f) => f.startsWith('package/build/')), 'and no local build');
 
   const bin = pathWithoutCompiler(work);
