@@ -1,0 +1,12 @@
+// The same program as CommonJS: require('node:crypto'), started with `-r sysgenid/register` (the
+// bundled dist/register.cjs) by test/register.test.ts.
+import crypto = require('node:crypto');
+import https = require('node:https');
+import tls = require('node:tls');
+import scenarios = require('./register-scenarios.cjs');
+
+scenarios.runScenarios({ ...crypto, getRandomValues: crypto.getRandomValues, webcrypto: crypto.webcrypto, tls, https }, process.argv[2])
+  .catch((err: Error) => {
+    console.error(err);
+    process.exitCode = 1;
+  });

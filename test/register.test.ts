@@ -1,0 +1,2 @@
+// placeholder
+import type {} from './register-fixture-cjs.cjs';
