@@ -18,6 +18,7 @@ import tls from 'node:tls';
 import { type OpensslReseed, addon, addonState } from '../native/addon.js';
 import { type Probe, openProbe } from './probe.js';
 import { SafeRandom } from './snapshot-safe.js';
+import { PAGE_SIZE } from '../protocol/runtime-dir.js';
 
 export const VMCLOCK_DEVICE = '/dev/vmclock0';
 // include/uapi/linux/vmclock-abi.h: flags (u64) at 24, vm_generation_counter (u64) at 0x68.
@@ -76,6 +77,20 @@ export interface GuardState {
 
 type AnyFn = (this: unknown, ...args: unknown[]) => unknown;
 
+/**
+ * What every wrapper reads before it calls through: the page mapped by this module (one load), and the
+ * generation last reseeded for. Without a mapping (no addon, or no page yet), or with a vmclock device
+ * to compare as well, the wrappers take CryptoGuard.check() instead.
+ */
+interface Hot {
+  page: Uint32Array | undefined;
+  seen: number;
+  slow: boolean;
+}
+
+// Entry points whose every parameter Node checks against undefined (never arguments.length).
+const FIXED_ARITY: Record<string, number> = { randomBytes: 2, randomUUID: 1, randomInt: 3, randomFillSync: 3 };
+
 const VIEW_BYTES = (v: ArrayBufferView | ArrayBuffer): Uint8Array =>
   v instanceof ArrayBuffer ? new Uint8Array(v) : new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
 
@@ -83,6 +98,7 @@ export class CryptoGuard {
   #probe: Probe | undefined;
   #pagePath: string | null = null;
   #seen = -1;
+  readonly #hot: Hot = { page: undefined, seen: -1, slow: true };
   #vm: Uint32Array | undefined;
   #vmLo = 0;
   #vmHi = 0;
@@ -94,6 +110,7 @@ export class CryptoGuard {
   #installed = false;
   #random: SafeRandom | undefined;
   readonly #guarded: string[] = [];
+  readonly #onKernel: Array<() => void> = [];
   readonly #opts: GuardOptions;
   readonly #log: (line: string) => void;
   readonly #listeners = new Set<(r: ReseedRecord) => void>();
@@ -127,11 +144,32 @@ export class CryptoGuard {
       return false;
     }
     this.#pagePath = this.#probe.path;
+    this.#mapHot();
     const wasRunning = this.#seen !== -1 || this.#installed;
-    this.#seen = this.#probe.generation();
+    this.#setSeen(this.#probe.generation());
     // Nobody knows what happened to this process while there was no page: reseed once to be sure.
     if (wasRunning) this.reseed('page-opened');
     return true;
+  }
+
+  // The probe (src/client/probe.ts) opens and checks the page but keeps its mapping private; the hot
+  // path maps the same file once more so that a wrapper reads it without a call.
+  #mapHot(): void {
+    const native = addon();
+    this.#hot.page = undefined;
+    if (native && this.#probe?.mapped) {
+      try {
+        this.#hot.page = new Uint32Array(native.mapFile(this.#probe.path, PAGE_SIZE), 0, 1);
+      } catch {
+        // The probe's own read (a call) serves then.
+      }
+    }
+    this.#hot.slow = this.#hot.page === undefined || this.#vm !== undefined;
+  }
+
+  #setSeen(generation: number): void {
+    this.#seen = generation;
+    this.#hot.seen = generation;
   }
 
   #openVmclock(): void {
@@ -144,6 +182,7 @@ export class CryptoGuard {
       this.#vm = words;
       this.#vmLo = words[VMCLOCK_GEN_WORD] as number;
       this.#vmHi = words[VMCLOCK_GEN_WORD + 1] as number;
+      this.#hot.slow = true;
     } catch {
       // Not readable by this user, or not mappable: the page alone then.
     }
@@ -174,7 +213,7 @@ export class CryptoGuard {
   /** The daemon said `generation` is current: reseed unless a guarded call already did for it. */
   onGeneration(generation: number): ReseedRecord | null {
     if (this.#probe === undefined) this.openPage();
-    else if (this.#probe.generation() !== generation) this.#probe.refresh();
+    else if (this.#probe.generation() !== generation && this.#probe.refresh()) this.#mapHot();
     if (generation === this.#seen && this.#last?.generation === generation) return null;
     return this.reseed('watcher');
   }
@@ -187,7 +226,7 @@ export class CryptoGuard {
   /** Reseed now, whatever the page says. */
   reseed(trigger: string): ReseedRecord {
     const t0 = performance.now();
-    if (this.#probe) this.#seen = this.#probe.generation();
+    if (this.#probe) this.#setSeen(this.#probe.generation());
     if (this.#vm) {
       this.#vmLo = this.#vm[VMCLOCK_GEN_WORD] as number;
       this.#vmHi = this.#vm[VMCLOCK_GEN_WORD + 1] as number;
@@ -201,7 +240,10 @@ export class CryptoGuard {
       else if (failed.length) this.#setProblem(`OpenSSL in ${failed.map((c) => c.library).join(', ')} refused the reseed`);
       this.#drainNodeCaches();
     }
-    if (this.#problem) this.#mode = 'kernel';
+    if (this.#problem && this.#mode !== 'kernel') {
+      this.#mode = 'kernel';
+      for (const fn of this.#onKernel) fn();
+    }
     const record: ReseedRecord = {
       generation: this.#seen,
       vmclock: this.#vm ? String((BigInt(this.#vmHi) << 32n) | BigInt(this.#vmLo)) : null,
@@ -325,16 +367,34 @@ export class CryptoGuard {
     const orig = target[key];
     if (typeof orig !== 'function') return;
     const guard = this;
+    const hot = this.#hot;
     const alt = kernel?.(orig);
-    const wrapped = alt
-      ? function (this: unknown, ...args: unknown[]): unknown {
-        guard.check(label);
-        return guard.#mode === 'kernel' ? Reflect.apply(alt, this, args) : Reflect.apply(orig, this, args);
+    // Once OpenSSL is known not to be reseedable, every later call takes the kernel variant.
+    let call: AnyFn = orig;
+    this.#onKernel.push(() => {
+      if (alt) call = alt;
+    });
+    // The common calls get a fixed-arity wrapper (no rest array, no Reflect.apply): Node's own functions
+    // treat an undefined trailing argument as an absent one.
+    const wrapped = FIXED_ARITY[label] === 1
+      ? function (this: unknown, a: unknown): unknown {
+        if (hot.slow || hot.page![0] !== hot.seen) guard.check(label);
+        return call.call(this, a);
       }
-      : function (this: unknown, ...args: unknown[]): unknown {
-        guard.check(label);
-        return Reflect.apply(orig, this, args);
-      };
+      : FIXED_ARITY[label] === 2
+        ? function (this: unknown, a: unknown, b: unknown): unknown {
+          if (hot.slow || hot.page![0] !== hot.seen) guard.check(label);
+          return call.call(this, a, b);
+        }
+        : FIXED_ARITY[label] === 3
+          ? function (this: unknown, a: unknown, b: unknown, c: unknown): unknown {
+            if (hot.slow || hot.page![0] !== hot.seen) guard.check(label);
+            return call.call(this, a, b, c);
+          }
+          : function (this: unknown, ...args: unknown[]): unknown {
+            if (hot.slow || hot.page![0] !== hot.seen) guard.check(label);
+            return Reflect.apply(call, this, args);
+          };
     Object.defineProperty(wrapped, 'name', { value: orig.name });
     Object.defineProperty(wrapped, 'length', { value: orig.length });
     const desc = Object.getOwnPropertyDescriptor(target, key);
