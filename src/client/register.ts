@@ -9,6 +9,7 @@
 // One guard per process, shared by the ES module and the CommonJS entry (dist/register.cjs).
 
 import path from 'node:path';
+import { isMainThread } from 'node:worker_threads';
 import { CryptoGuard, type GuardOptions, type GuardState, type ReseedRecord } from './register-guard.js';
 import { type Watcher, connect } from './watcher.js';
 
@@ -51,7 +52,9 @@ export function register(opts: RegisterOptions = {}): RegisterState {
   const reg: Registration = { guard, watcher: undefined };
   (globalThis as Record<symbol, Registration>)[KEY] = reg;
   guard.install();
-  if (opts.watcher !== false) void watch(reg, opts);
+  // A worker thread (loaded there by -r, which workers inherit) guards its own entry points and caches;
+  // OpenSSL is the process's, and the main thread's watcher acknowledges for the process.
+  if (opts.watcher !== false && isMainThread) void watch(reg, opts);
   return stateOf(reg);
 }
 
