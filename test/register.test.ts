@@ -12,7 +12,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import readline from 'node:readline';
 import { addon } from '../src/native/addon.js';
-import { DIST, bump, eventually, runNode, startDaemon, statusOf, tmpDir } from './helpers.js';
+import { DIST, ROOT, bump, eventually, runNode, startDaemon, statusOf, tmpDir } from './helpers.js';
 // Keeps the CommonJS fixture in the compiled tree (tsconfig includes *.ts only).
 import type {} from './register-fixture-cjs.cjs';
 
@@ -75,6 +75,19 @@ for (const kind of ['esm', 'cjs'] as const) {
     else assert.match(r.stderr, /cannot reseed OpenSSL in this process: .*NOT clone-safe/);
   });
 }
+
+test('the package name resolves: --import sysgenid/register loads the ES module, -r sysgenid/register the CommonJS bundle', async (t) => {
+  const dir = pageDir(t);
+  const code = 'const s = globalThis[Symbol.for("sysgenid.register")]; console.log(JSON.stringify([!!s, require("crypto").randomBytes.name]))';
+  for (const flag of ['--import', '-r']) {
+    const r = await runNodeWith([flag, 'sysgenid/register', '-e', code], undefined, { SYSGENID_DIR: dir }, ROOT);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), [true, 'randomBytes'], flag);
+  }
+  const which = 'console.log(require.resolve("sysgenid/register")); import("sysgenid/register").then(() => undefined)';
+  const r = await runNodeWith(['-e', which], undefined, { SYSGENID_DIR: dir }, ROOT);
+  assert.equal(r.stdout.trim(), CJS_ENTRY);
+});
 
 test('a process without the flag is not guarded (the check is the flag\'s, not the test\'s)', async (t) => {
   const dir = pageDir(t);
@@ -158,9 +171,9 @@ test('vmclock: a moved vm_generation_counter reseeds at the next call, before th
   assert.equal(out.last.generation, 0);
 });
 
-function runNodeWith(flags: string[], script: string | undefined, env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runNodeWith(flags: string[], script: string | undefined, env: NodeJS.ProcessEnv, cwd?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [...flags, ...(script ? [script] : [])], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...flags, ...(script ? [script] : [])], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], ...(cwd ? { cwd } : {}) });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
