@@ -75,8 +75,13 @@ async function runScenarios(m: Mods, only?: string): Promise<void> {
   const scenarios: Array<[string, string | RegExp, () => unknown]> = [
     ['randomBytes', 'randomBytes', () => m.randomBytes(16)],
     ['randomBytes(cb)', 'randomBytes', () => cb<Buffer>((d) => m.randomBytes(16, d))],
-    ['randomFillSync', 'randomFillSync', () => m.randomFillSync(new Uint32Array(4), 1, 2)],
-    ['randomFill', 'randomFill', () => cb((d) => m.randomFill(Buffer.alloc(16), 4, 8, d))],
+    // The value says whether the elements outside [offset, offset + size) were left alone.
+    ['randomFillSync', 'randomFillSync', () => {
+      const a = m.randomFillSync(new Uint32Array(4), 1, 2);
+      return `outside untouched: ${a[0] === 0 && a[3] === 0}`;
+    }],
+    ['randomFill', 'randomFill', () => cb<Buffer>((d) => m.randomFill(Buffer.alloc(16), 4, 8, d))
+      .then((b) => `outside untouched: ${b.subarray(0, 4).every((x) => x === 0) && b.subarray(12).every((x) => x === 0)}`)],
     ['randomUUID', 'randomUUID', () => m.randomUUID()],
     ['randomInt', 'randomInt', () => m.randomInt(10, 1000)],
     ['randomInt(cb)', 'randomInt', () => cb<number>((d) => m.randomInt(1000, d as (e: Error | null, n: number) => void))],

@@ -67,6 +67,7 @@ for (const kind of ['esm', 'cjs'] as const) {
           if (KERNEL_VARIANTS.has(s.name)) assert.ok(s.kernelCalls >= 1, `${s.name} answered from the kernel`);
         }
         if (s.name.includes('randomUUID')) assert.match(String(s.value), /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+        if (s.name.startsWith('randomFill')) assert.equal(s.value, 'outside untouched: true');
         if (s.name === 'randomInt') assert.ok(typeof s.value === 'number' && s.value >= 10 && s.value < 1000);
         if (s.name === 'randomInt(cb)') assert.ok(typeof s.value === 'number' && s.value >= 0 && s.value < 1000);
       });
