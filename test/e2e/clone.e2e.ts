@@ -74,7 +74,7 @@ interface Bumped extends Report {
   ackedAtMs: number | null;
   waitError: string | null;
   cliWait: { status: number; stderr: string };
-  nodeCrypto: NodeCrypto;
+  nodeCrypto: NodeCrypto & { noAddon: Record<string, string>; noAddonProblem: string | null; noAddonLog: string[] };
 }
 
 /** Node's own crypto in an unmodified program, run with `sysgenid/register` and without it (issue 13). */
@@ -269,6 +269,20 @@ test('a running VM snapshotted and restored as three clones: new IDs re-adjust, 
   assert.notEqual(a.app.uuid, b.app.uuid);
   assert.notEqual(a.shell['1'], b.shell['1']);
   assertNodeCrypto(clones[0] as Vm, 'node crypto in clones a | b', a.nodeCrypto, b.nodeCrypto);
+  // The flag without the addon: the JavaScript calls answer from the kernel and differ; OpenSSL itself was
+  // not reseeded, so what only OpenSSL draws is still the same in both clones, as the process reported.
+  const JS_ROWS = ['randomBytes', 'getRandomValues', 'randomInt', 'randomUUID'];
+  for (const row of CRYPTO_ROWS) {
+    const same = a.nodeCrypto.noAddon[row] === b.nodeCrypto.noAddon[row];
+    say(`node crypto, flag without the addon: ${row.padEnd(24)} ${short(a.nodeCrypto.noAddon[row])} | ${short(b.nodeCrypto.noAddon[row])} (${same ? 'same' : 'different'})`);
+    check(clones[0] as Vm, JS_ROWS.includes(row) ? !same : same,
+      `without the addon, ${row} is ${JS_ROWS.includes(row) ? 'different (the kernel RNG)' : 'the same (OpenSSL not reseeded, as reported)'} in both clones`);
+  }
+  for (const r of [a, b]) {
+    check(clones[0] as Vm, /^OpenSSL not reseeded/.test(r.nodeCrypto.noAddonProblem ?? '') && r.nodeCrypto.noAddonLog.some((l) => /cannot reseed OpenSSL/.test(l)),
+      `without the addon the process said so: status problem ${r.nodeCrypto.noAddonProblem}, log ${JSON.stringify(r.nodeCrypto.noAddonLog)}`);
+  }
+  say(`node crypto, flag without the addon: status shows "${a.nodeCrypto.noAddonProblem}"`);
   // Not asserted (it is Node's behaviour, not ours): what crypto.randomUUID(), which caches entropy, did.
   say(`Node's own crypto.randomUUID() after the clone: ${a.app.nodeRandomUUID === b.app.nodeRandomUUID ? `THE SAME in both clones (${a.app.nodeRandomUUID})` : 'different in the two clones'}; SafeRandom's: different`);
   await Promise.all(clones.map((vm) => vm.kill()));

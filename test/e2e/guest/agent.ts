@@ -136,6 +136,8 @@ async function vmScenario(): Promise<void> {
   // Issue 13: one unmodified program run with the flag and once without it (the negative control).
   start('crypto-flag', '/usr/bin/node', ['--import', 'sysgenid/register', CRYPTO_APP], { CRYPTO_OUT: `${OUT}/crypto-flag` });
   start('crypto-plain', '/usr/bin/node', [CRYPTO_APP], { CRYPTO_OUT: `${OUT}/crypto-plain` });
+  // The flag without the addon: it cannot reseed OpenSSL, answers the JS calls from the kernel, and says so.
+  start('crypto-noaddon', '/usr/bin/node', ['--import', 'sysgenid/register', CRYPTO_APP], { CRYPTO_OUT: `${OUT}/crypto-noaddon`, SYSGENID_NO_ADDON: '1' });
   // The lifecycle scenario: the HTTP example, and a client that asks it all the time.
   start('http-server', '/usr/bin/node', ['/app/examples/http-server.js'], { PORT: '8080' });
   start('http-prober', '/usr/bin/node', [`${GUEST}/http-prober.js`], { PORT: '8080' });
@@ -145,7 +147,8 @@ async function vmScenario(): Promise<void> {
     const names = new Set((s.list ?? []).map((w) => w.name));
     const all = ['secret-app', 'shell', 'untracked', 'http-server :8080'].every((n) => names.has(n)) &&
       [...names].some((n) => n?.startsWith('register node-crypto-app.js')) &&
-      readJson(`${OUT}/crypto-flag-start.json`) && readJson(`${OUT}/crypto-plain-start.json`);
+      readJson(`${OUT}/crypto-flag-start.json`) && readJson(`${OUT}/crypto-plain-start.json`) && readJson(`${OUT}/crypto-noaddon-start.json`) &&
+      [...names].filter((n) => n?.startsWith('register node-crypto-app.js')).length === 2;
     const prober = readJson(`${OUT}/http-prober.json`) as { answers: number } | null;
     return all && readJson(`${OUT}/secret-app.json`) && readJson(`${OUT}/page-probe.json`) && (prober?.answers ?? 0) > 0 ? s : undefined;
   });
@@ -193,6 +196,9 @@ async function vmScenario(): Promise<void> {
   const nodeCrypto = {
     flag: await cryptoValues(`${OUT}/crypto-flag`, children.get('crypto-flag')?.pid as number),
     plain: await cryptoValues(`${OUT}/crypto-plain`, children.get('crypto-plain')?.pid as number),
+    noAddon: await cryptoValues(`${OUT}/crypto-noaddon`, children.get('crypto-noaddon')?.pid as number),
+    noAddonProblem: (await status({ list: true })).list?.find((w) => w.pid === children.get('crypto-noaddon')?.pid)?.problem ?? null,
+    noAddonLog: fs.readFileSync(`${OUT}/crypto-noaddon.log`, 'utf8').split('\n').filter((l) => l.startsWith('sysgenid/register')).slice(0, 3),
     start: { flag: readJson(`${OUT}/crypto-flag-start.json`), plain: readJson(`${OUT}/crypto-plain-start.json`) },
   };
   emit('BUMPED', { ...(await report()), observed: generation, seenAtMs, ackedAtMs, waitError, cliWait: { status: cli.status, stderr: cli.stderr }, nodeCrypto });
