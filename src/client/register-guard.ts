@@ -85,11 +85,18 @@ type AnyFn = (this: unknown, ...args: unknown[]) => unknown;
 interface Hot {
   page: Uint32Array | undefined;
   seen: number;
+  /** No mapping of the page: every call takes CryptoGuard.check(). */
   slow: boolean;
+  vm: Uint32Array | undefined;
+  vmLo: number;
+  vmHi: number;
 }
 
 // Entry points whose every parameter Node checks against undefined (never arguments.length).
 const FIXED_ARITY: Record<string, number> = { randomBytes: 2, randomUUID: 1, randomInt: 3, randomFillSync: 3 };
+
+const vmMoved = (hot: Hot): boolean =>
+  hot.vm !== undefined && (hot.vm[VMCLOCK_GEN_WORD] !== hot.vmLo || hot.vm[VMCLOCK_GEN_WORD + 1] !== hot.vmHi);
 
 const VIEW_BYTES = (v: ArrayBufferView | ArrayBuffer): Uint8Array =>
   v instanceof ArrayBuffer ? new Uint8Array(v) : new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
@@ -98,10 +105,7 @@ export class CryptoGuard {
   #probe: Probe | undefined;
   #pagePath: string | null = null;
   #seen = -1;
-  readonly #hot: Hot = { page: undefined, seen: -1, slow: true };
-  #vm: Uint32Array | undefined;
-  #vmLo = 0;
-  #vmHi = 0;
+  readonly #hot: Hot = { page: undefined, seen: -1, slow: true, vm: undefined, vmLo: 0, vmHi: 0 };
   #mode: GuardMode = 'openssl';
   #problem = '';
   #reseeds = 0;
@@ -164,7 +168,7 @@ export class CryptoGuard {
         // The probe's own read (a call) serves then.
       }
     }
-    this.#hot.slow = this.#hot.page === undefined || this.#vm !== undefined;
+    this.#hot.slow = this.#hot.page === undefined;
   }
 
   #setSeen(generation: number): void {
@@ -179,10 +183,9 @@ export class CryptoGuard {
     try {
       const words = new Uint32Array(native.mapDevice(file, 4096));
       if (words[0] !== VMCLOCK_MAGIC || ((words[VMCLOCK_FLAGS_WORD] as number) & VMCLOCK_FLAG_GEN_PRESENT) === 0) return;
-      this.#vm = words;
-      this.#vmLo = words[VMCLOCK_GEN_WORD] as number;
-      this.#vmHi = words[VMCLOCK_GEN_WORD + 1] as number;
-      this.#hot.slow = true;
+      this.#hot.vm = words;
+      this.#hot.vmLo = words[VMCLOCK_GEN_WORD] as number;
+      this.#hot.vmHi = words[VMCLOCK_GEN_WORD + 1] as number;
     } catch {
       // Not readable by this user, or not mappable: the page alone then.
     }
@@ -205,9 +208,7 @@ export class CryptoGuard {
   check(trigger: string): void {
     const probe = this.#probe;
     if (probe !== undefined && probe.generation() !== this.#seen) this.reseed(trigger);
-    else if (this.#vm !== undefined && (this.#vm[VMCLOCK_GEN_WORD] !== this.#vmLo || this.#vm[VMCLOCK_GEN_WORD + 1] !== this.#vmHi)) {
-      this.reseed(`vmclock:${trigger}`);
-    }
+    else if (vmMoved(this.#hot)) this.reseed(`vmclock:${trigger}`);
   }
 
   /** The daemon said `generation` is current: reseed unless a guarded call already did for it. */
@@ -227,9 +228,10 @@ export class CryptoGuard {
   reseed(trigger: string): ReseedRecord {
     const t0 = performance.now();
     if (this.#probe) this.#setSeen(this.#probe.generation());
-    if (this.#vm) {
-      this.#vmLo = this.#vm[VMCLOCK_GEN_WORD] as number;
-      this.#vmHi = this.#vm[VMCLOCK_GEN_WORD + 1] as number;
+    const hot = this.#hot;
+    if (hot.vm) {
+      hot.vmLo = hot.vm[VMCLOCK_GEN_WORD] as number;
+      hot.vmHi = hot.vm[VMCLOCK_GEN_WORD + 1] as number;
     }
     let openssl: OpensslReseed[] = [];
     const native = addon();
@@ -246,7 +248,7 @@ export class CryptoGuard {
     }
     const record: ReseedRecord = {
       generation: this.#seen,
-      vmclock: this.#vm ? String((BigInt(this.#vmHi) << 32n) | BigInt(this.#vmLo)) : null,
+      vmclock: hot.vm ? String((BigInt(hot.vmHi) << 32n) | BigInt(hot.vmLo)) : null,
       trigger,
       mode: this.#mode,
       openssl,
@@ -303,7 +305,7 @@ export class CryptoGuard {
       problem: this.#problem,
       pagePath: this.#pagePath,
       mapped: this.#probe?.mapped ?? false,
-      vmclock: this.#vm !== undefined,
+      vmclock: this.#hot.vm !== undefined,
       generation: this.#seen,
       reseeds: this.#reseeds,
       kernelCalls: this.#kernelCalls,
@@ -378,21 +380,21 @@ export class CryptoGuard {
     // treat an undefined trailing argument as an absent one.
     const wrapped = FIXED_ARITY[label] === 1
       ? function (this: unknown, a: unknown): unknown {
-        if (hot.slow || hot.page![0] !== hot.seen) guard.check(label);
+        if (hot.slow || hot.page![0] !== hot.seen || (hot.vm !== undefined && vmMoved(hot))) guard.check(label);
         return call.call(this, a);
       }
       : FIXED_ARITY[label] === 2
         ? function (this: unknown, a: unknown, b: unknown): unknown {
-          if (hot.slow || hot.page![0] !== hot.seen) guard.check(label);
+          if (hot.slow || hot.page![0] !== hot.seen || (hot.vm !== undefined && vmMoved(hot))) guard.check(label);
           return call.call(this, a, b);
         }
         : FIXED_ARITY[label] === 3
           ? function (this: unknown, a: unknown, b: unknown, c: unknown): unknown {
-            if (hot.slow || hot.page![0] !== hot.seen) guard.check(label);
+            if (hot.slow || hot.page![0] !== hot.seen || (hot.vm !== undefined && vmMoved(hot))) guard.check(label);
             return call.call(this, a, b, c);
           }
           : function (this: unknown, ...args: unknown[]): unknown {
-            if (hot.slow || hot.page![0] !== hot.seen) guard.check(label);
+            if (hot.slow || hot.page![0] !== hot.seen || (hot.vm !== undefined && vmMoved(hot))) guard.check(label);
             return Reflect.apply(call, this, args);
           };
     Object.defineProperty(wrapped, 'name', { value: orig.name });
