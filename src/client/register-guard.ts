@@ -90,6 +90,8 @@ interface Hot {
   vm: Uint32Array | undefined;
   vmLo: number;
   vmHi: number;
+  /** OpenSSL could not be reseeded after a change: the JavaScript entry points answer from the kernel. */
+  kernel: boolean;
 }
 
 // Entry points whose every parameter Node checks against undefined (never arguments.length).
@@ -105,7 +107,7 @@ export class CryptoGuard {
   #probe: Probe | undefined;
   #pagePath: string | null = null;
   #seen = -1;
-  readonly #hot: Hot = { page: undefined, seen: -1, slow: true, vm: undefined, vmLo: 0, vmHi: 0 };
+  readonly #hot: Hot = { page: undefined, seen: -1, slow: true, vm: undefined, vmLo: 0, vmHi: 0, kernel: false };
   #mode: GuardMode = 'openssl';
   #problem = '';
   #reseeds = 0;
@@ -114,7 +116,6 @@ export class CryptoGuard {
   #installed = false;
   #random: SafeRandom | undefined;
   readonly #guarded: string[] = [];
-  readonly #onKernel: Array<() => void> = [];
   readonly #opts: GuardOptions;
   readonly #log: (line: string) => void;
   readonly #listeners = new Set<(r: ReseedRecord) => void>();
@@ -244,7 +245,7 @@ export class CryptoGuard {
     }
     if (this.#problem && this.#mode !== 'kernel') {
       this.#mode = 'kernel';
-      for (const fn of this.#onKernel) fn();
+      this.#hot.kernel = true;
     }
     const record: ReseedRecord = {
       generation: this.#seen,
@@ -371,31 +372,28 @@ export class CryptoGuard {
     const guard = this;
     const hot = this.#hot;
     const alt = kernel?.(orig);
-    // Once OpenSSL is known not to be reseedable, every later call takes the kernel variant.
-    let call: AnyFn = orig;
-    this.#onKernel.push(() => {
-      if (alt) call = alt;
-    });
+    // Once OpenSSL is known not to be reseedable (hot.kernel), every later call takes the kernel variant.
+    const call = alt ?? orig;
     // The common calls get a fixed-arity wrapper (no rest array, no Reflect.apply): Node's own functions
     // treat an undefined trailing argument as an absent one.
     const wrapped = FIXED_ARITY[label] === 1
       ? function (this: unknown, a: unknown): unknown {
         if (hot.slow || hot.page![0] !== hot.seen || (hot.vm !== undefined && vmMoved(hot))) guard.check(label);
-        return call.call(this, a);
+        return hot.kernel ? call.call(this, a) : orig.call(this, a);
       }
       : FIXED_ARITY[label] === 2
         ? function (this: unknown, a: unknown, b: unknown): unknown {
           if (hot.slow || hot.page![0] !== hot.seen || (hot.vm !== undefined && vmMoved(hot))) guard.check(label);
-          return call.call(this, a, b);
+          return hot.kernel ? call.call(this, a, b) : orig.call(this, a, b);
         }
         : FIXED_ARITY[label] === 3
           ? function (this: unknown, a: unknown, b: unknown, c: unknown): unknown {
             if (hot.slow || hot.page![0] !== hot.seen || (hot.vm !== undefined && vmMoved(hot))) guard.check(label);
-            return call.call(this, a, b, c);
+            return hot.kernel ? call.call(this, a, b, c) : orig.call(this, a, b, c);
           }
           : function (this: unknown, ...args: unknown[]): unknown {
             if (hot.slow || hot.page![0] !== hot.seen || (hot.vm !== undefined && vmMoved(hot))) guard.check(label);
-            return Reflect.apply(call, this, args);
+            return Reflect.apply(hot.kernel ? call : orig, this, args);
           };
     Object.defineProperty(wrapped, 'name', { value: orig.name });
     Object.defineProperty(wrapped, 'length', { value: orig.length });
