@@ -144,6 +144,24 @@ test('with a daemon: the register reseeds before it acknowledges, and an app han
   child.stdin.write('exit\n');
 });
 
+test('a TLS server made before a change gets new session ticket keys at the reseed', async (t) => {
+  const dir = pageDir(t);
+  const code = `
+    import fs from 'node:fs'; import tls from 'node:tls'; import crypto from 'node:crypto';
+    const server = tls.createServer({ ciphers: 'PSK-AES128-GCM-SHA256', maxVersion: 'TLSv1.2', pskCallback: () => Buffer.alloc(32) });
+    const before = server.getTicketKeys().toString('hex');
+    crypto.randomBytes(4);
+    const same = server.getTicketKeys().toString('hex');
+    const b = Buffer.alloc(4); b.writeUInt32LE(1);
+    const fd = fs.openSync(process.env.SYSGENID_DIR + '/generation', 'r+'); fs.writeSync(fd, b, 0, 4, 0); fs.closeSync(fd);
+    crypto.randomBytes(4);
+    console.log(JSON.stringify({ unchangedWithoutChange: before === same, rotated: before !== server.getTicketKeys().toString('hex') }));`;
+  const r = await runNodeWith(['--import', ESM_ENTRY, '--input-type=module', '-e', code], undefined, { SYSGENID_DIR: dir });
+  assert.equal(r.code, 0, r.stderr);
+  // Without the addon the new keys come from the kernel.
+  assert.deepEqual(JSON.parse(r.stdout), { unchangedWithoutChange: true, rotated: true });
+});
+
 test('a program that would exit on its own still exits: the register\'s watcher never holds it', async (t) => {
   const d = await startDaemon(t);
   const t0 = Date.now();

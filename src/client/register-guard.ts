@@ -257,11 +257,8 @@ export class CryptoGuard {
     };
     this.#reseeds++;
     this.#last = record;
-    if (this.#mode === 'kernel') {
-      this.#log(`sysgenid/register: generation ${record.generation} (${trigger}): ${this.loudProblem()}`);
-    } else {
-      this.#rotateTicketKeys();
-    }
+    if (this.#mode === 'kernel') this.#log(`sysgenid/register: generation ${record.generation} (${trigger}): ${this.loudProblem()}`);
+    this.#rotateTicketKeys();
     for (const fn of this.#listeners) fn(record);
     return record;
   }
@@ -292,7 +289,7 @@ export class CryptoGuard {
         continue;
       }
       try {
-        server.setTicketKeys(this.#orig.randomBytes(48));
+        server.setTicketKeys(this.#mode === 'kernel' ? this.#kernel().randomBytes(48) : this.#orig.randomBytes(48));
       } catch {
         // A server without ticket support (or closed): nothing to rotate.
       }
