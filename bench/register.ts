@@ -85,13 +85,15 @@ for (const name of Object.keys(guarded) as Array<keyof typeof guarded>) {
   rows.push({ name, plainNs, guardedNs: median(g), overheadNs, overheadPct: (overheadNs / plainNs) * 100 });
 }
 
-const check = median(Array.from({ length: ROUNDS }, () => loop(() => guard.check('bench'), Math.round(2_000_000 * SCALE))));
+const checkCalls = Math.round(2_000_000 * SCALE);
+const check = median(Array.from({ length: ROUNDS }, () => loop(() => guard.check('bench'), checkCalls)));
 const reseedUs: number[] = [];
 for (let i = 0; i < 20; i++) reseedUs.push(guard.reseed('bench').durationUs);
 fs.rmSync(dir, { recursive: true, force: true });
 
 const report = {
-  machine: `${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}, ${os.release()}, node ${process.version}, load ${os.loadavg()[0]?.toFixed(2)}`,
+  machine: `${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}, ${os.release()}, node ${process.version}, ` +
+    `load ${os.loadavg()[0]?.toFixed(2)}`,
   addon: addonState(),
   mapped: guard.state().mapped,
   rows,
@@ -108,9 +110,12 @@ if (values.json) {
   console.log(`register guard, ${report.machine}; addon ${report.addon}; page ${report.mapped ? 'mapped' : 'pread'}`);
   console.log('  call                  unguarded   guarded   overhead (median of per-round differences)');
   for (const r of rows) {
-    console.log(`  ${r.name.padEnd(20)} ${r.plainNs.toFixed(1).padStart(9)} ns ${r.guardedNs.toFixed(1).padStart(8)} ns ` +
+    console.log(`  ${r.name.padEnd(20)} ${r.plainNs.toFixed(1).padStart(9)} ns ` +
+      `${r.guardedNs.toFixed(1).padStart(8)} ns ` +
       `${r.overheadNs.toFixed(1).padStart(7)} ns  ${r.overheadPct.toFixed(1).padStart(5)} %`);
   }
-  console.log(`  the check alone: ${check.toFixed(2)} ns; one reseed (OpenSSL + Node's caches): ${report.reseedUsMedian} us (median of 20)`);
-  console.log(`  targets: randomBytes(32) <= 2 %: ${report.targets.randomBytes32Pct?.toFixed(1)} %; randomUUID() <= 5 ns: ${report.targets.randomUUIDNs?.toFixed(1)} ns`);
+  console.log(`  the check alone: ${check.toFixed(2)} ns; ` +
+    `one reseed (OpenSSL + Node's caches): ${report.reseedUsMedian} us (median of 20)`);
+  console.log(`  targets: randomBytes(32) <= 2 %: ${report.targets.randomBytes32Pct?.toFixed(1)} %; ` +
+    `randomUUID() <= 5 ns: ${report.targets.randomUUIDNs?.toFixed(1)} ns`);
 }

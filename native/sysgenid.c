@@ -352,7 +352,10 @@ static int reg_find(reg_crypto found[2]) {
 static int64_t reg_counter(const reg_crypto *c, void *drbg) {
   if (!c->get_params || !drbg) return -1;
   unsigned int v = 0;
-  reg_ossl_param p[2] = {{"reseed_counter", 2 /* OSSL_PARAM_UNSIGNED_INTEGER */, &v, sizeof v, 0}, {NULL, 0, NULL, 0, 0}};
+  reg_ossl_param p[2] = {
+    {"reseed_counter", 2 /* OSSL_PARAM_UNSIGNED_INTEGER */, &v, sizeof v, 0},
+    {NULL, 0, NULL, 0, 0},
+  };
   return c->get_params(drbg, p) == 1 ? (int64_t)v : -1;
 }
 

@@ -8,7 +8,11 @@
 import { build } from 'esbuild';
 import fs from 'node:fs';
 
-const entries = { sysgenidd: 'dist/src/daemon/main.js', sysgenid: 'dist/src/cli/main.js', register: 'dist/src/client/register.js' };
+const entries = {
+  sysgenidd: 'dist/src/daemon/main.js',
+  sysgenid: 'dist/src/cli/main.js',
+  register: 'dist/src/client/register.js',
+};
 for (const [name, entry] of Object.entries(entries)) {
   const outfile = `dist/${name}.cjs`;
   await build({

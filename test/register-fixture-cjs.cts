@@ -5,7 +5,8 @@ import https = require('node:https');
 import tls = require('node:tls');
 import scenarios = require('./register-scenarios.cjs');
 
-scenarios.runScenarios({ ...crypto, getRandomValues: crypto.getRandomValues, webcrypto: crypto.webcrypto, tls, https }, process.argv[2])
+const mods = { ...crypto, getRandomValues: crypto.getRandomValues, webcrypto: crypto.webcrypto, tls, https };
+scenarios.runScenarios(mods, process.argv[2])
   .catch((err: Error) => {
     console.error(err);
     process.exitCode = 1;

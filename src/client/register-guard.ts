@@ -144,7 +144,8 @@ export class CryptoGuard {
   openPage(): boolean {
     if (this.#probe) return true;
     try {
-      this.#probe = this.#opts.pagePath ? openProbe({ path: this.#opts.pagePath }) : openProbe(this.#opts.dir ? { dir: this.#opts.dir } : {});
+      const { pagePath, dir } = this.#opts;
+      this.#probe = pagePath ? openProbe({ path: pagePath }) : openProbe(dir ? { dir } : {});
     } catch {
       return false;
     }
@@ -183,7 +184,8 @@ export class CryptoGuard {
     if (file === null || !native?.mapDevice || !fs.existsSync(file)) return;
     try {
       const words = new Uint32Array(native.mapDevice(file, 4096));
-      if (words[0] !== VMCLOCK_MAGIC || ((words[VMCLOCK_FLAGS_WORD] as number) & VMCLOCK_FLAG_GEN_PRESENT) === 0) return;
+      const flags = words[VMCLOCK_FLAGS_WORD] as number;
+      if (words[0] !== VMCLOCK_MAGIC || (flags & VMCLOCK_FLAG_GEN_PRESENT) === 0) return;
       this.#hot.vm = words;
       this.#hot.vmLo = words[VMCLOCK_GEN_WORD] as number;
       this.#hot.vmHi = words[VMCLOCK_GEN_WORD + 1] as number;
@@ -240,7 +242,9 @@ export class CryptoGuard {
       openssl = native.opensslReseed();
       const failed = openssl.filter((c) => !c.ok);
       if (openssl.length === 0) this.#setProblem('no copy of OpenSSL found in this process (RAND_poll not exported)');
-      else if (failed.length) this.#setProblem(`OpenSSL in ${failed.map((c) => c.library).join(', ')} refused the reseed`);
+      else if (failed.length) {
+        this.#setProblem(`OpenSSL in ${failed.map((c) => c.library).join(', ')} refused the reseed`);
+      }
       this.#drainNodeCaches();
     }
     if (this.#problem && this.#mode !== 'kernel') {
@@ -257,7 +261,9 @@ export class CryptoGuard {
     };
     this.#reseeds++;
     this.#last = record;
-    if (this.#mode === 'kernel') this.#log(`sysgenid/register: generation ${record.generation} (${trigger}): ${this.loudProblem()}`);
+    if (this.#mode === 'kernel') {
+      this.#log(`sysgenid/register: generation ${record.generation} (${trigger}): ${this.loudProblem()}`);
+    }
     this.#rotateTicketKeys();
     for (const fn of this.#listeners) fn(record);
     return record;
@@ -395,7 +401,9 @@ export class CryptoGuard {
     Object.defineProperty(wrapped, 'name', { value: orig.name });
     Object.defineProperty(wrapped, 'length', { value: orig.length });
     const desc = Object.getOwnPropertyDescriptor(target, key);
-    Object.defineProperty(target, key, { value: wrapped, writable: desc?.writable ?? true, enumerable: desc?.enumerable ?? false, configurable: true });
+    Object.defineProperty(target, key, {
+      value: wrapped, writable: desc?.writable ?? true, enumerable: desc?.enumerable ?? false, configurable: true,
+    });
     this.#guarded.push(label);
   }
 
@@ -403,7 +411,8 @@ export class CryptoGuard {
 
   #kernel(): SafeRandom {
     // Its own probe: SafeRandom wipes its pool on a change too, so no kernel bytes outlive a clone either.
-    this.#random ??= this.#probe ? new SafeRandom({ probe: this.#probe }) : new SafeRandom(this.#opts.dir ? { dir: this.#opts.dir } : {});
+    const dir = this.#opts.dir;
+    this.#random ??= this.#probe ? new SafeRandom({ probe: this.#probe }) : new SafeRandom(dir ? { dir } : {});
     this.#kernelCalls++;
     return this.#random;
   }
@@ -448,7 +457,8 @@ export class CryptoGuard {
           const cb = args.at(-1);
           if (typeof cb !== 'function') return Reflect.apply(orig, this, args);
           const buf = args[0] as ArrayBufferView;
-          const [start, len] = region(buf, args.length > 2 ? args[1] : undefined, args.length > 3 ? args[2] : undefined);
+          const offset = args.length > 2 ? args[1] : undefined;
+          const [start, len] = region(buf, offset, args.length > 3 ? args[2] : undefined);
           const inner = [...args.slice(0, -1), (err: Error | null, out: ArrayBufferView) => {
             if (!err) guard.#overwrite(out, start, len);
             (cb as (e: Error | null, b: ArrayBufferView) => void)(err, out);

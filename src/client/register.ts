@@ -38,7 +38,8 @@ const KEY = Symbol.for('sysgenid.register');
 const RETRY_MS = 1000;
 // The protocol's PROBLEM carries at most 200 characters.
 const problemLine = (guard: CryptoGuard): string =>
-  `OpenSSL not reseeded (${guard.problem}): TLS, key generation, (EC)DH not clone-safe; JS random APIs use the kernel RNG`.slice(0, 200);
+  (`OpenSSL not reseeded (${guard.problem}): TLS, key generation, (EC)DH not clone-safe; ` +
+    'JS random APIs use the kernel RNG').slice(0, 200);
 
 function registration(): Registration | undefined {
   return (globalThis as Record<symbol, Registration | undefined>)[KEY];
@@ -65,7 +66,8 @@ async function watch(reg: Registration, opts: RegisterOptions): Promise<void> {
   for (;;) {
     reg.guard.openPage();
     try {
-      const watcher = await connect({ name, unref: true, connectTimeoutMs: 5000, ...(opts.dir ? { dir: opts.dir } : {}) });
+      const dir = opts.dir ? { dir: opts.dir } : {};
+      const watcher = await connect({ name, unref: true, connectTimeoutMs: 5000, ...dir });
       reg.watcher = watcher;
       // Errors of the background watcher are the daemon's business, never the program's.
       watcher.on('error', (err) => process.stderr.write(`sysgenid/register: ${err.message}\n`));
@@ -81,8 +83,9 @@ async function watch(reg: Registration, opts: RegisterOptions): Promise<void> {
     } catch (err) {
       if (!announced) {
         announced = true;
-        process.stderr.write(`sysgenid/register: cannot reach sysgenidd (${(err as Error).message}); the guard ` +
-          `${reg.guard.state().pagePath ? 'checks the page' : 'has no page yet'}, retrying every ${RETRY_MS / 1000} s\n`);
+        const page = reg.guard.state().pagePath ? 'checks the page' : 'has no page yet';
+        process.stderr.write(`sysgenid/register: cannot reach sysgenidd (${(err as Error).message}); ` +
+          `the guard ${page}, retrying every ${RETRY_MS / 1000} s\n`);
       }
       await new Promise((r) => setTimeout(r, RETRY_MS).unref());
     }

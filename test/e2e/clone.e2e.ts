@@ -83,8 +83,10 @@ interface NodeCrypto {
   plain: Record<string, string>;
 }
 
-const CRYPTO_ROWS = ['randomBytes', 'getRandomValues', 'randomInt', 'randomUUID', 'generateKeyPairSync', 'ecdhGenerateKeys', 'tlsExportKeyingMaterial'];
-const short = (v: string | undefined): string => (v === undefined ? 'missing' : v.length > 20 ? `${v.slice(0, 12)}...` : v);
+const CRYPTO_ROWS = ['randomBytes', 'getRandomValues', 'randomInt', 'randomUUID', 'generateKeyPairSync',
+  'ecdhGenerateKeys', 'tlsExportKeyingMaterial'];
+const short = (v: string | undefined): string =>
+  (v === undefined ? 'missing' : v.length > 20 ? `${v.slice(0, 12)}...` : v);
 
 /**
  * The proof of issue 13: in two copies of one image, every value the flagged program drew differs,
@@ -92,13 +94,16 @@ const short = (v: string | undefined): string => (v === undefined ? 'missing' : 
  */
 function assertNodeCrypto(vm: Vm, label: string, x: NodeCrypto, y: NodeCrypto): void {
   for (const row of CRYPTO_ROWS) {
-    say(`${label}: ${row.padEnd(24)} with the flag ${short(x.flag[row])} | ${short(y.flag[row])}; without ${short(x.plain[row])} | ${short(y.plain[row])}`);
+    say(`${label}: ${row.padEnd(24)} with the flag ${short(x.flag[row])} | ${short(y.flag[row])}; ` +
+      `without ${short(x.plain[row])} | ${short(y.plain[row])}`);
   }
   for (const row of CRYPTO_ROWS) {
     check(vm, typeof x.flag[row] === 'string' && typeof y.flag[row] === 'string' && x.flag[row] !== y.flag[row],
-      `${label}: with --import sysgenid/register, ${row} differs between the two copies (${x.flag[row]} vs ${y.flag[row]})`);
+      `${label}: with --import sysgenid/register, ${row} differs between the two copies ` +
+      `(${x.flag[row]} vs ${y.flag[row]})`);
     check(vm, typeof x.plain[row] === 'string' && x.plain[row] === y.plain[row],
-      `${label}: without the flag, ${row} is the same in both copies: the negative control (${x.plain[row]} vs ${y.plain[row]})`);
+      `${label}: without the flag, ${row} is the same in both copies: the negative control ` +
+      `(${x.plain[row]} vs ${y.plain[row]})`);
   }
 }
 
@@ -274,13 +279,17 @@ test('a running VM snapshotted and restored as three clones: new IDs re-adjust, 
   const JS_ROWS = ['randomBytes', 'getRandomValues', 'randomInt', 'randomUUID'];
   for (const row of CRYPTO_ROWS) {
     const same = a.nodeCrypto.noAddon[row] === b.nodeCrypto.noAddon[row];
-    say(`node crypto, flag without the addon: ${row.padEnd(24)} ${short(a.nodeCrypto.noAddon[row])} | ${short(b.nodeCrypto.noAddon[row])} (${same ? 'same' : 'different'})`);
-    check(clones[0] as Vm, JS_ROWS.includes(row) ? !same : same,
-      `without the addon, ${row} is ${JS_ROWS.includes(row) ? 'different (the kernel RNG)' : 'the same (OpenSSL not reseeded, as reported)'} in both clones`);
+    say(`node crypto, flag without the addon: ${row.padEnd(24)} ${short(a.nodeCrypto.noAddon[row])} | ` +
+      `${short(b.nodeCrypto.noAddon[row])} (${same ? 'same' : 'different'})`);
+    const js = JS_ROWS.includes(row);
+    const expected = js ? 'different (the kernel RNG)' : 'the same (OpenSSL not reseeded, as reported)';
+    check(clones[0] as Vm, js ? !same : same, `without the addon, ${row} is ${expected} in both clones`);
   }
   for (const r of [a, b]) {
-    check(clones[0] as Vm, /^OpenSSL not reseeded/.test(r.nodeCrypto.noAddonProblem ?? '') && r.nodeCrypto.noAddonLog.some((l) => /cannot reseed OpenSSL/.test(l)),
-      `without the addon the process said so: status problem ${r.nodeCrypto.noAddonProblem}, log ${JSON.stringify(r.nodeCrypto.noAddonLog)}`);
+    const { noAddonProblem, noAddonLog } = r.nodeCrypto;
+    check(clones[0] as Vm,
+      /^OpenSSL not reseeded/.test(noAddonProblem ?? '') && noAddonLog.some((l) => /cannot reseed OpenSSL/.test(l)),
+      `without the addon the process said so: status problem ${noAddonProblem}, log ${JSON.stringify(noAddonLog)}`);
   }
   say(`node crypto, flag without the addon: status shows "${a.nodeCrypto.noAddonProblem}"`);
   // Not asserted (it is Node's behaviour, not ours): what crypto.randomUUID(), which caches entropy, did.

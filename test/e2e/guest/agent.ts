@@ -134,10 +134,12 @@ async function vmScenario(): Promise<void> {
   start('shell-watcher', '/usr/bin/sysgenid', ['watch', '--name', 'shell', '--', 'sh', '-c', `cat /proc/sys/kernel/random/uuid > ${OUT}/shell-$SYSGENID`]);
   start('page-probe', '/usr/bin/node', [`${GUEST}/page-probe.js`]);
   // Issue 13: one unmodified program run with the flag and once without it (the negative control).
-  start('crypto-flag', '/usr/bin/node', ['--import', 'sysgenid/register', CRYPTO_APP], { CRYPTO_OUT: `${OUT}/crypto-flag` });
+  start('crypto-flag', '/usr/bin/node', ['--import', 'sysgenid/register', CRYPTO_APP],
+    { CRYPTO_OUT: `${OUT}/crypto-flag` });
   start('crypto-plain', '/usr/bin/node', [CRYPTO_APP], { CRYPTO_OUT: `${OUT}/crypto-plain` });
   // The flag without the addon: it cannot reseed OpenSSL, answers the JS calls from the kernel, and says so.
-  start('crypto-noaddon', '/usr/bin/node', ['--import', 'sysgenid/register', CRYPTO_APP], { CRYPTO_OUT: `${OUT}/crypto-noaddon`, SYSGENID_NO_ADDON: '1' });
+  start('crypto-noaddon', '/usr/bin/node', ['--import', 'sysgenid/register', CRYPTO_APP],
+    { CRYPTO_OUT: `${OUT}/crypto-noaddon`, SYSGENID_NO_ADDON: '1' });
   // The lifecycle scenario: the HTTP example, and a client that asks it all the time.
   start('http-server', '/usr/bin/node', ['/app/examples/http-server.js'], { PORT: '8080' });
   start('http-prober', '/usr/bin/node', [`${GUEST}/http-prober.js`], { PORT: '8080' });
@@ -147,7 +149,7 @@ async function vmScenario(): Promise<void> {
     const names = new Set((s.list ?? []).map((w) => w.name));
     const all = ['secret-app', 'shell', 'untracked', 'http-server :8080'].every((n) => names.has(n)) &&
       [...names].some((n) => n?.startsWith('register node-crypto-app.js')) &&
-      readJson(`${OUT}/crypto-flag-start.json`) && readJson(`${OUT}/crypto-plain-start.json`) && readJson(`${OUT}/crypto-noaddon-start.json`) &&
+      ['flag', 'plain', 'noaddon'].every((v) => readJson(`${OUT}/crypto-${v}-start.json`)) &&
       [...names].filter((n) => n?.startsWith('register node-crypto-app.js')).length === 2;
     const prober = readJson(`${OUT}/http-prober.json`) as { answers: number } | null;
     return all && readJson(`${OUT}/secret-app.json`) && readJson(`${OUT}/page-probe.json`) && (prober?.answers ?? 0) > 0 ? s : undefined;
@@ -197,11 +199,16 @@ async function vmScenario(): Promise<void> {
     flag: await cryptoValues(`${OUT}/crypto-flag`, children.get('crypto-flag')?.pid as number),
     plain: await cryptoValues(`${OUT}/crypto-plain`, children.get('crypto-plain')?.pid as number),
     noAddon: await cryptoValues(`${OUT}/crypto-noaddon`, children.get('crypto-noaddon')?.pid as number),
-    noAddonProblem: (await status({ list: true })).list?.find((w) => w.pid === children.get('crypto-noaddon')?.pid)?.problem ?? null,
-    noAddonLog: fs.readFileSync(`${OUT}/crypto-noaddon.log`, 'utf8').split('\n').filter((l) => l.startsWith('sysgenid/register')).slice(0, 3),
+    noAddonProblem: (await status({ list: true })).list?.find((w) => w.pid === children.get('crypto-noaddon')?.pid)
+      ?.problem ?? null,
+    noAddonLog: fs.readFileSync(`${OUT}/crypto-noaddon.log`, 'utf8').split('\n')
+      .filter((l) => l.startsWith('sysgenid/register')).slice(0, 3),
     start: { flag: readJson(`${OUT}/crypto-flag-start.json`), plain: readJson(`${OUT}/crypto-plain-start.json`) },
   };
-  emit('BUMPED', { ...(await report()), observed: generation, seenAtMs, ackedAtMs, waitError, cliWait: { status: cli.status, stderr: cli.stderr }, nodeCrypto });
+  emit('BUMPED', {
+    ...(await report()), observed: generation, seenAtMs, ackedAtMs, waitError,
+    cliWait: { status: cli.status, stderr: cli.stderr }, nodeCrypto,
+  });
 
   // The same path once more, now that the clone's code is warm: a forced bump, timed the same way. In
   // a software-emulated guest the first run after a restore pays for translating every page of code
@@ -321,8 +328,9 @@ async function criuScenario(): Promise<void> {
   const init = await treeInit(unshare.pid as number);
   await until('the tree watcher', 60_000, async () => {
     const s = await status({ dir: tree, list: true });
-    return (s.list ?? []).some((w) => w.name === 'criu-app') && fs.readdirSync(OUT).some((f) => f.startsWith('criu-app-')) &&
-      (s.list ?? []).some((w) => w.name?.startsWith('register node-crypto-app.js')) &&
+    const names = (s.list ?? []).map((w) => w.name ?? '');
+    return names.includes('criu-app') && fs.readdirSync(OUT).some((f) => f.startsWith('criu-app-')) &&
+      names.some((n) => n.startsWith('register node-crypto-app.js')) &&
       readJson(`${OUT}/criu-crypto-flag-start.json`) && readJson(`${OUT}/criu-crypto-plain-start.json`) ? s : undefined;
   });
 
@@ -354,8 +362,14 @@ async function criuScenario(): Promise<void> {
     for (const a of apps) cryptoSeen.add(a.pid);
     const flag = apps.find((a) => a.flag);
     const plain = apps.find((a) => !a.flag);
-    if (!flag || !plain) throw new Error(`copy ${name}: the two node-crypto-app processes are not both there (${JSON.stringify(apps)})`);
-    crypto.push({ copy: name, flag: await cryptoValues(`${OUT}/criu-crypto-flag`, flag.pid), plain: await cryptoValues(`${OUT}/criu-crypto-plain`, plain.pid) });
+    if (!flag || !plain) {
+      throw new Error(`copy ${name}: the two node-crypto-app processes are not both there (${JSON.stringify(apps)})`);
+    }
+    crypto.push({
+      copy: name,
+      flag: await cryptoValues(`${OUT}/criu-crypto-flag`, flag.pid),
+      plain: await cryptoValues(`${OUT}/criu-crypto-plain`, plain.pid),
+    });
     fs.renameSync(tree, `${tree}-${name}`);
   }
   // Give both copies' apps the moment to publish what they regenerated.
@@ -370,8 +384,13 @@ async function criuScenario(): Promise<void> {
   }));
   // CRIU writes its action script's output into its own log, not to its stdout.
   const actionLines = (file: string): string[] => fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.startsWith('sysgenid:')).slice(0, 20);
-  emit('CRIU', { modules, dumpMs: dumped.ms, dumpActions: actionLines(`${dump}/dump.log`), source, copies, apps, live, crypto,
-    cryptoStart: { flag: readJson(`${OUT}/criu-crypto-flag-start.json`), plain: readJson(`${OUT}/criu-crypto-plain-start.json`) } });
+  const cryptoStart = {
+    flag: readJson(`${OUT}/criu-crypto-flag-start.json`), plain: readJson(`${OUT}/criu-crypto-plain-start.json`),
+  };
+  emit('CRIU', {
+    modules, dumpMs: dumped.ms, dumpActions: actionLines(`${dump}/dump.log`), source, copies, apps, live,
+    crypto, cryptoStart,
+  });
 }
 
 // ---------------------------------------------------------------- console commands

@@ -23,8 +23,11 @@ for (;;) {
 app = spawn('/usr/bin/node', [`${here}secret-app.js`], { stdio: 'inherit', env });
 // Issue 13: an unmodified program with `-r sysgenid/register` (the CommonJS entry) and without it.
 const cryptoApp = `${here}node-crypto-app.js`;
-const flagged = spawn('/usr/bin/node', ['-r', 'sysgenid/register', cryptoApp], { stdio: 'inherit', env: { ...process.env, CRYPTO_OUT: '/run/e2e/criu-crypto-flag' } });
-const plain = spawn('/usr/bin/node', [cryptoApp], { stdio: 'inherit', env: { ...process.env, CRYPTO_OUT: '/run/e2e/criu-crypto-plain' } });
+const cryptoEnv = (variant: string): NodeJS.ProcessEnv =>
+  ({ ...process.env, CRYPTO_OUT: `/run/e2e/criu-crypto-${variant}` });
+const flagged = spawn('/usr/bin/node', ['-r', 'sysgenid/register', cryptoApp],
+  { stdio: 'inherit', env: cryptoEnv('flag') });
+const plain = spawn('/usr/bin/node', [cryptoApp], { stdio: 'inherit', env: cryptoEnv('plain') });
 const stop = (): void => {
   app?.kill();
   flagged.kill();

@@ -44,7 +44,8 @@ async function values(): Promise<Record<string, string>> {
     getRandomValues: Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString('hex'),
     randomInt: String(crypto.randomInt(1e12)),
     randomUUID: crypto.randomUUID(),
-    generateKeyPairSync: crypto.generateKeyPairSync('ed25519').publicKey.export({ format: 'der', type: 'spki' }).toString('hex').slice(-64),
+    generateKeyPairSync: crypto.generateKeyPairSync('ed25519').publicKey.export({ format: 'der', type: 'spki' })
+      .toString('hex').slice(-64),
     ecdhGenerateKeys: crypto.createECDH('prime256v1').generateKeys('hex').slice(2, 66),
     tlsExportKeyingMaterial: await handshake(),
   };
@@ -58,6 +59,8 @@ function publish(file: string, v: unknown): void {
 publish(`${out}-start.json`, { pid: process.pid, outerPid: outerPid(), values: await values() });
 process.on('SIGUSR2', () => {
   const n = ++runs;
-  void values().then((v) => publish(`${out}-${outerPid()}-${n}.json`, { pid: process.pid, outerPid: outerPid(), run: n, values: v }));
+  void values().then((v) => {
+    publish(`${out}-${outerPid()}-${n}.json`, { pid: process.pid, outerPid: outerPid(), run: n, values: v });
+  });
 });
 setInterval(() => undefined, 1 << 30);
