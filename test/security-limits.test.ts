@@ -15,6 +15,8 @@ const isRoot = process.getuid?.() === 0;
 const stress = process.env.SYSGENID_STRESS === '1';
 const ATTACKER = path.join(DIST, 'test', 'fixtures', 'attacker.js');
 const native = addon() !== undefined;
+// The memory attacks measure the output bounds, so the per-user connection cap must not stop them first.
+const UNCAPPED = ['--max-per-user', '100000'];
 
 interface Attack {
   readonly result: Record<string, unknown>;
@@ -96,7 +98,7 @@ describe('security: shared limits under attack by an ordinary user', { skip: !is
     // The reply must be larger than the kernel's socket buffer, or the kernel holds it, not the daemon.
     const watchers = stress ? 3500 : 2000;
     const hogs = stress ? 3500 : 300;
-    const d = await startDaemon(t, { dir: path.join(sharedBase(t), 'run'), args: ['--log-level', 'warn'] });
+    const d = await startDaemon(t, { dir: path.join(sharedBase(t), 'run'), args: ['--log-level', 'warn', ...UNCAPPED] });
     await openWatchers(t, d.paths.watch, watchers);
     const pid = d.child.pid as number;
     const before = rssKiB(pid);
@@ -120,7 +122,7 @@ describe('security: shared limits under attack by an ordinary user', { skip: !is
     // The kernel buffers about 2000 GEN lines per socket here; past that they queue in the daemon.
     const n = stress ? 1000 : 300;
     const bumps = stress ? 6000 : 5000;
-    const d = await startDaemon(t, { dir: path.join(sharedBase(t), 'run'), args: ['--log-level', 'warn'] });
+    const d = await startDaemon(t, { dir: path.join(sharedBase(t), 'run'), args: ['--log-level', 'warn', ...UNCAPPED] });
     const pid = d.child.pid as number;
     const before = rssKiB(pid);
     const lazy = await attack(t, ['unread', d.paths.watch, String(n), 'NAME lazy']);
@@ -143,7 +145,7 @@ describe('security: shared limits under attack by an ordinary user', { skip: !is
 
   it("one user's PROBLEM reports from many connections are logged about once a second, not once each", async (t) => {
     const n = stress ? 5000 : 300;
-    const d = await startDaemon(t, { dir: path.join(sharedBase(t), 'run'), args: ['--log-level', 'warn'] });
+    const d = await startDaemon(t, { dir: path.join(sharedBase(t), 'run'), args: ['--log-level', 'warn', ...UNCAPPED] });
     const started = Date.now();
     const flood = await attack(t, ['problem', d.paths.watch, String(n), 'x'.repeat(190)]);
     assert.equal(flood.result.held, n);
