@@ -41,6 +41,11 @@ interface ScenarioLine {
   value: string | number | null;
 }
 
+/** A page with no daemon beside it: named by SYSGENID_PAGE, which the probe checks for its owner only. */
+function pageEnv(dir: string): Record<string, string> {
+  return { SYSGENID_DIR: dir, SYSGENID_PAGE: path.join(dir, 'generation') };
+}
+
 function pageDir(t: Parameters<typeof tmpDir>[0]): string {
   const dir = tmpDir(t, 'sysgenid-register-');
   fs.writeFileSync(path.join(dir, 'generation'), Buffer.alloc(4096));
@@ -53,7 +58,7 @@ for (const kind of ['esm', 'cjs'] as const) {
     const dir = pageDir(t);
     const fixture = path.join(DIST, 'test', kind === 'esm' ? 'register-fixture-esm.js' : 'register-fixture-cjs.cjs');
     const flags = kind === 'esm' ? ['--import', ESM_ENTRY] : ['-r', CJS_ENTRY];
-    const r = await runNodeWith(flags, fixture, { SYSGENID_DIR: dir });
+    const r = await runNodeWith(flags, fixture, pageEnv(dir));
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as ScenarioLine);
     assert.equal(lines.length, SCENARIOS, r.stdout);
@@ -87,18 +92,18 @@ test('the package name resolves: --import sysgenid/register is the ES module, -r
   const code = 'const s = globalThis[Symbol.for("sysgenid.register")]; ' +
     'console.log(JSON.stringify([!!s, require("crypto").randomBytes.name]))';
   for (const flag of ['--import', '-r']) {
-    const r = await runNodeWith([flag, 'sysgenid/register', '-e', code], undefined, { SYSGENID_DIR: dir }, ROOT);
+    const r = await runNodeWith([flag, 'sysgenid/register', '-e', code], undefined, pageEnv(dir), ROOT);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(JSON.parse(r.stdout), [true, 'randomBytes'], flag);
   }
   const which = 'console.log(require.resolve("sysgenid/register")); import("sysgenid/register").then(() => undefined)';
-  const r = await runNodeWith(['-e', which], undefined, { SYSGENID_DIR: dir }, ROOT);
+  const r = await runNodeWith(['-e', which], undefined, pageEnv(dir), ROOT);
   assert.equal(r.stdout.trim(), CJS_ENTRY);
 });
 
 test('a process without the flag is not guarded (the check is the flag\'s, not the test\'s)', async (t) => {
   const dir = pageDir(t);
-  const r = await runNode(path.join(DIST, 'test', 'register-fixture-esm.js'), [], { SYSGENID_DIR: dir });
+  const r = await runNode(path.join(DIST, 'test', 'register-fixture-esm.js'), [], pageEnv(dir));
   assert.notEqual(r.code, 0);
   assert.match(r.stderr, /sysgenid\/register is not loaded/);
 });
@@ -110,7 +115,7 @@ test('ES module named imports see the guarded functions; the originals keep thei
     'randomUUID === c.randomUUID, ' +
     '/guard/.test(randomBytes.toString())]))';
   const r = await runNodeWith(['--import', ESM_ENTRY, '--input-type=module', '-e', code], undefined,
-    { SYSGENID_DIR: dir });
+    pageEnv(dir));
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(JSON.parse(r.stdout), [true, 'randomBytes', 2, true, true]);
 });
@@ -178,7 +183,7 @@ test('a TLS server made before a change gets new session ticket keys at the rese
     const after = server.getTicketKeys().toString('hex');
     console.log(JSON.stringify({ unchangedWithoutChange: before === same, rotated: before !== after }));`;
   const r = await runNodeWith(['--import', ESM_ENTRY, '--input-type=module', '-e', code], undefined,
-    { SYSGENID_DIR: dir });
+    pageEnv(dir));
   assert.equal(r.code, 0, r.stderr);
   // Without the addon the new keys come from the kernel.
   assert.deepEqual(JSON.parse(r.stdout), { unchangedWithoutChange: true, rotated: true });
@@ -205,7 +210,7 @@ test('vmclock: a moved vm_generation_counter reseeds at the next call, before th
   page.writeBigUInt64LE(1n, 0x68);
   fs.writeFileSync(vmclock, page);
   const fixture = path.join(DIST, 'test', 'register-fixture-vmclock.js');
-  const r = await runNodeWith(['--import', ESM_ENTRY], fixture, { SYSGENID_DIR: dir, SYSGENID_VMCLOCK: vmclock });
+  const r = await runNodeWith(['--import', ESM_ENTRY], fixture, { ...pageEnv(dir), SYSGENID_VMCLOCK: vmclock });
   assert.equal(r.code, 0, r.stderr);
   const out = JSON.parse(r.stdout) as {
     vmclock: boolean; before: number; after: number; last: { trigger: string; vmclock: string; generation: number };

@@ -119,6 +119,11 @@ export function onReseed(fn: (record: ReseedRecord) => void): () => void {
 }
 
 // Loading the module is registering: that is what --import and -r do. SYSGENID_VMCLOCK names another
-// vmclock device, or 'off'.
+// vmclock device, or 'off'. SYSGENID_PAGE names the page itself (a container given only the page, or a
+// test): it is then checked for its owner only, not for a live daemon beside it.
 const vmclock = process.env.SYSGENID_VMCLOCK;
-register(vmclock ? { vmclockPath: vmclock === 'off' ? null : vmclock } : {});
+const page = process.env.SYSGENID_PAGE;
+register({
+  ...(vmclock ? { vmclockPath: vmclock === 'off' ? null : vmclock } : {}),
+  ...(page ? { pagePath: page } : {}),
+});
