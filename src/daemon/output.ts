@@ -55,7 +55,8 @@ export class Output {
    * all is queued, so that the order of bytes holds; -1 otherwise.
    */
   directFd(): number {
-    if (this.#dead || this.#inflight > 0 || this.#len > 0 || this.#large) return -1;
+    // A write whose callback is still pending but which the kernel took whole does not affect the order.
+    if (this.#dead || this.#len > 0 || this.#large) return -1;
     if (this.#socket.destroyed || this.#socket.writableLength > 0) return -1;
     if (handleWriteQueue(this.#socket) !== 0) return -1;
     return socketFd(this.#socket);
