@@ -192,4 +192,16 @@ it('excluding the subscriber a quiesce is waiting for moves the quiesce on, and 
   assert.match(await admin.next(), /^ERR EINVAL /);
   ctl.send('UNQUIESCE\n');
   assert.match(await ctl.next(), /^OK \{/);
+  if (addon() !== undefined) {
+    // By uid: every watcher of root's here, the excluded one included, and never an observer.
+    const { c: tool } = await RawClient.open(d.paths.watch);
+    const { c: fresh, id: freshId } = await RawClient.open(d.paths.watch);
+    t.after(() => [tool, fresh].forEach((c) => c.close()));
+    tool.send('OBSERVE\n');
+    assert.equal(await tool.next(), 'OK');
+    admin.send('EXCLUDE UID 0\n');
+    assert.equal(await admin.next(), 'OK 2');
+    const s = (await statusOf(d.dir)) as unknown as DaemonStatus;
+    assert.deepEqual((s.list ?? []).filter((w) => w.excluded).map((w) => w.id).sort(), [id, freshId].sort());
+  }
 });

@@ -157,7 +157,10 @@ export function requestHandlers(ctx: HandlerContext): Handlers {
         targets.push(target);
       } else {
         const { uid } = req.target;
-        for (const c of ctx.connections()) if (c.kind === 'watch' && c.uid === uid) targets.push(c);
+        // A one-shot tool of that user (an observer, such as its `sysgenid status`) is not a watcher.
+        for (const c of ctx.connections()) {
+          if (c.kind === 'watch' && c.uid === uid && !machine.isObserver(c.id)) targets.push(c);
+        }
       }
       for (const target of targets) {
         const already = machine.isExcluded(target.id);
