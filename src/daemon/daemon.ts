@@ -1,7 +1,7 @@
 // sysgenidd: owns the counter, the page, the state file, the watchers and the hooks, and wires the
 // composed state machine (src/core/machine.ts) to real sockets; the requests are src/daemon/handlers.ts.
 
-import { DEFAULT_ADJUST_TIMEOUT_MS, DEFAULT_RESUME_TIMEOUT_MS } from '../defaults.js';
+import { DEFAULT_ADJUST_TIMEOUT_MS, DEFAULT_MAX_SUBSCRIBERS_PER_USER, DEFAULT_RESUME_TIMEOUT_MS } from '../defaults.js';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -15,7 +15,7 @@ import {
 import { type RuntimePaths, runtimePaths } from '../protocol/runtime-dir.js';
 import type { BackendStatus, DaemonStatus, WatcherStatus } from '../protocol/status.js';
 import { Connection, type ConnectionHost, type ConnectionKind, type Reply, describeConnection } from './connection.js';
-import { type Handlers, dispatch, requestHandlers, waitLine } from './handlers.js';
+import { type Handlers, describeWho, dispatch, requestHandlers, waitLine } from './handlers.js';
 import { linkDevice } from './dev-link.js';
 import { HookRunner } from './hooks.js';
 import { openFileLimit, connectionLimit } from './limits.js';
@@ -46,6 +46,8 @@ export interface DaemonOptions {
   readonly maxBacklog: number;
   /** Watch-socket connections one non-root user may hold; undefined: a share of the connection limit. */
   readonly maxPerUser?: number | undefined;
+  /** Lifecycle subscribers one user other than root and the daemon's may have (default 8). */
+  readonly maxSubscribersPerUser?: number | undefined;
   /** Restore-detection backends to run besides the forced update, by name ('kmsg'). */
   readonly backends: readonly string[];
   /** Each backend's settings by name, handed to it as ctx.config (e.g. { vmclock: { path } }). */
@@ -110,6 +112,15 @@ export class Daemon implements ConnectionHost {
       status: (withList) => this.status(withList),
       bump: (min, source) => this.bump(min, source),
       problemReported: (conn, message) => this.problemReported(conn, message),
+      subscriberCap: (uid) => (uid === 0 || uid === (process.geteuid?.() ?? 0) ? undefined
+        : (opts.maxSubscribersPerUser ?? DEFAULT_MAX_SUBSCRIBERS_PER_USER)),
+      connection: (id) => this.#conns.get(id),
+      connections: () => this.#conns.values(),
+      disconnect: (target, by) => {
+        this.#log.warn(`disconnecting ${describeWho(target)}: asked by ${describeWho(by)}`);
+        target.destroy();
+      },
+      adminAction: (message) => this.#log.warn(message),
     });
     this.#hooks = new HookRunner(opts.hooksDir, opts.hookTimeoutMs, opts.log, {
       PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
@@ -284,6 +295,7 @@ export class Daemon implements ConnectionHost {
         uid: c?.uid ?? null,
         command: c ? commandOf(c) : null,
         tracked: w.tracked,
+        excluded: this.#core.isExcluded(w.id),
         acked: w.acked,
         outdated: w.acked !== this.#core.generation,
         outdatedMs: w.outdatedSince === undefined ? null : now - w.outdatedSince,

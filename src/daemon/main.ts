@@ -57,6 +57,7 @@ async function main(): Promise<number> {
       devLink: opts.devLink,
       maxConnections: opts.maxConnections,
       maxPerUser: opts.maxPerUser,
+      maxSubscribersPerUser: opts.maxSubscribersPerUser,
       maxBacklog: opts.maxBacklog,
       backends: opts.backends,
       backendConfig: opts.backendConfig,

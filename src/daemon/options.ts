@@ -6,7 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import {
-  DEFAULT_ADJUST_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, DEFAULT_MAX_BACKLOG, DEFAULT_RESUME_TIMEOUT_MS,
+  DEFAULT_ADJUST_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, DEFAULT_MAX_BACKLOG, DEFAULT_MAX_SUBSCRIBERS_PER_USER,
+  DEFAULT_RESUME_TIMEOUT_MS,
 } from '../defaults.js';
 import { MAX_TIMEOUT_MS } from '../protocol/messages.js';
 import { resolveRuntimeDir } from '../protocol/runtime-dir.js';
@@ -44,6 +45,9 @@ ${backendsHelp(registry)}
   --max-connections N    connections accepted at once (default: from the descriptor limit)
   --max-per-user N       watch connections one user other than root may hold (default: a quarter
                          of the watch pool, at most 1024; needs the native addon to know the user)
+  --max-subscribers-per-user N
+                         lifecycle subscribers one user other than root may have (default: ${DEFAULT_MAX_SUBSCRIBERS_PER_USER};
+                         needs the native addon to know the user)
   --max-backlog BYTES    unread output a client may leave before it is disconnected (default: ${DEFAULT_MAX_BACKLOG})
   --log-level LEVEL      error, warn, info or debug (default: info)
   -h, --help             show this help
@@ -102,6 +106,7 @@ export interface ParsedOptions {
   readonly devLink: string | undefined;
   readonly maxConnections: number | undefined;
   readonly maxPerUser: number | undefined;
+  readonly maxSubscribersPerUser: number;
   readonly maxBacklog: number;
   readonly logLevel: Level;
   readonly backends: readonly string[];
@@ -169,6 +174,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
         'dev-link-path': { type: 'string' },
         'max-connections': { type: 'string' },
         'max-per-user': { type: 'string' },
+        'max-subscribers-per-user': { type: 'string' },
         backends: { type: 'string' },
         'vmclock-path': { type: 'string' },
         'uevent-synthetic': { type: 'boolean', default: false },
@@ -223,6 +229,9 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     devLink: devLinkPath ?? (values['dev-link'] ? '/dev/sysgenid' : undefined),
     maxConnections: positiveInt('--max-connections', values['max-connections'], undefined),
     maxPerUser: positiveInt('--max-per-user', values['max-per-user'], undefined),
+    maxSubscribersPerUser: positiveInt(
+      '--max-subscribers-per-user', values['max-subscribers-per-user'], DEFAULT_MAX_SUBSCRIBERS_PER_USER,
+    ) as number,
     maxBacklog: positiveInt('--max-backlog', values['max-backlog'], DEFAULT_MAX_BACKLOG) as number,
     autoResume: values['no-auto-resume'] !== true,
     adjustTimeoutMs: timeoutOption('--adjust-timeout', values['adjust-timeout'], DEFAULT_ADJUST_TIMEOUT_MS),

@@ -18,13 +18,18 @@ export interface WatcherStatus {
   /** The process's command name (/proc/PID/comm) when its pid is verified. */
   readonly command: string | null;
   readonly tracked: boolean;
+  /** Excluded by an administrator (EXCLUDE): untracked, not a subscriber, and cannot become either again. */
+  readonly excluded: boolean;
   readonly acked: number;
   readonly outdated: boolean;
   readonly outdatedMs: number | null;
   readonly connectedMs: number;
   /** Bytes this watcher has not read; a client that never reads grows it until it is disconnected. */
   readonly backlog: number;
-  /** Its lifecycle subscription, if any: priority, and whether it is quiesced now. */
+  /**
+   * Its lifecycle subscription, if any: priority, and whether it is quiesced now. The entry's `uid` is
+   * the one its subscription counts under for the per-user cap.
+   */
   readonly subscriber: { readonly priority: number; readonly quiesced: boolean } | null;
   /** What it last reported with PROBLEM (for example an after-restore hook that failed). */
   readonly problem: string | null;
