@@ -7,17 +7,15 @@
 // ten subscribers are accepted.
 
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import fs from 'node:fs';
+import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { DEFAULT_MAX_SUBSCRIBERS_PER_USER } from '../src/defaults.js';
 import { addon } from '../src/native/addon.js';
 import type { DaemonStatus } from '../src/protocol/status.js';
-import { CLI, DIST, RawClient, runNode, startDaemon, statusOf, tmpDir } from './helpers.js';
-import { NOBODY, isRoot } from './security-helpers.js';
+import { CLI, RawClient, runNode, startDaemon, statusOf } from './helpers.js';
+import { NOBODY, attackAsNobody, isRoot, sharedTmp } from './security-helpers.js';
 
-const ATTACKER = path.join(DIST, 'test', 'fixtures', 'attacker.js');
 /** With the addon the daemon knows each peer's uid (SO_PEERCRED); without it nothing is capped per user. */
 const native = addon() !== undefined;
 
@@ -29,31 +27,8 @@ interface Veto {
 }
 
 /** Run the vetoing attacker as nobody; it holds its connections until the test ends. */
-function vetoAsNobody(t: TestContext, socket: string, n: number): Promise<{ result: Veto; child: ChildProcess }> {
-  const child = spawn('runuser', ['-u', 'nobody', '--', process.execPath, ATTACKER, 'veto', socket, String(n)], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
-  t.after(() => {
-    child.stdin?.end();
-    child.kill('SIGKILL');
-  });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout?.setEncoding('utf8');
-    child.stdout?.on('data', (s: string) => {
-      out += s;
-      const nl = out.indexOf('\n');
-      if (nl >= 0) resolve({ result: JSON.parse(out.slice(0, nl)) as Veto, child });
-    });
-    child.on('exit', (code) => reject(new Error(`attacker exited ${code} before reporting: ${out}`)));
-  });
-}
-
-function sharedBase(t: TestContext): string {
-  const base = tmpDir(t);
-  fs.chmodSync(base, 0o755);
-  return base;
-}
+const vetoAsNobody = (t: TestContext, socket: string, n: number): Promise<{ result: Veto }> =>
+  attackAsNobody<Veto>(t, ['veto', socket, String(n)]);
 
 /** `sysgenid COMMAND --dir DIR ARGS...`: --dir before a snapshot's `-- CMD`. */
 const cli = (dir: string, command: string, ...args: string[]): ReturnType<typeof runNode> =>
@@ -63,7 +38,7 @@ describe('security: an ordinary user cannot veto every snapshot or keep ready fa
   skip: !isRoot && 'needs root to run as nobody',
 }, () => {
   it('root excludes a vetoing, never-acknowledging user; snapshot and ready then succeed', async (t) => {
-    const d = await startDaemon(t, { dir: path.join(sharedBase(t), 'run') });
+    const d = await startDaemon(t, { dir: path.join(sharedTmp(t), 'run') });
     const n = DEFAULT_MAX_SUBSCRIBERS_PER_USER + 2;
     const { result: veto } = await vetoAsNobody(t, d.paths.watch, n);
     assert.equal(veto.held, n, JSON.stringify(veto));
@@ -138,7 +113,7 @@ describe('security: an ordinary user cannot veto every snapshot or keep ready fa
   });
 
   it('the admin verbs need the control socket: a watcher gets EACCES, like BUMP', async (t) => {
-    const d = await startDaemon(t, { dir: path.join(sharedBase(t), 'run') });
+    const d = await startDaemon(t, { dir: path.join(sharedTmp(t), 'run') });
     const { c: other, id } = await RawClient.open(d.paths.watch);
     const { c } = await RawClient.open(d.paths.watch);
     t.after(() => {
