@@ -3,7 +3,7 @@
 // the requests src/daemon/handlers.ts, the sockets listener.ts, the GEN fan-out broadcast.ts, the
 // STATUS document status-view.ts, the restore backends backends/runner.ts.
 
-import { DEFAULT_ADJUST_TIMEOUT_MS, DEFAULT_RESUME_TIMEOUT_MS } from '../defaults.js';
+import { DEFAULT_ADJUST_TIMEOUT_MS, DEFAULT_RESUME_TIMEOUT_MS, MAX_BUMP_MIN } from '../defaults.js';
 import fs from 'node:fs';
 import type net from 'node:net';
 import type { CycleReport } from '../core/lifecycle.js';
@@ -24,7 +24,8 @@ import { acquirePidLock, type PidLock } from './lock.js';
 import type { Logger } from './log.js';
 import { Page } from './page.js';
 import { ensureRuntimeDir } from './runtime-dir.js';
-import type { BackendConfig } from './backends/backend.js';
+import { type BackendConfig, currentBootId } from './backends/backend.js';
+import { CounterFloor, recoverGeneration } from './floor.js';
 import { BACKENDS, type BackendEntry } from './backends/registry.js';
 import { BackendRunner } from './backends/runner.js';
 import { Broadcast } from './broadcast.js';
@@ -60,6 +61,21 @@ export interface DaemonOptions {
   readonly adjustTimeoutMs?: number;
   /** Budget of the automatic un-quiesce (default 10 s). */
   readonly resumeTimeoutMs?: number;
+  /** The counter floor's file (src/daemon/floor.ts); undefined: `DIR.floor` beside the runtime directory. */
+  readonly floor?: { readonly file: string; readonly inStateDir: boolean } | undefined;
+  /** How often to check that the runtime directory still exists (default 1000 ms). */
+  readonly dirCheckMs?: number;
+}
+
+/** What start-up found and what the daemon keeps of it. */
+interface Resources {
+  readonly paths: RuntimePaths;
+  readonly lock: PidLock;
+  readonly page: Page;
+  readonly store: StateStore;
+  readonly floor: CounterFloor | undefined;
+  readonly floorProblem: string | null;
+  readonly initial: number;
 }
 
 
@@ -69,7 +85,15 @@ export class Daemon implements ConnectionHost {
   readonly #log: Logger;
   readonly #page: Page;
   readonly #store: StateStore;
-  readonly #lock: PidLock;
+  #lock: PidLock;
+  readonly #floor: CounterFloor | undefined;
+  #floorProblem: string | null;
+  /** The pid file as locked (device and inode): a directory put back by someone else lacks it. */
+  #pidId: { dev: number; ino: number } | undefined;
+  #dirTimer: NodeJS.Timeout | undefined;
+  #dirRecovering = false;
+  #dirLost = 0;
+  #dirProblem: string | null = null;
   readonly #core: CoreMachine;
   readonly #handlers: Handlers;
   #lifecycleTimer: NodeJS.Timeout | undefined;
@@ -89,13 +113,17 @@ export class Daemon implements ConnectionHost {
   #devLink: DevLinkStatus | null = null;
   #closed = false;
 
-  private constructor(opts: DaemonOptions, paths: RuntimePaths, lock: PidLock, page: Page, store: StateStore, initial: number) {
+  private constructor(opts: DaemonOptions, r: Resources) {
+    const { paths, store, initial } = r;
     this.#opts = opts;
     this.#log = opts.log;
     this.paths = paths;
-    this.#lock = lock;
-    this.#page = page;
+    this.#lock = r.lock;
+    this.#page = r.page;
     this.#store = store;
+    this.#floor = r.floor;
+    this.#floorProblem = r.floorProblem;
+    this.#pidId = fileIdOf(paths.pid);
     const lifecycle = {
       autoResume: opts.autoResume ?? true,
       adjustTimeoutMs: opts.adjustTimeoutMs ?? DEFAULT_ADJUST_TIMEOUT_MS,
@@ -120,7 +148,6 @@ export class Daemon implements ConnectionHost {
     this.#listener = new Listener({
       paths,
       log: opts.log,
-      lock,
       controlGid: opts.controlGid,
       admission: this.#admission,
       maxConnections: this.#maxConnections,
@@ -142,41 +169,98 @@ export class Daemon implements ConnectionHost {
 
   /** Take the directory, recover what a crashed daemon left, and start listening. */
   static async start(opts: DaemonOptions): Promise<Daemon> {
-    const paths = runtimePaths(opts.dir);
-    ensureRuntimeDir(paths.dir, 0o755);
-    const lock = await acquirePidLock(paths.pid, paths.dir);
-    let page: Page | undefined;
-    let store: StateStore | undefined;
+    const r = await Daemon.#open(opts);
+    const { paths } = r;
     try {
-      if (lock.recoveredFrom !== undefined) {
-        opts.log.warn(`recovering from a daemon (pid ${lock.recoveredFrom}) that did not shut down cleanly`);
-      }
-      const opened = StateStore.open(paths.state);
-      store = opened.store;
-      if (opened.problem) opts.log.error(`${opened.problem}; taking the generation from the page`);
-      page = Page.open(paths.page, opened.loaded?.generation ?? 0);
-      // The page is written before the state file on every bump, so after a crash it may be ahead.
-      const fromPage = page.read();
-      const fromState = opened.loaded?.generation ?? 0;
-      const initial = Math.max(fromPage, fromState);
-      page.write(initial);
-      if (initial !== fromState || !opened.loaded) store.save({ generation: initial });
-      const daemon = new Daemon(opts, paths, lock, page, store, initial);
-      await daemon.#listener.listen();
+      const daemon = new Daemon(opts, r);
+      await daemon.#listener.listen(r.lock);
       if (opts.devLink) {
         linkDevice(opts.devLink, paths.page, opts.log);
         daemon.#devLink = devLinkStatus();
       }
       daemon.#backends.start();
+      daemon.#dirTimer = setInterval(() => daemon.#checkDir(false), opts.dirCheckMs ?? 1000).unref();
       opts.log.info(
-        `ready: generation ${initial}, watch socket ${paths.watch}, control socket ${paths.control} ` +
+        `ready: generation ${r.initial}, watch socket ${paths.watch}, control socket ${paths.control} ` +
           `(gid ${opts.controlGid}), page ${paths.page}, up to ${daemon.#maxConnections} connections, native addon ${addonState()}`,
       );
       return daemon;
     } catch (err) {
+      r.page.close();
+      r.store.close();
+      r.floor?.close();
+      for (const f of [paths.watch, paths.control]) fs.rmSync(f, { force: true });
+      r.lock.release();
+      throw err;
+    }
+  }
+
+  /**
+   * Set the generation to `generation` in the page, the state record and the floor, with no daemon
+   * running: the deliberate way out of the u32 ceiling. Every reader of the page sees a change.
+   */
+  static async resetGeneration(opts: DaemonOptions, generation: number): Promise<number> {
+    const r = await Daemon.#open(opts);
+    try {
+      r.floor?.save(generation);
+      r.page.write(generation);
+      r.store.save({ generation });
+      opts.log.warn(`generation reset from ${r.initial} to ${generation} by --reset-generation (page ${r.paths.page}` +
+        `${r.floor ? `, floor ${r.floor.path}` : ''}); every reader of the page sees a change`);
+      return r.initial;
+    } finally {
+      r.page.close();
+      r.store.close();
+      r.floor?.close();
+      r.lock.release();
+    }
+  }
+
+  /** The directory, the lock, and the generation from the page, the state record and the floor. */
+  static async #open(opts: DaemonOptions): Promise<Resources> {
+    const paths = runtimePaths(opts.dir);
+    ensureRuntimeDir(paths.dir, 0o755);
+    const lock = await acquirePidLock(paths.pid, paths.dir);
+    let page: Page | undefined;
+    let store: StateStore | undefined;
+    let floor: CounterFloor | undefined;
+    try {
+      if (lock.recoveredFrom !== undefined) {
+        opts.log.warn(`recovering from a daemon (pid ${lock.recoveredFrom}) that did not shut down cleanly`);
+      }
+      const where = opts.floor ?? { file: `${paths.dir}.floor`, inStateDir: false };
+      let fromFloor: number | undefined;
+      let floorProblem: string | null = null;
+      try {
+        const opened = CounterFloor.open(where.file, currentBootId(), where.inStateDir);
+        floor = opened.floor;
+        fromFloor = opened.loaded?.generation;
+        if (opened.note) opts.log.info(opened.note);
+      } catch (err) {
+        floorProblem = `no counter floor: ${(err as Error).message}`;
+        opts.log.error(`${floorProblem}; losing the runtime directory would take the generation back (--state-dir)`);
+      }
+      const opened = StateStore.open(paths.state);
+      store = opened.store;
+      if (opened.problem) opts.log.error(`${opened.problem}; taking the generation from the page and the floor`);
+      const hadPage = fs.existsSync(paths.page);
+      page = Page.open(paths.page, 0);
+      const fromState = opened.loaded?.generation;
+      const { initial, notes } = recoverGeneration({
+        page: hadPage ? page.read() : undefined,
+        state: fromState,
+        floor: fromFloor,
+        floorPath: where.file,
+      });
+      for (const n of notes) opts.log[n.level](n.message);
+      floor?.save(initial);
+      page.write(initial);
+      if (initial !== fromState) store.save({ generation: initial });
+      return { paths, lock, page, store, floor, floorProblem, initial };
+    } catch (err) {
       page?.close();
       store?.close();
-      for (const f of [paths.watch, paths.control]) fs.rmSync(f, { force: true });
+      floor?.close();
       lock.release();
       throw err;
     }
@@ -192,10 +276,20 @@ export class Daemon implements ConnectionHost {
 
   /** The hook for backends, the kernel's sysgenid_bump_generation(): a new generation, now. */
   bump(min: number, source: string, record: StateUpdate = {}): number {
+    if (min > MAX_BUMP_MIN) {
+      throw new SysgenidError('EINVAL', `a minimum above ${MAX_BUMP_MIN} would leave the counter no room below its ` +
+        'u32 ceiling; to move it there deliberately, stop the daemon and use sysgenidd --reset-generation');
+    }
     const next = this.#core.nextGeneration(min);
     const previous = this.#core.generation;
-    const problem = this.#page.repair();
-    if (problem) this.#log.error(problem);
+    // The floor first: it must never be below a value a reader could have seen in the page.
+    try {
+      this.#floor?.save(next);
+    } catch (err) {
+      this.#floorProblem = `cannot write the counter floor: ${(err as Error).message}`;
+      this.#log.error(`${this.#floorProblem}; bumping anyway`);
+    }
+    // Through the open descriptor, whatever happened to the directory: that inode is what readers mapped.
     try {
       this.#page.write(next);
     } catch (err) {
@@ -203,6 +297,7 @@ export class Daemon implements ConnectionHost {
       throw new SysgenidError('EIO', `cannot write the page: ${(err as Error).message}`);
     }
     const writtenAt = Number(process.hrtime.bigint()) / 1e6;
+    this.#checkDir(true);
     try {
       this.#store.save({ ...record, generation: next });
     } catch (err) {
@@ -229,6 +324,12 @@ export class Daemon implements ConnectionHost {
       hooks: this.#hooks,
       autoResume: this.#opts.autoResume ?? true,
       devLink: this.#devLink,
+      counter: {
+        floor: this.#floor?.path ?? null,
+        floorProblem: this.#floorProblem,
+        maxBumpMin: MAX_BUMP_MIN,
+      },
+      runtimeDir: { lost: this.#dirLost, problem: this.#dirProblem, orphanPages: this.#page.orphans },
     }, withList);
   }
 
@@ -236,6 +337,7 @@ export class Daemon implements ConnectionHost {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#lifecycleTimer);
+    clearInterval(this.#dirTimer);
     this.#backends.stop();
     const closing = this.#listener.close();
     for (const c of this.#conns.values()) c.destroy();
@@ -244,6 +346,7 @@ export class Daemon implements ConnectionHost {
     this.#lock.removeOwned();
     this.#page.close();
     this.#store.close();
+    this.#floor?.close();
     this.#lock.release();
     this.#log.info(`stopped at generation ${this.#core.generation}`);
   }
@@ -259,6 +362,68 @@ export class Daemon implements ConnectionHost {
     this.#conns.set(id, conn);
     this.#core.connect(id, { observer: kind === 'control' });
     conn.write(encodeHello(this.#core.generation, id));
+  }
+
+  /**
+   * The runtime directory removed (or replaced) while running: the page is still written through its
+   * open descriptor, and the directory, a page with the same value for new readers, the state record,
+   * the lock and the sockets are put back. Otherwise the page is only repaired (truncated or replaced).
+   */
+  #checkDir(repairPage: boolean): void {
+    if (this.#closed || this.#dirRecovering) return;
+    const { paths } = this;
+    // A daemon restored by CRIU finds its directory under a new inode with everything in it: not a loss.
+    const lost = !isDir(paths.dir) || !exists(paths.watch) || !exists(paths.control);
+    if (!lost) {
+      if (!repairPage) return;
+      try {
+        const problem = this.#page.repair();
+        if (problem) this.#log.error(problem);
+      } catch (err) {
+        this.#log.error(`cannot repair the page ${paths.page}: ${(err as Error).message}`);
+      }
+      return;
+    }
+    this.#dirRecovering = true;
+    if (this.#dirProblem === null) {
+      this.#dirLost++;
+      this.#log.error(`the runtime directory ${paths.dir} (or its sockets) vanished while running; the page readers ` +
+        `mapped is still written (generation ${this.#core.generation}); recreating the directory, the page and the sockets`);
+    }
+    void this.#recoverDir().finally(() => {
+      this.#dirRecovering = false;
+    });
+  }
+
+  async #recoverDir(): Promise<void> {
+    const { paths } = this;
+    try {
+      ensureRuntimeDir(paths.dir, 0o755);
+      const pid = fileIdOf(paths.pid);
+      if (!pid || !this.#pidId || pid.dev !== this.#pidId.dev || pid.ino !== this.#pidId.ino) {
+        const lock = await acquirePidLock(paths.pid, paths.dir);
+        if (this.#closed) {
+          lock.release();
+          return;
+        }
+        const old = this.#lock;
+        this.#lock = lock;
+        old.release();
+        this.#pidId = fileIdOf(paths.pid);
+      }
+      const problem = this.#page.repair();
+      if (problem) this.#log.error(problem);
+      if (!exists(paths.state)) this.#store.reopen();
+      await this.#listener.listen(this.#lock);
+      this.#dirProblem = null;
+      this.#log.error(`recreated the runtime directory ${paths.dir}: a page with generation ` +
+        `${this.#core.generation} for new readers, the state record and the sockets`);
+    } catch (err) {
+      // Tried again at the next check or bump; bumps keep reaching the mapped page meanwhile.
+      const problem = `the runtime directory ${paths.dir} is gone and could not be recreated: ${(err as Error).message}`;
+      if (problem !== this.#dirProblem) this.#log.error(problem);
+      this.#dirProblem = problem;
+    }
   }
 
   // ConnectionHost
@@ -347,4 +512,25 @@ export class Daemon implements ConnectionHost {
   tooSlow(conn: Connection, why: string): void {
     this.#log.warn(`disconnecting ${describeConnection(conn)}: ${why}`);
   }
+}
+
+function fileIdOf(file: string): { dev: number; ino: number } | undefined {
+  try {
+    const st = fs.lstatSync(file);
+    return { dev: st.dev, ino: st.ino };
+  } catch {
+    return undefined;
+  }
+}
+
+function isDir(dir: string): boolean {
+  try {
+    return fs.lstatSync(dir).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function exists(file: string): boolean {
+  return fileIdOf(file) !== undefined;
 }

@@ -21,7 +21,6 @@ export type Accepted = (
 export interface ListenerOptions {
   readonly paths: RuntimePaths;
   readonly log: Logger;
-  readonly lock: PidLock;
   /** Group that may use the control socket (gid). */
   readonly controlGid: number;
   readonly admission: Admission;
@@ -41,8 +40,10 @@ export class Listener {
     this.#o = opts;
   }
 
-  async listen(): Promise<void> {
-    const { paths, log, lock, controlGid } = this.#o;
+  /** Bind both sockets; again after the runtime directory was lost (the old servers are closed first). */
+  async listen(lock: PidLock): Promise<void> {
+    const { paths, log, controlGid } = this.#o;
+    void this.#closeServers();
     for (const f of [paths.watch, paths.control]) {
       if (removeStaleSocket(f)) log.info(`removed stale socket ${f}`);
     }

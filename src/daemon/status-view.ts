@@ -23,6 +23,8 @@ export interface StatusSource {
   readonly hooks: HookRunner;
   readonly autoResume: boolean;
   readonly devLink: DevLinkStatus | null;
+  readonly counter: DaemonStatus['counter'];
+  readonly runtimeDir: DaemonStatus['runtimeDir'];
 }
 
 export function statusDocument(src: StatusSource, withList: boolean): DaemonStatus {
@@ -47,6 +49,8 @@ export function statusDocument(src: StatusSource, withList: boolean): DaemonStat
     memory: { rss: process.memoryUsage.rss(), heapUsed: process.memoryUsage().heapUsed },
     lifecycle: lifecycleStatus(src, now),
     devLink: src.devLink,
+    counter: src.counter,
+    runtimeDir: src.runtimeDir,
   };
   if (!withList) return base;
   const list: WatcherStatus[] = [];

@@ -96,5 +96,14 @@ export interface DaemonStatus {
   readonly lifecycle: LifecycleStatus;
   /** The outcome of `--dev-link`; null when it is off. */
   readonly devLink: DevLinkStatus | null;
+  /** The counter's protections: the floor kept outside the runtime directory, and the largest BUMP minimum. */
+  readonly counter: {
+    /** The floor's file, or null when the daemon runs without one (floorProblem says why). */
+    readonly floor: string | null;
+    readonly floorProblem: string | null;
+    readonly maxBumpMin: number;
+  };
+  /** Losses of the runtime directory while running, what is wrong now, and old pages still written. */
+  readonly runtimeDir: { readonly lost: number; readonly problem: string | null; readonly orphanPages: number };
   readonly list?: readonly WatcherStatus[];
 }
