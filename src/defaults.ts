@@ -38,3 +38,9 @@ export const DEFAULT_PRIORITY = 0;
  * silently turn anything longer into 1 ms.
  */
 export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
+/**
+ * The largest `BUMP --min` accepted: 2^20 below the u32 ceiling, so a forced jump always leaves room for
+ * about a million more bumps. Beyond it only `sysgenidd --reset-generation` moves the counter.
+ */
+export const MAX_BUMP_MIN = 0xffff_ffff - 2 ** 20;

@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 // sysgenidd entry point: parse options, start, stop cleanly on SIGTERM/SIGINT.
 
-import { Daemon } from './daemon.js';
-import { createLogger } from './log.js';
-import { USAGE, UsageError, parseOptions } from './options.js';
+import { Daemon, type DaemonOptions } from './daemon.js';
+import { type Logger, createLogger } from './log.js';
+import { type ParsedOptions, USAGE, UsageError, parseOptions } from './options.js';
 import { StartupError } from './runtime-dir.js';
 import { VERSION } from '../version.js';
 
@@ -27,6 +27,16 @@ async function main(): Promise<number> {
     return 0;
   }
   const log = createLogger(opts.logLevel);
+  if (opts.resetGeneration !== undefined) {
+    try {
+      await Daemon.resetGeneration(daemonOptions(opts, log), opts.resetGeneration);
+      return 0;
+    } catch (err) {
+      const e = err as Error;
+      log.error(err instanceof StartupError ? e.message : `cannot reset: ${e.stack ?? e.message}`);
+      return 1;
+    }
+  }
   // Handlers go in before the daemon says "ready", so a signal sent on that word is never fatal.
   let daemon: Daemon | undefined;
   let stopRequested: NodeJS.Signals | undefined;
@@ -48,23 +58,7 @@ async function main(): Promise<number> {
   process.on('SIGINT', stop);
   process.on('SIGHUP', () => log.info('SIGHUP ignored (hooks are re-read at every bump; nothing else to reload)'));
   try {
-    daemon = await Daemon.start({
-      dir: opts.dir,
-      log,
-      controlGid: opts.controlGid,
-      hooksDir: opts.hooksDir,
-      hookTimeoutMs: opts.hookTimeoutMs,
-      devLink: opts.devLink,
-      maxConnections: opts.maxConnections,
-      maxPerUser: opts.maxPerUser,
-      maxSubscribersPerUser: opts.maxSubscribersPerUser,
-      maxBacklog: opts.maxBacklog,
-      backends: opts.backends,
-      backendConfig: opts.backendConfig,
-      autoResume: opts.autoResume,
-      adjustTimeoutMs: opts.adjustTimeoutMs,
-      resumeTimeoutMs: opts.resumeTimeoutMs,
-    });
+    daemon = await Daemon.start(daemonOptions(opts, log));
   } catch (err) {
     // Any failure here, not only a StartupError, ends the process: a half-started daemon may hold a
     // listening socket that would keep it alive, deaf to the signals handled above.
@@ -78,6 +72,27 @@ async function main(): Promise<number> {
     stop(signal);
   }
   return done;
+}
+
+function daemonOptions(opts: ParsedOptions, log: Logger): DaemonOptions {
+  return {
+    dir: opts.dir,
+    log,
+    controlGid: opts.controlGid,
+    hooksDir: opts.hooksDir,
+    hookTimeoutMs: opts.hookTimeoutMs,
+    devLink: opts.devLink,
+    maxConnections: opts.maxConnections,
+    maxPerUser: opts.maxPerUser,
+    maxSubscribersPerUser: opts.maxSubscribersPerUser,
+    maxBacklog: opts.maxBacklog,
+    backends: opts.backends,
+    backendConfig: opts.backendConfig,
+    autoResume: opts.autoResume,
+    adjustTimeoutMs: opts.adjustTimeoutMs,
+    resumeTimeoutMs: opts.resumeTimeoutMs,
+    floor: opts.floor,
+  };
 }
 
 main().then(

@@ -10,9 +10,11 @@ import {
   DEFAULT_RESUME_TIMEOUT_MS,
 } from '../defaults.js';
 import { MAX_TIMEOUT_MS } from '../protocol/messages.js';
+import { U32_MAX, isU32 } from '../core/generation.js';
 import { resolveRuntimeDir } from '../protocol/runtime-dir.js';
 import type { BackendConfig } from './backends/backend.js';
 import { BACKENDS, type BackendEntry, autoBackends, backendNames } from './backends/registry.js';
+import { floorPath } from './floor.js';
 import { type Level, isLevel } from './log.js';
 import { socketPathProblem } from './runtime-dir.js';
 
@@ -49,6 +51,13 @@ ${backendsHelp(registry)}
                          lifecycle subscribers one user other than root may have (default: ${DEFAULT_MAX_SUBSCRIBERS_PER_USER};
                          needs the native addon to know the user)
   --max-backlog BYTES    unread output a client may leave before it is disconnected (default: ${DEFAULT_MAX_BACKLOG})
+  --state-dir DIR        keep the counter floor (DIR/floor) outside the runtime directory, so that
+                         losing that directory never takes the generation back within a boot
+                         (default: /var/lib/sysgenid for root, else $XDG_STATE_HOME/sysgenid or
+                         ~/.local/state/sysgenid; DIR.floor beside a --dir/SYSGENID_DIR directory)
+  --reset-generation N   set the generation to N (page, state record, floor) and exit; refused
+                         while a daemon serves the directory; every reader sees a change (the way
+                         out of the u32 ceiling, docs/reliability.md)
   --log-level LEVEL      error, warn, info or debug (default: info)
   -h, --help             show this help
   -V, --version          print the version
@@ -115,6 +124,10 @@ export interface ParsedOptions {
   readonly autoResume: boolean;
   readonly adjustTimeoutMs: number;
   readonly resumeTimeoutMs: number;
+  /** Where the counter floor lives (src/daemon/floor.ts). */
+  readonly floor: { readonly file: string; readonly inStateDir: boolean };
+  /** --reset-generation: set the counter and exit instead of serving. */
+  readonly resetGeneration: number | undefined;
 }
 
 export class UsageError extends Error {
@@ -182,6 +195,8 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
         'adjust-timeout': { type: 'string' },
         'no-auto-resume': { type: 'boolean', default: false },
         'resume-timeout': { type: 'string' },
+        'state-dir': { type: 'string' },
+        'reset-generation': { type: 'string' },
         'log-level': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
         version: { type: 'boolean', short: 'V', default: false },
@@ -211,6 +226,11 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
   const devLinkPath = values['dev-link-path'];
   if (devLinkPath !== undefined && !path.isAbsolute(devLinkPath)) throw new UsageError('--dev-link-path must be an absolute path');
 
+  const reset = values['reset-generation'];
+  if (reset !== undefined && !(/^[0-9]+$/.test(reset) && isU32(Number(reset)))) {
+    throw new UsageError(`--reset-generation needs a whole number from 0 to ${U32_MAX}, got ${JSON.stringify(reset)}`);
+  }
+
   const backends = parseBackends(values.backends ?? 'auto');
   const vmclockPath = values['vmclock-path'];
 
@@ -237,5 +257,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     adjustTimeoutMs: timeoutOption('--adjust-timeout', values['adjust-timeout'], DEFAULT_ADJUST_TIMEOUT_MS),
     resumeTimeoutMs: timeoutOption('--resume-timeout', values['resume-timeout'], DEFAULT_RESUME_TIMEOUT_MS),
     logLevel,
+    floor: floorPath(dir, values['state-dir'], env, uid),
+    resetGeneration: reset === undefined ? undefined : Number(reset),
   };
 }

@@ -7,7 +7,7 @@
 // cannot add up to memory that grows with the square of the connection count.
 
 import type net from 'node:net';
-import { handleWriteQueue, socketFd } from './socket-fd.js';
+import { handleWriteQueue, socketFd } from '../native/socket-fd.js';
 
 /** Chunk of a large reply handed to the stream at once. */
 export const LARGE_CHUNK = 64 * 1024;
