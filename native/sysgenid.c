@@ -394,6 +394,172 @@ static napi_value sd_notify(napi_env env, napi_callback_info info) {
   CHECK(napi_create_int32(env, rc, &v));
   return v;
 }
+// ---------------------------------------------------------------- register: reseed OpenSSL in this process
+// src/client/register.ts calls these on every new generation. OpenSSL's DRBGs notice a fork through
+// getpid() only, so a VM clone or a CRIU copy of this process continues the very same stream. Node
+// exports OpenSSL's symbols from its own binary (found through the global scope); a Node built against
+// the system libcrypto.so.3 (or an addon that loaded it) has a second copy, found with RTLD_NOLOAD so
+// that nothing is loaded that was not there. Each copy gets RAND_poll(), then its primary DRBG is
+// reseeded from the kernel explicitly (RAND_poll() is a no-op for the default method in some 3.0
+// releases); the per-thread public and private DRBGs of every thread compare their parent's reseed
+// counter on their next use and reseed from it then; the calling thread's are reseeded at once.
+
+#include <dlfcn.h>
+
+// OSSL_PARAM, as in <openssl/core.h> (a stable ABI): declared here because nothing is linked against.
+typedef struct {
+  const char *key;
+  unsigned int data_type;
+  void *data;
+  size_t data_size;
+  size_t return_size;
+} reg_ossl_param;
+
+typedef struct {
+  int (*rand_poll)(void);
+  void *(*get0_primary)(void *);
+  void *(*get0_public)(void *);
+  void *(*get0_private)(void *);
+  int (*reseed)(void *, int, const unsigned char *, size_t, const unsigned char *, size_t);
+  int (*get_params)(void *, reg_ossl_param *);
+  const char *(*version)(int);
+  const char *file;
+} reg_crypto;
+
+static int reg_resolve(void *handle, reg_crypto *c) {
+  memset(c, 0, sizeof *c);
+  *(void **)&c->rand_poll = dlsym(handle, "RAND_poll");
+  *(void **)&c->get0_primary = dlsym(handle, "RAND_get0_primary");
+  *(void **)&c->get0_public = dlsym(handle, "RAND_get0_public");
+  *(void **)&c->get0_private = dlsym(handle, "RAND_get0_private");
+  *(void **)&c->reseed = dlsym(handle, "EVP_RAND_reseed");
+  *(void **)&c->get_params = dlsym(handle, "EVP_RAND_CTX_get_params");
+  *(void **)&c->version = dlsym(handle, "OpenSSL_version");
+  if (!c->rand_poll || !c->get0_primary || !c->reseed) return 0;
+  Dl_info info;
+  c->file = dladdr(*(void **)&c->rand_poll, &info) && info.dli_fname ? info.dli_fname : "?";
+  return 1;
+}
+
+/** Up to two distinct copies of OpenSSL in this process: the global scope's and libcrypto.so.3's. */
+static int reg_find(reg_crypto found[2]) {
+  int n = 0;
+  if (reg_resolve(RTLD_DEFAULT, &found[n])) n++;
+  void *sys = dlopen("libcrypto.so.3", RTLD_LAZY | RTLD_NOLOAD);
+  if (sys) {
+    reg_crypto c;
+    if (reg_resolve(sys, &c) && (n == 0 || c.rand_poll != found[0].rand_poll)) found[n++] = c;
+    // RTLD_NOLOAD still takes a reference; the library stays loaded by whoever loaded it.
+    dlclose(sys);
+  }
+  return n;
+}
+
+static int64_t reg_counter(const reg_crypto *c, void *drbg) {
+  if (!c->get_params || !drbg) return -1;
+  unsigned int v = 0;
+  reg_ossl_param p[2] = {
+    {"reseed_counter", 2 /* OSSL_PARAM_UNSIGNED_INTEGER */, &v, sizeof v, 0},
+    {NULL, 0, NULL, 0, 0},
+  };
+  return c->get_params(drbg, p) == 1 ? (int64_t)v : -1;
+}
+
+static napi_status reg_set_num(napi_env env, napi_value obj, const char *key, double num) {
+  napi_value v;
+  napi_status s = napi_create_double(env, num, &v);
+  return s == napi_ok ? napi_set_named_property(env, obj, key, v) : s;
+}
+
+static napi_status reg_set_str(napi_env env, napi_value obj, const char *key, const char *str) {
+  napi_value v;
+  napi_status s = napi_create_string_utf8(env, str ? str : "", NAPI_AUTO_LENGTH, &v);
+  return s == napi_ok ? napi_set_named_property(env, obj, key, v) : s;
+}
+
+static napi_status reg_set_bool(napi_env env, napi_value obj, const char *key, int b) {
+  napi_value v;
+  napi_status s = napi_get_boolean(env, b != 0, &v);
+  return s == napi_ok ? napi_set_named_property(env, obj, key, v) : s;
+}
+
+// Both opensslReseed() and opensslState(): one object per copy of OpenSSL found.
+static napi_value reg_run(napi_env env, int do_reseed) {
+  reg_crypto found[2];
+  int n = reg_find(found);
+  napi_value list;
+  CHECK(napi_create_array_with_length(env, (size_t)n, &list));
+  for (int i = 0; i < n; i++) {
+    reg_crypto *c = &found[i];
+    void *primary = c->get0_primary(NULL);
+    int64_t before = reg_counter(c, primary);
+    int poll = -1, prim = -1, pub = -1, priv = -1;
+    if (do_reseed) {
+      poll = c->rand_poll();
+      // Prediction resistance: fresh entropy from the seed source (the kernel), never from a cloned parent.
+      prim = primary ? c->reseed(primary, 1, NULL, 0, NULL, 0) : 0;
+      if (prim != 1 && primary) prim = c->reseed(primary, 0, NULL, 0, NULL, 0);
+      void *p = c->get0_public ? c->get0_public(NULL) : NULL;
+      void *q = c->get0_private ? c->get0_private(NULL) : NULL;
+      pub = p ? c->reseed(p, 0, NULL, 0, NULL, 0) : 0;
+      priv = q ? c->reseed(q, 0, NULL, 0, NULL, 0) : 0;
+    }
+    napi_value o;
+    CHECK(napi_create_object(env, &o));
+    CHECK(reg_set_str(env, o, "library", c->file));
+    CHECK(reg_set_str(env, o, "version", c->version ? c->version(0) : "?"));
+    CHECK(reg_set_num(env, o, "primaryReseedCounter", (double)reg_counter(c, primary)));
+    if (do_reseed) {
+      CHECK(reg_set_num(env, o, "primaryReseedCounterBefore", (double)before));
+      CHECK(reg_set_bool(env, o, "poll", poll == 1));
+      CHECK(reg_set_bool(env, o, "primary", prim == 1));
+      CHECK(reg_set_bool(env, o, "public", pub == 1));
+      CHECK(reg_set_bool(env, o, "private", priv == 1));
+      // The primary is what matters: every thread's public and private DRBGs reseed from it at their next
+      // use because its reseed counter moved. The calling thread's are reseeded now as well.
+      CHECK(reg_set_bool(env, o, "ok", prim == 1));
+    }
+    CHECK(napi_set_element(env, list, (uint32_t)i, o));
+  }
+  return list;
+}
+
+// opensslReseed(): [{ library, version, ok, poll, primary, public, private, primaryReseedCounter(Before) }]
+static napi_value openssl_reseed(napi_env env, napi_callback_info info) {
+  (void)info;
+  return reg_run(env, 1);
+}
+
+// opensslState(): [{ library, version, primaryReseedCounter }] without reseeding anything.
+static napi_value openssl_state(napi_env env, napi_callback_info info) {
+  (void)info;
+  return reg_run(env, 0);
+}
+
+// mapDevice(path, length): like mapFile, for a character device (st_size 0) such as /dev/vmclock0.
+static napi_value map_device(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char path[4096];
+  size_t len = 0;
+  CHECK(napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len));
+  uint32_t length = 4096;
+  if (argc > 1) CHECK(napi_get_value_uint32(env, argv[1], &length));
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return throw_errno(env, "open", errno);
+  void *p = mmap(NULL, length, PROT_READ, MAP_SHARED, fd, 0);
+  int err = errno;
+  close(fd);
+  if (p == MAP_FAILED) return throw_errno(env, "mmap", err);
+  napi_value buf;
+  if (napi_create_external_arraybuffer(env, p, length, unmap, (void *)(uintptr_t)length, &buf) != napi_ok) {
+    munmap(p, length);
+    return throw_errno(env, "external ArrayBuffer refused (V8 sandbox?)", ENOTSUP);
+  }
+  return buf;
+}
+// ---------------------------------------------------------------- end of register
 
 NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
@@ -407,6 +573,9 @@ NAPI_MODULE_INIT() {
     {"setChildSubreaper", NULL, set_child_subreaper, NULL, NULL, NULL, napi_default, NULL},
     {"reapPid", NULL, reap_pid, NULL, NULL, NULL, napi_default, NULL},
     {"sdNotify", NULL, sd_notify, NULL, NULL, NULL, napi_default, NULL},
+    {"opensslReseed", NULL, openssl_reseed, NULL, NULL, NULL, napi_default, NULL},
+    {"opensslState", NULL, openssl_state, NULL, NULL, NULL, napi_default, NULL},
+    {"mapDevice", NULL, map_device, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

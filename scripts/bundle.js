@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Bundles the two programs into one CommonJS file each (dist/sysgenidd.cjs, dist/sysgenid.cjs).
+// Bundles the two programs into one CommonJS file each (dist/sysgenidd.cjs, dist/sysgenid.cjs), and
+// sysgenid/register for `node -r` (dist/register.cjs: CommonJS cannot load the ES module on every Node 20).
 // Loading one file, with its Node built-ins through require(), instead of the daemon's 30-odd ES
 // modules takes start-up from about 1.7x to about 1.2x a bare Node listener (docs/benchmarks.md): the
 // daemon starts at boot and after every restart, and `sysgenid ready` runs as a readiness probe.
@@ -7,7 +8,11 @@
 import { build } from 'esbuild';
 import fs from 'node:fs';
 
-const entries = { sysgenidd: 'dist/src/daemon/main.js', sysgenid: 'dist/src/cli/main.js' };
+const entries = {
+  sysgenidd: 'dist/src/daemon/main.js',
+  sysgenid: 'dist/src/cli/main.js',
+  register: 'dist/src/client/register.js',
+};
 for (const [name, entry] of Object.entries(entries)) {
   const outfile = `dist/${name}.cjs`;
   await build({

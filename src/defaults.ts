@@ -22,6 +22,11 @@ export const DEFAULT_LIFECYCLE_HOOK_TIMEOUT_MS = 10_000;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 /** Unread output a client may leave before the daemon disconnects it (`sysgenidd --max-backlog`). */
 export const DEFAULT_MAX_BACKLOG = 65_536;
+/**
+ * Lifecycle subscribers one user other than root and the daemon's own may have (--max-subscribers-per-user):
+ * each can hold up a quiesce for its whole budget, so a small number (docs/reliability.md, "Threat model").
+ */
+export const DEFAULT_MAX_SUBSCRIBERS_PER_USER = 8;
 
 /** A lifecycle subscriber's priority: from MIN_PRIORITY to MAX_PRIORITY, DEFAULT_PRIORITY when none is given. */
 export const MIN_PRIORITY = -1000;
@@ -36,3 +41,9 @@ export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 /** How often sysgenidd rewrites its --metrics-file besides after every bump and settle (docs/deploy.md). */
 export const DEFAULT_METRICS_INTERVAL_MS = 15_000;
+
+/**
+ * The largest `BUMP --min` accepted: 2^20 below the u32 ceiling, so a forced jump always leaves room for
+ * about a million more bumps. Beyond it only `sysgenidd --reset-generation` moves the counter.
+ */
+export const MAX_BUMP_MIN = 0xffff_ffff - 2 ** 20;

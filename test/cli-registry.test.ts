@@ -73,7 +73,9 @@ describe('sysgenid command registry', () => {
   it('dispatches every command to its own run', async (t) => {
     const dir = path.join(tmpDir(t), 'absent');
     for (const c of COMMANDS) {
-      const args = [c.name, '--dir', dir, ...(c.positionals ? ['--', 'true'] : [])];
+      // Commands with arguments get one they accept: a connection id, or the command to run.
+      const positional = ['exclude', 'disconnect'].includes(c.name) ? ['1'] : ['--', 'true'];
+      const args = [c.name, '--dir', dir, ...(c.positionals ? positional : [])];
       const r = await runNode(CLI, args, { CRTOOLS_SCRIPT_ACTION: '' });
       if (c.name === 'criu-action') {
         // Not run by CRIU: an action it ignores, so it answers 0 without looking for a daemon.

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { SysgenidError, connect, forceUpdate, openProbe, readNext, status, waitForWatchers } from '../src/client/index.js';
-import { RawClient, eventually, sleep, startDaemon, tmpDir } from './helpers.js';
+import { DAEMON, RawClient, eventually, runNode, sleep, startDaemon, tmpDir } from './helpers.js';
 
 async function rejectsWith(p: Promise<unknown>, code: string): Promise<void> {
   await assert.rejects(p, (err: unknown) => {
@@ -122,7 +122,10 @@ describe('client library', () => {
     await rejectsWith(waitForWatchers({ dir: d.dir, timeoutMs: 50 }), 'ETIME');
   });
 
-  it('reconnects after the daemon restarts and reports the generation that moved meanwhile', async (t) => {
+  // Deterministic: the generation moves while no daemon runs, so only the reconnect can reveal it; and it
+  // fails within seconds (its own timeout), not after the file's.
+  it('reconnects after the daemon restarts and reports the generation that moved meanwhile', { timeout: 30_000 },
+    async (t) => {
     const dir = path.join(tmpDir(t), 'run');
     let d = await startDaemon(t, { dir });
     const w = await connect({ dir, name: 'survivor' });
@@ -134,12 +137,13 @@ describe('client library', () => {
     d.child.kill('SIGKILL');
     await d.exited;
     await eventually(() => !w.connected, 5000, 'disconnect noticed');
+    const reset = await runNode(DAEMON, ['--dir', dir, '--reset-generation', '7']);
+    assert.equal(reset.code, 0, reset.stderr);
     d = await startDaemon(t, { dir });
-    // The bump happens before the watcher is back: only the reconnect can reveal it.
-    await forceUpdate({ dir, min: 7 });
-    assert.equal(await w.read(), 7);
-    await eventually(() => reconnects === 1, 5000, 'reconnected');
+    await eventually(() => reconnects === 1, 10_000, 'reconnected');
+    await eventually(() => gens.length > 0, 2000, 'the change made while away reported');
     assert.deepEqual(gens, [7]);
+    assert.equal(w.generation, 7);
     const s = await status({ dir });
     assert.equal(s.outdated, 1, 'the daemon knows this watcher has not handled 7 yet');
     assert.equal(s.list?.[0]?.name, 'survivor');

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { decodeU32, encodeU32 } from '../src/protocol/page-format.js';
-import { RawClient, bump, eventually, sleep, startDaemon, statusOf, tmpDir } from './helpers.js';
+import { DAEMON, RawClient, bump, eventually, runNode, sleep, startDaemon, statusOf, tmpDir } from './helpers.js';
 
 const pageValue = (file: string): number => decodeU32(fs.readFileSync(file));
 
@@ -154,8 +154,13 @@ describe('sysgenidd over real sockets', () => {
   });
 
   it('the counter never wraps at the u32 ceiling', async (t) => {
-    const d = await startDaemon(t);
-    assert.equal(await bump(d.dir, 0xffff_ffff), 0xffff_ffff);
+    // BUMP cannot take it there (MAX_BUMP_MIN); only a deliberate reset with the daemon stopped can.
+    const dir = path.join(tmpDir(t), 'run');
+    await (await startDaemon(t, { dir })).stop();
+    const reset = await runNode(DAEMON, ['--dir', dir, '--reset-generation', '4294967295']);
+    assert.equal(reset.code, 0, reset.stderr);
+    const d = await startDaemon(t, { dir });
+    assert.equal((await statusOf(d.dir)).generation, 0xffff_ffff);
     const { c } = await RawClient.open(d.paths.control);
     t.after(() => c.close());
     assert.match(await c.request('BUMP'), /^ERR EOVERFLOW /);
@@ -248,7 +253,9 @@ describe('sysgenidd over real sockets', () => {
     const d = await startDaemon(t, { dir });
     await bump(dir, 5);
     await d.stop();
-    // As if the daemon died after writing the page and before the state file.
+    // As if the daemon died after writing the floor and the page and before the state file.
+    const floor = `${dir}.floor`;
+    fs.writeFileSync(floor, fs.readFileSync(floor, 'utf8').replace('"generation":5', '"generation":6'));
     const b = encodeU32(6);
     const fd = fs.openSync(path.join(dir, 'generation'), 'r+');
     fs.writeSync(fd, b, 0, 4, 0);

@@ -268,7 +268,15 @@ interface RefConn {
   sub: { priority: number; seq: number; quiesced: boolean } | undefined;
   /** The last cycle it was asked something in. */
   askedCycle?: number;
+  /** Excluded by an administrator: untracked, unsubscribed, and may not track or subscribe again. */
+  excluded: boolean;
 }
+
+/** The uid and pid each connection subscribes as: uid 0 is exempt from the cap, the others share it. */
+const uidOf = (id: number): number => [0, 1000, 1001][id % 3] as number;
+const pidOf = (id: number): number => 100 + id;
+/** Lifecycle subscribers one uid other than 0 may have in this test. */
+const SUBSCRIBER_CAP = 2;
 
 interface Ref {
   gen: number;
@@ -326,6 +334,19 @@ function settle(r: Ref, s: Sys, during: 'subscribe' | 'other' = 'other'): void {
       case 'reply':
         // The wire document is a copy of the core's report with the same bytes.
         assert.equal(JSON.stringify(cycleReportDocument(e.report)), JSON.stringify(e.report), 'report bytes');
+        for (const st of e.report.steps) {
+          assert.equal(st.uid, uidOf(st.id), `step ${st.id}: its uid`);
+          assert.equal(st.pid, pidOf(st.id), `step ${st.id}: its pid`);
+          if (st.outcome === 'excluded') assert.ok(r.conns.get(st.id)?.excluded ?? true, `${st.id}: excluded`);
+          // A failure names whom to exclude; an exclusion is not a failure.
+          if (st.outcome === 'failed' && !/^(interrupted|aborted)/.test(e.report.reason ?? '')) {
+            assert.ok(e.report.reason?.includes(`uid ${uidOf(st.id)} pid ${pidOf(st.id)}`), `reason names ${st.id}`);
+          }
+        }
+        if (e.report.steps.every((st) => st.outcome === 'done' || st.outcome === 'excluded' || st.outcome === 'skipped') &&
+          e.report.reason === null) {
+          assert.equal(e.report.ok, true, 'excluded steps do not fail a cycle');
+        }
         for (const id of e.requesters) {
           assert.equal(r.pending.get(id), e.report.kind, `reply to ${id}: one, of the kind it asked for`);
           r.pending.delete(id);
@@ -358,6 +379,24 @@ function settle(r: Ref, s: Sys, during: 'subscribe' | 'other' = 'other'): void {
   if (r.pending.size > 0) {
     assert.ok(['quiescing', 'unquiescing', 'adjusting'].includes(lc.state), `${lc.state}: no request left waiting`);
   }
+  // A cycle in progress waits for one current subscriber at a time: one excluded or gone is never waited
+  // for, and the cycle moves on to the next at once.
+  const cur = lc.current;
+  if (cur && cur.endedAt === null) {
+    const asked = cur.steps.filter((x) => x.outcome === 'asked');
+    assert.equal(asked.length, 1, `cycle ${cur.cycle} in progress waits for exactly one subscriber`);
+    for (const st of asked) {
+      assert.ok(r.conns.get(st.id)?.sub, `cycle ${cur.cycle} waits for ${st.id}, which is not a subscriber`);
+    }
+  }
+  for (const [id, c] of r.conns) {
+    assert.equal(m.isExcluded(id), c.excluded, `excluded ${id}`);
+  }
+  for (const uid of [0, 1000, 1001]) {
+    const theirs = ids(r, (c) => c.sub !== undefined).filter((id) => uidOf(id) === uid).length;
+    assert.equal(lc.subscribersOf(uid), theirs, `subscribers of uid ${uid}`);
+    if (uid !== 0) assert.ok(theirs <= SUBSCRIBER_CAP, `uid ${uid} within its cap`);
+  }
 }
 
 const pickId = (r: Ref, i: number, f: (c: RefConn) => boolean = () => true): number | undefined => pick(ids(r, f), i);
@@ -369,7 +408,7 @@ class PConnect implements PureCmd {
     const id = r.nextId++;
     s.m.connect(id, { observer: this.control });
     const observer = this.control;
-    r.conns.set(id, { control: observer, observer, acked: r.gen, tracked: !observer, sub: undefined });
+    r.conns.set(id, { control: observer, observer, acked: r.gen, tracked: !observer, sub: undefined, excluded: false });
     settle(r, s);
   }
   toString = () => (this.control ? 'connect(control)' : 'connect');
@@ -407,8 +446,9 @@ class PTrack implements PureCmd {
   run(r: Ref, s: Sys): void {
     const id = pickId(r, this.i) as number;
     const c = r.conns.get(id) as RefConn;
-    assert.equal(errorCode(() => s.m.setTracking(id, this.on, s.now)), c.observer ? 'EINVAL' : undefined);
-    if (!c.observer) c.tracked = this.on;
+    const expected = c.observer ? 'EINVAL' : c.excluded && this.on ? 'EACCES' : undefined;
+    assert.equal(errorCode(() => s.m.setTracking(id, this.on, s.now)), expected, 'an excluded watcher stays untracked');
+    if (expected === undefined) c.tracked = this.on;
     settle(r, s);
   }
   toString = () => `track(${this.i}, ${this.on})`;
@@ -464,10 +504,18 @@ class PSubscribe implements PureCmd {
   run(r: Ref, s: Sys): void {
     const id = pickId(r, this.i) as number;
     const c = r.conns.get(id) as RefConn;
-    const refused = c.observer || (c.sub !== undefined && c.sub.priority !== this.priority);
-    assert.equal(errorCode(() => s.m.subscribe(id, null, this.priority)), refused ? 'EINVAL' : undefined,
-      'only a watcher subscribes, once per priority');
-    if (!refused && !c.sub) c.sub = { priority: this.priority, seq: r.nextSeq++, quiesced: false };
+    const uid = uidOf(id);
+    const full = uid !== 0 && c.sub === undefined &&
+      ids(r, (o) => o.sub !== undefined).filter((o) => uidOf(o) === uid).length >= SUBSCRIBER_CAP;
+    const expected = c.observer ? 'EINVAL'
+      : c.excluded ? 'EACCES'
+      : full ? 'EDQUOT'
+      : c.sub !== undefined && c.sub.priority !== this.priority ? 'EINVAL'
+      : undefined;
+    const as = { uid, pid: pidOf(id), maxPerUid: uid === 0 ? undefined : SUBSCRIBER_CAP };
+    assert.equal(errorCode(() => s.m.subscribe(id, null, this.priority, as)), expected,
+      'only a watcher subscribes, once per priority, never excluded, within its uid\'s cap');
+    if (expected === undefined && !c.sub) c.sub = { priority: this.priority, seq: r.nextSeq++, quiesced: false };
     settle(r, s, 'subscribe');
   }
   toString = () => `subscribe(${this.i}, ${this.priority})`;
@@ -483,6 +531,24 @@ class PUnsubscribe implements PureCmd {
     settle(r, s);
   }
   toString = () => `unsubscribe(${this.i})`;
+}
+
+class PExclude implements PureCmd {
+  constructor(readonly i: number) {}
+  // A third as often as the other commands, so that most sequences still keep most of their watchers.
+  check = (r: Readonly<Ref>) => r.conns.size > 0 && this.i % 3 === 0;
+  run(r: Ref, s: Sys): void {
+    const id = pickId(r, this.i) as number;
+    const c = r.conns.get(id) as RefConn;
+    assert.equal(errorCode(() => s.m.exclude(id, s.now)), c.observer ? 'ENOENT' : undefined, 'only a watcher');
+    if (!c.observer) {
+      c.excluded = true;
+      c.tracked = false;
+      c.sub = undefined;
+    }
+    settle(r, s);
+  }
+  toString = () => `exclude(${this.i})`;
 }
 
 class PAnswer implements PureCmd {
@@ -581,6 +647,7 @@ const pureCommands = [
   fc.oneof(fc.constant(0), fc.nat(40)).map((min) => new PBump(min)),
   fc.tuple(fc.nat(20), fc.integer({ min: -1, max: 1 })).map(([i, p]) => new PSubscribe(i, p)),
   fc.nat(20).map((i) => new PUnsubscribe(i)),
+  fc.nat(40).map((i) => new PExclude(i)),
   fc.tuple(fc.nat(20), fc.constantFrom('quiesced', 'unquiesced', 'failed' as const), fc.boolean())
     .map(([i, a, stale]) => new PAnswer(i, a === 'failed' && i % 2 === 0 ? 'quiesced' : a, stale && i % 3 === 0)),
   fc.tuple(fc.nat(20), fc.constantFrom('quiesce', 'unquiesce' as const), fc.constantFrom(10, 100, 1000))

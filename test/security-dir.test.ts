@@ -75,6 +75,7 @@ it('a client refuses a daemon that runs as another user even in a directory it t
 it('the probe refuses a page no daemon serves any more instead of reading it silently', async (t) => {
   const d = await startDaemon(t);
   await forceUpdate({ dir: d.dir, min: 4 });
+  assert.equal((await status({ dir: d.dir })).devLink, null, 'STATUS devLink is null without --dev-link');
   const live = openProbe({ dir: d.dir });
   assert.equal(live.generation(), 4);
   live.close();
@@ -127,15 +128,20 @@ it('--dev-link replaces a stale link to a dead daemon\'s page, keeps a live one,
   const d = await startDaemon(t, { args: ['--dev-link-path', link] });
   assert.equal(fs.readlinkSync(link), d.paths.page, 'the stale link now points at the live page');
   assert.match(d.log(), /replaced the stale link .*\(no daemon serves/);
+  const linked = (await status({ dir: d.dir })).devLink;
+  assert.equal(linked?.outcome, 'replaced', 'STATUS shows what --dev-link did');
+  assert.equal(linked?.path, link);
   // A second daemon does not take a link to a live page.
   const other = await startDaemon(t, { args: ['--dev-link-path', link] });
   assert.equal(fs.readlinkSync(link), d.paths.page);
   assert.match(other.log(), /already exists \(a link to .*\); not replacing it/);
+  assert.equal((await status({ dir: other.dir })).devLink?.outcome, 'refused');
   // A 0700 runtime directory: unprivileged readers (AWS-LC in them) cannot map the page.
   const privateDir = path.join(tmpDir(t), 'run');
   fs.mkdirSync(privateDir, { mode: 0o700 });
   const p = await startDaemon(t, { dir: privateDir, args: ['--dev-link-path', path.join(base, 'private-link')] });
   assert.match(p.log(), /--dev-link: unprivileged processes cannot open/);
+  assert.equal((await status({ dir: p.dir })).devLink?.readableByAll, false);
   const asNobody = await run(['cat', path.join(base, 'private-link')], { nobody: true });
   assert.notEqual(asNobody.code, 0, 'and indeed nobody cannot read it');
 });

@@ -3,8 +3,9 @@
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
 import type { TestContext } from 'node:test';
-import { DAEMON, tmpDir } from './helpers.js';
+import { DAEMON, DIST, tmpDir } from './helpers.js';
 
 export const NOBODY = 65534;
 export const isRoot = process.getuid?.() === 0;
@@ -106,4 +107,33 @@ export function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+const ATTACKER = path.join(DIST, 'test', 'fixtures', 'attacker.js');
+
+/**
+ * Run test/fixtures/attacker.ts as nobody with `args`; resolves with the JSON line it prints once it
+ * holds what it opened. It keeps everything open until the test ends.
+ */
+export function attackAsNobody<T = Record<string, unknown>>(
+  t: TestContext,
+  args: readonly string[],
+): Promise<{ result: T; child: ChildProcess }> {
+  const child = spawn('runuser', ['-u', 'nobody', '--', process.execPath, ATTACKER, ...args], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  t.after(() => {
+    child.stdin?.end();
+    child.kill('SIGKILL');
+  });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout?.setEncoding('utf8');
+    child.stdout?.on('data', (s: string) => {
+      out += s;
+      const nl = out.indexOf('\n');
+      if (nl >= 0) resolve({ result: JSON.parse(out.slice(0, nl)) as T, child });
+    });
+    child.on('exit', (code) => reject(new Error(`attacker exited ${code} before reporting: ${out}`)));
+  });
 }

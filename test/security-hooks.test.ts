@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { it } from 'node:test';
+import { status } from '../src/client/index.js';
 import { addon } from '../src/native/addon.js';
 import { bump, eventually, sleep, startDaemon } from './helpers.js';
 import { AS_NOBODY, NOBODY, alive, isRoot, sharedTmp } from './security-helpers.js';
@@ -109,7 +110,9 @@ it('a hook that daemonizes (double fork + setsid) does not outlive its run',
   const clean = await pidIn('clean.pid');
   pids.push(kept, clean);
   await eventually(() => !alive(kept), 5000, `the daemonized hook descendant ${kept} killed`);
+  const subreaper = (await status({ dir: d.dir })).hooks.subreaper;
   if (addon() && process.env.SYSGENID_NO_ADDON !== '1') {
+    assert.equal(subreaper, true, 'STATUS says the daemon is a subreaper');
     await eventually(() => !alive(clean), 5000, `the environment-less descendant ${clean} killed (subreaper)`);
     const stat = (): string => {
       const file = `/proc/${clean}/stat`;
@@ -117,6 +120,7 @@ it('a hook that daemonizes (double fork + setsid) does not outlive its run',
     };
     await eventually(() => stat() === '', 5000, 'and reaped, not left a zombie');
   } else {
+    assert.equal(subreaper, false, 'STATUS says the daemon is not a subreaper');
     t.diagnostic('without the addon a descendant that clears its environment escapes ' +
       `(pid ${clean} alive: ${alive(clean)}); documented`);
   }

@@ -4,50 +4,21 @@
 // the log. Each attacker is a real process running as `nobody`; `SYSGENID_STRESS=1` runs them larger.
 
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { addon } from '../src/native/addon.js';
-import { CLI, DIST, RawClient, runNode, startDaemon, statusOf, tmpDir } from './helpers.js';
+import { CLI, RawClient, runNode, startDaemon, statusOf } from './helpers.js';
+import { attackAsNobody, sharedTmp } from './security-helpers.js';
 
 const isRoot = process.getuid?.() === 0;
 const stress = process.env.SYSGENID_STRESS === '1';
-const ATTACKER = path.join(DIST, 'test', 'fixtures', 'attacker.js');
 const native = addon() !== undefined;
-
-interface Attack {
-  readonly result: Record<string, unknown>;
-  readonly child: ChildProcess;
-}
+// The memory attacks measure the output bounds, so the per-user connection cap must not stop them first.
+const UNCAPPED = ['--max-per-user', '100000'];
 
 /** Run the attacker as nobody; it holds its connections until the test ends. */
-function attack(t: TestContext, args: string[]): Promise<Attack> {
-  const child = spawn('runuser', ['-u', 'nobody', '--', process.execPath, ATTACKER, ...args], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
-  t.after(() => {
-    child.stdin?.end();
-    child.kill('SIGKILL');
-  });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout?.setEncoding('utf8');
-    child.stdout?.on('data', (s: string) => {
-      out += s;
-      const nl = out.indexOf('\n');
-      if (nl >= 0) resolve({ result: JSON.parse(out.slice(0, nl)) as Record<string, unknown>, child });
-    });
-    child.on('exit', (code) => reject(new Error(`attacker exited ${code} before reporting: ${out}`)));
-  });
-}
-
-/** A runtime directory an unprivileged user can reach (mkdtemp makes 0700 directories). */
-function sharedBase(t: TestContext): string {
-  const base = tmpDir(t);
-  fs.chmodSync(base, 0o755);
-  return base;
-}
+const attack = (t: TestContext, args: string[]): Promise<{ result: Record<string, unknown> }> => attackAsNobody(t, args);
 
 function rssKiB(pid: number): number {
   const m = /VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -64,7 +35,7 @@ async function openWatchers(t: TestContext, socket: string, n: number): Promise<
 describe('security: shared limits under attack by an ordinary user', { skip: !isRoot && 'needs root to run as nobody' }, () => {
   it('a connection flood by one user leaves root, the control socket and other users served', async (t) => {
     const d = await startDaemon(t, {
-      dir: path.join(sharedBase(t), 'run'),
+      dir: path.join(sharedTmp(t), 'run'),
       args: ['--max-connections', '200', '--max-per-user', '50', '--log-level', 'warn'],
     });
     const flood = await attack(t, ['flood', d.paths.watch, '1000']);
@@ -96,7 +67,7 @@ describe('security: shared limits under attack by an ordinary user', { skip: !is
     // The reply must be larger than the kernel's socket buffer, or the kernel holds it, not the daemon.
     const watchers = stress ? 3500 : 2000;
     const hogs = stress ? 3500 : 300;
-    const d = await startDaemon(t, { dir: path.join(sharedBase(t), 'run'), args: ['--log-level', 'warn'] });
+    const d = await startDaemon(t, { dir: path.join(sharedTmp(t), 'run'), args: ['--log-level', 'warn', ...UNCAPPED] });
     await openWatchers(t, d.paths.watch, watchers);
     const pid = d.child.pid as number;
     const before = rssKiB(pid);
@@ -120,7 +91,7 @@ describe('security: shared limits under attack by an ordinary user', { skip: !is
     // The kernel buffers about 2000 GEN lines per socket here; past that they queue in the daemon.
     const n = stress ? 1000 : 300;
     const bumps = stress ? 6000 : 5000;
-    const d = await startDaemon(t, { dir: path.join(sharedBase(t), 'run'), args: ['--log-level', 'warn'] });
+    const d = await startDaemon(t, { dir: path.join(sharedTmp(t), 'run'), args: ['--log-level', 'warn', ...UNCAPPED] });
     const pid = d.child.pid as number;
     const before = rssKiB(pid);
     const lazy = await attack(t, ['unread', d.paths.watch, String(n), 'NAME lazy']);
@@ -143,7 +114,7 @@ describe('security: shared limits under attack by an ordinary user', { skip: !is
 
   it("one user's PROBLEM reports from many connections are logged about once a second, not once each", async (t) => {
     const n = stress ? 5000 : 300;
-    const d = await startDaemon(t, { dir: path.join(sharedBase(t), 'run'), args: ['--log-level', 'warn'] });
+    const d = await startDaemon(t, { dir: path.join(sharedTmp(t), 'run'), args: ['--log-level', 'warn', ...UNCAPPED] });
     const started = Date.now();
     const flood = await attack(t, ['problem', d.paths.watch, String(n), 'x'.repeat(190)]);
     assert.equal(flood.result.held, n);

@@ -20,8 +20,8 @@ ${COMMANDS.map((c) => `  ${c.name.padEnd(SUMMARY_COLUMN)}  ${c.summary}\n`).join
 Run "sysgenid <command> --help" for a command's options. Exit codes:
   0 success, 1 failure, 2 usage error, 3 no new generation (read --nonblock),
   4 timed out (wait, quiesce), 5 interrupted by a new generation (wait, quiesce), 6 permission
-  denied (bump, quiesce, resume, snapshot), 7 daemon not reachable, 8 busy (quiesce: already
-  quiesced or a step in progress)
+  denied (bump, quiesce, resume, snapshot, exclude, disconnect), 7 daemon not reachable, 8 busy
+  (quiesce: already quiesced or a step in progress)
 `;
 
 /**

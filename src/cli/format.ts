@@ -52,7 +52,7 @@ export function formatStatus(s: DaemonStatus): string {
       String(w.id),
       w.name ?? '-',
       w.pid === null ? '-' : `${w.pid}${w.pidVerified ? '' : '?'}${w.command ? ` (${w.command})` : ''}`,
-      w.tracked ? 'yes' : 'no',
+      w.tracked ? 'yes' : w.excluded ? 'excluded' : 'no',
       String(w.acked),
       w.outdated ? `outdated for ${formatMs(w.outdatedMs ?? 0)}` : 'up to date',
       w.subscriber ? `prio ${w.subscriber.priority}${w.subscriber.quiesced ? ', quiesced' : ''}` : '-',

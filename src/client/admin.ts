@@ -166,3 +166,20 @@ export async function unquiesce(
   checkTimeout('unquiesce', timeoutMs);
   return JSON.parse(await oneShot('control', opts, { verb: 'UNQUIESCE', timeoutMs })) as CycleReportDocument;
 }
+
+/**
+ * Exclude a watcher by its connection id, or every watcher of a uid connected now (control socket): it
+ * is no longer tracked, waited for, or asked by the lifecycle, and cannot track or subscribe again; it
+ * stays connected and notified. Resolves with how many were excluded. ENOENT for an unknown id.
+ */
+export async function exclude(
+  opts: ClientOptions & ({ readonly id: number } | { readonly uid: number }),
+): Promise<number> {
+  const target = 'uid' in opts ? { uid: opts.uid } : { id: opts.id };
+  return Number(await oneShot('control', opts, { verb: 'EXCLUDE', target }));
+}
+
+/** Close the connection with this id (control socket); the daemon logs who asked. ENOENT for an unknown id. */
+export async function disconnect(opts: ClientOptions & { readonly id: number }): Promise<void> {
+  await oneShot('control', opts, { verb: 'DISCONNECT', id: opts.id });
+}

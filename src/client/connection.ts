@@ -4,6 +4,7 @@
 import net from 'node:net';
 import { DEFAULT_CONNECT_TIMEOUT_MS } from '../defaults.js';
 import { addon } from '../native/addon.js';
+import { peerCredOf } from '../native/socket-fd.js';
 import { SysgenidError } from '../protocol/errors.js';
 import { LineSplitter } from '../protocol/framing.js';
 import { type Request, encodeRequest, parseServerLine } from '../protocol/messages.js';
@@ -46,14 +47,7 @@ function untrusted(path: string, why: string): SysgenidError {
 
 /** The uid at the other end of a connected Unix socket, when the addon can tell. */
 function peerUid(socket: net.Socket): number | undefined {
-  const native = addon();
-  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  if (!native || fd === undefined || fd < 0) return undefined;
-  try {
-    return native.peerCred(fd).uid;
-  } catch {
-    return undefined;
-  }
+  return peerCredOf(addon(), socket)?.uid;
 }
 
 function unreachable(path: string, err: NodeJS.ErrnoException): SysgenidError {

@@ -21,6 +21,8 @@ export const ERROR_CODES = {
   ENOTCONN: 'the daemon is not running or its socket is unreachable',
   EPERM: 'the daemon or its directory belongs to another user: not trusted',
   ECLOSED: 'the watcher was closed',
+  ENOENT: 'no such connection: the id names no watcher (or no connection) of this daemon',
+  EDQUOT: 'this user already has as many lifecycle subscribers as the daemon allows one user',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -40,6 +40,7 @@ interface WatcherRecord {
   tracked: boolean;
   observer: boolean;
   outdatedSince: number | undefined;
+  excluded: boolean;
   readPending: boolean;
   waitPending: boolean;
 }
@@ -91,6 +92,11 @@ export class GenerationMachine {
     return { id: w.id, acked: w.acked, tracked: w.tracked, observer: w.observer, outdatedSince: w.outdatedSince };
   }
 
+  /** Excluded by an administrator (exclude()): untracked, and it may not track itself again. */
+  isExcluded(id: WatcherId): boolean {
+    return this.#watchers.get(id)?.excluded === true;
+  }
+
   *list(): IterableIterator<WatcherInfo> {
     for (const w of this.#watchers.values()) {
       if (!w.observer) {
@@ -113,6 +119,7 @@ export class GenerationMachine {
       tracked: !observer,
       observer,
       outdatedSince: undefined,
+      excluded: false,
       readPending: false,
       waitPending: false,
     };
@@ -211,7 +218,22 @@ export class GenerationMachine {
   setTracking(id: WatcherId, on: boolean): void {
     const w = this.#get(id);
     if (w.observer) throw new SysgenidError('EINVAL', 'an observer is not a watcher and cannot be tracked');
+    if (on && w.excluded) {
+      throw new SysgenidError('EACCES', 'this watcher was excluded by an administrator and cannot be tracked again');
+    }
     this.#setTracked(w, on);
+    this.#settleWaiters();
+  }
+
+  /**
+   * An administrator excludes a watcher that never acknowledges: it stays connected and notified, but
+   * no wait (and so no readiness) depends on it any more, and it cannot turn tracking back on.
+   */
+  exclude(id: WatcherId): void {
+    const w = this.#get(id);
+    if (w.observer) throw new SysgenidError('EINVAL', 'an observer is not a watcher and cannot be excluded');
+    w.excluded = true;
+    this.#setTracked(w, false);
     this.#settleWaiters();
   }
 

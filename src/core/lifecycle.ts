@@ -9,8 +9,19 @@ import { SysgenidError } from './errors.js';
 
 export type LifecycleState = 'running' | 'quiescing' | 'quiesced' | 'adjusting' | 'unquiescing';
 export type StepKind = 'quiesce' | 'unquiesce';
-/** asked: waiting for its answer; late: the deadline passed first; skipped: the cycle ended before its turn. */
-export type StepOutcome = 'asked' | 'done' | 'failed' | 'late' | 'gone' | 'skipped';
+/**
+ * asked: waiting for its answer; late: the deadline passed first; skipped: the cycle ended before its turn;
+ * excluded: an administrator excluded it before it answered (not a failure of the cycle).
+ */
+export type StepOutcome = 'asked' | 'done' | 'failed' | 'late' | 'gone' | 'skipped' | 'excluded';
+
+/** Who a subscriber is, as far as the daemon knows (SO_PEERCRED, or the client's word for the pid). */
+export interface SubscriberOwner {
+  readonly uid: number | null;
+  readonly pid: number | null;
+}
+
+const NO_OWNER: SubscriberOwner = { uid: null, pid: null };
 
 export { MIN_PRIORITY, MAX_PRIORITY };
 
@@ -23,6 +34,9 @@ export interface Step {
   readonly error: string | null;
   readonly askedAt: number | null;
   readonly answeredAt: number | null;
+  /** Its uid and pid as the daemon knows them (null: unknown), so that a failure names whom to exclude. */
+  readonly uid: number | null;
+  readonly pid: number | null;
 }
 
 /** A cycle as the machine shows it (read-only); src/protocol/cycle-report.ts is its wire document. */
@@ -66,6 +80,7 @@ interface Subscriber {
   readonly seq: number;
   name: string | null;
   readonly priority: number;
+  readonly owner: SubscriberOwner;
   /** Told to quiesce in the current quiesced period and not yet un-quiesced. */
   quiesced: boolean;
 }
@@ -138,12 +153,19 @@ export class LifecycleMachine {
     return s ? { priority: s.priority, quiesced: s.quiesced } : undefined;
   }
 
+  /** How many subscribers this uid has (null: those whose uid is unknown, counted together). */
+  subscribersOf(uid: number | null): number {
+    let n = 0;
+    for (const s of this.#subs.values()) if (s.owner.uid === uid) n++;
+    return n;
+  }
+
   /** The order of un-quiescing: priority ascending, then registration order. Quiescing is its reverse. */
   order(): number[] {
     return [...this.#subs.values()].sort((a, b) => a.priority - b.priority || a.seq - b.seq).map((s) => s.id);
   }
 
-  subscribe(id: number, name: string | null, priority: number): LifecycleState {
+  subscribe(id: number, name: string | null, priority: number, owner: SubscriberOwner = NO_OWNER): LifecycleState {
     if (!Number.isInteger(priority) || priority < MIN_PRIORITY || priority > MAX_PRIORITY) {
       throw new SysgenidError('EINVAL', `priority must be an integer from ${MIN_PRIORITY} to ${MAX_PRIORITY}`);
     }
@@ -152,7 +174,7 @@ export class LifecycleMachine {
       if (existing.priority === priority) return this.#state;
       throw new SysgenidError('EINVAL', 'already subscribed with another priority; UNSUBSCRIBE first');
     }
-    const sub: Subscriber = { id, seq: this.#seq++, name, priority, quiesced: false };
+    const sub: Subscriber = { id, seq: this.#seq++, name, priority, owner, quiesced: false };
     this.#subs.set(id, sub);
     // A subscriber that arrives while the machine is (being) quiesced is quiesced too, so that it is
     // un-quiesced with the others; its answer does not decide the cycle that was already running.
@@ -181,6 +203,28 @@ export class LifecycleMachine {
         this.#waitingFor = undefined;
         this.#advance(now);
       }
+    }
+  }
+
+  /**
+   * An administrator excluded this subscriber: it leaves the lifecycle like UNSUBSCRIBE, and a step it
+   * was asked for and has not answered is recorded as excluded, which does not fail the cycle, so a
+   * quiesce it was holding up moves on to the next subscriber.
+   */
+  exclude(id: number, now: number): void {
+    const step = this.#current?.endedAt === null
+      ? this.#current.steps.find((s) => s.id === id && s.outcome === 'asked')
+      : undefined;
+    if (!this.#subs.delete(id)) return;
+    this.#queue = this.#queue.filter((q) => q !== id);
+    if (step) {
+      step.outcome = 'excluded';
+      step.error = 'excluded by an administrator before answering';
+      step.answeredAt = now;
+    }
+    if (this.#waitingFor === id) {
+      this.#waitingFor = undefined;
+      this.#advance(now);
     }
   }
 
@@ -337,7 +381,7 @@ export class LifecycleMachine {
       }
       const sub = this.#subs.get(id);
       if (!sub) continue;
-      report.steps.push({ id, name: sub.name, priority: sub.priority, outcome: 'asked', error: null, askedAt: now, answeredAt: null });
+      report.steps.push(stepOf(sub, { outcome: 'asked', error: null, askedAt: now, answeredAt: null }));
       sub.quiesced = report.kind === 'quiesce';
       this.#waitingFor = id;
       // One at a time, so that the order holds: the next is asked when this one answers.
@@ -368,7 +412,7 @@ export class LifecycleMachine {
         const sub = this.#subs.get(id);
         if (!sub) continue;
         sub.quiesced = false;
-        report.steps.push({ id, name: sub.name, priority: sub.priority, outcome: 'late', error: 'told after the deadline; not waited for', askedAt: now, answeredAt: null });
+        report.steps.push(stepOf(sub, { outcome: 'late', error: 'told after the deadline; not waited for', askedAt: now, answeredAt: null }));
         this.#emit({ kind: 'ask', id, step: 'unquiesce', cycle: report.cycle, generation: this.#generation });
       }
       this.#queue = [];
@@ -379,7 +423,7 @@ export class LifecycleMachine {
   #skip(report: CycleRecord, id: number): void {
     const sub = this.#subs.get(id);
     if (!sub) return;
-    report.steps.push({ id, name: sub.name, priority: sub.priority, outcome: 'skipped', error: 'not asked: the quiesce had already failed', askedAt: null, answeredAt: null });
+    report.steps.push(stepOf(sub, { outcome: 'skipped', error: 'not asked: the quiesce had already failed', askedAt: null, answeredAt: null }));
   }
 
   #close(report: CycleRecord, now: number, reason: string | null): void {
@@ -387,7 +431,7 @@ export class LifecycleMachine {
     report.generationAtEnd = this.#generation;
     const bad = report.steps.filter((s) => s.outcome === 'failed' || s.outcome === 'late' || s.outcome === 'gone');
     report.ok = reason === null && bad.length === 0;
-    report.reason = reason ?? (bad.length > 0 ? bad.map((s) => `${s.name ?? `#${s.id}`} ${s.outcome}${s.error ? ` (${s.error})` : ''}`).join('; ') : null);
+    report.reason = reason ?? (bad.length > 0 ? bad.map((s) => `${s.name ?? `#${s.id}`} ${s.outcome}${s.error ? ` (${s.error})` : ''}${whoSuffix(s)}`).join('; ') : null);
     this.#last = { ...this.#last, [report.kind]: report };
   }
 
@@ -475,4 +519,20 @@ export class LifecycleMachine {
     const times = [this.#deadline, this.#state === 'adjusting' ? this.#adjustDeadline : null].filter((t): t is number => t !== null);
     this.#emit({ kind: 'timer', at: times.length > 0 ? Math.min(...times) : null });
   }
+}
+
+type StepFields = Pick<Step, 'outcome' | 'error' | 'askedAt' | 'answeredAt'>;
+
+/** A step of `sub`, its fields in the wire document's order (uid and pid were added last). */
+function stepOf(sub: Subscriber, f: StepFields): Mutable<Step> {
+  const { id, name, priority } = sub;
+  return { id, name, priority, ...f, uid: sub.owner.uid, pid: sub.owner.pid };
+}
+
+/** Who a failed step was, for an administrator to exclude it: ` [#id uid U pid P]`, as far as known. */
+function whoSuffix(s: Step): string {
+  const who = s.name === null ? [] : [`#${s.id}`];
+  if (s.uid !== null) who.push(`uid ${s.uid}`);
+  if (s.pid !== null) who.push(`pid ${s.pid}`);
+  return who.length === 0 ? '' : ` [${who.join(' ')}]`;
 }

@@ -9,7 +9,7 @@ import {
   type Effect, GenerationMachine, type WaitResult, type WatcherId, type WatcherInfo,
 } from './generation.js';
 import {
-  type CycleReport, type LifecycleEffect, LifecycleMachine, type LifecycleMachineOptions,
+  type CycleReport, type LifecycleEffect, LifecycleMachine, type LifecycleMachineOptions, type SubscriberOwner,
 } from './lifecycle.js';
 
 /** Everything the owner carries out: notify, read, wait (generation); ask, reply, timer, log (lifecycle). */
@@ -22,8 +22,13 @@ export type SubscriberAnswer = 'quiesced' | 'unquiesced' | 'failed';
 export type LifecycleView = Pick<
   LifecycleMachine,
   | 'state' | 'since' | 'ready' | 'current' | 'last' | 'adjustDeadline' | 'adjustingQuiesced'
-  | 'isSubscribed' | 'subscriber' | 'order'
+  | 'isSubscribed' | 'subscriber' | 'order' | 'subscribersOf'
 >;
+
+/** Who subscribes, and how many subscribers that uid may have (undefined: no cap, as for root). */
+export interface SubscribeAs extends SubscriberOwner {
+  readonly maxPerUid?: number | undefined;
+}
 
 export class CoreMachine {
   readonly #generation: GenerationMachine;
@@ -66,6 +71,25 @@ export class CoreMachine {
 
   isObserver(id: WatcherId): boolean {
     return this.#generation.isObserver(id);
+  }
+
+  isExcluded(id: WatcherId): boolean {
+    return this.#generation.isExcluded(id);
+  }
+
+  /**
+   * An administrator takes a watcher out of everything others wait on: it is no longer tracked (so WAIT
+   * and readiness stop waiting for it), no longer a subscriber (a cycle waiting for its answer moves on),
+   * and may not track or subscribe again; it stays connected and is still notified. ENOENT when `id` is
+   * not a watcher (unknown, or a control connection).
+   */
+  exclude(id: WatcherId, now: number): void {
+    if (!this.#generation.has(id) || this.#generation.isObserver(id)) {
+      throw new SysgenidError('ENOENT', `no watcher with id ${id}`);
+    }
+    this.#generation.exclude(id);
+    this.#lifecycle.exclude(id, now);
+    this.#outdatedMayHaveChanged(now);
   }
 
   /** A new connection; a control connection connects as an observer (it is never a watcher). */
@@ -128,12 +152,28 @@ export class CoreMachine {
     this.#lifecycle.generationChanged(generation, this.#lifecycleOutdated, now);
   }
 
-  /** Only a watcher subscribes: observers (control connections included) are never asked anything. */
-  subscribe(id: WatcherId, name: string | null, priority: number): ReturnType<LifecycleMachine['subscribe']> {
+  /**
+   * Only a watcher subscribes: observers (control connections included) are never asked anything, an
+   * excluded watcher is refused, and so is a new subscriber past its uid's cap (one user's subscribers
+   * can each hold up a quiesce for its whole budget).
+   */
+  subscribe(
+    id: WatcherId, name: string | null, priority: number, as: SubscribeAs = { uid: null, pid: null },
+  ): ReturnType<LifecycleMachine['subscribe']> {
     if (!this.#generation.has(id) || this.#generation.isObserver(id)) {
       throw new SysgenidError('EINVAL', 'only a watcher on the watch socket can subscribe to the lifecycle');
     }
-    return this.#lifecycle.subscribe(id, name, priority);
+    if (this.#generation.isExcluded(id)) {
+      throw new SysgenidError('EACCES', 'this watcher was excluded by an administrator and cannot subscribe');
+    }
+    const { maxPerUid } = as;
+    const full = maxPerUid !== undefined && this.#lifecycle.subscribersOf(as.uid) >= maxPerUid;
+    if (full && !this.#lifecycle.isSubscribed(id)) {
+      const who = as.uid === null ? 'clients of unknown uid' : `uid ${as.uid}`;
+      const why = `${who} already has ${maxPerUid} lifecycle subscriber(s), the most one user may have`;
+      throw new SysgenidError('EDQUOT', why);
+    }
+    return this.#lifecycle.subscribe(id, name, priority, { uid: as.uid, pid: as.pid });
   }
 
   unsubscribe(id: WatcherId, now: number): void {

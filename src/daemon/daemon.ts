@@ -1,35 +1,40 @@
 // sysgenidd: owns the counter, the page, the state file, the watchers and the hooks, and wires the
-// composed state machine (src/core/machine.ts) to real sockets; the requests are src/daemon/handlers.ts.
+// composed state machine (src/core/machine.ts) to real sockets. The other jobs have their own files:
+// the requests src/daemon/handlers.ts, the sockets listener.ts, the GEN fan-out broadcast.ts, the
+// STATUS document status-view.ts, the restore backends backends/runner.ts.
 
-import { DEFAULT_ADJUST_TIMEOUT_MS, DEFAULT_RESUME_TIMEOUT_MS } from '../defaults.js';
+import {
+  DEFAULT_ADJUST_TIMEOUT_MS, DEFAULT_MAX_SUBSCRIBERS_PER_USER, DEFAULT_RESUME_TIMEOUT_MS, MAX_BUMP_MIN,
+} from '../defaults.js';
 import fs from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
+import type net from 'node:net';
 import type { CycleReport } from '../core/lifecycle.js';
 import { CoreMachine, type MachineEffect } from '../core/machine.js';
 import { SysgenidError } from '../core/errors.js';
 import { cycleReportDocument } from '../protocol/cycle-report.js';
-import {
-  PROTOCOL_VERSION, encodeErr, encodeGen, encodeHello, encodeOk, encodeQuiesce, encodeUnquiesce, type Request,
-} from '../protocol/messages.js';
+import { encodeGen, encodeHello, encodeOk, encodeQuiesce, encodeUnquiesce, type Request } from '../protocol/messages.js';
 import { type RuntimePaths, runtimePaths } from '../protocol/runtime-dir.js';
-import type { BackendStatus, DaemonStatus, WatcherStatus } from '../protocol/status.js';
+import type { DaemonStatus, DevLinkStatus } from '../protocol/status.js';
 import { Connection, type ConnectionHost, type ConnectionKind, type Reply, describeConnection } from './connection.js';
-import { type Handlers, dispatch, requestHandlers, waitLine } from './handlers.js';
-import { linkDevice } from './dev-link.js';
+import { type Handlers, describeWho, dispatch, requestHandlers, waitLine } from './handlers.js';
+import { devLinkStatus, linkDevice } from './dev-link.js';
 import { HookRunner } from './hooks.js';
 import { openFileLimit, connectionLimit } from './limits.js';
 import { Admission, type Bucket, defaultLimits } from './admission.js';
-import { onSocketInternalsChanged, socketFd } from './socket-fd.js';
-import { acquirePidLock, bindName, placeSocket, removeStaleSocket, type PidLock } from './lock.js';
+import { onSocketInternalsChanged } from '../native/socket-fd.js';
+import { acquirePidLock, type PidLock } from './lock.js';
 import type { Logger } from './log.js';
 import { Page } from './page.js';
-import { StartupError, ensureRuntimeDir } from './runtime-dir.js';
-import { type BackendConfig, type BackendContext, type RestoreBackend, currentBootId } from './backends/backend.js';
+import { ensureRuntimeDir } from './runtime-dir.js';
+import { type BackendConfig, currentBootId } from './backends/backend.js';
+import { CounterFloor, recoverGeneration } from './floor.js';
 import { BACKENDS, type BackendEntry } from './backends/registry.js';
-import { type Addon, addon, addonState } from '../native/addon.js';
+import { BackendRunner } from './backends/runner.js';
+import { Broadcast } from './broadcast.js';
+import { Listener, bucketName } from './listener.js';
+import { statusDocument } from './status-view.js';
+import { addon, addonState } from '../native/addon.js';
 import { StateStore, type StateUpdate } from './state-store.js';
-import { VERSION } from '../version.js';
 
 export interface DaemonOptions {
   readonly dir: string;
@@ -46,6 +51,8 @@ export interface DaemonOptions {
   readonly maxBacklog: number;
   /** Watch-socket connections one non-root user may hold; undefined: a share of the connection limit. */
   readonly maxPerUser?: number | undefined;
+  /** Lifecycle subscribers one user other than root and the daemon's may have (default 8). */
+  readonly maxSubscribersPerUser?: number | undefined;
   /** Restore-detection backends to run besides the forced update, by name ('kmsg'). */
   readonly backends: readonly string[];
   /** Each backend's settings by name, handed to it as ctx.config (e.g. { vmclock: { path } }). */
@@ -58,10 +65,23 @@ export interface DaemonOptions {
   readonly adjustTimeoutMs?: number;
   /** Budget of the automatic un-quiesce (default 10 s). */
   readonly resumeTimeoutMs?: number;
+  /** The counter floor's file (src/daemon/floor.ts); undefined: `DIR.floor` beside the runtime directory. */
+  readonly floor?: { readonly file: string; readonly inStateDir: boolean } | undefined;
+  /** How often to check that the runtime directory still exists (default 1000 ms). */
+  readonly dirCheckMs?: number;
 }
 
+/** What start-up found and what the daemon keeps of it. */
+interface Resources {
+  readonly paths: RuntimePaths;
+  readonly lock: PidLock;
+  readonly page: Page;
+  readonly store: StateStore;
+  readonly floor: CounterFloor | undefined;
+  readonly floorProblem: string | null;
+  readonly initial: number;
+}
 
-const { EAGAIN } = os.constants.errno;
 
 export class Daemon implements ConnectionHost {
   readonly paths: RuntimePaths;
@@ -69,35 +89,45 @@ export class Daemon implements ConnectionHost {
   readonly #log: Logger;
   readonly #page: Page;
   readonly #store: StateStore;
-  readonly #lock: PidLock;
+  #lock: PidLock;
+  readonly #floor: CounterFloor | undefined;
+  #floorProblem: string | null;
+  /** The pid file as locked (device and inode): a directory put back by someone else lacks it. */
+  #pidId: { dev: number; ino: number } | undefined;
+  #dirTimer: NodeJS.Timeout | undefined;
+  #dirRecovering = false;
+  #dirLost = 0;
+  #dirProblem: string | null = null;
   readonly #core: CoreMachine;
   readonly #handlers: Handlers;
   #lifecycleTimer: NodeJS.Timeout | undefined;
   readonly #hooks: HookRunner;
   readonly #conns = new Map<number, Connection>();
-  readonly #servers: net.Server[] = [];
   readonly #startedAt = Date.now();
   readonly #maxConnections: number;
   readonly #admission: Admission;
+  readonly #listener: Listener;
+  readonly #broadcast: Broadcast;
+  readonly #backends: BackendRunner;
   /** When each bucket (user) last had a PROBLEM report logged: one line a second per user at most. */
   readonly #problemLoggedAt = new Map<Bucket, { at: number; suppressed: number }>();
-  /** What STATUS lists under `backends`, in order: forced, the started ones, the ones left off. */
-  readonly #backends: Array<() => BackendStatus> = [];
-  readonly #started: RestoreBackend[] = [];
   readonly #native = addon();
   #nextId = 1;
   #lastBump: DaemonStatus['lastBump'] = null;
-  #refusedSince = 0;
-  #refusedCount = 0;
+  #devLink: DevLinkStatus | null = null;
   #closed = false;
 
-  private constructor(opts: DaemonOptions, paths: RuntimePaths, lock: PidLock, page: Page, store: StateStore, initial: number) {
+  private constructor(opts: DaemonOptions, r: Resources) {
+    const { paths, store, initial } = r;
     this.#opts = opts;
     this.#log = opts.log;
     this.paths = paths;
-    this.#lock = lock;
-    this.#page = page;
+    this.#lock = r.lock;
+    this.#page = r.page;
     this.#store = store;
+    this.#floor = r.floor;
+    this.#floorProblem = r.floorProblem;
+    this.#pidId = fileIdOf(paths.pid);
     const lifecycle = {
       autoResume: opts.autoResume ?? true,
       adjustTimeoutMs: opts.adjustTimeoutMs ?? DEFAULT_ADJUST_TIMEOUT_MS,
@@ -110,6 +140,15 @@ export class Daemon implements ConnectionHost {
       status: (withList) => this.status(withList),
       bump: (min, source) => this.bump(min, source),
       problemReported: (conn, message) => this.problemReported(conn, message),
+      subscriberCap: (uid) => (uid === 0 || uid === (process.geteuid?.() ?? 0) ? undefined
+        : (opts.maxSubscribersPerUser ?? DEFAULT_MAX_SUBSCRIBERS_PER_USER)),
+      connection: (id) => this.#conns.get(id),
+      connections: () => this.#conns.values(),
+      disconnect: (target, by) => {
+        this.#log.warn(`disconnecting ${describeWho(target)}: asked by ${describeWho(by)}`);
+        target.destroy();
+      },
+      adminAction: (message) => this.#log.warn(message),
     });
     this.#hooks = new HookRunner(opts.hooksDir, opts.hookTimeoutMs, opts.log, {
       PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
@@ -119,44 +158,122 @@ export class Daemon implements ConnectionHost {
     const euid = process.geteuid?.() ?? 0;
     this.#admission = new Admission(defaultLimits(this.#maxConnections, opts.maxPerUser), [0, euid]);
     onSocketInternalsChanged((m) => opts.log.error(m));
-    const forced: BackendStatus = { name: 'forced', live: true, detail: `privileged BUMP on ${paths.control}` };
-    this.#backends.push(() => forced);
+    this.#listener = new Listener({
+      paths,
+      log: opts.log,
+      controlGid: opts.controlGid,
+      admission: this.#admission,
+      maxConnections: this.#maxConnections,
+      native: this.#native,
+      accepted: (kind, socket, bucket, cred) => this.#accepted(kind, socket, bucket, cred),
+    });
+    this.#broadcast = new Broadcast(this.#conns, this.#native);
+    this.#backends = new BackendRunner({
+      log: opts.log,
+      addon: this.#native,
+      store,
+      registry: opts.registry ?? BACKENDS,
+      enabled: opts.backends,
+      config: opts.backendConfig,
+      controlPath: paths.control,
+      bump: (source, record) => this.bump(0, source, record),
+    });
   }
 
   /** Take the directory, recover what a crashed daemon left, and start listening. */
   static async start(opts: DaemonOptions): Promise<Daemon> {
+    const r = await Daemon.#open(opts);
+    const { paths } = r;
+    try {
+      const daemon = new Daemon(opts, r);
+      await daemon.#listener.listen(r.lock);
+      if (opts.devLink) {
+        linkDevice(opts.devLink, paths.page, opts.log);
+        daemon.#devLink = devLinkStatus();
+      }
+      daemon.#backends.start();
+      daemon.#dirTimer = setInterval(() => daemon.#checkDir(false), opts.dirCheckMs ?? 1000).unref();
+      opts.log.info(
+        `ready: generation ${r.initial}, watch socket ${paths.watch}, control socket ${paths.control} ` +
+          `(gid ${opts.controlGid}), page ${paths.page}, up to ${daemon.#maxConnections} connections, native addon ${addonState()}`,
+      );
+      return daemon;
+    } catch (err) {
+      r.page.close();
+      r.store.close();
+      r.floor?.close();
+      for (const f of [paths.watch, paths.control]) fs.rmSync(f, { force: true });
+      r.lock.release();
+      throw err;
+    }
+  }
+
+  /**
+   * Set the generation to `generation` in the page, the state record and the floor, with no daemon
+   * running: the deliberate way out of the u32 ceiling. Every reader of the page sees a change.
+   */
+  static async resetGeneration(opts: DaemonOptions, generation: number): Promise<number> {
+    const r = await Daemon.#open(opts);
+    try {
+      r.floor?.save(generation);
+      r.page.write(generation);
+      r.store.save({ generation });
+      opts.log.warn(`generation reset from ${r.initial} to ${generation} by --reset-generation (page ${r.paths.page}` +
+        `${r.floor ? `, floor ${r.floor.path}` : ''}); every reader of the page sees a change`);
+      return r.initial;
+    } finally {
+      r.page.close();
+      r.store.close();
+      r.floor?.close();
+      r.lock.release();
+    }
+  }
+
+  /** The directory, the lock, and the generation from the page, the state record and the floor. */
+  static async #open(opts: DaemonOptions): Promise<Resources> {
     const paths = runtimePaths(opts.dir);
     ensureRuntimeDir(paths.dir, 0o755);
     const lock = await acquirePidLock(paths.pid, paths.dir);
     let page: Page | undefined;
     let store: StateStore | undefined;
+    let floor: CounterFloor | undefined;
     try {
       if (lock.recoveredFrom !== undefined) {
         opts.log.warn(`recovering from a daemon (pid ${lock.recoveredFrom}) that did not shut down cleanly`);
       }
+      const where = opts.floor ?? { file: `${paths.dir}.floor`, inStateDir: false };
+      let fromFloor: number | undefined;
+      let floorProblem: string | null = null;
+      try {
+        const opened = CounterFloor.open(where.file, currentBootId(), where.inStateDir);
+        floor = opened.floor;
+        fromFloor = opened.loaded?.generation;
+        if (opened.note) opts.log.info(opened.note);
+      } catch (err) {
+        floorProblem = `no counter floor: ${(err as Error).message}`;
+        opts.log.error(`${floorProblem}; losing the runtime directory would take the generation back (--state-dir)`);
+      }
       const opened = StateStore.open(paths.state);
       store = opened.store;
-      if (opened.problem) opts.log.error(`${opened.problem}; taking the generation from the page`);
-      page = Page.open(paths.page, opened.loaded?.generation ?? 0);
-      // The page is written before the state file on every bump, so after a crash it may be ahead.
-      const fromPage = page.read();
-      const fromState = opened.loaded?.generation ?? 0;
-      const initial = Math.max(fromPage, fromState);
+      if (opened.problem) opts.log.error(`${opened.problem}; taking the generation from the page and the floor`);
+      const hadPage = fs.existsSync(paths.page);
+      page = Page.open(paths.page, 0);
+      const fromState = opened.loaded?.generation;
+      const { initial, notes } = recoverGeneration({
+        page: hadPage ? page.read() : undefined,
+        state: fromState,
+        floor: fromFloor,
+        floorPath: where.file,
+      });
+      for (const n of notes) opts.log[n.level](n.message);
+      floor?.save(initial);
       page.write(initial);
-      if (initial !== fromState || !opened.loaded) store.save({ generation: initial });
-      const daemon = new Daemon(opts, paths, lock, page, store, initial);
-      await daemon.#listen();
-      if (opts.devLink) linkDevice(opts.devLink, paths.page, opts.log);
-      daemon.#startBackends();
-      opts.log.info(
-        `ready: generation ${initial}, watch socket ${paths.watch}, control socket ${paths.control} ` +
-          `(gid ${opts.controlGid}), page ${paths.page}, up to ${daemon.#maxConnections} connections, native addon ${addonState()}`,
-      );
-      return daemon;
+      if (initial !== fromState) store.save({ generation: initial });
+      return { paths, lock, page, store, floor, floorProblem, initial };
     } catch (err) {
       page?.close();
       store?.close();
-      for (const f of [paths.watch, paths.control]) fs.rmSync(f, { force: true });
+      floor?.close();
       lock.release();
       throw err;
     }
@@ -172,10 +289,20 @@ export class Daemon implements ConnectionHost {
 
   /** The hook for backends, the kernel's sysgenid_bump_generation(): a new generation, now. */
   bump(min: number, source: string, record: StateUpdate = {}): number {
+    if (min > MAX_BUMP_MIN) {
+      throw new SysgenidError('EINVAL', `a minimum above ${MAX_BUMP_MIN} would leave the counter no room below its ` +
+        'u32 ceiling; to move it there deliberately, stop the daemon and use sysgenidd --reset-generation');
+    }
     const next = this.#core.nextGeneration(min);
     const previous = this.#core.generation;
-    const problem = this.#page.repair();
-    if (problem) this.#log.error(problem);
+    // The floor first: it must never be below a value a reader could have seen in the page.
+    try {
+      this.#floor?.save(next);
+    } catch (err) {
+      this.#floorProblem = `cannot write the counter floor: ${(err as Error).message}`;
+      this.#log.error(`${this.#floorProblem}; bumping anyway`);
+    }
+    // Through the open descriptor, whatever happened to the directory: that inode is what readers mapped.
     try {
       this.#page.write(next);
     } catch (err) {
@@ -183,6 +310,7 @@ export class Daemon implements ConnectionHost {
       throw new SysgenidError('EIO', `cannot write the page: ${(err as Error).message}`);
     }
     const writtenAt = Number(process.hrtime.bigint()) / 1e6;
+    this.#checkDir(true);
     try {
       this.#store.save({ ...record, generation: next });
     } catch (err) {
@@ -197,142 +325,118 @@ export class Daemon implements ConnectionHost {
     return next;
   }
 
-  /** A backend saw a restore: bump, and keep its bookkeeping in the same state record. Never throws. */
-  #backendBump(source: string, record: StateUpdate = {}): void {
-    try {
-      this.bump(0, source, record);
-    } catch (err) {
-      this.#log.error(`${source}: a restore was seen but the generation could not move: ${(err as Error).message}`);
-    }
-  }
-
-  #startBackends(): void {
-    const log = this.#log;
-    const registry = this.#opts.registry ?? BACKENDS;
-    const enabled = (name: string): boolean => this.#opts.backends.includes(name);
-    const bootId = currentBootId();
-    const memos = this.#store.memosOf(bootId);
-    for (const entry of registry) {
-      if (!enabled(entry.name)) continue;
-      const { name } = entry;
-      const backend = entry.create();
-      const ctx: BackendContext = {
-        log,
-        addon: this.#native,
-        memo: memos[name],
-        config: this.#opts.backendConfig?.[name] ?? {},
-        restored: (source, memo) => {
-          this.#backendBump(source, memo === undefined ? {} : { memos: { bootId, byName: { [name]: memo } } });
-        },
-        remember: (memo) => {
-          try {
-            this.#store.save({ memos: { bootId, byName: { [name]: memo } } });
-          } catch (err) {
-            log.error(`backend ${name}: cannot write the state file: ${(err as Error).message}`);
-          }
-        },
-      };
-      this.#started.push(backend);
-      this.#backends.push(() => ({ name, ...backend.status() }));
-      backend.start(ctx);
-    }
-    for (const { name, auto } of registry) {
-      if (enabled(name)) continue;
-      const why = auto ? 'not enabled (--backends)' : `opt-in: not enabled (--backends ...,${name})`;
-      const off: BackendStatus = { name, live: false, detail: why };
-      this.#backends.push(() => off);
-    }
-    for (const b of this.#backends) {
-      const s = b();
-      if (s.live) log.info(`backend ${s.name}: live: ${s.detail}`);
-      // Asked for and not working deserves a warning; left off on purpose is just information.
-      else if (enabled(s.name)) log.warn(`backend ${s.name}: off: ${s.detail}`);
-      else log.info(`backend ${s.name}: off: ${s.detail}`);
-    }
-  }
-
   status(withList: boolean): DaemonStatus {
-    const now = Date.now();
-    const base: DaemonStatus = {
-      version: VERSION,
-      protocol: PROTOCOL_VERSION,
-      pid: process.pid,
+    return statusDocument({
       dir: this.paths.dir,
-      generation: this.#core.generation,
-      watchers: this.#core.watchers,
-      tracked: this.#core.tracked,
-      outdated: this.#core.outdated,
-      connections: this.#conns.size,
+      core: this.#core,
+      conns: this.#conns,
       maxConnections: this.#maxConnections,
-      uptimeMs: now - this.#startedAt,
+      startedAt: this.#startedAt,
       lastBump: this.#lastBump,
-      backends: this.#backends.map((b) => b()),
-      hooks: { dir: this.#hooks.dir ?? null, running: this.#hooks.running },
-      native: addonState(),
-      memory: { rss: process.memoryUsage.rss(), heapUsed: process.memoryUsage().heapUsed },
-      lifecycle: this.#lifecycleStatus(now),
-    };
-    if (!withList) return base;
-    const list: WatcherStatus[] = [];
-    for (const w of this.#core.list()) {
-      const c = this.#conns.get(w.id);
-      list.push({
-        id: w.id,
-        name: c?.name ?? null,
-        pid: c?.pid ?? null,
-        pidVerified: c?.pidVerified ?? false,
-        uid: c?.uid ?? null,
-        command: c ? commandOf(c) : null,
-        tracked: w.tracked,
-        acked: w.acked,
-        outdated: w.acked !== this.#core.generation,
-        outdatedMs: w.outdatedSince === undefined ? null : now - w.outdatedSince,
-        connectedMs: c ? now - c.connectedAt : 0,
-        backlog: c?.backlog ?? 0,
-        subscriber: this.#core.lifecycle.subscriber(w.id) ?? null,
-        problem: c?.problem ?? null,
-      });
-    }
-    return { ...base, list };
-  }
-
-  #lifecycleStatus(now: number): DaemonStatus['lifecycle'] {
-    const lc = this.#core.lifecycle;
-    const current = lc.current && lc.current.endedAt === null ? cycleReportDocument(lc.current) : null;
-    let late: Array<{ id: number; name: string | null }> = [];
-    if (lc.state === 'adjusting') {
-      late = [...this.#core.list()].filter((w) => w.tracked && w.acked !== this.#core.generation)
-        .map((w) => ({ id: w.id, name: this.#conns.get(w.id)?.name ?? null }));
-    }
-    return {
-      state: lc.state,
-      sinceMs: now - lc.since,
-      ready: lc.ready,
-      subscribers: lc.order().length,
+      backends: this.#backends.statuses(),
+      hooks: this.#hooks,
       autoResume: this.#opts.autoResume ?? true,
-      current,
-      adjusting: lc.state === 'adjusting'
-        ? { quiesced: lc.adjustingQuiesced, deadlineInMs: lc.adjustDeadline === null ? null : lc.adjustDeadline - now, outdated: late }
-        : null,
-      lastQuiesce: lc.last.quiesce ? cycleReportDocument(lc.last.quiesce) : null,
-      lastUnquiesce: lc.last.unquiesce ? cycleReportDocument(lc.last.unquiesce) : null,
-    };
+      devLink: this.#devLink,
+      counter: {
+        floor: this.#floor?.path ?? null,
+        floorProblem: this.#floorProblem,
+        maxBumpMin: MAX_BUMP_MIN,
+      },
+      runtimeDir: { lost: this.#dirLost, problem: this.#dirProblem, orphanPages: this.#page.orphans },
+    }, withList);
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#lifecycleTimer);
-    for (const b of this.#started) b.stop();
-    const closing = this.#servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+    clearInterval(this.#dirTimer);
+    this.#backends.stop();
+    const closing = this.#listener.close();
     for (const c of this.#conns.values()) c.destroy();
-    await Promise.all(closing);
+    await closing;
     this.#hooks.killAll();
     this.#lock.removeOwned();
     this.#page.close();
     this.#store.close();
+    this.#floor?.close();
     this.#lock.release();
     this.#log.info(`stopped at generation ${this.#core.generation}`);
+  }
+
+  #accepted(kind: ConnectionKind, socket: net.Socket, bucket: Bucket, cred: { pid: number; uid: number } | undefined): void {
+    const id = this.#nextId++;
+    const conn = new Connection(id, kind, socket, this, this.#opts.maxBacklog, bucket);
+    if (cred) {
+      conn.pid = cred.pid;
+      conn.uid = cred.uid;
+      conn.pidVerified = cred.pid > 0;
+    }
+    this.#conns.set(id, conn);
+    this.#core.connect(id, { observer: kind === 'control' });
+    conn.write(encodeHello(this.#core.generation, id));
+  }
+
+  /**
+   * The runtime directory removed (or replaced) while running: the page is still written through its
+   * open descriptor, and the directory, a page with the same value for new readers, the state record,
+   * the lock and the sockets are put back. Otherwise the page is only repaired (truncated or replaced).
+   */
+  #checkDir(repairPage: boolean): void {
+    if (this.#closed || this.#dirRecovering) return;
+    const { paths } = this;
+    // A daemon restored by CRIU finds its directory under a new inode with everything in it: not a loss.
+    const lost = !isDir(paths.dir) || !exists(paths.watch) || !exists(paths.control);
+    if (!lost) {
+      if (!repairPage) return;
+      try {
+        const problem = this.#page.repair();
+        if (problem) this.#log.error(problem);
+      } catch (err) {
+        this.#log.error(`cannot repair the page ${paths.page}: ${(err as Error).message}`);
+      }
+      return;
+    }
+    this.#dirRecovering = true;
+    if (this.#dirProblem === null) {
+      this.#dirLost++;
+      this.#log.error(`the runtime directory ${paths.dir} (or its sockets) vanished while running; the page readers ` +
+        `mapped is still written (generation ${this.#core.generation}); recreating the directory, the page and the sockets`);
+    }
+    void this.#recoverDir().finally(() => {
+      this.#dirRecovering = false;
+    });
+  }
+
+  async #recoverDir(): Promise<void> {
+    const { paths } = this;
+    try {
+      ensureRuntimeDir(paths.dir, 0o755);
+      const pid = fileIdOf(paths.pid);
+      if (!pid || !this.#pidId || pid.dev !== this.#pidId.dev || pid.ino !== this.#pidId.ino) {
+        const lock = await acquirePidLock(paths.pid, paths.dir);
+        if (this.#closed) {
+          lock.release();
+          return;
+        }
+        const old = this.#lock;
+        this.#lock = lock;
+        old.release();
+        this.#pidId = fileIdOf(paths.pid);
+      }
+      const problem = this.#page.repair();
+      if (problem) this.#log.error(problem);
+      if (!exists(paths.state)) this.#store.reopen();
+      await this.#listener.listen(this.#lock);
+      this.#dirProblem = null;
+      this.#log.error(`recreated the runtime directory ${paths.dir}: a page with generation ` +
+        `${this.#core.generation} for new readers, the state record and the sockets`);
+    } catch (err) {
+      // Tried again at the next check or bump; bumps keep reaching the mapped page meanwhile.
+      const problem = `the runtime directory ${paths.dir} is gone and could not be recreated: ${(err as Error).message}`;
+      if (problem !== this.#dirProblem) this.#log.error(problem);
+      this.#dirProblem = problem;
+    }
   }
 
   // ConnectionHost
@@ -378,10 +482,7 @@ export class Daemon implements ConnectionHost {
   #apply(e: MachineEffect): void {
     switch (e.kind) {
       case 'notify': {
-        if (e.ids.length === 0) return;
-        const line = Buffer.from(encodeGen(e.generation));
-        if (this.#native?.broadcast) this.#broadcastNative(e.ids, line, this.#native.broadcast);
-        else for (const id of e.ids) this.#conns.get(id)?.write(line);
+        if (e.ids.length > 0) this.#broadcast.send(e.ids, Buffer.from(encodeGen(e.generation)));
         return;
       }
       case 'read':
@@ -424,151 +525,25 @@ export class Daemon implements ConnectionHost {
   tooSlow(conn: Connection, why: string): void {
     this.#log.warn(`disconnecting ${describeConnection(conn)}: ${why}`);
   }
-
-  #fds = new Int32Array(0);
-  #written = new Int32Array(0);
-
-  /**
-   * The notification hot loop in one native call: a send() per socket instead of a libuv stream write
-   * per socket. A socket whose stream has bytes queued, or that does not take the whole line at once,
-   * goes through its stream as before, so the order of bytes and the backlog bound still hold.
-   */
-  #broadcastNative(ids: readonly number[], line: Buffer, send: NonNullable<Addon['broadcast']>): void {
-    if (this.#fds.length < ids.length) {
-      this.#fds = new Int32Array(ids.length * 2);
-      this.#written = new Int32Array(ids.length * 2);
-    }
-    const fds = this.#fds;
-    const direct: Connection[] = [];
-    for (const id of ids) {
-      const c = this.#conns.get(id);
-      if (!c) continue;
-      const fd = c.directFd();
-      if (fd < 0) c.write(line);
-      else {
-        fds[direct.length] = fd;
-        direct.push(c);
-      }
-    }
-    if (direct.length === 0) return;
-    const incomplete = send(fds.subarray(0, direct.length), line, this.#written);
-    if (incomplete === 0) return;
-    for (let i = 0; i < direct.length; i++) {
-      const n = this.#written[i] as number;
-      if (n === line.length) continue;
-      // EAGAIN: the socket's buffer is full; queue it in the stream, where the backlog bound applies.
-      // Another error (the peer went away): the stream's own close handling takes over.
-      if (n >= 0) (direct[i] as Connection).write(line.subarray(n));
-      else if (n === -EAGAIN) (direct[i] as Connection).write(line);
-    }
-  }
-
-  async #listen(): Promise<void> {
-    const { paths } = this;
-    for (const f of [paths.watch, paths.control]) {
-      if (removeStaleSocket(f)) this.#log.info(`removed stale socket ${f}`);
-    }
-    // Bind with a restrictive umask and widen afterwards, so neither socket is ever more open than intended.
-    const umask = process.umask(0o077);
-    try {
-      await this.#listenOn('watch', paths.watch);
-      await this.#listenOn('control', paths.control);
-    } finally {
-      process.umask(umask);
-    }
-    fs.chmodSync(paths.watch, 0o666);
-    try {
-      fs.chownSync(paths.control, process.geteuid?.() ?? 0, this.#opts.controlGid);
-    } catch (err) {
-      throw new StartupError(`cannot give ${paths.control} to group ${this.#opts.controlGid}: ${(err as Error).message} (choose a group you belong to with --group)`);
-    }
-    fs.chmodSync(paths.control, 0o660);
-    for (const f of [paths.watch, paths.control]) this.#lock.adopt(f);
-  }
-
-  #listenOn(kind: ConnectionKind, file: string): Promise<void> {
-    const server = net.createServer({ pauseOnConnect: false }, (socket) => this.#accept(kind, socket));
-    this.#servers.push(server);
-    return new Promise((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ path: bindName(file), backlog: 4096 }, () => {
-        server.off('error', reject);
-        try { placeSocket(file); } catch (err) { reject(err); return; }
-        server.on('error', (err) => this.#log.error(`${kind} socket: ${err.message}`));
-        resolve();
-      });
-    });
-  }
-
-  #accept(kind: ConnectionKind, socket: net.Socket): void {
-    if (this.#closed) {
-      socket.destroy();
-      return;
-    }
-    const cred = this.#native ? peerCredOf(this.#native, socket) : undefined;
-    const bucket: Bucket = kind === 'control' ? 'control' : (cred?.uid ?? 'unverified');
-    const refused = this.#admission.admit(bucket);
-    if (refused) {
-      this.#refuse(socket, refused.message, refused.perUser ? bucket : undefined);
-      return;
-    }
-    const id = this.#nextId++;
-    const conn = new Connection(id, kind, socket, this, this.#opts.maxBacklog, bucket);
-    if (cred) {
-      conn.pid = cred.pid;
-      conn.uid = cred.uid;
-      conn.pidVerified = cred.pid > 0;
-    }
-    this.#conns.set(id, conn);
-    this.#core.connect(id, { observer: kind === 'control' });
-    conn.write(encodeHello(this.#core.generation, id));
-  }
-
-  // Past a limit a client is told why and closed; libuv would otherwise drop it silently once the
-  // descriptor table is full. The log says so loudly but at most once a second.
-  #refuse(socket: net.Socket, message: string, perUser: Bucket | undefined): void {
-    socket.on('error', () => {});
-    socket.end(encodeErr('EMFILE', message));
-    this.#refusedCount++;
-    const now = Date.now();
-    if (now - this.#refusedSince >= 1000) {
-      const what =
-        perUser === undefined
-          ? `connection limit reached (${this.#maxConnections}, from the descriptor limit); refused ${this.#refusedCount} ` +
-            `client(s) with EMFILE. Raise LimitNOFILE / ulimit -n or --max-connections`
-          : `per-user connection limit reached by ${bucketName(perUser)} ` +
-            `(${this.#admission.limits.perUser}, --max-per-user); refused ${this.#refusedCount} client(s) with EMFILE`;
-      this.#log.error(what);
-      this.#refusedSince = now;
-      this.#refusedCount = 0;
-    }
-  }
 }
 
-function peerCredOf(native: Addon, socket: net.Socket): { pid: number; uid: number } | undefined {
-  const fd = socketFd(socket);
-  if (fd < 0) return undefined;
+function fileIdOf(file: string): { dev: number; ino: number } | undefined {
   try {
-    return native.peerCred(fd);
+    const st = fs.lstatSync(file);
+    return { dev: st.dev, ino: st.ino };
   } catch {
-    // The peer may already be gone; it is then just a connection without credentials.
     return undefined;
   }
 }
 
-function bucketName(bucket: Bucket): string {
-  return typeof bucket === 'number' ? `uid ${bucket}` : `${bucket} connections`;
+function isDir(dir: string): boolean {
+  try {
+    return fs.lstatSync(dir).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
-// Read when a status first asks, not at accept: a connect storm should not cost a file read each.
-function commandOf(conn: Connection): string | null {
-  if (!conn.pidVerified) return null;
-  if (conn.command === undefined) {
-    try {
-      conn.command = fs.readFileSync(`/proc/${conn.pid}/comm`, 'utf8').trim();
-    } catch {
-      conn.command = '';
-    }
-  }
-  return conn.command || null;
+function exists(file: string): boolean {
+  return fileIdOf(file) !== undefined;
 }

@@ -10,20 +10,10 @@ import path from 'node:path';
 import { daemonListening } from '../protocol/liveness.js';
 import { PAGE_FILE, PAGE_SIZE } from '../protocol/runtime-dir.js';
 import { trustedUids, traversableByAll } from '../protocol/trust.js';
+import type { DevLinkStatus, LinkOutcome } from '../protocol/status.js';
 import type { Logger } from './log.js';
 
-export type LinkOutcome = 'created' | 'kept' | 'replaced' | 'refused';
-
-export interface DevLinkStatus {
-  readonly path: string;
-  readonly page: string;
-  readonly outcome: LinkOutcome;
-  /** What the path held before, when it was not our link: its target, or null for a non-link. */
-  readonly found: string | null;
-  readonly detail: string;
-  /** False when unprivileged processes cannot open the page through the link (AWS-LC then reports unsupported). */
-  readonly readableByAll: boolean;
-}
+export type { DevLinkStatus, LinkOutcome } from '../protocol/status.js';
 
 let current: DevLinkStatus | null = null;
 

@@ -7,8 +7,9 @@ import type { CoreMachine } from '../core/machine.js';
 import type { WaitResult } from '../core/generation.js';
 import { cycleReportDocument } from '../protocol/cycle-report.js';
 import { VERBS, type Request, type Verb, encodeErr, encodeOk, sanitizeName } from '../protocol/messages.js';
+import { SysgenidError } from '../protocol/errors.js';
 import type { DaemonStatus } from '../protocol/status.js';
-import { type Connection, type Reply, ok } from './connection.js';
+import { type Connection, type Reply, describeConnection, ok } from './connection.js';
 
 /** What the handlers need from the daemon that owns them. */
 export interface HandlerContext {
@@ -20,6 +21,16 @@ export interface HandlerContext {
   bump(min: number, source: string): number;
   /** A client reported a new problem: logged within the per-connection and per-user rate limits. */
   problemReported(conn: Connection, message: string): void;
+  /** The lifecycle subscribers one uid may have, or undefined when it has no cap (root, the daemon's user). */
+  subscriberCap(uid: number): number | undefined;
+  /** The open connection with this id. */
+  connection(id: number): Connection | undefined;
+  /** Every open connection. */
+  connections(): Iterable<Connection>;
+  /** Close a connection at an administrator's request (logged with who asked). */
+  disconnect(target: Connection, by: Connection): void;
+  /** An administrator's action, for the log. */
+  adminAction(message: string): void;
 }
 
 export type Handler<V extends Verb> = (conn: Connection, req: Extract<Request, { readonly verb: V }>) => Reply;
@@ -93,8 +104,14 @@ export function requestHandlers(ctx: HandlerContext): Handlers {
     BUMP: (conn, req) =>
       needsControl(conn, 'forcing an update') ??
       ok(ctx.bump(req.min, `forced${conn.pid ? ` by pid ${conn.pid}` : ''}`)),
-    // SUBSCRIBE [priority]: take part in the lifecycle; the reply is the lifecycle's state.
-    SUBSCRIBE: (conn, req) => ok(machine.subscribe(conn.id, conn.name ?? null, req.priority)),
+    // SUBSCRIBE [priority]: take part in the lifecycle; the reply is the lifecycle's state. A verified
+    // uid counts against its cap; without the addon the uid is unknown and nothing is capped, as for
+    // connections (admission.ts).
+    SUBSCRIBE: (conn, req) => {
+      const uid = conn.uid ?? null;
+      const maxPerUid = uid === null ? undefined : ctx.subscriberCap(uid);
+      return ok(machine.subscribe(conn.id, conn.name ?? null, req.priority, { uid, pid: conn.pid ?? null, maxPerUid }));
+    },
     // UNSUBSCRIBE: leave the lifecycle; a step it was asked for counts as gone.
     UNSUBSCRIBE: (conn) => {
       machine.unsubscribe(conn.id, Date.now());
@@ -125,6 +142,43 @@ export function requestHandlers(ctx: HandlerContext): Handlers {
     QUIESCE: (conn, req) => needsControl(conn, req.verb) ?? report(machine.quiesce(conn.id, req.timeoutMs, Date.now())),
     UNQUIESCE: (conn, req) =>
       needsControl(conn, req.verb) ?? report(machine.unquiesce(conn.id, req.timeoutMs, Date.now())),
+    // EXCLUDE <id> | EXCLUDE UID <uid> (control socket): no longer tracked, waited for or asked by the
+    // lifecycle; still connected and notified. OK <count of watchers excluded>.
+    EXCLUDE: (conn, req) => {
+      const denied = needsControl(conn, 'excluding a watcher');
+      if (denied) return denied;
+      const now = Date.now();
+      const targets: Connection[] = [];
+      if ('id' in req.target) {
+        const target = ctx.connection(req.target.id);
+        if (target === undefined || target.kind !== 'watch') {
+          throw new SysgenidError('ENOENT', `no watcher with id ${req.target.id}`);
+        }
+        targets.push(target);
+      } else {
+        const { uid } = req.target;
+        // A one-shot tool of that user (an observer, such as its `sysgenid status`) is not a watcher.
+        for (const c of ctx.connections()) {
+          if (c.kind === 'watch' && c.uid === uid && !machine.isObserver(c.id)) targets.push(c);
+        }
+      }
+      for (const target of targets) {
+        const already = machine.isExcluded(target.id);
+        machine.exclude(target.id, now);
+        if (!already) ctx.adminAction(`excluded ${describeWho(target)} (asked by ${describeWho(conn)})`);
+      }
+      return ok(targets.length);
+    },
+    // DISCONNECT <id> (control socket): close that connection; the log names who asked.
+    DISCONNECT: (conn, req) => {
+      const denied = needsControl(conn, 'disconnecting a client');
+      if (denied) return denied;
+      const target = ctx.connection(req.id);
+      if (target === undefined) throw new SysgenidError('ENOENT', `no connection with id ${req.id}`);
+      if (target === conn) throw new SysgenidError('EINVAL', 'DISCONNECT names this very connection; send QUIT');
+      ctx.disconnect(target, conn);
+      return ok();
+    },
     // PING: liveness.
     PING: () => ok(),
     // HELP: the list of requests.
@@ -132,6 +186,14 @@ export function requestHandlers(ctx: HandlerContext): Handlers {
     // QUIT: OK, then the daemon closes the connection.
     QUIT: () => ({ line: encodeOk(), close: true }),
   };
+}
+
+/** A connection as an administrator's log line names it: id, name, uid and pid as far as known. */
+export function describeWho(conn: Connection): string {
+  const base = conn.kind === 'control'
+    ? `control connection ${conn.id}${conn.pid ? ` pid ${conn.pid}` : ''}`
+    : describeConnection(conn);
+  return conn.uid === undefined ? base : `${base} uid ${conn.uid}`;
 }
 
 /** Hand a request to its handler. */

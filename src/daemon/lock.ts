@@ -17,6 +17,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { LOCK_EX, LOCK_NB, addon } from '../native/addon.js';
+import { peerCredOf } from '../native/socket-fd.js';
 import { trustedUids } from '../protocol/trust.js';
 import { StartupError } from './runtime-dir.js';
 
@@ -60,13 +61,7 @@ function holderUid(name: string): Promise<number | undefined> {
     const socket = net.createConnection({ path: `\0${name}` });
     socket.once('error', () => resolve(undefined));
     socket.once('connect', () => {
-      const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd ?? -1;
-      let uid: number | undefined;
-      try {
-        uid = native.peerCred(fd).uid;
-      } catch {
-        uid = undefined;
-      }
+      const uid = peerCredOf(native, socket)?.uid;
       socket.destroy();
       resolve(uid);
     });

@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 // sysgenidd entry point: parse options, start, stop cleanly on SIGTERM/SIGINT.
 
-import { Daemon } from './daemon.js';
-import { createLogger } from './log.js';
+import { Daemon, type DaemonOptions } from './daemon.js';
+import { type Logger, createLogger } from './log.js';
 import type { Metrics } from './metrics.js';
-import { USAGE, UsageError, parseOptions } from './options.js';
+import { type ParsedOptions, USAGE, UsageError, parseOptions } from './options.js';
 import { StartupError } from './runtime-dir.js';
 import { statusLine } from './observers.js';
 import { SystemdNotifier } from './sd-notify.js';
@@ -54,6 +54,16 @@ async function main(): Promise<number> {
     return 0;
   }
   const log = createLogger(opts.logLevel);
+  if (opts.resetGeneration !== undefined) {
+    try {
+      await Daemon.resetGeneration(daemonOptions(opts, log), opts.resetGeneration);
+      return 0;
+    } catch (err) {
+      const e = err as Error;
+      log.error(err instanceof StartupError ? e.message : `cannot reset: ${e.stack ?? e.message}`);
+      return 1;
+    }
+  }
   const notifier = new SystemdNotifier(addon(), log);
   let metrics: Metrics | undefined;
   // Handlers go in before the daemon says "ready", so a signal sent on that word is never fatal.
@@ -78,22 +88,7 @@ async function main(): Promise<number> {
   process.on('SIGINT', stop);
   process.on('SIGHUP', () => log.info('SIGHUP ignored (hooks are re-read at every bump; nothing else to reload)'));
   try {
-    daemon = await Daemon.start({
-      dir: opts.dir,
-      log,
-      controlGid: opts.controlGid,
-      hooksDir: opts.hooksDir,
-      hookTimeoutMs: opts.hookTimeoutMs,
-      devLink: opts.devLink,
-      maxConnections: opts.maxConnections,
-      maxPerUser: opts.maxPerUser,
-      maxBacklog: opts.maxBacklog,
-      backends: opts.backends,
-      backendConfig: opts.backendConfig,
-      autoResume: opts.autoResume,
-      adjustTimeoutMs: opts.adjustTimeoutMs,
-      resumeTimeoutMs: opts.resumeTimeoutMs,
-    });
+    daemon = await Daemon.start(daemonOptions(opts, log));
     if (opts.metricsListen || opts.metricsFile) {
       // Only now, and only when asked: a daemon without metrics never loads prom-client nor node:http.
       const { Metrics } = await lazyModule<typeof import('./metrics.js')>('metrics.js');
@@ -132,6 +127,27 @@ async function main(): Promise<number> {
     stop(signal);
   }
   return done;
+}
+
+function daemonOptions(opts: ParsedOptions, log: Logger): DaemonOptions {
+  return {
+    dir: opts.dir,
+    log,
+    controlGid: opts.controlGid,
+    hooksDir: opts.hooksDir,
+    hookTimeoutMs: opts.hookTimeoutMs,
+    devLink: opts.devLink,
+    maxConnections: opts.maxConnections,
+    maxPerUser: opts.maxPerUser,
+    maxSubscribersPerUser: opts.maxSubscribersPerUser,
+    maxBacklog: opts.maxBacklog,
+    backends: opts.backends,
+    backendConfig: opts.backendConfig,
+    autoResume: opts.autoResume,
+    adjustTimeoutMs: opts.adjustTimeoutMs,
+    resumeTimeoutMs: opts.resumeTimeoutMs,
+    floor: opts.floor,
+  };
 }
 
 main().then(

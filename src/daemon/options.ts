@@ -6,13 +6,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import {
-  DEFAULT_ADJUST_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, DEFAULT_MAX_BACKLOG, DEFAULT_METRICS_INTERVAL_MS,
+  DEFAULT_ADJUST_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, DEFAULT_MAX_BACKLOG, DEFAULT_MAX_SUBSCRIBERS_PER_USER,
+  DEFAULT_METRICS_INTERVAL_MS,
   DEFAULT_RESUME_TIMEOUT_MS,
 } from '../defaults.js';
 import { MAX_TIMEOUT_MS } from '../protocol/messages.js';
+import { U32_MAX, isU32 } from '../core/generation.js';
 import { resolveRuntimeDir } from '../protocol/runtime-dir.js';
 import type { BackendConfig } from './backends/backend.js';
 import { BACKENDS, type BackendEntry, autoBackends, backendNames } from './backends/registry.js';
+import { floorPath } from './floor.js';
 import { type Level, isLevel } from './log.js';
 import { parseListen } from './metrics-listen.js';
 import { socketPathProblem } from './runtime-dir.js';
@@ -48,12 +51,22 @@ ${backendsHelp(registry)}
   --max-connections N    connections accepted at once (default: from the descriptor limit)
   --max-per-user N       watch connections one user other than root may hold (default: a quarter
                          of the watch pool, at most 1024; needs the native addon to know the user)
+  --max-subscribers-per-user N
+                         lifecycle subscribers one user other than root may have (default: ${DEFAULT_MAX_SUBSCRIBERS_PER_USER};
+                         needs the native addon to know the user)
   --max-backlog BYTES    unread output a client may leave before it is disconnected (default: ${DEFAULT_MAX_BACKLOG})
   --metrics-listen ADDR  serve Prometheus metrics, /readyz and /healthz over HTTP on ADDR:
                          PORT (loopback), HOST:PORT or [V6]:PORT (default: no listener)
   --metrics-file FILE    write the metrics to FILE for node_exporter's textfile collector,
                          atomically, after every bump and settle and every --metrics-interval MS
                          (default: ${DEFAULT_METRICS_INTERVAL_MS})
+  --state-dir DIR        keep the counter floor (DIR/floor) outside the runtime directory, so that
+                         losing that directory never takes the generation back within a boot
+                         (default: /var/lib/sysgenid for root, else $XDG_STATE_HOME/sysgenid or
+                         ~/.local/state/sysgenid; DIR.floor beside a --dir/SYSGENID_DIR directory)
+  --reset-generation N   set the generation to N (page, state record, floor) and exit; refused
+                         while a daemon serves the directory; every reader sees a change (the way
+                         out of the u32 ceiling, docs/reliability.md)
   --log-level LEVEL      error, warn, info or debug (default: info)
   -h, --help             show this help
   -V, --version          print the version
@@ -111,6 +124,7 @@ export interface ParsedOptions {
   readonly devLink: string | undefined;
   readonly maxConnections: number | undefined;
   readonly maxPerUser: number | undefined;
+  readonly maxSubscribersPerUser: number;
   readonly maxBacklog: number;
   readonly logLevel: Level;
   readonly backends: readonly string[];
@@ -124,6 +138,10 @@ export interface ParsedOptions {
   /** --metrics-file, absolute; undefined: no textfile. */
   readonly metricsFile: string | undefined;
   readonly metricsIntervalMs: number;
+  /** Where the counter floor lives (src/daemon/floor.ts). */
+  readonly floor: { readonly file: string; readonly inStateDir: boolean };
+  /** --reset-generation: set the counter and exit instead of serving. */
+  readonly resetGeneration: number | undefined;
 }
 
 export class UsageError extends Error {
@@ -183,6 +201,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
         'dev-link-path': { type: 'string' },
         'max-connections': { type: 'string' },
         'max-per-user': { type: 'string' },
+        'max-subscribers-per-user': { type: 'string' },
         backends: { type: 'string' },
         'vmclock-path': { type: 'string' },
         'uevent-synthetic': { type: 'boolean', default: false },
@@ -193,6 +212,8 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
         'metrics-listen': { type: 'string' },
         'metrics-file': { type: 'string' },
         'metrics-interval': { type: 'string' },
+        'state-dir': { type: 'string' },
+        'reset-generation': { type: 'string' },
         'log-level': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
         version: { type: 'boolean', short: 'V', default: false },
@@ -228,6 +249,10 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     throw new UsageError(`--metrics-listen needs PORT, HOST:PORT or [V6]:PORT, got ${JSON.stringify(listenSpec)}`);
   }
   const metricsFile = values['metrics-file'];
+  const reset = values['reset-generation'];
+  if (reset !== undefined && !(/^[0-9]+$/.test(reset) && isU32(Number(reset)))) {
+    throw new UsageError(`--reset-generation needs a whole number from 0 to ${U32_MAX}, got ${JSON.stringify(reset)}`);
+  }
 
   const backends = parseBackends(values.backends ?? 'auto');
   const vmclockPath = values['vmclock-path'];
@@ -247,6 +272,9 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     devLink: devLinkPath ?? (values['dev-link'] ? '/dev/sysgenid' : undefined),
     maxConnections: positiveInt('--max-connections', values['max-connections'], undefined),
     maxPerUser: positiveInt('--max-per-user', values['max-per-user'], undefined),
+    maxSubscribersPerUser: positiveInt(
+      '--max-subscribers-per-user', values['max-subscribers-per-user'], DEFAULT_MAX_SUBSCRIBERS_PER_USER,
+    ) as number,
     maxBacklog: positiveInt('--max-backlog', values['max-backlog'], DEFAULT_MAX_BACKLOG) as number,
     autoResume: values['no-auto-resume'] !== true,
     adjustTimeoutMs: timeoutOption('--adjust-timeout', values['adjust-timeout'], DEFAULT_ADJUST_TIMEOUT_MS),
@@ -255,5 +283,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     metricsFile: metricsFile === undefined ? undefined : path.resolve(metricsFile),
     metricsIntervalMs: timeoutOption('--metrics-interval', values['metrics-interval'], DEFAULT_METRICS_INTERVAL_MS),
     logLevel,
+    floor: floorPath(dir, values['state-dir'], env, uid),
+    resetGeneration: reset === undefined ? undefined : Number(reset),
   };
 }

@@ -7,7 +7,7 @@
 // cannot add up to memory that grows with the square of the connection count.
 
 import type net from 'node:net';
-import { handleWriteQueue, socketFd } from './socket-fd.js';
+import { handleWriteQueue, socketFd } from '../native/socket-fd.js';
 
 /** Chunk of a large reply handed to the stream at once. */
 export const LARGE_CHUNK = 64 * 1024;
@@ -55,7 +55,8 @@ export class Output {
    * all is queued, so that the order of bytes holds; -1 otherwise.
    */
   directFd(): number {
-    if (this.#dead || this.#inflight > 0 || this.#len > 0 || this.#large) return -1;
+    // A write whose callback is still pending but which the kernel took whole does not affect the order.
+    if (this.#dead || this.#len > 0 || this.#large) return -1;
     if (this.#socket.destroyed || this.#socket.writableLength > 0) return -1;
     if (handleWriteQueue(this.#socket) !== 0) return -1;
     return socketFd(this.#socket);

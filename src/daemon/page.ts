@@ -34,9 +34,14 @@ export function openOwnedFile(file: string, mode: number, what: string): { fd: n
   return { fd, st };
 }
 
+/** Earlier pages (removed or replaced while readers had them mapped) still written on every bump. */
+const MAX_ORPHANS = 4;
+
 export class Page {
   readonly path: string;
   #fd: number;
+  /** Descriptors of pages no longer at `path` that readers may still have mapped: written too. */
+  readonly #orphans: number[] = [];
   readonly #buf = Buffer.alloc(4);
 
   private constructor(file: string, fd: number) {
@@ -72,6 +77,18 @@ export class Page {
     encodeU32(generation, this.#buf);
     const n = fs.writeSync(this.#fd, this.#buf, 0, 4, 0);
     if (n !== 4) throw new Error(`short write to the page (${n} of 4 bytes)`);
+    for (const fd of this.#orphans) {
+      try {
+        fs.writeSync(fd, this.#buf, 0, 4, 0);
+      } catch {
+        // Best effort: the page at `path` is the one that counts.
+      }
+    }
+  }
+
+  /** How many earlier pages are still written for readers that mapped them. */
+  get orphans(): number {
+    return this.#orphans.length;
   }
 
   /**
@@ -98,16 +115,20 @@ export class Page {
       const value = this.read();
       if (onDisk) fs.rmSync(this.path, { force: true });
       const fresh = Page.open(this.path, value);
-      fs.closeSync(this.#fd);
+      // Readers that mapped the old file keep it: it is still written, so they keep seeing changes.
+      this.#orphans.push(this.#fd);
+      if (this.#orphans.length > MAX_ORPHANS) fs.closeSync(this.#orphans.shift() as number);
       this.#fd = fresh.#fd;
       this.write(value);
-      problem = `the page ${this.path} was ${onDisk ? 'replaced' : 'removed'} by someone else; recreated it (readers that mapped the old file no longer see changes)`;
+      problem = `the page ${this.path} was ${onDisk ? 'replaced' : 'removed'} by someone else; recreated it with ` +
+        `generation ${value} for new readers (readers that mapped the old file are still updated)`;
     }
     return problem;
   }
 
   close(): void {
     fs.closeSync(this.#fd);
+    for (const fd of this.#orphans.splice(0)) fs.closeSync(fd);
   }
 }
 

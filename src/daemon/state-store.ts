@@ -33,7 +33,7 @@ const LEGACY_MEMOS: ReadonlyArray<readonly [key: string, backend: string]> = [
 
 export class StateStore {
   readonly path: string;
-  readonly #fd: number;
+  #fd: number;
   readonly #record = Buffer.alloc(RECORD_SIZE);
   #state: PersistedState = { generation: 0, memos: {} };
 
@@ -93,6 +93,14 @@ export class StateStore {
     const n = fs.writeSync(this.#fd, this.#record, 0, RECORD_SIZE, 0);
     if (n !== RECORD_SIZE) throw new Error(`short write to the state file (${n} of ${RECORD_SIZE} bytes)`);
     this.#state = next;
+  }
+
+  /** The file at `path` was lost (its directory removed): write the record there afresh. */
+  reopen(): void {
+    const { fd } = openOwnedFile(this.path, 0o644, 'state file');
+    fs.closeSync(this.#fd);
+    this.#fd = fd;
+    this.save({});
   }
 
   close(): void {

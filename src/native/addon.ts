@@ -44,6 +44,34 @@ export interface Addon {
   reapPid?(pid: number): number;
   /** One datagram to systemd's NOTIFY_SOCKET (a path, or '@' for an abstract name): 0 or -errno. */
   sdNotify?(socketPath: string, message: string): number;
+  /** Reseed every copy of OpenSSL in this process (absent in an addon built before register existed). */
+  opensslReseed?(): OpensslReseed[];
+  /** The copies of OpenSSL in this process and their primary DRBG's reseed counter, reseeding nothing. */
+  opensslState?(): OpensslCopy[];
+  /** A read-only mapping of a character device (st_size 0), such as /dev/vmclock0. */
+  mapDevice?(path: string, length?: number): ArrayBuffer;
+}
+
+/** One copy of OpenSSL in this process (Node's own, or the system libcrypto.so.3), for register.ts. */
+export interface OpensslCopy {
+  /** The object that defines it: the node binary, or a path such as /usr/lib/.../libcrypto.so.3. */
+  readonly library: string;
+  readonly version: string;
+  /** The primary DRBG's reseed_counter (-1 if unreadable); child DRBGs reseed when it moves. */
+  readonly primaryReseedCounter: number;
+}
+
+export interface OpensslReseed extends OpensslCopy {
+  readonly primaryReseedCounterBefore: number;
+  /** RAND_poll() returned 1. */
+  readonly poll: boolean;
+  /** The primary DRBG was reseeded from the kernel (with prediction resistance where supported). */
+  readonly primary: boolean;
+  /** The calling thread's public and private DRBGs were reseeded at once. */
+  readonly public: boolean;
+  readonly private: boolean;
+  /** The primary was reseeded: every DRBG of every thread draws fresh state at its next use. */
+  readonly ok: boolean;
 }
 
 export const LOCK_SH = 1;

@@ -7,8 +7,11 @@ import type { CycleReport } from '../core/lifecycle.js';
 
 export type LifecycleState = 'running' | 'quiescing' | 'quiesced' | 'adjusting' | 'unquiescing';
 export type StepKind = 'quiesce' | 'unquiesce';
-/** asked: waiting for its answer; late: the deadline passed first; skipped: the cycle ended before its turn. */
-export type StepOutcome = 'asked' | 'done' | 'failed' | 'late' | 'gone' | 'skipped';
+/**
+ * asked: waiting for its answer; late: the deadline passed first; skipped: the cycle ended before its turn;
+ * excluded: an administrator excluded it (EXCLUDE) before it answered, which does not fail the cycle.
+ */
+export type StepOutcome = 'asked' | 'done' | 'failed' | 'late' | 'gone' | 'skipped' | 'excluded';
 
 /** One subscriber's part in a cycle. */
 export interface CycleStepDocument {
@@ -19,6 +22,9 @@ export interface CycleStepDocument {
   readonly error: string | null;
   readonly askedAt: number | null;
   readonly answeredAt: number | null;
+  /** Its uid (SO_PEERCRED) and pid (verified, or its own word), or null when unknown: whom EXCLUDE would hit. */
+  readonly uid: number | null;
+  readonly pid: number | null;
 }
 
 export interface CycleReportDocument {
@@ -54,6 +60,8 @@ export function cycleReportDocument(report: CycleReport): CycleReportDocument {
       error: s.error,
       askedAt: s.askedAt,
       answeredAt: s.answeredAt,
+      uid: s.uid,
+      pid: s.pid,
     })),
   };
 }

@@ -34,6 +34,10 @@ export type Request =
   | { readonly verb: 'PROBLEM'; readonly message: string }
   | { readonly verb: 'QUIESCE'; readonly timeoutMs: number }
   | { readonly verb: 'UNQUIESCE'; readonly timeoutMs: number }
+  /** Control socket: take one watcher (by connection id) or every watcher of a uid out of the lifecycle and waits. */
+  | { readonly verb: 'EXCLUDE'; readonly target: { readonly id: number } | { readonly uid: number } }
+  /** Control socket: close one connection by its id. */
+  | { readonly verb: 'DISCONNECT'; readonly id: number }
   | { readonly verb: 'PING' }
   | { readonly verb: 'HELP' }
   | { readonly verb: 'QUIT' };
@@ -46,7 +50,7 @@ export type Request =
 export const VERBS = [
   'NAME', 'PID', 'READ', 'ACK', 'TRACK', 'WAIT', 'RESUME', 'OBSERVE', 'STATUS', 'BUMP',
   'SUBSCRIBE', 'UNSUBSCRIBE', 'QUIESCED', 'UNQUIESCED', 'FAILED', 'PROBLEM', 'QUIESCE', 'UNQUIESCE',
-  'PING', 'HELP', 'QUIT',
+  'EXCLUDE', 'DISCONNECT', 'PING', 'HELP', 'QUIT',
 ] as const satisfies readonly Request['verb'][];
 
 export type Verb = (typeof VERBS)[number];
@@ -180,6 +184,21 @@ export function parseRequest(line: string): Request {
       noMore(verb, args.slice(1));
       return { verb, timeoutMs };
     }
+    case 'EXCLUDE': {
+      if (args[0]?.toUpperCase() === 'UID') {
+        const uid = u32Arg(verb, args[1], 'a uid after UID');
+        noMore(verb, args.slice(2));
+        return { verb, target: { uid } };
+      }
+      const id = u32Arg(verb, args[0], 'a connection id (or UID <uid>)');
+      noMore(verb, args.slice(1));
+      return { verb, target: { id } };
+    }
+    case 'DISCONNECT': {
+      const id = u32Arg(verb, args[0], 'a connection id');
+      noMore(verb, args.slice(1));
+      return { verb, id };
+    }
     case 'UNSUBSCRIBE':
     case 'OBSERVE':
     case 'PING':
@@ -211,6 +230,8 @@ export function encodeRequest(req: Request): string {
     case 'PROBLEM': return req.message ? `PROBLEM ${sanitizeMessage(req.message)}\n` : 'PROBLEM\n';
     case 'QUIESCE': return `QUIESCE ${req.timeoutMs}\n`;
     case 'UNQUIESCE': return `UNQUIESCE ${req.timeoutMs}\n`;
+    case 'EXCLUDE': return 'uid' in req.target ? `EXCLUDE UID ${req.target.uid}\n` : `EXCLUDE ${req.target.id}\n`;
+    case 'DISCONNECT': return `DISCONNECT ${req.id}\n`;
     default: return `${req.verb}\n`;
   }
 }

@@ -74,6 +74,37 @@ interface Bumped extends Report {
   ackedAtMs: number | null;
   waitError: string | null;
   cliWait: { status: number; stderr: string };
+  nodeCrypto: NodeCrypto & { noAddon: Record<string, string>; noAddonProblem: string | null; noAddonLog: string[] };
+}
+
+/** Node's own crypto in an unmodified program, run with `sysgenid/register` and without it (issue 13). */
+interface NodeCrypto {
+  flag: Record<string, string>;
+  plain: Record<string, string>;
+}
+
+const CRYPTO_ROWS = ['randomBytes', 'getRandomValues', 'randomInt', 'randomUUID', 'generateKeyPairSync',
+  'ecdhGenerateKeys', 'tlsExportKeyingMaterial'];
+const short = (v: string | undefined): string =>
+  (v === undefined ? 'missing' : v.length > 20 ? `${v.slice(0, 12)}...` : v);
+
+/**
+ * The proof of issue 13: in two copies of one image, every value the flagged program drew differs,
+ * and every value the same program drew without the flag is identical (so the test can fail).
+ */
+function assertNodeCrypto(vm: Vm, label: string, x: NodeCrypto, y: NodeCrypto): void {
+  for (const row of CRYPTO_ROWS) {
+    say(`${label}: ${row.padEnd(24)} with the flag ${short(x.flag[row])} | ${short(y.flag[row])}; ` +
+      `without ${short(x.plain[row])} | ${short(y.plain[row])}`);
+  }
+  for (const row of CRYPTO_ROWS) {
+    check(vm, typeof x.flag[row] === 'string' && typeof y.flag[row] === 'string' && x.flag[row] !== y.flag[row],
+      `${label}: with --import sysgenid/register, ${row} differs between the two copies ` +
+      `(${x.flag[row]} vs ${y.flag[row]})`);
+    check(vm, typeof x.plain[row] === 'string' && x.plain[row] === y.plain[row],
+      `${label}: without the flag, ${row} is the same in both copies: the negative control ` +
+      `(${x.plain[row]} vs ${y.plain[row]})`);
+  }
 }
 
 function say(line: string): void {
@@ -242,6 +273,25 @@ test('a running VM snapshotted and restored as three clones: new IDs re-adjust, 
   assert.notEqual(a.app.sessionKey, b.app.sessionKey);
   assert.notEqual(a.app.uuid, b.app.uuid);
   assert.notEqual(a.shell['1'], b.shell['1']);
+  assertNodeCrypto(clones[0] as Vm, 'node crypto in clones a | b', a.nodeCrypto, b.nodeCrypto);
+  // The flag without the addon: the JavaScript calls answer from the kernel and differ; OpenSSL itself was
+  // not reseeded, so what only OpenSSL draws is still the same in both clones, as the process reported.
+  const JS_ROWS = ['randomBytes', 'getRandomValues', 'randomInt', 'randomUUID'];
+  for (const row of CRYPTO_ROWS) {
+    const same = a.nodeCrypto.noAddon[row] === b.nodeCrypto.noAddon[row];
+    say(`node crypto, flag without the addon: ${row.padEnd(24)} ${short(a.nodeCrypto.noAddon[row])} | ` +
+      `${short(b.nodeCrypto.noAddon[row])} (${same ? 'same' : 'different'})`);
+    const js = JS_ROWS.includes(row);
+    const expected = js ? 'different (the kernel RNG)' : 'the same (OpenSSL not reseeded, as reported)';
+    check(clones[0] as Vm, js ? !same : same, `without the addon, ${row} is ${expected} in both clones`);
+  }
+  for (const r of [a, b]) {
+    const { noAddonProblem, noAddonLog } = r.nodeCrypto;
+    check(clones[0] as Vm,
+      /^OpenSSL not reseeded/.test(noAddonProblem ?? '') && noAddonLog.some((l) => /cannot reseed OpenSSL/.test(l)),
+      `without the addon the process said so: status problem ${noAddonProblem}, log ${JSON.stringify(noAddonLog)}`);
+  }
+  say(`node crypto, flag without the addon: status shows "${a.nodeCrypto.noAddonProblem}"`);
   // Not asserted (it is Node's behaviour, not ours): what crypto.randomUUID(), which caches entropy, did.
   say(`Node's own crypto.randomUUID() after the clone: ${a.app.nodeRandomUUID === b.app.nodeRandomUUID ? `THE SAME in both clones (${a.app.nodeRandomUUID})` : 'different in the two clones'}; SafeRandom's: different`);
   await Promise.all(clones.map((vm) => vm.kill()));
@@ -256,6 +306,7 @@ interface CriuReport {
     lifecycle: { state: string; lastQuiesce: { ok: boolean; steps: unknown[]; generationAtStart: number } | null; lastUnquiesce: { ok: boolean; steps: unknown[]; generationAtEnd: number } | null } }>;
   apps: Array<AppState & { quiescedAtMs?: number; resumed?: { restored: boolean } | null }>;
   live: Array<{ name: string; generation: number; outdated: number; watchers: number; lifecycle: string }>;
+  crypto: Array<{ copy: string } & NodeCrypto>;
 }
 
 test('a process tree dumped by CRIU and restored twice side by side: both copies bump and re-adjust', { skip: only === 'vm' }, async (t) => {
@@ -284,5 +335,7 @@ test('a process tree dumped by CRIU and restored twice side by side: both copies
   check(vm, r.live.every((l) => l.generation === 1 && l.outdated === 0 && l.lifecycle === 'running'), 'both copies still run side by side, at generation 1, nobody outdated');
   say(`criu: dump with the action script: ${r.dumpActions.join(' | ')}`);
   say(`criu: source key ${src.sessionKey.slice(0, 16)}..., copies ${x.sessionKey.slice(0, 16)}... and ${y.sessionKey.slice(0, 16)}...`);
+  check(vm, r.crypto.length === 2, `both copies answered with Node's own crypto (${r.crypto.length})`);
+  assertNodeCrypto(vm, 'node crypto in criu copies A | B', r.crypto[0] as NodeCrypto, r.crypto[1] as NodeCrypto);
   say(`criu: Node's own crypto.randomUUID() in the copies: ${x.nodeRandomUUID === y.nodeRandomUUID ? `THE SAME (${x.nodeRandomUUID})` : 'different'}; SafeRandom's: different`);
 });

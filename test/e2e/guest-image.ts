@@ -198,7 +198,9 @@ export function buildGuest(work: string): Guest {
   const app = 'app';
   copyInto(tree, path.join(REPO, 'package.json'), `${app}/package.json`);
   copyTree(tree, path.join(REPO, 'dist/src'), `${app}/dist/src`);
-  for (const bin of ['sysgenidd.cjs', 'sysgenid.cjs']) copyInto(tree, path.join(REPO, 'dist', bin), `${app}/dist/${bin}`, 0o755);
+  for (const bin of ['sysgenidd.cjs', 'sysgenid.cjs', 'register.cjs']) {
+    copyInto(tree, path.join(REPO, 'dist', bin), `${app}/dist/${bin}`, 0o755);
+  }
   copyTree(tree, path.join(REPO, 'dist/test/e2e/guest'), `${app}/dist/test/e2e/guest`);
   copyTree(tree, path.join(REPO, 'examples'), `${app}/examples`);
   const addon = path.join(REPO, 'build/Release/sysgenid.node');

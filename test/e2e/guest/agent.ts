@@ -30,6 +30,34 @@ function start(name: string, cmd: string, args: string[], env: NodeJS.ProcessEnv
   return child;
 }
 
+const CRYPTO_APP = `${GUEST}/node-crypto-app.js`;
+
+/** Ask a node-crypto-app (by its pid as seen here) for Node's own random values now; SIGUSR2 is its trigger. */
+async function cryptoValues(prefix: string, pid: number): Promise<Record<string, string>> {
+  const base = prefix.slice(prefix.lastIndexOf('/') + 1);
+  const before = new Set(fs.readdirSync(OUT));
+  process.kill(pid, 'SIGUSR2');
+  const file = await until(`${base} values from pid ${pid}`, 60_000, () =>
+    fs.readdirSync(OUT).find((f) => f.startsWith(`${base}-${pid}-`) && f.endsWith('.json') && !before.has(f)));
+  return (readJson(`${OUT}/${file}`) as { values: Record<string, string> }).values;
+}
+
+/** The node-crypto-app processes running now, by pid, and whether they run with the flag. */
+function cryptoApps(): Array<{ pid: number; flag: boolean }> {
+  const found: Array<{ pid: number; flag: boolean }> = [];
+  for (const e of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    let cmd: string;
+    try {
+      cmd = fs.readFileSync(`/proc/${e}/cmdline`, 'latin1');
+    } catch {
+      continue;
+    }
+    if (cmd.includes('node-crypto-app.js')) found.push({ pid: Number(e), flag: cmd.includes('sysgenid/register') });
+  }
+  return found;
+}
+
 function readJson(file: string): unknown {
   try {
     return JSON.parse(fs.readFileSync(file, 'utf8'));
@@ -105,6 +133,13 @@ async function vmScenario(): Promise<void> {
   start('secret-app', '/usr/bin/node', [`${GUEST}/secret-app.js`]);
   start('shell-watcher', '/usr/bin/sysgenid', ['watch', '--name', 'shell', '--', 'sh', '-c', `cat /proc/sys/kernel/random/uuid > ${OUT}/shell-$SYSGENID`]);
   start('page-probe', '/usr/bin/node', [`${GUEST}/page-probe.js`]);
+  // Issue 13: one unmodified program run with the flag and once without it (the negative control).
+  start('crypto-flag', '/usr/bin/node', ['--import', 'sysgenid/register', CRYPTO_APP],
+    { CRYPTO_OUT: `${OUT}/crypto-flag` });
+  start('crypto-plain', '/usr/bin/node', [CRYPTO_APP], { CRYPTO_OUT: `${OUT}/crypto-plain` });
+  // The flag without the addon: it cannot reseed OpenSSL, answers the JS calls from the kernel, and says so.
+  start('crypto-noaddon', '/usr/bin/node', ['--import', 'sysgenid/register', CRYPTO_APP],
+    { CRYPTO_OUT: `${OUT}/crypto-noaddon`, SYSGENID_NO_ADDON: '1' });
   // The lifecycle scenario: the HTTP example, and a client that asks it all the time.
   start('http-server', '/usr/bin/node', ['/app/examples/http-server.js'], { PORT: '8080' });
   start('http-prober', '/usr/bin/node', [`${GUEST}/http-prober.js`], { PORT: '8080' });
@@ -112,7 +147,10 @@ async function vmScenario(): Promise<void> {
   const ready = await until('every watcher', 60_000, async () => {
     const s = await status({ list: true });
     const names = new Set((s.list ?? []).map((w) => w.name));
-    const all = ['secret-app', 'shell', 'untracked', 'http-server :8080'].every((n) => names.has(n));
+    const all = ['secret-app', 'shell', 'untracked', 'http-server :8080'].every((n) => names.has(n)) &&
+      [...names].some((n) => n?.startsWith('register node-crypto-app.js')) &&
+      ['flag', 'plain', 'noaddon'].every((v) => readJson(`${OUT}/crypto-${v}-start.json`)) &&
+      [...names].filter((n) => n?.startsWith('register node-crypto-app.js')).length === 2;
     const prober = readJson(`${OUT}/http-prober.json`) as { answers: number } | null;
     return all && readJson(`${OUT}/secret-app.json`) && readJson(`${OUT}/page-probe.json`) && (prober?.answers ?? 0) > 0 ? s : undefined;
   });
@@ -156,7 +194,21 @@ async function vmScenario(): Promise<void> {
   }
   // The same question asked the way an operator would, through the CLI.
   const cli = spawnSync('/usr/bin/sysgenid', ['wait', '--timeout', '60000'], { encoding: 'utf8' });
-  emit('BUMPED', { ...(await report()), observed: generation, seenAtMs, ackedAtMs, waitError, cliWait: { status: cli.status, stderr: cli.stderr } });
+  // Node's own crypto in the unmodified program, asked now that every watcher (the flag's included) acknowledged.
+  const nodeCrypto = {
+    flag: await cryptoValues(`${OUT}/crypto-flag`, children.get('crypto-flag')?.pid as number),
+    plain: await cryptoValues(`${OUT}/crypto-plain`, children.get('crypto-plain')?.pid as number),
+    noAddon: await cryptoValues(`${OUT}/crypto-noaddon`, children.get('crypto-noaddon')?.pid as number),
+    noAddonProblem: (await status({ list: true })).list?.find((w) => w.pid === children.get('crypto-noaddon')?.pid)
+      ?.problem ?? null,
+    noAddonLog: fs.readFileSync(`${OUT}/crypto-noaddon.log`, 'utf8').split('\n')
+      .filter((l) => l.startsWith('sysgenid/register')).slice(0, 3),
+    start: { flag: readJson(`${OUT}/crypto-flag-start.json`), plain: readJson(`${OUT}/crypto-plain-start.json`) },
+  };
+  emit('BUMPED', {
+    ...(await report()), observed: generation, seenAtMs, ackedAtMs, waitError,
+    cliWait: { status: cli.status, stderr: cli.stderr }, nodeCrypto,
+  });
 
   // The same path once more, now that the clone's code is warm: a forced bump, timed the same way. In
   // a software-emulated guest the first run after a restore pays for translating every page of code
@@ -276,7 +328,10 @@ async function criuScenario(): Promise<void> {
   const init = await treeInit(unshare.pid as number);
   await until('the tree watcher', 60_000, async () => {
     const s = await status({ dir: tree, list: true });
-    return (s.list ?? []).some((w) => w.name === 'criu-app') && fs.readdirSync(OUT).some((f) => f.startsWith('criu-app-')) ? s : undefined;
+    const names = (s.list ?? []).map((w) => w.name ?? '');
+    return names.includes('criu-app') && fs.readdirSync(OUT).some((f) => f.startsWith('criu-app-')) &&
+      names.some((n) => n.startsWith('register node-crypto-app.js')) &&
+      readJson(`${OUT}/criu-crypto-flag-start.json`) && readJson(`${OUT}/criu-crypto-plain-start.json`) ? s : undefined;
   });
 
   // The action script quiesces the tree at pre-dump, so nothing is in flight in the image.
@@ -289,6 +344,8 @@ async function criuScenario(): Promise<void> {
   must('save the tree directory', run('cp', ['-a', tree, `${tree}.saved`]));
 
   const copies: Record<string, unknown>[] = [];
+  const crypto: Array<{ copy: string; flag: Record<string, string>; plain: Record<string, string> }> = [];
+  const cryptoSeen = new Set(cryptoApps().map((a) => a.pid));
   for (const name of ['A', 'B']) {
     if (name !== 'A') must('lay out the directory', run('cp', ['-a', `${tree}.saved`, tree]));
     const restored = run('criu', ['restore', '-D', dump, '-d', '-o', `restore-${name}.log`, '-v4', '--file-locks',
@@ -300,6 +357,19 @@ async function criuScenario(): Promise<void> {
     const restoreActions = fs.readFileSync(`${dump}/restore-${name}.log`, 'utf8').split('\n').filter((l) => l.startsWith('sysgenid:'));
     copies.push({ name, restoreActions, restoreMs: restored.ms, waitMs: monoMs() - t0, wait: waited, generation: s.generation, outdated: s.outdated, lastBump: s.lastBump, list: watcherSummary(s), lifecycle: s.lifecycle });
     // The copy keeps its files through its open descriptors; the path is free for the next copy.
+    // Node's own crypto in this copy's unmodified program, with and without the flag (issue 13).
+    const apps = cryptoApps().filter((a) => !cryptoSeen.has(a.pid));
+    for (const a of apps) cryptoSeen.add(a.pid);
+    const flag = apps.find((a) => a.flag);
+    const plain = apps.find((a) => !a.flag);
+    if (!flag || !plain) {
+      throw new Error(`copy ${name}: the two node-crypto-app processes are not both there (${JSON.stringify(apps)})`);
+    }
+    crypto.push({
+      copy: name,
+      flag: await cryptoValues(`${OUT}/criu-crypto-flag`, flag.pid),
+      plain: await cryptoValues(`${OUT}/criu-crypto-plain`, plain.pid),
+    });
     fs.renameSync(tree, `${tree}-${name}`);
   }
   // Give both copies' apps the moment to publish what they regenerated.
@@ -314,7 +384,13 @@ async function criuScenario(): Promise<void> {
   }));
   // CRIU writes its action script's output into its own log, not to its stdout.
   const actionLines = (file: string): string[] => fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.startsWith('sysgenid:')).slice(0, 20);
-  emit('CRIU', { modules, dumpMs: dumped.ms, dumpActions: actionLines(`${dump}/dump.log`), source, copies, apps, live });
+  const cryptoStart = {
+    flag: readJson(`${OUT}/criu-crypto-flag-start.json`), plain: readJson(`${OUT}/criu-crypto-plain-start.json`),
+  };
+  emit('CRIU', {
+    modules, dumpMs: dumped.ms, dumpActions: actionLines(`${dump}/dump.log`), source, copies, apps, live,
+    crypto, cryptoStart,
+  });
 }
 
 // ---------------------------------------------------------------- console commands

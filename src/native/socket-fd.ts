@@ -1,9 +1,10 @@
 // The one place that reads a socket's descriptor out of Node's private `_handle`. Node has no public
-// API for it, and the native broadcast and SO_PEERCRED both need it. If a Node upgrade renames the
+// API for it, and the native broadcast and SO_PEERCRED (daemon, pid lock, client) all need it. If a Node upgrade renames the
 // internals, this says so loudly once instead of silently turning notifications slow and peer
 // credentials unverified.
 
 import type net from 'node:net';
+import type { Addon } from './addon.js';
 
 interface PipeHandle {
   readonly fd?: unknown;
@@ -54,4 +55,19 @@ export function handleWriteQueue(socket: net.Socket): number {
     return -1;
   }
   return h.writeQueueSize;
+}
+
+/**
+ * The pid and uid at the other end of a connected Unix socket (SO_PEERCRED), or undefined when the
+ * addon is absent, the socket has no descriptor, or the peer is already gone.
+ */
+export function peerCredOf(native: Addon | undefined, socket: net.Socket): { pid: number; uid: number } | undefined {
+  if (!native) return undefined;
+  const fd = socketFd(socket);
+  if (fd < 0) return undefined;
+  try {
+    return native.peerCred(fd);
+  } catch {
+    return undefined;
+  }
 }

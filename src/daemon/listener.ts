@@ -1,0 +1,132 @@
+// The two sockets: bind them no wider than intended, accept through admission (src/daemon/admission.ts),
+// and refuse past a limit with a reason instead of letting libuv drop the client silently.
+
+import fs from 'node:fs';
+import net from 'node:net';
+import type { Addon } from '../native/addon.js';
+import { peerCredOf } from '../native/socket-fd.js';
+import { encodeErr } from '../protocol/messages.js';
+import type { RuntimePaths } from '../protocol/runtime-dir.js';
+import type { Admission, Bucket } from './admission.js';
+import type { ConnectionKind } from './connection.js';
+import { bindName, placeSocket, removeStaleSocket, type PidLock } from './lock.js';
+import type { Logger } from './log.js';
+import { StartupError } from './runtime-dir.js';
+
+/** A client that got past admission, with its peer credentials when the addon could read them. */
+export type Accepted = (
+  kind: ConnectionKind, socket: net.Socket, bucket: Bucket, cred: { pid: number; uid: number } | undefined,
+) => void;
+
+export interface ListenerOptions {
+  readonly paths: RuntimePaths;
+  readonly log: Logger;
+  /** Group that may use the control socket (gid). */
+  readonly controlGid: number;
+  readonly admission: Admission;
+  readonly maxConnections: number;
+  readonly native: Addon | undefined;
+  readonly accepted: Accepted;
+}
+
+export class Listener {
+  readonly #o: ListenerOptions;
+  #servers: net.Server[] = [];
+  #refusedSince = 0;
+  #refusedCount = 0;
+  #closed = false;
+
+  constructor(opts: ListenerOptions) {
+    this.#o = opts;
+  }
+
+  /** Bind both sockets; again after the runtime directory was lost (the old servers are closed first). */
+  async listen(lock: PidLock): Promise<void> {
+    const { paths, log, controlGid } = this.#o;
+    void this.#closeServers();
+    for (const f of [paths.watch, paths.control]) {
+      if (removeStaleSocket(f)) log.info(`removed stale socket ${f}`);
+    }
+    // Bind with a restrictive umask and widen afterwards, so neither socket is ever more open than intended.
+    const umask = process.umask(0o077);
+    try {
+      await this.#listenOn('watch', paths.watch);
+      await this.#listenOn('control', paths.control);
+    } finally {
+      process.umask(umask);
+    }
+    fs.chmodSync(paths.watch, 0o666);
+    try {
+      fs.chownSync(paths.control, process.geteuid?.() ?? 0, controlGid);
+    } catch (err) {
+      throw new StartupError(`cannot give ${paths.control} to group ${controlGid}: ${(err as Error).message} (choose a group you belong to with --group)`);
+    }
+    fs.chmodSync(paths.control, 0o660);
+    for (const f of [paths.watch, paths.control]) lock.adopt(f);
+  }
+
+  /** Stop accepting; resolves when the servers have closed (their connections are the daemon's to end). */
+  close(): Promise<void> {
+    this.#closed = true;
+    return this.#closeServers();
+  }
+
+  #closeServers(): Promise<void> {
+    const closing = this.#servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+    this.#servers = [];
+    return Promise.all(closing).then(() => undefined);
+  }
+
+  #listenOn(kind: ConnectionKind, file: string): Promise<void> {
+    const server = net.createServer({ pauseOnConnect: false }, (socket) => this.#accept(kind, socket));
+    this.#servers.push(server);
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ path: bindName(file), backlog: 4096 }, () => {
+        server.off('error', reject);
+        try { placeSocket(file); } catch (err) { reject(err); return; }
+        server.on('error', (err) => this.#o.log.error(`${kind} socket: ${err.message}`));
+        resolve();
+      });
+    });
+  }
+
+  #accept(kind: ConnectionKind, socket: net.Socket): void {
+    if (this.#closed) {
+      socket.destroy();
+      return;
+    }
+    const cred = peerCredOf(this.#o.native, socket);
+    const bucket: Bucket = kind === 'control' ? 'control' : (cred?.uid ?? 'unverified');
+    const refused = this.#o.admission.admit(bucket);
+    if (refused) {
+      this.#refuse(socket, refused.message, refused.perUser ? bucket : undefined);
+      return;
+    }
+    this.#o.accepted(kind, socket, bucket, cred);
+  }
+
+  // Past a limit a client is told why and closed; libuv would otherwise drop it silently once the
+  // descriptor table is full. The log says so loudly but at most once a second.
+  #refuse(socket: net.Socket, message: string, perUser: Bucket | undefined): void {
+    socket.on('error', () => {});
+    socket.end(encodeErr('EMFILE', message));
+    this.#refusedCount++;
+    const now = Date.now();
+    if (now - this.#refusedSince >= 1000) {
+      const what =
+        perUser === undefined
+          ? `connection limit reached (${this.#o.maxConnections}, from the descriptor limit); refused ${this.#refusedCount} ` +
+            `client(s) with EMFILE. Raise LimitNOFILE / ulimit -n or --max-connections`
+          : `per-user connection limit reached by ${bucketName(perUser)} ` +
+            `(${this.#o.admission.limits.perUser}, --max-per-user); refused ${this.#refusedCount} client(s) with EMFILE`;
+      this.#o.log.error(what);
+      this.#refusedSince = now;
+      this.#refusedCount = 0;
+    }
+  }
+}
+
+export function bucketName(bucket: Bucket): string {
+  return typeof bucket === 'number' ? `uid ${bucket}` : `${bucket} connections`;
+}
