@@ -12,6 +12,7 @@ import type { ConnectionKind } from './connection.js';
 import { bindName, placeSocket, removeStaleSocket, type PidLock } from './lock.js';
 import type { Logger } from './log.js';
 import { StartupError } from './runtime-dir.js';
+import type { ActivatedSockets } from './socket-activation.js';
 
 /** A client that got past admission, with its peer credentials when the addon could read them. */
 export type Accepted = (
@@ -27,6 +28,8 @@ export interface ListenerOptions {
   readonly maxConnections: number;
   readonly native: Addon | undefined;
   readonly accepted: Accepted;
+  /** Sockets the service manager bound (sysgenidd.socket): served as they are, never bound, changed or removed. */
+  readonly activated?: ActivatedSockets | undefined;
 }
 
 export class Listener {
@@ -35,14 +38,29 @@ export class Listener {
   #refusedSince = 0;
   #refusedCount = 0;
   #closed = false;
+  #activatedUsed = false;
 
   constructor(opts: ListenerOptions) {
     this.#o = opts;
   }
 
+  /** Whether the sockets came from the service manager (then they are its to remove, not ours). */
+  get activated(): boolean {
+    return this.#o.activated !== undefined;
+  }
+
   /** Bind both sockets; again after the runtime directory was lost (the old servers are closed first). */
   async listen(lock: PidLock): Promise<void> {
-    const { paths, log, controlGid } = this.#o;
+    const { paths, log, controlGid, activated } = this.#o;
+    if (activated && !this.#activatedUsed) {
+      this.#activatedUsed = true;
+      await this.#listenActivated(activated);
+      return;
+    }
+    if (activated) {
+      log.warn('the socket files the service manager bound are gone; binding new ones here (restart ' +
+        'sysgenidd.socket and sysgenidd-control.socket to hand sockets over again)');
+    }
     void this.#closeServers();
     for (const f of [paths.watch, paths.control]) {
       if (removeStaleSocket(f)) log.info(`removed stale socket ${f}`);
@@ -75,6 +93,44 @@ export class Listener {
     const closing = this.#servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
     this.#servers = [];
     return Promise.all(closing).then(() => undefined);
+  }
+
+  /**
+   * Serve the listening sockets the service manager bound: their files, modes and group are the socket
+   * units', and they outlive this daemon, so a restart loses no client (they wait in the listen queue).
+   */
+  async #listenActivated(sockets: ActivatedSockets): Promise<void> {
+    const { paths, log } = this.#o;
+    if (sockets.watch === undefined || sockets.control === undefined) {
+      const got = [sockets.watch === undefined ? '' : 'watch', sockets.control === undefined ? '' : 'control',
+        ...sockets.unknown.map((u) => u.name)].filter(Boolean).join(', ');
+      throw new StartupError(`socket activation: need descriptors named "watch" and "control" (LISTEN_FDNAMES), got ${got || 'none'}`);
+    }
+    for (const u of sockets.unknown) log.warn(`socket activation: ignoring descriptor ${u.fd} named ${JSON.stringify(u.name)}`);
+    await this.#listenOnFd('watch', sockets.watch);
+    await this.#listenOnFd('control', sockets.control);
+    log.info(`sockets from the service manager: watch.sock (fd ${sockets.watch}), control.sock (fd ${sockets.control})`);
+    for (const [file, loosest] of [[paths.watch, 0o666], [paths.control, 0o660]] as const) {
+      try {
+        const mode = fs.statSync(file).mode & 0o777;
+        if ((mode & ~loosest) !== 0) log.warn(`${file} has mode ${mode.toString(8)}, more open than ${loosest.toString(8)} (SocketMode=)`);
+      } catch {
+        log.warn(`${file} does not exist: clients find the daemon by that path (ListenStream=)`);
+      }
+    }
+  }
+
+  #listenOnFd(kind: ConnectionKind, fd: number): Promise<void> {
+    const server = net.createServer({ pauseOnConnect: false }, (socket) => this.#accept(kind, socket));
+    this.#servers.push(server);
+    return new Promise((resolve, reject) => {
+      server.once('error', (err) => reject(new StartupError(`socket activation: cannot listen on fd ${fd} (${kind}): ${err.message}`)));
+      server.listen({ fd }, () => {
+        server.removeAllListeners('error');
+        server.on('error', (err) => this.#o.log.error(`${kind} socket: ${err.message}`));
+        resolve();
+      });
+    });
   }
 
   #listenOn(kind: ConnectionKind, file: string): Promise<void> {
