@@ -20,7 +20,8 @@ it('install-units writes the three units with ExecStart on this package and this
   const service = fs.readFileSync(path.join(dest, 'sysgenidd.service'), 'utf8');
   const exec = /^ExecStart=(.*)$/m.exec(service)?.[1];
   assert.equal(exec, `${process.execPath} ${path.join(ROOT, 'dist/sysgenidd.cjs')} --dir /run/sysgenid ` +
-    '--hooks-dir /etc/sysgenid/hooks.d $SYSGENIDD_OPTS');
+    '--state-dir /var/lib/sysgenid --hooks-dir /etc/sysgenid/hooks.d $SYSGENIDD_OPTS');
+  assert.match(service, /^StateDirectory=sysgenid$/m);
   assert.match(service, /^Type=notify$/m);
   assert.match(service, /^Sockets=sysgenidd.socket sysgenidd-control.socket$/m);
   assert.match(service, /^RuntimeDirectoryPreserve=yes$/m);
