@@ -17,8 +17,8 @@ const source = path.join(root, 'native/sysgenid.c');
 const stale = !fs.existsSync(built) || fs.statSync(built).mtimeMs < fs.statSync(source).mtimeMs;
 if (stale || process.argv.includes('--rebuild')) {
   const nodeGyp = process.env.npm_config_node_gyp;
-  const [cmd, args] = nodeGyp && fs.existsSync(nodeGyp)
-    ? [process.execPath, [nodeGyp, 'rebuild']] : ['node-gyp', ['rebuild']];
+  const [cmd, args] =
+    nodeGyp && fs.existsSync(nodeGyp) ? [process.execPath, [nodeGyp, 'rebuild']] : ['node-gyp', ['rebuild']];
   const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' });
   if (r.status !== 0) {
     console.error('prebuild: the addon did not build; a package without its prebuilt addon is not shipped');
@@ -34,18 +34,39 @@ console.log(`prebuild: ${path.relative(root, out)} (${fs.statSync(out).size} byt
 const cross = 'aarch64-linux-gnu-gcc';
 const headers = path.resolve(path.dirname(process.execPath), '..', 'include', 'node');
 const haveCross = spawnSync(cross, ['--version'], { stdio: 'ignore' }).status === 0;
-if (`${process.platform}-${process.arch}` === 'linux-x64' && haveCross && fs.existsSync(path.join(headers, 'node_api.h'))) {
+if (
+  `${process.platform}-${process.arch}` === 'linux-x64' &&
+  haveCross &&
+  fs.existsSync(path.join(headers, 'node_api.h'))
+) {
   const armDir = path.join(root, 'prebuilds', 'linux-arm64');
   fs.mkdirSync(armDir, { recursive: true });
   const armOut = path.join(armDir, 'node.napi.glibc.node');
   // The flags of binding.gyp, as node-gyp passes them for a shared module.
-  const r = spawnSync(cross, ['-shared', '-fPIC', '-s', '-O2', '-Wall', '-Wextra', '-Wno-unused-parameter', '-DBUILDING_NODE_EXTENSION',
-    '-I', headers, source, '-o', armOut], { stdio: 'inherit' });
+  const r = spawnSync(
+    cross,
+    [
+      '-shared',
+      '-fPIC',
+      '-s',
+      '-O2',
+      '-Wall',
+      '-Wextra',
+      '-Wno-unused-parameter',
+      '-DBUILDING_NODE_EXTENSION',
+      '-I',
+      headers,
+      source,
+      '-o',
+      armOut,
+    ],
+    { stdio: 'inherit' },
+  );
   if (r.status !== 0) {
     console.error('prebuild: the linux-arm64 cross build failed');
     process.exit(1);
   }
   console.log(`prebuild: ${path.relative(root, armOut)} (${fs.statSync(armOut).size} bytes, cross-built)`);
 } else {
-  console.log('prebuild: no linux-arm64 binary (needs linux-x64 with gcc-aarch64-linux-gnu and Node\'s headers)');
+  console.log("prebuild: no linux-arm64 binary (needs linux-x64 with gcc-aarch64-linux-gnu and Node's headers)");
 }

@@ -12,15 +12,18 @@ import { DAEMON, ROOT, runNode, tmpDir } from './helpers.js';
 
 const analyze = spawnSync('systemd-analyze', ['--version'], { stdio: 'ignore' }).status === 0;
 
-it('install-units writes the three units with ExecStart on this package and this node, and nothing else with --dest', async (t) => {
+it('install-units writes the three units, ExecStart on this package and node; with --dest nothing else', async (t) => {
   const dest = tmpDir(t);
   const r = await runNode(DAEMON, ['install-units', '--dest', dest]);
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(fs.readdirSync(dest).sort(), [...UNIT_FILES].sort());
   const service = fs.readFileSync(path.join(dest, 'sysgenidd.service'), 'utf8');
   const exec = /^ExecStart=(.*)$/m.exec(service)?.[1];
-  assert.equal(exec, `${process.execPath} ${path.join(ROOT, 'dist/sysgenidd.cjs')} --dir /run/sysgenid ` +
-    '--state-dir /var/lib/sysgenid --hooks-dir /etc/sysgenid/hooks.d $SYSGENIDD_OPTS');
+  assert.equal(
+    exec,
+    `${process.execPath} ${path.join(ROOT, 'dist/sysgenidd.cjs')} --dir /run/sysgenid ` +
+      '--state-dir /var/lib/sysgenid --hooks-dir /etc/sysgenid/hooks.d $SYSGENIDD_OPTS',
+  );
   assert.match(service, /^StateDirectory=sysgenid$/m);
   assert.match(service, /^Type=notify$/m);
   assert.match(service, /^Sockets=sysgenidd.socket sysgenidd-control.socket$/m);
@@ -40,8 +43,10 @@ it('a package or node under /root or /home gets ProtectHome=read-only, which sti
   const units = renderUnits({ root: ROOT, node: '/root/.nvm/versions/node/v20/bin/node' });
   assert.match(units.get('sysgenidd.service') ?? '', /^ProtectHome=read-only$/m);
   const plain = renderUnits({ root: ROOT, node: '/usr/bin/node' });
-  assert.match(plain.get('sysgenidd.service') ?? '', ROOT.startsWith('/root/') || ROOT.startsWith('/home/')
-    ? /^ProtectHome=read-only$/m : /^ProtectHome=yes$/m);
+  assert.match(
+    plain.get('sysgenidd.service') ?? '',
+    ROOT.startsWith('/root/') || ROOT.startsWith('/home/') ? /^ProtectHome=read-only$/m : /^ProtectHome=yes$/m,
+  );
   assert.throws(() => renderUnits({ root: ROOT, node: '/opt/my node/bin/node' }), /cannot put/);
 });
 
@@ -67,16 +72,26 @@ it('--user writes the non-root drop-in with that user and CAP_SYSLOG', () => {
   assert.throws(() => renderUnits({ root: ROOT, node: process.execPath, user: 'x;rm' }), /not a user name/);
 });
 
-it('the written units pass systemd-analyze verify, and the service\'s exposure is 2.0 or lower', { skip: !analyze && 'no systemd-analyze (apt-get install systemd)' }, async (t) => {
-  const dest = tmpDir(t);
-  const r = await runNode(DAEMON, ['install-units', '--dest', dest]);
-  assert.equal(r.code, 0, r.stderr);
-  // verify resolves ExecStart and the other units by name from the directory it is run in.
-  const v = spawnSync('systemd-analyze', ['verify', '--man=no', ...UNIT_FILES.map((f) => `./${f}`)], { cwd: dest, encoding: 'utf8' });
-  assert.equal(v.status, 0, `systemd-analyze verify: ${v.stderr}${v.stdout}`);
-  assert.equal(v.stderr.trim(), '', 'verify has nothing to say about the units');
-  const out = execFileSync('systemd-analyze', ['security', '--offline=yes', './sysgenidd.service'], { cwd: dest, encoding: 'utf8' });
-  const exposure = Number(/Overall exposure level for sysgenidd\.service: ([0-9.]+)/.exec(out)?.[1]);
-  t.diagnostic(`systemd-analyze security --offline=yes: exposure ${exposure}`);
-  assert.ok(exposure > 0 && exposure <= 2.0, `exposure ${exposure}`);
-});
+it(
+  "the written units pass systemd-analyze verify, and the service's exposure is 2.0 or lower",
+  { skip: !analyze && 'no systemd-analyze (apt-get install systemd)' },
+  async (t) => {
+    const dest = tmpDir(t);
+    const r = await runNode(DAEMON, ['install-units', '--dest', dest]);
+    assert.equal(r.code, 0, r.stderr);
+    // verify resolves ExecStart and the other units by name from the directory it is run in.
+    const v = spawnSync('systemd-analyze', ['verify', '--man=no', ...UNIT_FILES.map((f) => `./${f}`)], {
+      cwd: dest,
+      encoding: 'utf8',
+    });
+    assert.equal(v.status, 0, `systemd-analyze verify: ${v.stderr}${v.stdout}`);
+    assert.equal(v.stderr.trim(), '', 'verify has nothing to say about the units');
+    const out = execFileSync('systemd-analyze', ['security', '--offline=yes', './sysgenidd.service'], {
+      cwd: dest,
+      encoding: 'utf8',
+    });
+    const exposure = Number(/Overall exposure level for sysgenidd\.service: ([0-9.]+)/.exec(out)?.[1]);
+    t.diagnostic(`systemd-analyze security --offline=yes: exposure ${exposure}`);
+    assert.ok(exposure > 0 && exposure <= 2.0, `exposure ${exposure}`);
+  },
+);

@@ -7,8 +7,10 @@ import { createLogger, fields } from '../src/daemon/log.js';
 import { RawClient, bump, startDaemon } from './helpers.js';
 
 it('fields() writes logfmt-style context, quoting what needs it and leaving out what is unknown', () => {
-  assert.equal(fields({ generation: 2, source: 'kmsg: VM fork (seq 3)', watcher: 3, name: 'web', pid: undefined, x: null }),
-    '[generation=2 source="kmsg: VM fork (seq 3)" watcher=3 name=web]');
+  assert.equal(
+    fields({ generation: 2, source: 'kmsg: VM fork (seq 3)', watcher: 3, name: 'web', pid: undefined, x: null }),
+    '[generation=2 source="kmsg: VM fork (seq 3)" watcher=3 name=web]',
+  );
   assert.equal(fields({ name: 'say "hi"' }), '[name="say \\"hi\\""]');
   assert.equal(fields({}), '[]');
 });
@@ -24,5 +26,11 @@ it('under systemd (JOURNAL_STREAM) lines carry a priority prefix, and a bump lin
   const w = await RawClient.open(d.paths.watch);
   t.after(() => w.c.close());
   await bump(d.dir);
-  await d.waitForLog(/^<6>generation 0 -> 1 \(forced( by pid \d+)?\); 1 of 1 watchers outdated \[generation=1 previous=0 source=("forced by pid \d+"|forced) outdated=1\]$/m);
+  await d.waitForLog(
+    new RegExp(
+      '^<6>generation 0 -> 1 \\(forced( by pid \\d+)?\\); 1 of 1 watchers outdated ' +
+        '\\[generation=1 previous=0 source=("forced by pid \\d+"|forced) outdated=1\\]$',
+      'm',
+    ),
+  );
 });

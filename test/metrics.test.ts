@@ -32,9 +32,11 @@ async function get(base: string, p: string): Promise<{ status: number; type: str
   return { status: r.status, type: r.headers.get('content-type') ?? '', body: await r.text() };
 }
 
-it('the HTTP endpoint and the textfile carry the metrics with their types, and values that follow bumps and acks', async (t) => {
+it('the endpoint and the textfile carry the metrics, their types and values that follow bumps and acks', async (t) => {
   const file = path.join(tmpDir(t), 'sysgenid.prom');
-  const d = await startDaemon(t, { args: ['--metrics-listen', '127.0.0.1:0', '--metrics-file', file, '--metrics-interval', '60000'] });
+  const d = await startDaemon(t, {
+    args: ['--metrics-listen', '127.0.0.1:0', '--metrics-file', file, '--metrics-interval', '60000'],
+  });
   const where = await d.waitForLog(/metrics: http:\/\/127\.0\.0\.1:[0-9]+/);
   const base = where.replace(/^metrics: /, '');
 
@@ -82,9 +84,16 @@ it('the HTTP endpoint and the textfile carry the metrics with their types, and v
   assert.match(info ?? '', /version="0\.1\.0",node="v[0-9.]+",addon="(yes|no)"/);
   assert.equal(info?.includes(`addon="${process.env.SYSGENID_NO_ADDON === '1' ? 'no' : 'yes'}"`), true);
   assert.deepEqual(Object.fromEntries([...types(m.body)].sort()), {
-    sysgenid_backend_up: 'gauge', sysgenid_build_info: 'gauge', sysgenid_bumps_total: 'counter', sysgenid_connections: 'gauge',
-    sysgenid_generation: 'gauge', sysgenid_lifecycle_state: 'gauge', sysgenid_ready: 'gauge',
-    sysgenid_restore_acknowledged_seconds: 'histogram', sysgenid_watchers: 'gauge', sysgenid_watchers_outdated: 'gauge',
+    sysgenid_backend_up: 'gauge',
+    sysgenid_build_info: 'gauge',
+    sysgenid_bumps_total: 'counter',
+    sysgenid_connections: 'gauge',
+    sysgenid_generation: 'gauge',
+    sysgenid_lifecycle_state: 'gauge',
+    sysgenid_ready: 'gauge',
+    sysgenid_restore_acknowledged_seconds: 'histogram',
+    sysgenid_watchers: 'gauge',
+    sysgenid_watchers_outdated: 'gauge',
   });
   const ready = await get(base, '/readyz');
   assert.equal(ready.status, 200);
@@ -99,17 +108,27 @@ it('the HTTP endpoint and the textfile carry the metrics with their types, and v
   assert.equal((await get(base, '/nothing')).status, 404);
 
   // The textfile is rewritten after every bump and settle (the interval is a minute here), whole.
-  const fromFile = await eventually((): string | false => {
-    const text = fs.readFileSync(file, 'utf8');
-    const f = samples(text);
-    return f.get('sysgenid_restore_acknowledged_seconds_count') === 1 && f.get('sysgenid_watchers_outdated') === 0 ? text : false;
-  }, 5000, 'the textfile after the ack') as string;
+  const fromFile = (await eventually(
+    (): string | false => {
+      const text = fs.readFileSync(file, 'utf8');
+      const f = samples(text);
+      return f.get('sysgenid_restore_acknowledged_seconds_count') === 1 && f.get('sysgenid_watchers_outdated') === 0
+        ? text
+        : false;
+    },
+    5000,
+    'the textfile after the ack',
+  )) as string;
   assert.equal(samples(fromFile).get('sysgenid_bumps_total{source="forced"}'), 2);
   assert.deepEqual(types(fromFile), types(m.body));
   assert.equal(fs.statSync(file).mode & 0o777, 0o644);
   assert.deepEqual(fs.readdirSync(path.dirname(file)), ['sysgenid.prom'], 'no temporary file is left beside it');
   await bump(d.dir);
-  await eventually(() => samples(fs.readFileSync(file, 'utf8')).get('sysgenid_generation') === 3, 5000, 'the textfile after a bump');
+  await eventually(
+    () => samples(fs.readFileSync(file, 'utf8')).get('sysgenid_generation') === 3,
+    5000,
+    'the textfile after a bump',
+  );
 });
 
 it('a newer bump before everyone acknowledged restarts the settle clock; a disconnect can settle it', async (t) => {
@@ -121,10 +140,14 @@ it('a newer bump before everyone acknowledged restarts the settle clock; a disco
   assert.equal(await w.c.request('ACK 2'), 'OK 2');
   await bump(d.dir);
   w.c.close();
-  const s = await eventually(async () => {
-    const x = samples((await get(base, '/metrics')).body);
-    return x.get('sysgenid_restore_acknowledged_seconds_count') === 2 ? x : false;
-  }, 5000, 'two settles') as Map<string, number>;
+  const s = (await eventually(
+    async () => {
+      const x = samples((await get(base, '/metrics')).body);
+      return x.get('sysgenid_restore_acknowledged_seconds_count') === 2 ? x : false;
+    },
+    5000,
+    'two settles',
+  )) as Map<string, number>;
   assert.equal(s.get('sysgenid_bumps_total{source="forced"}'), 3);
   assert.equal(s.get('sysgenid_watchers_outdated'), 0);
 });
@@ -150,8 +173,17 @@ it('parses listen addresses, bounds source labels, and answers readiness as sysg
   const base = { generation: 4, watchers: 1, lifecycle: { state: 'running', ready: true } };
   const w = { id: 1, name: 'web', tracked: true, outdated: false };
   assert.equal(readiness({ ...base, list: [w] } as never, 'web').ready, true);
-  assert.equal(readiness({ ...base, lifecycle: { state: 'quiesced', ready: false }, list: [w] } as never, 'web').ready, false);
-  assert.equal(readiness({ ...base, lifecycle: { state: 'adjusting', ready: false }, list: [] } as never, null).ready, false);
-  assert.equal(readiness({ ...base, lifecycle: { state: 'adjusting', ready: false }, list: [w] } as never, 'web').ready, true,
-    'a service that re-adjusted is ready while others still re-adjust');
+  assert.equal(
+    readiness({ ...base, lifecycle: { state: 'quiesced', ready: false }, list: [w] } as never, 'web').ready,
+    false,
+  );
+  assert.equal(
+    readiness({ ...base, lifecycle: { state: 'adjusting', ready: false }, list: [] } as never, null).ready,
+    false,
+  );
+  assert.equal(
+    readiness({ ...base, lifecycle: { state: 'adjusting', ready: false }, list: [w] } as never, 'web').ready,
+    true,
+    'a service that re-adjusted is ready while others still re-adjust',
+  );
 });

@@ -10,8 +10,11 @@ import { ROOT } from './helpers.js';
 export function packTarball(dir: string): string {
   execFileSync(process.execPath, [path.join(ROOT, 'scripts/prebuild.js')], { cwd: ROOT, stdio: 'ignore' });
   // The build already ran (npm test and npm run test:e2e build first): only the pack itself.
-  const out = execFileSync('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', dir],
-    { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const out = execFileSync('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', dir], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const [info] = JSON.parse(out) as Array<{ filename: string }>;
   if (!info) throw new Error('npm pack printed nothing');
   return path.join(dir, info.filename);
@@ -29,7 +32,10 @@ export function pathWithoutCompiler(dir: string): string {
   const nodeDir = path.dirname(process.execPath);
   for (const name of ['node', 'npm', 'npx']) {
     const beside = path.join(nodeDir, name);
-    link(name, fs.existsSync(beside) ? beside : execFileSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).trim());
+    link(
+      name,
+      fs.existsSync(beside) ? beside : execFileSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).trim(),
+    );
   }
   return bin;
 }

@@ -15,8 +15,10 @@ const QEMU = 'qemu-aarch64-static';
 const have = (cmd: string): boolean => spawnSync(cmd, ['--version'], { stdio: 'ignore' }).status === 0;
 const ready = process.platform === 'linux' && process.arch === 'x64' && have(QEMU) && have('aarch64-linux-gnu-gcc');
 // The binary is the same in both passes of npm test; it is load-tested once.
-const skip = process.env.SYSGENID_NO_ADDON === '1' ? 'tested once, in the pass with the addon'
-  : !ready && 'needs linux-x64 with gcc-aarch64-linux-gnu and qemu-user-static';
+const skip =
+  process.env.SYSGENID_NO_ADDON === '1'
+    ? 'tested once, in the pass with the addon'
+    : !ready && 'needs linux-x64 with gcc-aarch64-linux-gnu and qemu-user-static';
 
 /** Debian's arm64 nodejs and its libraries, unpacked once; the directory to give qemu as its root. */
 function arm64Node(): string {
@@ -25,18 +27,47 @@ function arm64Node(): string {
   if (fs.existsSync(path.join(cache, 'done'))) return root;
   fs.rmSync(cache, { recursive: true, force: true });
   const state = path.join(cache, 'apt');
-  for (const d of ['state/lists/partial', 'cache/archives/partial', 'debs']) fs.mkdirSync(path.join(cache, d === 'debs' ? d : `apt/${d}`), { recursive: true });
+  for (const d of ['state/lists/partial', 'cache/archives/partial', 'debs'])
+    fs.mkdirSync(path.join(cache, d === 'debs' ? d : `apt/${d}`), { recursive: true });
   fs.writeFileSync(path.join(state, 'state/status'), '');
   // Lists for arm64 kept here: the machine's own apt configuration is left as it is.
-  const apt = ['-q', '-o', 'APT::Architecture=arm64', '-o', 'APT::Architectures::=arm64', '-o', `Dir::State=${state}/state`,
-    '-o', `Dir::State::status=${state}/state/status`, '-o', `Dir::Cache=${state}/cache`];
+  const apt = [
+    '-q',
+    '-o',
+    'APT::Architecture=arm64',
+    '-o',
+    'APT::Architectures::=arm64',
+    '-o',
+    `Dir::State=${state}/state`,
+    '-o',
+    `Dir::State::status=${state}/state/status`,
+    '-o',
+    `Dir::Cache=${state}/cache`,
+  ];
   execFileSync('apt-get', [...apt, 'update'], { stdio: 'ignore' });
-  const deps = execFileSync('apt-cache', [...apt, 'depends', '--recurse', '--no-recommends', '--no-suggests', '--no-conflicts',
-    '--no-breaks', '--no-replaces', '--no-enhances', 'nodejs'], { encoding: 'utf8' })
-    .split('\n').filter((l) => l && !l.startsWith(' ') && !l.startsWith('<')).map((l) => l.trim())
+  const deps = execFileSync(
+    'apt-cache',
+    [
+      ...apt,
+      'depends',
+      '--recurse',
+      '--no-recommends',
+      '--no-suggests',
+      '--no-conflicts',
+      '--no-breaks',
+      '--no-replaces',
+      '--no-enhances',
+      'nodejs',
+    ],
+    { encoding: 'utf8' },
+  )
+    .split('\n')
+    .filter((l) => l && !l.startsWith(' ') && !l.startsWith('<'))
+    .map((l) => l.trim())
     .filter((n) => !['libelogind0', 'cdebconf'].includes(n));
   execFileSync('apt-get', [...apt, 'download', ...new Set(deps)], { cwd: path.join(cache, 'debs'), stdio: 'ignore' });
-  for (const deb of fs.readdirSync(path.join(cache, 'debs'))) execFileSync('dpkg', ['-x', path.join(cache, 'debs', deb), root]);
+  for (const deb of fs.readdirSync(path.join(cache, 'debs')))
+    execFileSync('dpkg', ['-x', path.join(cache, 'debs', deb), root]);
   fs.rmSync(path.join(cache, 'debs'), { recursive: true, force: true });
   fs.rmSync(state, { recursive: true, force: true });
   fs.writeFileSync(path.join(cache, 'done'), `${new Date().toISOString()}\n`);
@@ -63,8 +94,10 @@ it('the linux-arm64 prebuilt addon loads in an arm64 Node (qemu-user) and works'
       file: require('node:path').relative(${JSON.stringify(ROOT)}, file),
       page: new Uint32Array(a.mapFile(${JSON.stringify(page)}, 4096))[0], flock: a.flock(fd, 2 | 4),
       sdNotify: a.sdNotify('/nonexistent/notify', 'READY=1') }));`;
-  const r = spawnSync(QEMU, ['-L', root, path.join(root, 'usr/bin/node'), '-e', script],
-    { encoding: 'utf8', env: { ...process.env, PREBUILDS_ONLY: '1', NODE_EXTRA_CA_CERTS: '' } });
+  const r = spawnSync(QEMU, ['-L', root, path.join(root, 'usr/bin/node'), '-e', script], {
+    encoding: 'utf8',
+    env: { ...process.env, PREBUILDS_ONLY: '1', NODE_EXTRA_CA_CERTS: '' },
+  });
   assert.equal(r.status, 0, r.stderr);
   const got = JSON.parse(r.stdout) as Record<string, unknown>;
   t.diagnostic(`arm64: ${JSON.stringify(got)}`);

@@ -46,8 +46,11 @@ export function renderUnits(opts: RenderOptions): Map<string, string> {
     out.set(name, text);
   }
   if (opts.user !== undefined) {
-    if (!/^[a-z_][a-z0-9_-]*$/.test(opts.user)) throw new UsageError(`--user: not a user name: ${JSON.stringify(opts.user)}`);
-    const dropIn = fs.readFileSync(path.join(templates, 'non-root.conf'), 'utf8').replace(/^User=.*$/m, `User=${opts.user}`);
+    if (!/^[a-z_][a-z0-9_-]*$/.test(opts.user))
+      throw new UsageError(`--user: not a user name: ${JSON.stringify(opts.user)}`);
+    const dropIn = fs
+      .readFileSync(path.join(templates, 'non-root.conf'), 'utf8')
+      .replace(/^User=.*$/m, `User=${opts.user}`);
     out.set('sysgenidd.service.d/non-root.conf', dropIn);
   }
   return out;
@@ -61,7 +64,10 @@ function run(cmd: string, args: string[]): void {
 
 function groupExists(name: string, groupFile = '/etc/group'): boolean {
   try {
-    return fs.readFileSync(groupFile, 'utf8').split('\n').some((l) => l.split(':')[0] === name);
+    return fs
+      .readFileSync(groupFile, 'utf8')
+      .split('\n')
+      .some((l) => l.split(':')[0] === name);
   } catch {
     return false;
   }
@@ -69,7 +75,10 @@ function groupExists(name: string, groupFile = '/etc/group'): boolean {
 
 function userExists(name: string): boolean {
   try {
-    return fs.readFileSync('/etc/passwd', 'utf8').split('\n').some((l) => l.split(':')[0] === name);
+    return fs
+      .readFileSync('/etc/passwd', 'utf8')
+      .split('\n')
+      .some((l) => l.split(':')[0] === name);
   } catch {
     return false;
   }
@@ -126,8 +135,17 @@ export function installUnits(argv: string[], out: (s: string) => void = (s) => p
       out('created the system group sysgenid (it may use control.sock)\n');
     }
     if (values.user !== undefined && !userExists(values.user)) {
-      run('useradd', ['--system', '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin',
-        '--gid', 'sysgenid', values.user]);
+      run('useradd', [
+        '--system',
+        '--no-create-home',
+        '--home-dir',
+        '/nonexistent',
+        '--shell',
+        '/usr/sbin/nologin',
+        '--gid',
+        'sysgenid',
+        values.user,
+      ]);
       out(`created the system user ${values.user}\n`);
     }
     fs.mkdirSync(CONFIG_DIR, { recursive: true, mode: 0o755 });

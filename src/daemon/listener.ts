@@ -104,16 +104,24 @@ export class Listener {
     if (sockets.watch === undefined || sockets.control === undefined) {
       const got = [sockets.watch === undefined ? '' : 'watch', sockets.control === undefined ? '' : 'control',
         ...sockets.unknown.map((u) => u.name)].filter(Boolean).join(', ');
-      throw new StartupError(`socket activation: need descriptors named "watch" and "control" (LISTEN_FDNAMES), got ${got || 'none'}`);
+      throw new StartupError(
+        `socket activation: need descriptors named "watch" and "control" (LISTEN_FDNAMES), got ${got || 'none'}`,
+      );
     }
-    for (const u of sockets.unknown) log.warn(`socket activation: ignoring descriptor ${u.fd} named ${JSON.stringify(u.name)}`);
+    for (const u of sockets.unknown) {
+      log.warn(`socket activation: ignoring descriptor ${u.fd} named ${JSON.stringify(u.name)}`);
+    }
     await this.#listenOnFd('watch', sockets.watch);
     await this.#listenOnFd('control', sockets.control);
-    log.info(`sockets from the service manager: watch.sock (fd ${sockets.watch}), control.sock (fd ${sockets.control})`);
+    log.info(
+      `sockets from the service manager: watch.sock (fd ${sockets.watch}), control.sock (fd ${sockets.control})`,
+    );
     for (const [file, loosest] of [[paths.watch, 0o666], [paths.control, 0o660]] as const) {
       try {
         const mode = fs.statSync(file).mode & 0o777;
-        if ((mode & ~loosest) !== 0) log.warn(`${file} has mode ${mode.toString(8)}, more open than ${loosest.toString(8)} (SocketMode=)`);
+        if ((mode & ~loosest) !== 0) {
+          log.warn(`${file} has mode ${mode.toString(8)}, more open than ${loosest.toString(8)} (SocketMode=)`);
+        }
       } catch {
         log.warn(`${file} does not exist: clients find the daemon by that path (ListenStream=)`);
       }
@@ -124,7 +132,9 @@ export class Listener {
     const server = net.createServer({ pauseOnConnect: false }, (socket) => this.#accept(kind, socket));
     this.#servers.push(server);
     return new Promise((resolve, reject) => {
-      server.once('error', (err) => reject(new StartupError(`socket activation: cannot listen on fd ${fd} (${kind}): ${err.message}`)));
+      server.once('error', (err) => {
+        reject(new StartupError(`socket activation: cannot listen on fd ${fd} (${kind}): ${err.message}`));
+      });
       server.listen({ fd }, () => {
         server.removeAllListeners('error');
         server.on('error', (err) => this.#o.log.error(`${kind} socket: ${err.message}`));

@@ -96,8 +96,8 @@ async function main(): Promise<number> {
         listen: opts.metricsListen, file: opts.metricsFile, fileIntervalMs: opts.metricsIntervalMs,
       });
       daemon.observe(metrics);
-      const where = [metrics.address ? `http://${metrics.address.host}:${metrics.address.port}` : '', opts.metricsFile ?? '']
-        .filter(Boolean).join(' and ');
+      const http = metrics.address ? `http://${metrics.address.host}:${metrics.address.port}` : '';
+      const where = [http, opts.metricsFile ?? ''].filter(Boolean).join(' and ');
       log.info(`metrics: ${where} (/metrics, /readyz, /healthz)`);
     }
   } catch (err) {

@@ -60,18 +60,24 @@ export class Metrics {
     this.#registry = registry;
     const status = (): DaemonStatus => source.status(false);
     new prom.Gauge({
-      name: 'sysgenid_generation', help: 'The current system generation.', registers: [registry],
+      name: 'sysgenid_generation',
+      help: 'The current system generation.',
+      registers: [registry],
       collect() {
         this.set(status().generation);
       },
     });
     this.#bumps = new prom.Counter({
-      name: 'sysgenid_bumps_total', help: 'New generations since the daemon started, by what caused them.',
-      labelNames: ['source'], registers: [registry],
+      name: 'sysgenid_bumps_total',
+      help: 'New generations since the daemon started, by what caused them.',
+      labelNames: ['source'],
+      registers: [registry],
     });
     new prom.Gauge({
-      name: 'sysgenid_watchers', help: 'Connected watchers, tracked (waited for) or untracked.',
-      labelNames: ['tracking'], registers: [registry],
+      name: 'sysgenid_watchers',
+      help: 'Connected watchers, tracked (waited for) or untracked.',
+      labelNames: ['tracking'],
+      registers: [registry],
       collect() {
         const s = status();
         this.set({ tracking: 'tracked' }, s.tracked);
@@ -79,7 +85,8 @@ export class Metrics {
       },
     });
     new prom.Gauge({
-      name: 'sysgenid_watchers_outdated', help: 'Tracked watchers that have not acknowledged the current generation.',
+      name: 'sysgenid_watchers_outdated',
+      help: 'Tracked watchers that have not acknowledged the current generation.',
       registers: [registry],
       collect() {
         this.set(status().outdated);
@@ -88,39 +95,49 @@ export class Metrics {
     this.#settle = new prom.Histogram({
       name: 'sysgenid_restore_acknowledged_seconds',
       help: 'From a new generation written to the page until every tracked watcher acknowledged it.',
-      buckets: SETTLE_BUCKETS, registers: [registry],
+      buckets: SETTLE_BUCKETS,
+      registers: [registry],
     });
     new prom.Gauge({
-      name: 'sysgenid_lifecycle_state', help: 'The lifecycle state: 1 for the current one, 0 for the others.',
-      labelNames: ['state'], registers: [registry],
+      name: 'sysgenid_lifecycle_state',
+      help: 'The lifecycle state: 1 for the current one, 0 for the others.',
+      labelNames: ['state'],
+      registers: [registry],
       collect() {
         const now = status().lifecycle.state;
         for (const state of LIFECYCLE_STATES) this.set({ state }, state === now ? 1 : 0);
       },
     });
     new prom.Gauge({
-      name: 'sysgenid_ready', help: 'Lifecycle running and no tracked watcher outdated (sysgenid ready).',
+      name: 'sysgenid_ready',
+      help: 'Lifecycle running and no tracked watcher outdated (sysgenid ready).',
       registers: [registry],
       collect() {
         this.set(status().lifecycle.ready ? 1 : 0);
       },
     });
     new prom.Gauge({
-      name: 'sysgenid_backend_up', help: 'Whether each restore backend is live (1) or off (0).',
-      labelNames: ['backend'], registers: [registry],
+      name: 'sysgenid_backend_up',
+      help: 'Whether each restore backend is live (1) or off (0).',
+      labelNames: ['backend'],
+      registers: [registry],
       collect() {
         for (const b of status().backends) this.set({ backend: b.name }, b.live ? 1 : 0);
       },
     });
     new prom.Gauge({
-      name: 'sysgenid_connections', help: 'Open connections on both sockets.', registers: [registry],
+      name: 'sysgenid_connections',
+      help: 'Open connections on both sockets.',
+      registers: [registry],
       collect() {
         this.set(status().connections);
       },
     });
     new prom.Gauge({
-      name: 'sysgenid_build_info', help: 'Always 1; the labels say which daemon this is.',
-      labelNames: ['version', 'node', 'addon'], registers: [registry],
+      name: 'sysgenid_build_info',
+      help: 'Always 1; the labels say which daemon this is.',
+      labelNames: ['version', 'node', 'addon'],
+      registers: [registry],
       collect() {
         const s = status();
         this.reset();
@@ -271,11 +288,18 @@ export function readiness(s: DaemonStatus, service: string | null): { ready: boo
   // Re-adjusting after a restore, a service that already acknowledged may take traffic again; while
   // quiescing, quiesced or resuming nobody may.
   const state = s.lifecycle.state;
-  if (state !== 'running' && !(service !== null && state === 'adjusting')) return { ready: false, why: `lifecycle ${state}` };
+  if (state !== 'running' && !(service !== null && state === 'adjusting'))
+    return { ready: false, why: `lifecycle ${state}` };
   if (service === null) {
     const late = list.filter((w) => w.tracked && w.outdated);
     if (late.length > 0 || !s.lifecycle.ready) {
-      return { ready: false, why: `${late.length} watcher(s) outdated: ${late.slice(0, 5).map((w) => w.name ?? `#${w.id}`).join(', ')}` };
+      return {
+        ready: false,
+        why: `${late.length} watcher(s) outdated: ${late
+          .slice(0, 5)
+          .map((w) => w.name ?? `#${w.id}`)
+          .join(', ')}`,
+      };
     }
     return { ready: true, why: `generation ${s.generation}, ${s.watchers} watcher(s), none outdated` };
   }

@@ -24,8 +24,13 @@ export class SystemdNotifier {
     this.#log = log;
     const usec = env.WATCHDOG_USEC;
     const forPid = env.WATCHDOG_PID;
-    this.#watchdogUs = usec !== undefined && /^[0-9]+$/.test(usec) && Number(usec) > 0 &&
-      (forPid === undefined || forPid === String(pid)) ? Number(usec) : undefined;
+    this.#watchdogUs =
+      usec !== undefined &&
+      /^[0-9]+$/.test(usec) &&
+      Number(usec) > 0 &&
+      (forPid === undefined || forPid === String(pid))
+        ? Number(usec)
+        : undefined;
   }
 
   /** Whether a service manager listens at all. */
@@ -83,11 +88,17 @@ export class SystemdNotifier {
       child.unref();
       return;
     }
-    const r = spawnSync('systemd-notify', args, { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', timeout: 5000 });
+    const r = spawnSync('systemd-notify', args, {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      encoding: 'utf8',
+      timeout: 5000,
+    });
     if (r.error || r.status !== 0) {
       const why = r.error?.message ?? `exit ${r.status}${r.stderr ? `: ${r.stderr.trim()}` : ''}`;
-      this.#warnOnce(`systemd-notify ${args.join(' ')} failed (${why}); ` +
-        'without the native addon a Type=notify unit needs the daemon to run as root (docs/deploy.md)');
+      this.#warnOnce(
+        `systemd-notify ${args.join(' ')} failed (${why}); ` +
+          'without the native addon a Type=notify unit needs the daemon to run as root (docs/deploy.md)',
+      );
     }
   }
 

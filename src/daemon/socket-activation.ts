@@ -19,7 +19,10 @@ export interface ActivatedSockets {
  * the ListenStream= lines would be listed. The variables are removed, as sd_listen_fds(1) does, so
  * that no child (a hook) takes them for its own.
  */
-export function activatedSockets(env: NodeJS.ProcessEnv = process.env, pid: number = process.pid): ActivatedSockets | undefined {
+export function activatedSockets(
+  env: NodeJS.ProcessEnv = process.env,
+  pid: number = process.pid,
+): ActivatedSockets | undefined {
   const count = env.LISTEN_FDS;
   const forPid = env.LISTEN_PID;
   const names = env.LISTEN_FDNAMES;

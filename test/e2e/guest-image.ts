@@ -225,7 +225,9 @@ export function buildGuest(work: string): Guest {
 /** The guest kernel and QEMU alone, for scenarios that build their own root file system (systemd.e2e.ts). */
 export function guestKernel(): { kernel: string; qemu: string; kernelPackage: string } {
   const qemu = which('qemu-system-x86_64');
-  if (!qemu) throw new MissingToolError('the end-to-end test needs: apt-get install --no-install-recommends qemu-system-x86');
+  if (!qemu) {
+    throw new MissingToolError('the end-to-end test needs: apt-get install --no-install-recommends qemu-system-x86');
+  }
   const { pkg, dir } = kernelPackage();
   const kroot = path.join(dir, 'x');
   const vmlinuz = fs.readdirSync(path.join(kroot, 'boot')).find((f) => f.startsWith('vmlinuz-'));

@@ -15,7 +15,14 @@ import { packTarball, pathWithoutCompiler } from '../package-helpers.js';
 /** What the root file system is made of; apt-cache adds their dependencies. */
 const PACKAGES = ['systemd', 'systemd-sysv', 'bash', 'coreutils', 'util-linux', 'mount', 'passwd', 'procps', 'dbus'];
 /** Alternatives apt-cache lists beside the ones Debian installs by default (elogind for libsystemd0, cdebconf). */
-const NOT_THESE = new Set(['libelogind0', 'cdebconf', 'libdebian-installer4', 'libnewt0.52', 'libslang2', 'libtextwrap1']);
+const NOT_THESE = new Set([
+  'libelogind0',
+  'cdebconf',
+  'libdebian-installer4',
+  'libnewt0.52',
+  'libslang2',
+  'libtextwrap1',
+]);
 
 export interface SystemdGuest {
   readonly initrd: string;
@@ -29,8 +36,21 @@ export interface SystemdGuest {
 }
 
 function dependencyClosure(): string[] {
-  const out = execFileSync('apt-cache', ['depends', '--recurse', '--no-recommends', '--no-suggests', '--no-conflicts',
-    '--no-breaks', '--no-replaces', '--no-enhances', ...PACKAGES], { encoding: 'utf8', maxBuffer: 16 << 20 });
+  const out = execFileSync(
+    'apt-cache',
+    [
+      'depends',
+      '--recurse',
+      '--no-recommends',
+      '--no-suggests',
+      '--no-conflicts',
+      '--no-breaks',
+      '--no-replaces',
+      '--no-enhances',
+      ...PACKAGES,
+    ],
+    { encoding: 'utf8', maxBuffer: 16 << 20 },
+  );
   const names = new Set<string>();
   for (const line of out.split('\n')) {
     if (line === '' || line.startsWith(' ') || line.startsWith('<')) continue;
@@ -50,7 +70,9 @@ function baseRoot(): { root: string; packages: number } {
   try {
     pkgs = dependencyClosure();
   } catch (err) {
-    throw new MissingToolError(`apt-cache depends failed (${(err as Error).message.split('\n')[0]}): run apt-get update`);
+    throw new MissingToolError(
+      `apt-cache depends failed (${(err as Error).message.split('\n')[0]}): run apt-get update`,
+    );
   }
   fs.rmSync(dir, { recursive: true, force: true });
   const debs = path.join(dir, 'debs');
@@ -91,23 +113,52 @@ export function buildSystemdGuest(work: string): SystemdGuest {
   execFileSync('cp', ['-a', base, tree]);
 
   // Debian's maintainer scripts never ran: the few files they would have made.
-  const passwd = 'root:x:0:0:root:/root:/bin/bash\nmessagebus:x:100:101::/nonexistent:/usr/sbin/nologin\n' +
+  const passwd =
+    'root:x:0:0:root:/root:/bin/bash\nmessagebus:x:100:101::/nonexistent:/usr/sbin/nologin\n' +
     'nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n';
   fs.writeFileSync(path.join(tree, 'etc/passwd'), passwd);
-  fs.writeFileSync(path.join(tree, 'etc/shadow'), 'root:*:19000:0:99999:7:::\nmessagebus:*:19000::::::\nnobody:*:19000::::::\n',
-    { mode: 0o640 });
-  fs.writeFileSync(path.join(tree, 'etc/group'), 'root:x:0:\nadm:x:4:\nmessagebus:x:101:\nsystemd-journal:x:999:\nnogroup:x:65534:\n');
-  fs.writeFileSync(path.join(tree, 'etc/gshadow'), 'root:*::\nadm:*::\nmessagebus:!::\nsystemd-journal:!::\nnogroup:*::\n', { mode: 0o640 });
+  fs.writeFileSync(
+    path.join(tree, 'etc/shadow'),
+    'root:*:19000:0:99999:7:::\nmessagebus:*:19000::::::\nnobody:*:19000::::::\n',
+    { mode: 0o640 },
+  );
+  fs.writeFileSync(
+    path.join(tree, 'etc/group'),
+    'root:x:0:\nadm:x:4:\nmessagebus:x:101:\nsystemd-journal:x:999:\nnogroup:x:65534:\n',
+  );
+  fs.writeFileSync(
+    path.join(tree, 'etc/gshadow'),
+    'root:*::\nadm:*::\nmessagebus:!::\nsystemd-journal:!::\nnogroup:*::\n',
+    { mode: 0o640 },
+  );
   fs.writeFileSync(path.join(tree, 'etc/machine-id'), '');
   fs.writeFileSync(path.join(tree, 'etc/hostname'), 'sysgenid-e2e\n');
   fs.writeFileSync(path.join(tree, 'etc/fstab'), '');
-  for (const d of ['proc', 'sys', 'dev', 'run', 'tmp', 'root', 'var/tmp', 'var/log', 'etc/systemd/system/multi-user.target.wants']) {
+  for (const d of [
+    'proc',
+    'sys',
+    'dev',
+    'run',
+    'tmp',
+    'root',
+    'var/tmp',
+    'var/log',
+    'etc/systemd/system/multi-user.target.wants',
+  ]) {
     fs.mkdirSync(path.join(tree, d), { recursive: true });
   }
   fs.chmodSync(path.join(tree, 'tmp'), 0o1777);
   // No login prompt on the console the test reads, and nothing that waits for hardware this guest lacks.
-  for (const unit of ['serial-getty@ttyS0.service', 'getty@tty1.service', 'systemd-firstboot.service',
-    'systemd-timesyncd.service', 'apt-daily.timer', 'apt-daily-upgrade.timer', 'e2scrub_all.timer', 'fstrim.timer']) {
+  for (const unit of [
+    'serial-getty@ttyS0.service',
+    'getty@tty1.service',
+    'systemd-firstboot.service',
+    'systemd-timesyncd.service',
+    'apt-daily.timer',
+    'apt-daily-upgrade.timer',
+    'e2scrub_all.timer',
+    'fstrim.timer',
+  ]) {
     fs.symlinkSync('/dev/null', path.join(tree, 'etc/systemd/system', unit));
   }
 
@@ -125,13 +176,22 @@ export function buildSystemdGuest(work: string): SystemdGuest {
   const tarball = packTarball(work);
   const bin = pathWithoutCompiler(work);
   const prefix = path.join(tree, 'usr/local');
-  const installLog = execFileSync('npm', ['i', '-g', '--no-audit', '--no-fund', '--foreground-scripts', '--prefix', prefix,
-    tarball], { encoding: 'utf8', env: { ...process.env, PATH: bin, npm_config_node_gyp: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const installLog = execFileSync(
+    'npm',
+    ['i', '-g', '--no-audit', '--no-fund', '--foreground-scripts', '--prefix', prefix, tarball],
+    {
+      encoding: 'utf8',
+      env: { ...process.env, PATH: bin, npm_config_node_gyp: '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
 
   // The scenario's agent, run by systemd once the system is up; it prints E2E lines on the console.
   const app = path.join(tree, 'e2e');
   fs.cpSync(path.join(REPO, 'dist/test/e2e/guest/systemd-agent.js'), path.join(app, 'systemd-agent.mjs'));
-  fs.writeFileSync(path.join(tree, 'etc/systemd/system/e2e-agent.service'), `[Unit]
+  fs.writeFileSync(
+    path.join(tree, 'etc/systemd/system/e2e-agent.service'),
+    `[Unit]
 Description=sysgenid end-to-end agent
 After=multi-user.target
 [Service]
@@ -142,23 +202,42 @@ StandardError=tty
 TTYPath=/dev/ttyS0
 [Install]
 WantedBy=multi-user.target
-`);
-  fs.symlinkSync('/etc/systemd/system/e2e-agent.service', path.join(tree, 'etc/systemd/system/multi-user.target.wants/e2e-agent.service'));
+`,
+  );
+  fs.symlinkSync(
+    '/etc/systemd/system/e2e-agent.service',
+    path.join(tree, 'etc/systemd/system/multi-user.target.wants/e2e-agent.service'),
+  );
   fs.symlinkSync('/lib/systemd/systemd', path.join(tree, 'init'));
 
   const initrd = path.join(work, 'systemd-initrd.cpio.gz');
   const list = execFileSync('find', ['.', '-mindepth', '1'], { cwd: tree, maxBuffer: 64 << 20 });
-  const cpio = execFileSync('cpio', ['-o', '-H', 'newc', '--quiet', '-R', '0:0'], { cwd: tree, input: list, maxBuffer: 1 << 30 });
+  const cpio = execFileSync('cpio', ['-o', '-H', 'newc', '--quiet', '-R', '0:0'], {
+    cwd: tree,
+    input: list,
+    maxBuffer: 1 << 30,
+  });
   const gz = zlib.gzipSync(cpio, { level: 1 });
   fs.writeFileSync(initrd, gz);
-  const shared = ['usr/lib/x86_64-linux-gnu/systemd', 'lib/systemd', 'usr/lib/systemd'].flatMap((d) => {
-    try {
-      return fs.readdirSync(path.join(tree, d));
-    } catch {
-      return [];
-    }
-  }).map((f) => /^libsystemd-shared-([0-9][^.]*)\.so$/.exec(f)?.[1]).find(Boolean);
+  const shared = ['usr/lib/x86_64-linux-gnu/systemd', 'lib/systemd', 'usr/lib/systemd']
+    .flatMap((d) => {
+      try {
+        return fs.readdirSync(path.join(tree, d));
+      } catch {
+        return [];
+      }
+    })
+    .map((f) => /^libsystemd-shared-([0-9][^.]*)\.so$/.exec(f)?.[1])
+    .find(Boolean);
   const version = shared ?? 'unknown';
   fs.rmSync(tree, { recursive: true, force: true });
-  return { initrd, initrdBytes: gz.length, tarball, packages, systemdVersion: version, buildMs: Date.now() - started, installLog };
+  return {
+    initrd,
+    initrdBytes: gz.length,
+    tarball,
+    packages,
+    systemdVersion: version,
+    buildMs: Date.now() - started,
+    installLog,
+  };
 }

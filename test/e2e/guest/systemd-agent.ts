@@ -60,7 +60,11 @@ function hello(timeoutMs = 20_000): Promise<{ ok: true; ms: number } | { ok: fal
     s.on('data', (d: string) => {
       buf += d;
       if (buf.includes('\n')) {
-        done(buf.startsWith('HELLO') ? { ok: true, ms: performance.now() - t0 } : { ok: false, error: `got ${buf.trim()}` });
+        done(
+          buf.startsWith('HELLO')
+            ? { ok: true, ms: performance.now() - t0 }
+            : { ok: false, error: `got ${buf.trim()}` },
+        );
       }
     });
     s.on('error', (err) => done({ ok: false, error: err.message }));
@@ -85,13 +89,31 @@ async function main(): Promise<void> {
   });
   const pageBefore = fs.existsSync(PAGE);
   const first = await hello(60_000);
-  const after = show('sysgenidd.service', ['ActiveState', 'SubState', 'Type', 'NotifyAccess', 'StatusText', 'MainPID',
-    'WatchdogUSec', 'ExecMainStartTimestampMonotonic', 'ActiveEnterTimestampMonotonic', 'NRestarts']);
+  const after = show('sysgenidd.service', [
+    'ActiveState',
+    'SubState',
+    'Type',
+    'NotifyAccess',
+    'StatusText',
+    'MainPID',
+    'WatchdogUSec',
+    'ExecMainStartTimestampMonotonic',
+    'ActiveEnterTimestampMonotonic',
+    'NRestarts',
+  ]);
   const s1 = status();
   const execStart = /^ExecStart=.*$/m.exec(fs.readFileSync('/etc/systemd/system/sysgenidd.service', 'utf8'))?.[0];
   report('ACTIVATED', {
-    install: install.trim().split('\n'), execStart, serviceBefore: before.ActiveState, pageBefore, socketModes, first,
-    service: after, native: s1.native, generation: s1.generation, backends: s1.backends,
+    install: install.trim().split('\n'),
+    execStart,
+    serviceBefore: before.ActiveState,
+    pageBefore,
+    socketModes,
+    first,
+    service: after,
+    native: s1.native,
+    generation: s1.generation,
+    backends: s1.backends,
     journal: journal('sysgenidd.service', 12),
   });
 
@@ -121,8 +143,16 @@ async function main(): Promise<void> {
   const s3 = status();
   const failed = attempts.filter((a) => !a.ok);
   report('RESTARTED', {
-    restartMs, inodeBefore, inodeAfter: fs.statSync(PAGE).ino, generationBefore: s2.generation, generationAfter: s3.generation,
-    pidBefore, pidAfter: s3.pid, attempts: attempts.length, failed: failed.length, failures: failed.slice(0, 5),
+    restartMs,
+    inodeBefore,
+    inodeAfter: fs.statSync(PAGE).ino,
+    generationBefore: s2.generation,
+    generationAfter: s3.generation,
+    pidBefore,
+    pidAfter: s3.pid,
+    attempts: attempts.length,
+    failed: failed.length,
+    failures: failed.slice(0, 5),
     maxHelloMs: Math.max(...attempts.filter((a) => a.ok).map((a) => a.ms ?? 0)),
     service: show('sysgenidd.service', ['ActiveState', 'StatusText', 'NRestarts']),
   });
@@ -130,8 +160,16 @@ async function main(): Promise<void> {
   // 4. The hardening, as systemd itself rates it.
   const sec = spawnSync('systemd-analyze', ['security', 'sysgenidd.service'], { encoding: 'utf8' });
   const exposure = /Overall exposure level for sysgenidd\.service: ([0-9.]+)/.exec(sec.stdout ?? '')?.[1];
-  const worst = (sec.stdout ?? '').split('\n').filter((l) => /^✗/.test(l))
-    .map((l) => l.replace(/^✗\s*/, '').replace(/\s{2,}/g, ' | ').trim()).slice(0, 40);
+  const worst = (sec.stdout ?? '')
+    .split('\n')
+    .filter((l) => /^✗/.test(l))
+    .map((l) =>
+      l
+        .replace(/^✗\s*/, '')
+        .replace(/\s{2,}/g, ' | ')
+        .trim(),
+    )
+    .slice(0, 40);
   report('SECURITY', { exposure: exposure === undefined ? null : Number(exposure), status: sec.status, open: worst });
 
   // 5. The host snapshots this guest and restores it with a new VM generation ID: the kmsg backend,
@@ -143,8 +181,13 @@ async function main(): Promise<void> {
     const s = status();
     if (s.generation > s4.generation) {
       report('CLONED', {
-        generation: s.generation, lastBump: s.lastBump, pid: s.pid, pidBefore: s4.pid, inode: fs.statSync(PAGE).ino,
-        service: show('sysgenidd.service', ['ActiveState', 'StatusText']), journal: journal('sysgenidd.service', 8),
+        generation: s.generation,
+        lastBump: s.lastBump,
+        pid: s.pid,
+        pidBefore: s4.pid,
+        inode: fs.statSync(PAGE).ino,
+        service: show('sysgenidd.service', ['ActiveState', 'StatusText']),
+        journal: journal('sysgenidd.service', 8),
       });
       break;
     }
@@ -162,7 +205,10 @@ async function main(): Promise<void> {
     sh('systemctl', ['restart', 'sysgenidd.service']);
     const props = show('sysgenidd.service', ['ActiveState', 'SubState', 'MainPID', 'StatusText']);
     nonRoot.service = props;
-    nonRoot.user = fs.readFileSync(`/proc/${props.MainPID}/status`, 'utf8').split('\n').filter((l) => /^(Uid|CapEff|CapAmb):/.test(l));
+    nonRoot.user = fs
+      .readFileSync(`/proc/${props.MainPID}/status`, 'utf8')
+      .split('\n')
+      .filter((l) => /^(Uid|CapEff|CapAmb):/.test(l));
     nonRoot.page = (() => {
       const st = fs.statSync(PAGE);
       return { uid: st.uid, ino: st.ino };
