@@ -9,7 +9,7 @@ import { encodeErr } from '../protocol/messages.js';
 import type { RuntimePaths } from '../protocol/runtime-dir.js';
 import type { Admission, Bucket } from './admission.js';
 import type { ConnectionKind } from './connection.js';
-import { bindName, placeSocket, removeStaleSocket, type PidLock } from './lock.js';
+import { removeStaleSocket, type PidLock } from './lock.js';
 import type { Logger } from './log.js';
 import { StartupError } from './runtime-dir.js';
 
@@ -31,7 +31,8 @@ export interface ListenerOptions {
 
 export class Listener {
   readonly #o: ListenerOptions;
-  #servers: net.Server[] = [];
+  #servers: Array<{ server: net.Server; file: string }> = [];
+  #lock: PidLock | undefined;
   #refusedSince = 0;
   #refusedCount = 0;
   #closed = false;
@@ -43,7 +44,9 @@ export class Listener {
   /** Bind both sockets; again after the runtime directory was lost (the old servers are closed first). */
   async listen(lock: PidLock): Promise<void> {
     const { paths, log, controlGid } = this.#o;
+    // Closed before binding again: libuv unlinks a server's path when it closes. Its connections stay.
     void this.#closeServers();
+    this.#lock = lock;
     for (const f of [paths.watch, paths.control]) {
       if (removeStaleSocket(f)) log.info(`removed stale socket ${f}`);
     }
@@ -71,20 +74,31 @@ export class Listener {
     return this.#closeServers();
   }
 
+  /**
+   * libuv unlinks the path a server was bound to when it closes (at once, in close()), whatever file is
+   * there by then. The sockets are bound at their own paths (CRIU restores a listening socket by its
+   * bound name), so a file that is no longer this daemon's socket is kept aside across the close. The
+   * promise waits for the servers' connections too, which the daemon ends itself.
+   */
   #closeServers(): Promise<void> {
-    const closing = this.#servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+    const servers = this.#servers;
     this.#servers = [];
-    return Promise.all(closing).then(() => undefined);
+    const closed = servers.map(({ server, file }) => {
+      const kept = this.#lock && !this.#lock.owns(file) ? keepAside(file) : undefined;
+      const done = new Promise<void>((resolve) => server.close(() => resolve()));
+      if (kept) fs.renameSync(kept, file);
+      return done;
+    });
+    return Promise.all(closed).then(() => undefined);
   }
 
   #listenOn(kind: ConnectionKind, file: string): Promise<void> {
     const server = net.createServer({ pauseOnConnect: false }, (socket) => this.#accept(kind, socket));
-    this.#servers.push(server);
+    this.#servers.push({ server, file });
     return new Promise((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ path: bindName(file), backlog: 4096 }, () => {
+      server.listen({ path: file, backlog: 4096 }, () => {
         server.off('error', reject);
-        try { placeSocket(file); } catch (err) { reject(err); return; }
         server.on('error', (err) => this.#o.log.error(`${kind} socket: ${err.message}`));
         resolve();
       });
@@ -129,4 +143,16 @@ export class Listener {
 
 export function bucketName(bucket: Bucket): string {
   return typeof bucket === 'number' ? `uid ${bucket}` : `${bucket} connections`;
+}
+
+/** Hard-link a foreign file at `file` to a private name; undefined when there is nothing there. */
+function keepAside(file: string): string | undefined {
+  const aside = `${file}.kept-${process.pid}`;
+  try {
+    fs.rmSync(aside, { force: true });
+    fs.linkSync(file, aside);
+    return aside;
+  } catch {
+    return undefined;
+  }
 }

@@ -15,7 +15,6 @@
 
 import fs from 'node:fs';
 import net from 'node:net';
-import path from 'node:path';
 import { LOCK_EX, LOCK_NB, addon } from '../native/addon.js';
 import { peerCredOf } from '../native/socket-fd.js';
 import { trustedUids } from '../protocol/trust.js';
@@ -31,6 +30,8 @@ export interface PidLock {
   readonly kind: 'flock' | 'abstract-socket';
   /** Remember a socket file this daemon bound, so that shutdown removes it and nothing else. */
   adopt(file: string): void;
+  /** Whether `file` is still the socket this daemon bound and adopted there. */
+  owns(file: string): boolean;
   /** Remove the adopted socket files that are still the ones this daemon bound. */
   removeOwned(): void;
   release(): void;
@@ -162,7 +163,6 @@ export async function acquirePidLock(file: string, dir: string): Promise<PidLock
     throw new StartupError(`cannot bind the lock socket @${name}: ${bound.message}`);
   }
   if (fd < 0) fd = openPidFile(file);
-  removeBindLeftovers(dir);
   const previous = readPid(fd);
   fs.ftruncateSync(fd, 0);
   fs.writeSync(fd, `${process.pid}\n`, 0);
@@ -175,6 +175,15 @@ export async function acquirePidLock(file: string, dir: string): Promise<PidLock
     adopt(socketFile: string) {
       const st = fs.lstatSync(socketFile);
       adopted.set(socketFile, { dev: st.dev, ino: st.ino, ctimeMs: st.ctimeMs });
+    },
+    owns(socketFile: string) {
+      const id = adopted.get(socketFile);
+      try {
+        const st = fs.lstatSync(socketFile);
+        return id !== undefined && st.isSocket() && st.dev === id.dev && st.ino === id.ino && st.ctimeMs === id.ctimeMs;
+      } catch {
+        return false;
+      }
     },
     removeOwned() {
       for (const [f, id] of adopted) {
@@ -200,38 +209,6 @@ export async function acquirePidLock(file: string, dir: string): Promise<PidLock
       server?.close();
     },
   };
-}
-
-/**
- * The name a socket is bound under before placeSocket renames it into place. libuv unlinks the path a
- * server was bound to when it closes, whatever file is there by then (a successor's socket, say): the
- * path bound must therefore never be the public one. A renamed socket stays bound to its file.
- */
-export function bindName(file: string): string {
-  return `${file}.bind-${process.pid}`;
-}
-
-/** Sockets a daemon that died between bind and rename left under their private names (the lock is held). */
-function removeBindLeftovers(dir: string): void {
-  let names: string[];
-  try {
-    names = fs.readdirSync(dir);
-  } catch {
-    return;
-  }
-  for (const name of names) {
-    if (!/^(watch|control)\.sock\.bind-[0-9]+$/.test(name)) continue;
-    const f = path.join(dir, name);
-    try {
-      if (fs.lstatSync(f).isSocket()) fs.unlinkSync(f);
-    } catch {
-      // gone already
-    }
-  }
-}
-
-export function placeSocket(file: string): void {
-  fs.renameSync(bindName(file), file);
 }
 
 /**
