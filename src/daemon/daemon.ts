@@ -198,11 +198,12 @@ export class Daemon implements ConnectionHost {
   }
 
   /** A backend saw a restore: bump, and keep its bookkeeping in the same state record. Never throws. */
-  #backendBump(source: string, record: StateUpdate = {}): void {
+  #backendBump(source: string, record: StateUpdate = {}, min = 0): number | undefined {
     try {
-      this.bump(0, source, record);
+      return this.bump(min, source, record);
     } catch (err) {
       this.#log.error(`${source}: a restore was seen but the generation could not move: ${(err as Error).message}`);
+      return undefined;
     }
   }
 
@@ -221,9 +222,10 @@ export class Daemon implements ConnectionHost {
         addon: this.#native,
         memo: memos[name],
         config: this.#opts.backendConfig?.[name] ?? {},
-        restored: (source, memo) => {
-          this.#backendBump(source, memo === undefined ? {} : { memos: { bootId, byName: { [name]: memo } } });
-        },
+        restored: (source, memo, min) =>
+          this.#backendBump(source, memo === undefined ? {} : { memos: { bootId, byName: { [name]: memo } } }, min),
+        generation: () => this.#core.generation,
+        dir: this.paths.dir,
         remember: (memo) => {
           try {
             this.#store.save({ memos: { bootId, byName: { [name]: memo } } });

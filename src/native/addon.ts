@@ -37,6 +37,17 @@ export interface Addon {
   setChildSubreaper?(on: boolean): number;
   /** waitpid(pid, WNOHANG) of one orphan: the pid when reaped, 0 while it runs, -errno. */
   reapPid?(pid: number): number;
+  /** A non-blocking AF_VSOCK stream socket listening on (any CID, port); close it with fs.closeSync. */
+  vsockListen?(port: number): number;
+  /** One pending connection, non-blocking; `cid` -1 when the listener is not AF_VSOCK. Null: none. */
+  vsockAccept?(fd: number): { fd: number; cid: number; port: number } | null;
+  /** A connected non-blocking AF_VSOCK stream socket to (cid, port); throws on failure. */
+  vsockConnect?(cid: number, port: number): number;
+  /**
+   * RNDADDENTROPY with these bytes, then RNDRESEEDCRNG: 0, -errno of the first ioctl, or -(1000 + errno)
+   * of the second. Needs CAP_SYS_ADMIN.
+   */
+  reseedKernel?(entropy: Buffer): number;
 }
 
 export const LOCK_SH = 1;

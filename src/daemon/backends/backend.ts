@@ -40,11 +40,20 @@ export interface BackendContext {
   /**
    * A restore was seen: a new generation now, with `memo` (if given) in the same state record, so a
    * crash cannot leave a bump without its bookkeeping or the other way round. Never throws; a failure
-   * is logged.
+   * is logged. `min`: the new generation is at least this (as BUMP min). Returns the new generation, or
+   * undefined when it could not move.
    */
-  restored(source: string, memo?: Memo): void;
+  restored(source: string, memo?: Memo, min?: number): number | undefined;
   /** Persist `memo` without a bump (a position reached, a counter seen at start). Never throws. */
   remember(memo: Memo): void;
+  /** The generation now. */
+  generation(): number;
+  /**
+   * The daemon's runtime directory. A backend that takes requests on the daemon's behalf (the host
+   * channel's quiesce, un-quiesce, wait and status) asks its control socket there, so that they keep
+   * the control verbs' own semantics instead of a second copy.
+   */
+  readonly dir: string;
 }
 
 export interface BackendReport {
