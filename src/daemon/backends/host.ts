@@ -50,7 +50,9 @@ export class HostSession {
   readonly #service: HostService;
   readonly #write: (line: string) => void;
   #splitter: LineSplitter;
-  #queue: string[] = [];
+  #queue: Pending[] = [];
+  /** Requests in the queue (refusals not counted). */
+  #waiting = 0;
   #busy = false;
   #closed = false;
   requests = 0;
@@ -65,7 +67,7 @@ export class HostSession {
   #newSplitter(): LineSplitter {
     return new LineSplitter(MAX_HOST_LINE, {
       line: (text) => this.#line(text),
-      overflow: () => this.#reply(encodeErr('E2BIG', `request line longer than ${MAX_HOST_LINE} bytes`), true),
+      overflow: () => this.#refuse(encodeErr('E2BIG', `request line longer than ${MAX_HOST_LINE} bytes`)),
     });
   }
 
@@ -85,22 +87,44 @@ export class HostSession {
 
   #line(text: string): void {
     if (text.trim() === '') return;
-    if (this.#queue.length >= MAX_PENDING) {
-      this.#reply(encodeErr('ENOBUFS', `more than ${MAX_PENDING} requests waiting on this channel`), true);
+    if (this.#waiting >= MAX_PENDING) {
+      this.#refuse(encodeErr('ENOBUFS', `more than ${MAX_PENDING} requests waiting on this channel`));
       return;
     }
-    this.#queue.push(text);
+    this.#waiting++;
+    this.#queue.push({ text });
+    this.#kick();
+  }
+
+  /**
+   * A line refused without being served still gets its reply in its place among the others; repeats of
+   * one refusal share an entry, so a flood costs no memory.
+   */
+  #refuse(line: string): void {
+    this.#service.problem(this.channel, line.trim());
+    const last = this.#queue.at(-1);
+    if (last && 'refused' in last && last.refused === line) last.count++;
+    else this.#queue.push({ refused: line, count: 1 });
+    this.#kick();
+  }
+
+  #kick(): void {
     if (!this.#busy) void this.#serve();
   }
 
   async #serve(): Promise<void> {
     this.#busy = true;
     while (this.#queue.length > 0 && !this.#closed) {
-      const text = this.#queue.shift() as string;
+      const next = this.#queue.shift() as Pending;
+      if ('refused' in next) {
+        for (let i = 0; i < next.count; i++) this.#write(next.refused);
+        continue;
+      }
+      this.#waiting--;
       this.requests++;
       let line: string;
       try {
-        const req = parseHostRequest(text);
+        const req = parseHostRequest(next.text);
         if (req.verb === 'RESTORED') {
           try {
             line = encodeOk(JSON.stringify(this.#service.restored(this.channel, req.min, req.entropy)));
@@ -114,16 +138,13 @@ export class HostSession {
         line = errLine(err);
         this.#service.problem(this.channel, line.trim());
       }
-      this.#reply(line, false);
+      if (!this.#closed) this.#write(line);
     }
     this.#busy = false;
   }
-
-  #reply(line: string, problem: boolean): void {
-    if (problem) this.#service.problem(this.channel, line.trim());
-    if (!this.#closed) this.#write(line);
-  }
 }
+
+type Pending = { text: string } | { refused: string; count: number };
 
 function errLine(err: unknown): string {
   if (err instanceof SysgenidError) return encodeErr(err.code, err.message);
