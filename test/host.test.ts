@@ -19,7 +19,7 @@ import { HostLink, firecrackerHandshake } from '../src/client/host-link.js';
 import { HostSession, type HostService, MAX_PENDING, findSerialPort, reseedProblem } from '../src/daemon/backends/host.js';
 import { addon } from '../src/native/addon.js';
 import { MAX_HOST_LINE, VSOCK_CID_HOST, encodeRestored, parseHostRequest } from '../src/protocol/host.js';
-import { CLI, errorCode, eventually, runNode, startDaemon, statusOf, tmpDir } from './helpers.js';
+import { CLI, ROOT, errorCode, eventually, runNode, startDaemon, statusOf, tmpDir } from './helpers.js';
 
 const native = addon();
 const root = process.geteuid?.() === 0;
@@ -426,4 +426,43 @@ test('without the addon the vsock channel says why it is off and the host comman
   const r = await runNode(CLI, ['host', '--cid', '3', 'ping']);
   assert.equal(r.code, 7);
   assert.match(r.stderr, /vsock needs the native addon/);
+});
+
+const socat = spawnSync('socat', ['-V'], { stdio: 'ignore' }).status === 0;
+
+test('the examples for orchestrators not written in Node: Python and shell with socat', { skip: !python && 'no python3' }, async (t) => {
+  const dir = tmpDir(t);
+  const port = await standIn(dir);
+  t.after(() => port.close());
+  const d = await startDaemon(t, { args: ['--backends', 'host', '--host-vsock-port', '0', '--host-serial', port.device] });
+  await d.waitForLog(/host: listening on virtio-serial/);
+  const watcher = await connect({ dir: d.dir, name: 'w' });
+  t.after(() => watcher.close());
+  watcher.handle(async () => undefined);
+  const reseeds = native !== undefined && root;
+  const run = (cmd: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> =>
+    new Promise((resolve) => {
+      const c = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      c.stdout?.on('data', (b: Buffer) => (stdout += b.toString()));
+      c.stderr?.on('data', (b: Buffer) => (stderr += b.toString()));
+      c.on('close', (code) => resolve({ code, stdout, stderr }));
+    });
+  const py = await run('python3', [path.join(ROOT, 'examples/host_notice.py'), 'firecracker', port.firecracker]);
+  assert.equal(py.code, reseeds ? 0 : 1, py.stderr);
+  assert.equal(py.stdout, '1\n');
+  assert.match(py.stderr, /watchers: OK/);
+  const py2 = await run('python3', [path.join(ROOT, 'examples/host_notice.py'), 'serial', port.chardev, '--min', '2']);
+  assert.equal(py2.stdout, '2\n', py2.stderr);
+  if (!socat) {
+    t.diagnostic('socat not installed: the shell example was not run');
+    return;
+  }
+  const sh = await run('sh', [path.join(ROOT, 'examples/host-notice.sh'), 'serial', port.chardev]);
+  assert.equal(sh.code, reseeds ? 0 : 1, sh.stderr);
+  if (reseeds) assert.equal(sh.stdout, '3\n');
+  const fc = await run('sh', [path.join(ROOT, 'examples/host-notice.sh'), 'firecracker', port.firecracker, '9']);
+  assert.equal(fc.code, reseeds ? 0 : 1, fc.stderr);
+  assert.equal((await statusOf(d.dir)).generation, 9);
 });

@@ -27,7 +27,7 @@ export default defineCommand({
        sysgenid host TARGET snapshot [--quiesce-timeout MS] [--timeout MS] -- CMD [ARG...]
 
 Runs on the hypervisor host and speaks to sysgenidd in one guest, whose "host" backend is on
-(sysgenidd --backends auto,host). TARGET is one of:
+(e.g. sysgenidd --backends kmsg,vmclock,host). TARGET is one of:
   --firecracker PATH     Firecracker's vsock Unix socket (uds_path); with --port
   --cid N                the guest's vsock CID (QEMU vhost-vsock, cloud-hypervisor); with --port
   --serial PATH          a QEMU chardev socket bound to the guest's virtio-serial port
