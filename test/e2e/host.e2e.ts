@@ -187,6 +187,8 @@ test('from the host, over virtio-serial, without a VM Generation ID: lifecycle, 
       check(vm, r.outdated === 0 && adjusted === tracked.length, 'every tracked watcher re-adjusted to generation 1');
       check(vm, r.app.generation === 1 && r.app.sessionKey !== ready.app.sessionKey, 'the app regenerated its secret');
       check(vm, /kernel CRNG reseeded with 64 bytes/.test(restored?.stderr ?? ''), 'the guest kernel CRNG was reseeded');
+      check(vm, /every watcher re-adjusted/.test(restored?.stderr ?? ''),
+        'the host command returned only once the guest said every watcher re-adjusted (its WAIT)');
       // The lifecycle: restored quiesced; re-opened only after re-adjusting (automatic un-quiesce).
       const at = vm.lines.length;
       vm.type('server-log');
@@ -201,7 +203,7 @@ test('from the host, over virtio-serial, without a VM Generation ID: lifecycle, 
     }
     const reseeded = p.notice ? (/reseeded with (\d+) bytes/.exec(restored?.stderr ?? '')?.[1] ?? 'NO') + ' bytes' : '-';
     table.push(`${p.name.padEnd(7)} ${(p.notice ? 'yes' : 'no').padEnd(6)} ${String(r.generation).padEnd(10)} ` +
-      `${`${adjusted}/${tracked.length}`.padEnd(9)} ${reseeded.padEnd(9)} ${random.slice(0, 24)}... ` +
+      `${(p.notice ? `${adjusted}/${tracked.length}` : 'none told').padEnd(9)} ${reseeded.padEnd(9)} ${random.slice(0, 24)}... ` +
       `${p.notice ? `${((restored?.ms ?? 0) / 1000).toFixed(2)} s` : '-'}`);
   }
   const rnd = (n: string): string => (results.get(n) as { random: string }).random;

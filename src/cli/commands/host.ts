@@ -49,6 +49,7 @@ Exit 7 if the guest cannot be reached, 1 on another failure, 2 on a usage error.
 
   --entropy-bytes N      bytes sent with restored (${MIN_ENTROPY_BYTES} to ${MAX_ENTROPY_BYTES}, default 64)
   --connect-timeout MS   connecting and Firecracker's handshake (default 10000)
+  --dir DIR              not used: the guest's daemon is reached through TARGET
   -h, --help             show this help
 `,
   options: {
