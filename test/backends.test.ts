@@ -157,7 +157,8 @@ describe('the registry is the one list of backends', () => {
       () => parseBackends('probe'),
       (e: Error) => e instanceof UsageError && /known: kmsg, vmclock, uevent, timejump, host, forced/.test(e.message),
     );
-    assert.match(USAGE, /list of: kmsg, vmclock, uevent, timejump,\n +host \(uevent, the timejump heuristic and the host channel are opt-in;/);
+    assert.match(USAGE,
+      /list of: kmsg, vmclock, uevent, timejump,\n +host \(uevent, the timejump heuristic and the host channel are opt-in;/);
 
     const { registry } = withProbe();
     assert.deepEqual(parseBackends('probe,kmsg', registry), ['probe', 'kmsg']);
@@ -165,7 +166,8 @@ describe('the registry is the one list of backends', () => {
     const help = usage(registry);
     assert.ok(
       help.replace(/\s+/g, ' ').includes(
-        'kmsg, vmclock, uevent, timejump, host, probe (uevent, the timejump heuristic, the host channel and probe are opt-in; ' +
+        'kmsg, vmclock, uevent, timejump, host, probe ' +
+          '(uevent, the timejump heuristic, the host channel and probe are opt-in; ' +
           'auto = kmsg,vmclock)',
       ),
       help,
@@ -181,7 +183,8 @@ describe('the registry is the one list of backends', () => {
     assert.deepEqual(backends.map((b) => b.name), ['forced', 'vmclock', 'timejump', 'kmsg', 'uevent', 'host']);
     assert.deepEqual(
       backends.slice(3).map((b) => b.detail),
-      ['not enabled (--backends)', 'opt-in: not enabled (--backends ...,uevent)', 'opt-in: not enabled (--backends ...,host)'],
+      ['not enabled (--backends)', 'opt-in: not enabled (--backends ...,uevent)',
+        'opt-in: not enabled (--backends ...,host)'],
     );
     for (const name of ['forced', 'vmclock', 'timejump', 'kmsg', 'uevent', 'host']) {
       assert.match(d.log(), new RegExp(`backend ${name}: (live|off): `));

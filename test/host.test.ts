@@ -16,7 +16,9 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { connect } from '../src/client/index.js';
 import { HostLink, firecrackerHandshake } from '../src/client/host-link.js';
-import { HostSession, type HostService, MAX_PENDING, findSerialPort, reseedProblem } from '../src/daemon/backends/host.js';
+import {
+  HostSession, type HostService, MAX_PENDING, findSerialPort, reseedProblem,
+} from '../src/daemon/backends/host.js';
 import { addon } from '../src/native/addon.js';
 import { MAX_HOST_LINE, VSOCK_CID_HOST, encodeRestored, parseHostRequest } from '../src/protocol/host.js';
 import { CLI, ROOT, errorCode, eventually, runNode, startDaemon, statusOf, tmpDir } from './helpers.js';
@@ -62,7 +64,8 @@ function fakeService(log: string[]): HostService {
   };
 }
 
-test('one channel: replies in order, an oversized line gets E2BIG and the channel goes on, a flood gets ENOBUFS', async () => {
+test('one channel: replies in order, an oversized line gets E2BIG and the channel goes on, a flood gets ENOBUFS',
+  async () => {
   const log: string[] = [];
   const out: string[] = [];
   const s = new HostSession('test', fakeService(log), (l) => out.push(l));
@@ -99,7 +102,8 @@ test('the virtio-serial port is found by name through udev\'s link or, without u
   assert.equal(findSerialPort('org.sysgenid.host.0', sysfs, dev), path.join(dev, 'vport1p2'));
   fs.mkdirSync(path.join(dev, 'virtio-ports'));
   fs.writeFileSync(path.join(dev, 'virtio-ports', 'org.sysgenid.host.0'), '');
-  assert.equal(findSerialPort('org.sysgenid.host.0', sysfs, dev), path.join(dev, 'virtio-ports', 'org.sysgenid.host.0'));
+  assert.equal(findSerialPort('org.sysgenid.host.0', sysfs, dev),
+    path.join(dev, 'virtio-ports', 'org.sysgenid.host.0'));
   assert.equal(findSerialPort('other', sysfs, dev), undefined);
 });
 
@@ -199,7 +203,13 @@ async function standIn(dir: string, port = 7744): Promise<StandIn> {
 }
 
 /** A line client of the chardev socket. */
-async function hostClient(file: string): Promise<{ send(s: string | Buffer): void; next(timeoutMs?: number): Promise<string>; close(): void }> {
+interface HostClient {
+  send(s: string | Buffer): void;
+  next(timeoutMs?: number): Promise<string>;
+  close(): void;
+}
+
+async function hostClient(file: string): Promise<HostClient> {
   const s = net.createConnection(file);
   await new Promise<void>((r, j) => s.once('connect', r).once('error', j));
   const lines: string[] = [];
@@ -231,11 +241,18 @@ async function hostClient(file: string): Promise<{ send(s: string | Buffer): voi
   };
 }
 
-test('the daemon over a virtio-serial stand-in: restore notice, lifecycle, status; reseeded only with the addon as root', { skip: !python && 'no python3 for the stand-in port' }, async (t) => {
+const noPython = !python && 'no python3 for the stand-in port';
+/** The daemon with only the host backend, on the stand-in port. */
+const hostArgs = (device: string, ...more: string[]): string[] =>
+  ['--backends', 'host', '--host-vsock-port', '0', '--host-serial', device, ...more];
+type BackendList = { backends: Array<{ name: string; live: boolean; detail: string }> };
+
+test('the daemon over a virtio-serial stand-in: notice, lifecycle, status; reseeded only with the addon, as root',
+  { skip: noPython }, async (t) => {
   const dir = tmpDir(t);
   const port = await standIn(dir);
   t.after(() => port.close());
-  const d = await startDaemon(t, { args: ['--backends', 'host', '--host-vsock-port', '0', '--host-serial', port.device] });
+  const d = await startDaemon(t, { args: hostArgs(port.device) });
   await d.waitForLog(/host: listening on virtio-serial/);
   const watcher = await connect({ dir: d.dir, name: 'w' });
   t.after(() => watcher.close());
@@ -273,18 +290,19 @@ test('the daemon over a virtio-serial stand-in: restore notice, lifecycle, statu
   assert.match(await host.next(), /^OK \{"cycle":2,"kind":"unquiesce","ok":true/);
   assert.match(await host.next(), /^ERR ENOSYS BUMP is not a host request/);
   assert.match(await host.next(), /^ERR ENOSYS NAME/);
-  const backends = (await statusOf(d.dir) as unknown as { backends: Array<{ name: string; live: boolean; detail: string }> }).backends;
+  const { backends } = (await statusOf(d.dir)) as unknown as BackendList;
   const hb = backends.find((b) => b.name === 'host');
   assert.equal(hb?.live, true);
   assert.match(hb?.detail ?? '', /vsock: off \(--host-vsock-port 0\); virtio-serial: .* open, host connected/);
 });
 
-test('fuzz the host channel: random bytes, oversized lines, half lines, a flood of notices; only valid notices move the counter', { skip: !python && 'no python3 for the stand-in port' }, async (t) => {
+test('fuzz the host channel: random bytes, oversized lines, half lines, a flood of notices; only valid notices move ' +
+  'the counter', { skip: noPython }, async (t) => {
   const dir = tmpDir(t);
   const port = await standIn(dir);
   t.after(() => port.close());
-  const d = await startDaemon(t, { args: ['--backends', 'host', '--host-vsock-port', '0', '--host-serial', port.device, '--log-level', 'warn'] });
-  await eventually(async () => ((await statusOf(d.dir)) as unknown as { backends: Array<{ name: string; detail: string }> })
+  const d = await startDaemon(t, { args: hostArgs(port.device, '--log-level', 'warn') });
+  await eventually(async () => ((await statusOf(d.dir)) as unknown as BackendList)
     .backends.some((b) => b.name === 'host' && /open/.test(b.detail)) || undefined, 10_000, 'the port open');
   const host = await hostClient(port.chardev);
   t.after(() => host.close());
@@ -343,16 +361,18 @@ test('fuzz the host channel: random bytes, oversized lines, half lines, a flood 
     `${after.generation}, ${(performance.now() - t0).toFixed(0)} ms\n`);
 });
 
-test('sysgenid host through a stand-in of Firecracker\'s vsock socket and of a QEMU chardev socket', { skip: !python && 'no python3 for the stand-in port' }, async (t) => {
+test('sysgenid host through a stand-in of Firecracker\'s vsock socket and of a QEMU chardev socket',
+  { skip: noPython }, async (t) => {
   const dir = tmpDir(t);
   const port = await standIn(dir);
   t.after(() => port.close());
-  const d = await startDaemon(t, { args: ['--backends', 'host', '--host-vsock-port', '0', '--host-serial', port.device] });
+  const d = await startDaemon(t, { args: hostArgs(port.device) });
   await d.waitForLog(/host: listening on virtio-serial/);
   const watcher = await connect({ dir: d.dir, name: 'w' });
   t.after(() => watcher.close());
   watcher.handle(async () => undefined);
-  const r = await runNode(CLI, ['host', '--firecracker', port.firecracker, 'restored', '--allow-no-reseed', '--timeout', '5000']);
+  const r = await runNode(CLI,
+    ['host', '--firecracker', port.firecracker, 'restored', '--allow-no-reseed', '--timeout', '5000']);
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stdout, '1\n');
   assert.match(r.stderr, /generation 1; kernel CRNG (reseeded with 64 bytes|NOT reseeded)/);
@@ -367,7 +387,8 @@ test('sysgenid host through a stand-in of Firecracker\'s vsock socket and of a Q
   assert.match(wrong.stderr, /Firecracker closed the connection after CONNECT 9/);
   // The lifecycle from the host: quiesce, a command, resume.
   const marker = path.join(dir, 'ran');
-  const snap = await runNode(CLI, ['host', '--serial', port.chardev, 'snapshot', '--', 'sh', '-c', `echo $SYSGENID > ${marker}`]);
+  const snap = await runNode(CLI,
+    ['host', '--serial', port.chardev, 'snapshot', '--', 'sh', '-c', `echo $SYSGENID > ${marker}`]);
   assert.equal(snap.code, 0, snap.stderr);
   assert.equal(fs.readFileSync(marker, 'utf8').trim(), '2');
   assert.match(snap.stderr, /running sh -c/);
@@ -391,10 +412,12 @@ test('the handshake client against a stand-in that answers garbage, and one that
   const server2 = net.createServer(() => undefined);
   await new Promise<void>((r) => server2.listen(mute, r));
   t.after(() => server2.close());
-  await assert.rejects(HostLink.open({ kind: 'firecracker', path: mute }, { connectTimeoutMs: 300 }), /did not answer CONNECT 7744/);
+  await assert.rejects(HostLink.open({ kind: 'firecracker', path: mute }, { connectTimeoutMs: 300 }),
+    /did not answer CONNECT 7744/);
 });
 
-test('vsock as far as this machine goes: the listener binds, accepts nothing, a connect fails cleanly', { skip: !native?.vsockListen && 'needs the native addon' }, async (t) => {
+test('vsock as far as this machine goes: the listener binds, accepts nothing, a connect fails cleanly',
+  { skip: !native?.vsockListen && 'needs the native addon' }, async (t) => {
   let fd: number;
   try {
     fd = (native?.vsockListen as (p: number) => number)(40000 + (process.pid % 20000));
@@ -406,7 +429,8 @@ test('vsock as far as this machine goes: the listener binds, accepts nothing, a 
   fs.closeSync(fd);
   // The daemon's backend on a vsock port: live, and says whom it accepts.
   const port = 40000 + ((process.pid + 1) % 20000);
-  const d = await startDaemon(t, { args: ['--backends', 'host', '--host-vsock-port', String(port), '--host-serial', ''] });
+  const d = await startDaemon(t,
+    { args: ['--backends', 'host', '--host-vsock-port', String(port), '--host-serial', ''] });
   const st = (await statusOf(d.dir)) as unknown as { backends: Array<{ name: string; live: boolean; detail: string }> };
   const hb = st.backends.find((b) => b.name === 'host');
   assert.equal(hb?.live, true, hb?.detail);
@@ -417,7 +441,8 @@ test('vsock as far as this machine goes: the listener binds, accepts nothing, a 
   assert.match(r.stderr, /cannot connect to vsock CID 3/);
 });
 
-test('without the addon the vsock channel says why it is off and the host command refuses --cid', { skip: native !== undefined && 'runs in the SYSGENID_NO_ADDON=1 pass' }, async (t) => {
+test('without the addon the vsock channel says why it is off and the host command refuses --cid',
+  { skip: native !== undefined && 'runs in the SYSGENID_NO_ADDON=1 pass' }, async (t) => {
   const d = await startDaemon(t, { args: ['--backends', 'host', '--host-serial', ''] });
   const st = (await statusOf(d.dir)) as unknown as { backends: Array<{ name: string; live: boolean; detail: string }> };
   const hb = st.backends.find((b) => b.name === 'host');
@@ -430,11 +455,12 @@ test('without the addon the vsock channel says why it is off and the host comman
 
 const socat = spawnSync('socat', ['-V'], { stdio: 'ignore' }).status === 0;
 
-test('the examples for orchestrators not written in Node: Python and shell with socat', { skip: !python && 'no python3' }, async (t) => {
+test('the examples for orchestrators not written in Node: Python and shell with socat', { skip: noPython },
+  async (t) => {
   const dir = tmpDir(t);
   const port = await standIn(dir);
   t.after(() => port.close());
-  const d = await startDaemon(t, { args: ['--backends', 'host', '--host-vsock-port', '0', '--host-serial', port.device] });
+  const d = await startDaemon(t, { args: hostArgs(port.device) });
   await d.waitForLog(/host: listening on virtio-serial/);
   const watcher = await connect({ dir: d.dir, name: 'w' });
   t.after(() => watcher.close());

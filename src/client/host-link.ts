@@ -97,7 +97,10 @@ export class HostLink {
       if (text === 'OK') return '';
       if (text.startsWith('OK ')) return text.slice(3);
       const m = /^ERR (\S+) ?(.*)$/.exec(text);
-      if (m) throw new SysgenidError(isErrorCode(m[1] as string) ? (m[1] as never) : 'EPROTO', m[2] || (m[1] as string));
+      if (m) {
+        const code = isErrorCode(m[1] as string) ? (m[1] as never) : 'EPROTO';
+        throw new SysgenidError(code, m[2] || (m[1] as string));
+      }
       throw new SysgenidError('EPROTO', `unexpected reply: ${text.slice(0, 200)}`);
     } finally {
       clearTimeout(timer);
@@ -199,7 +202,8 @@ export function firecrackerHandshake(socket: net.Socket, port: number, timeoutMs
       }
       const m = /^OK (\d+)$/.exec(got.slice(0, nl));
       if (!m) {
-        done(new SysgenidError('EPROTO', `Firecracker handshake: unexpected answer ${JSON.stringify(got.slice(0, nl))}`));
+        const answer = JSON.stringify(got.slice(0, nl));
+        done(new SysgenidError('EPROTO', `Firecracker handshake: unexpected answer ${answer}`));
         return;
       }
       // Whatever came after the answer line is the guest's: give it back to the stream.

@@ -38,9 +38,12 @@ await qmp('migrate', { uri: `exec:cat > ${file}` });
 for (;;) {
   const st = (await qmp('query-migrate')) as { status?: string; 'error-desc'?: string };
   if (st.status === 'completed') break;
-  if (st.status === 'failed' || st.status === 'cancelled') throw new Error(`migration ${st.status}: ${st['error-desc'] ?? ''}`);
+  if (st.status === 'failed' || st.status === 'cancelled') {
+    throw new Error(`migration ${st.status}: ${st['error-desc'] ?? ''}`);
+  }
   await sleep(50);
 }
 await qmp('cont');
-process.stderr.write(`host-snapshot: ${file} written in ${((performance.now() - t0) / 1000).toFixed(1)} s; guest continued\n`);
+const took = ((performance.now() - t0) / 1000).toFixed(1);
+process.stderr.write(`host-snapshot: ${file} written in ${took} s; guest continued\n`);
 sock.destroy();

@@ -82,7 +82,9 @@ function targetOf(values: Values): HostTarget {
   const given = (['firecracker', 'cid', 'serial'] as const).filter((k) => values[k] !== undefined);
   if (given.length !== 1) throw new UsageError('host needs exactly one of --firecracker PATH, --cid N, --serial PATH');
   const port = u32Option('port', values.port as string | undefined, DEFAULT_HOST_VSOCK_PORT);
-  if (values.port !== undefined && values.serial !== undefined) throw new UsageError('--port goes with --firecracker or --cid');
+  if (values.port !== undefined && values.serial !== undefined) {
+    throw new UsageError('--port goes with --firecracker or --cid');
+  }
   if (values.firecracker !== undefined) return { kind: 'firecracker', path: values.firecracker as string, port };
   if (values.serial !== undefined) return { kind: 'serial', path: values.serial as string };
   return { kind: 'vsock', cid: u32Option('cid', values.cid as string, 0), port };
@@ -140,7 +142,9 @@ async function restored(link: HostLink, values: Values, timeoutMs: number): Prom
 }
 
 async function snapshot(link: HostLink, values: Values, cmd: string[], resumeMs: number): Promise<number> {
-  if (cmd.length === 0) throw new UsageError('host snapshot needs the command that takes the snapshot: -- CMD [ARG...]');
+  if (cmd.length === 0) {
+    throw new UsageError('host snapshot needs the command that takes the snapshot: -- CMD [ARG...]');
+  }
   const quiesceMs = u32Option('quiesce-timeout', values['quiesce-timeout'] as string | undefined,
     DEFAULT_QUIESCE_TIMEOUT_MS);
   const report = cycle(await link.request(`QUIESCE ${quiesceMs}`, lifecycleDeadline(quiesceMs)));

@@ -171,7 +171,9 @@ export function reseedKernel(native: Addon | undefined, entropy: Buffer): string
 }
 
 /** /dev/virtio-ports/NAME (udev's link), else the vportNpM whose sysfs name is NAME (no udev). */
-export function findSerialPort(nameOrPath: string, sysfs = '/sys/class/virtio-ports', dev = '/dev'): string | undefined {
+export function findSerialPort(
+  nameOrPath: string, sysfs = '/sys/class/virtio-ports', dev = '/dev',
+): string | undefined {
   if (nameOrPath.includes('/')) return fs.existsSync(nameOrPath) ? nameOrPath : undefined;
   const link = path.join(dev, 'virtio-ports', nameOrPath);
   if (fs.existsSync(link)) return link;
@@ -273,7 +275,9 @@ export class HostBackend implements RestoreBackend {
       generation = next;
       bumped = true;
     }
-    const what = problem ? `kernel CRNG NOT reseeded (${problem})` : `kernel CRNG reseeded with ${entropy.length} bytes`;
+    const what = problem
+      ? `kernel CRNG NOT reseeded (${problem})`
+      : `kernel CRNG reseeded with ${entropy.length} bytes`;
     ctx.log.info(`host: restore notice over ${channel}: ${what}; ` +
       (bumped ? `generation ${before} -> ${generation}` : `generation ${before} already at least ${min}, no bump`));
     return {
@@ -421,6 +425,7 @@ export class HostBackend implements RestoreBackend {
   }
 
   #setSerialHost(host: boolean, device: string): void {
-    this.#serialDetail = `${this.#serialName} (${device}) open, ${host ? 'host connected' : 'no host on the other end now'}`;
+    const other = host ? 'host connected' : 'no host on the other end now';
+    this.#serialDetail = `${this.#serialName} (${device}) open, ${other}`;
   }
 }

@@ -111,7 +111,7 @@ function kernelRandom(): string {
 async function vmScenario(): Promise<void> {
   // e2e=host: the same machine, with no VM Generation ID device; the host's notice arrives over the
   // virtio-serial port (test/e2e/host.e2e.ts).
-  const daemonArgs = scenario === 'host' ? ['--log-level', 'info', '--backends', 'kmsg,vmclock,host'] : ['--log-level', 'info'];
+  const daemonArgs = ['--log-level', 'info', ...(scenario === 'host' ? ['--backends', 'kmsg,vmclock,host'] : [])];
   start('sysgenidd', '/usr/bin/sysgenidd', daemonArgs);
   await until('the daemon', 30_000, () => status());
   start('secret-app', '/usr/bin/node', [`${GUEST}/secret-app.js`]);
