@@ -111,7 +111,7 @@ export class HostLink {
    * RESTORED with `bytes` fresh bytes from this host's RNG. Resolves to the guest's answer (new
    * generation, whether its kernel CRNG was reseeded).
    */
-  async restored(min: number, bytes = MIN_ENTROPY_BYTES * 2, deadlineMs = 10_000): Promise<RestoredReply> {
+  async restored(min: number, bytes = MIN_ENTROPY_BYTES * 2, deadlineMs = 30_000): Promise<RestoredReply> {
     const entropy = crypto.randomBytes(bytes);
     try {
       return JSON.parse(await this.request(encodeRestored(min, entropy), deadlineMs)) as RestoredReply;
