@@ -21,7 +21,7 @@ import {
 } from '../src/daemon/backends/host.js';
 import { addon } from '../src/native/addon.js';
 import { MAX_HOST_LINE, VSOCK_CID_HOST, encodeRestored, parseHostRequest } from '../src/protocol/host.js';
-import { CLI, ROOT, errorCode, eventually, runNode, startDaemon, statusOf, tmpDir } from './helpers.js';
+import { CLI, DIST, ROOT, errorCode, eventually, runNode, startDaemon, statusOf, tmpDir } from './helpers.js';
 
 const native = addon();
 const root = process.geteuid?.() === 0;
@@ -491,4 +491,74 @@ test('the examples for orchestrators not written in Node: Python and shell with 
   const fc = await run('sh', [path.join(ROOT, 'examples/host-notice.sh'), 'firecracker', port.firecracker, '9']);
   assert.equal(fc.code, reseeds ? 0 : 1, fc.stderr);
   assert.equal((await statusOf(d.dir)).generation, 9);
+});
+
+test('the vsock accept path on a stand-in listener: the host\'s connections are served, others closed unanswered, ' +
+  'at most 8 kept', { skip: (!python && 'no python3') || (!native && 'needs the native addon') }, async (t) => {
+  const dir = tmpDir(t);
+  const sock = path.join(dir, 'standin.sock');
+  const run = path.join(dir, 'run');
+  // python3 makes the listening socket and execs node with it inherited: a descriptor libuv does not own.
+  const py = 'import os, socket, sys\ns = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\ns.bind(sys.argv[1])\n' +
+    's.listen(16)\nos.set_inheritable(s.fileno(), True)\n' +
+    'os.execv(sys.argv[2], [sys.argv[2], sys.argv[3], str(s.fileno()), sys.argv[4]])\n';
+  // Accepted in this order: host, host, CID 3, then the host for the rest.
+  const fixture = path.join(DIST, 'test/fixtures/vsock-standin.js');
+  const child = spawn('python3', ['-c', py, sock, process.execPath, fixture, run],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, STANDIN_CIDS: '2,2,3,2,2,2,2,2,2,2,2,2,2,2,2' } });
+  let log = '';
+  child.stderr?.on('data', (d: Buffer) => (log += d.toString()));
+  t.after(() => child.kill('SIGKILL'));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout?.on('data', (d: Buffer) => d.toString().includes('READY') && resolve());
+    child.on('exit', (code) => reject(new Error(`the stand-in daemon exited with ${code}:\n${log}`)));
+  });
+  const watcher = await connect({ dir: run, name: 'w' });
+  t.after(() => watcher.close());
+  watcher.handle(async () => undefined);
+  const first = await hostClient(sock);
+  first.send('PING\n');
+  assert.equal(await first.next(), 'OK');
+  const second = await hostClient(sock);
+  second.send(encodeRestored(0, crypto.randomBytes(32)));
+  assert.match(await second.next(), /^OK \{"generation":1,"bumped":true/);
+  second.send('WAIT 5000\n');
+  assert.equal(await second.next(), 'OK');
+  // The third peer is not the host: closed without a word, and logged.
+  const stranger = net.createConnection(sock);
+  const strangerGot: string[] = [];
+  stranger.on('data', (d: Buffer) => strangerGot.push(d.toString()));
+  const strangerClosed = new Promise<void>((resolve, reject) => {
+    stranger.on('close', () => resolve());
+    setTimeout(() => reject(new Error('a peer that is not the host was kept')), 5000).unref();
+  });
+  stranger.on('error', () => undefined);
+  stranger.write(encodeRestored(0, crypto.randomBytes(32)));
+  await strangerClosed;
+  assert.deepEqual(strangerGot, []);
+  await eventually(() => /refused a connection from CID 3/.test(log) || undefined, 5000, 'the refusal logged');
+  // Half-open connections from the host: the oldest go once 8 are kept; the newest is served.
+  const idle: net.Socket[] = [];
+  for (let i = 0; i < 9; i++) {
+    const c = net.createConnection(sock);
+    c.on('error', () => undefined);
+    c.write('RESTORED 0 ab');
+    idle.push(c);
+  }
+  const closed = idle.map((c) => new Promise<boolean>((r) => {
+    c.on('close', () => r(true));
+    setTimeout(() => r(false), 3000);
+  }));
+  const last = await hostClient(sock);
+  last.send('\nSTATUS BRIEF\n');
+  assert.match(await last.next(), /^OK \{.*"generation":1,/);
+  // first, second and the two oldest idle ones made room (8 kept: 7 idle and the last).
+  const gone = await Promise.all(closed);
+  assert.deepEqual(gone, [true, true, false, false, false, false, false, false, false]);
+  for (const c of idle) c.destroy();
+  first.close();
+  second.close();
+  last.close();
+  assert.equal((await statusOf(run)).generation, 1, 'only the valid notice from the host moved the counter');
+  child.kill('SIGTERM');
 });
