@@ -2,8 +2,8 @@
 // and moves the generation. Each backend is one file in this folder implementing RestoreBackend; the
 // daemon starts, reports and stops them through registry.ts and knows nothing else about them.
 //
-// Adding a backend (the next one is `host`: a message from the hypervisor host over vsock or
-// virtio-serial):
+// Adding a backend (`host.ts`, the hypervisor host's channel, was added so: one file, one line; it
+// needed the three members of BackendContext after `remember`, and restored()'s minimum and result):
 //   1. write src/daemon/backends/NAME.ts with a class implementing RestoreBackend; its status() detail
 //      says in words why it is live or off, which `sysgenid status` prints as is;
 //   2. add one line to BACKENDS in registry.ts, saying whether `--backends auto` turns it on.
