@@ -176,7 +176,9 @@ export class Daemon implements ConnectionHost {
       enabled: opts.backends,
       config: opts.backendConfig,
       controlPath: paths.control,
-      bump: (source, record) => this.bump(0, source, record),
+      dir: paths.dir,
+      generation: () => this.#core.generation,
+      bump: (source, record, min) => this.bump(min, source, record),
     });
   }
 

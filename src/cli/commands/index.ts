@@ -14,8 +14,9 @@ import resume from './resume.js';
 import snapshot from './snapshot.js';
 import status from './status.js';
 import wait from './wait.js';
+import host from './host.js';
 import watch from './watch.js';
 
 export const COMMANDS: readonly Command[] = [
-  status, read, watch, bump, wait, quiesce, resume, snapshot, ready, exclude, disconnect, criuAction,
+  status, read, watch, bump, wait, quiesce, resume, snapshot, ready, exclude, disconnect, criuAction, host,
 ];
