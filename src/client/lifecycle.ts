@@ -44,6 +44,12 @@ export interface LifecycleOptions {
   readonly hookTimeoutMs?: number;
   /** Give up the first connection after this long. Default 10 s. */
   readonly connectTimeoutMs?: number;
+  /**
+   * When no daemon listens yet, wait for one (default true: up to DEFAULT_WAIT_FOR_DAEMON_MS, 60 s; a
+   * number of ms; false fails at once with ENOTCONN), so a service that starts before the daemon at
+   * boot does not crash.
+   */
+  readonly waitForDaemon?: boolean | number;
 }
 
 export interface LifecycleEvents {
@@ -94,6 +100,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
       subscribe: { priority: opts.priority ?? DEFAULT_PRIORITY },
       ...(opts.dir ? { dir: opts.dir } : {}),
       ...(opts.connectTimeoutMs ? { connectTimeoutMs: opts.connectTimeoutMs } : {}),
+      waitForDaemon: opts.waitForDaemon ?? true,
     });
     return new Lifecycle(watcher, opts.hookTimeoutMs ?? DEFAULT_LIFECYCLE_HOOK_TIMEOUT_MS);
   }

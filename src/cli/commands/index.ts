@@ -5,6 +5,7 @@
 import type { Command } from '../command.js';
 import bump from './bump.js';
 import criuAction from './criu-action.js';
+import get from './get.js';
 import quiesce from './quiesce.js';
 import read from './read.js';
 import ready from './ready.js';
@@ -15,5 +16,5 @@ import wait from './wait.js';
 import watch from './watch.js';
 
 export const COMMANDS: readonly Command[] = [
-  status, read, watch, bump, wait, quiesce, resume, snapshot, ready, criuAction,
+  status, get, read, watch, bump, wait, quiesce, resume, snapshot, ready, criuAction,
 ];
