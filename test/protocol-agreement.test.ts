@@ -1,0 +1,107 @@
+// docs/PROTOCOL.md and the daemon agree (issue 14): each behaviour a client written from the document
+// alone found different, pinned over real sockets against the words of the document.
+
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { EXIT } from '../src/cli/exit.js';
+import { quiesce } from '../src/client/admin.js';
+import { CLI, ROOT, RawClient, bump, eventually, runNode, startDaemon } from './helpers.js';
+
+const PROTOCOL = fs.readFileSync(path.join(ROOT, 'docs', 'PROTOCOL.md'), 'utf8');
+
+async function subscriber(watch: string, name: string): Promise<RawClient> {
+  const { c } = await RawClient.open(watch);
+  assert.equal(await c.request(`NAME ${name}`), 'OK');
+  assert.equal(await c.request('SUBSCRIBE'), 'OK running');
+  return c;
+}
+
+describe('docs/PROTOCOL.md against the daemon', () => {
+  it('OBSERVE resets acked to the counter, as the Semantics section says', async (t) => {
+    assert.match(PROTOCOL, /Observers still have an `acked` value \(the counter when they connected or observed\)/);
+    const d = await startDaemon(t);
+    const { c } = await RawClient.open(d.paths.watch);
+    t.after(() => c.close());
+    await bump(d.dir);
+    assert.equal(await c.next(), 'GEN 1');
+    assert.equal(await c.request('OBSERVE'), 'OK');
+    assert.match(await c.request('READ NONBLOCK'), /^ERR EAGAIN /, 'up to date once it observed');
+    assert.equal(await c.request('WAIT 1000'), 'OK', 'no EINTR for a generation from before it observed');
+  });
+
+  it('FAILED needs its message', async (t) => {
+    assert.match(PROTOCOL, /\| `FAILED <cycle> <message>` \|/);
+    const d = await startDaemon(t);
+    const a = await subscriber(d.paths.watch, 'a');
+    t.after(() => a.close());
+    const q = quiesce({ dir: d.dir });
+    assert.equal(await a.next(), 'QUIESCE 1');
+    assert.match(await a.request('FAILED 1'), /^ERR EINVAL .*message/);
+    assert.match(await a.request('FAILED 1   '), /^ERR EINVAL /);
+    a.send('FAILED 1 cannot drain\n');
+    const lines = [await a.next(), await a.next()].sort();
+    assert.deepEqual(lines, ['OK', 'UNQUIESCE 2 0']);
+    a.send('UNQUIESCED 2\n');
+    const report = await q;
+    assert.equal(report.outcome, 'failed');
+    assert.equal(report.steps[0]?.error, 'cannot drain');
+  });
+
+  it('the adjust-timeout log names the late watchers', async (t) => {
+    assert.match(PROTOCOL, /un-quiesces anyway and logs who is\s+late/);
+    const d = await startDaemon(t, { args: ['--adjust-timeout', '300'] });
+    const a = await subscriber(d.paths.watch, 'a');
+    const { c: laggard } = await RawClient.open(d.paths.watch);
+    t.after(() => [a, laggard].forEach((x) => x.close()));
+    assert.equal(await laggard.request('NAME laggard'), 'OK');
+    const q = quiesce({ dir: d.dir });
+    assert.equal(await a.next(), 'QUIESCE 1');
+    a.send('QUIESCED 1\n');
+    assert.equal(await a.next(), 'OK');
+    assert.equal((await q).ok, true);
+    await bump(d.dir);
+    assert.equal(await a.next(), 'GEN 1');
+    assert.equal(await a.request('ACK 1'), 'OK 1');
+    const line = await d.waitForLog(/still outdated after the adjust timeout.*/, 5000);
+    assert.match(line, /late: laggard \(#\d+\)/);
+    assert.doesNotMatch(line, /late: .*\ba \(#/, 'the subscriber that acknowledged is not named');
+  });
+
+  it('every cycle report has a machine-readable outcome: ok, failed, late, interrupted, aborted', async (t) => {
+    assert.match(PROTOCOL, /"outcome": "failed"/, 'the example report shows the field');
+    const d = await startDaemon(t);
+    const ok = await quiesce({ dir: d.dir, timeoutMs: 1000 });
+    assert.equal(ok.outcome, 'ok');
+    await runNode(CLI, ['resume', '--dir', d.dir]);
+
+    const a = await subscriber(d.paths.watch, 'a');
+    t.after(() => a.close());
+    // Late: nobody answers within the budget.
+    const late = await quiesce({ dir: d.dir, timeoutMs: 200 });
+    assert.equal(late.outcome, 'late');
+    assert.match(late.reason ?? '', /late/);
+    // The un-quiesce after a failed quiesce reaches `a` too; answer it so that the next cycle can start.
+    await eventually(() => a.lines.some((l) => /^UNQUIESCE 2 /.test(l)), 5000, 'told to continue');
+    a.send('UNQUIESCED 2\n');
+    await eventually(async () => (await runNode(CLI, ['ready', '--dir', d.dir])).code === 0, 5000, 'running');
+    a.lines.length = 0;
+
+    // Interrupted: a new generation while quiescing; the CLI's exit code reads the field.
+    const pending = runNode(CLI, ['quiesce', '--json', '--dir', d.dir]);
+    await eventually(() => a.lines.includes('QUIESCE 3'), 5000, 'asked');
+    await bump(d.dir);
+    const r = await pending;
+    assert.equal(r.code, EXIT.INTERRUPTED, r.stderr);
+    assert.equal((JSON.parse(r.stdout) as { outcome: string }).outcome, 'interrupted');
+  });
+
+  it('the cycle report has the fields of the document\'s example, in its order', async (t) => {
+    const d = await startDaemon(t);
+    const report = await quiesce({ dir: d.dir });
+    const example = /\*\*The cycle report\*\*[\s\S]*?```json\n([\s\S]*?)```/.exec(PROTOCOL)?.[1] ?? '';
+    const documented = Object.keys(JSON.parse(example) as object);
+    assert.deepEqual(Object.keys(report), documented);
+  });
+});
