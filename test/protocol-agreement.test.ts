@@ -7,7 +7,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { EXIT } from '../src/cli/exit.js';
 import { quiesce } from '../src/client/admin.js';
-import { CLI, ROOT, RawClient, bump, eventually, runNode, startDaemon } from './helpers.js';
+import { CLI, ROOT, RawClient, bump, eventually, runNode, startDaemon, statusOf as statusOfDir } from './helpers.js';
 
 const PROTOCOL = fs.readFileSync(path.join(ROOT, 'docs', 'PROTOCOL.md'), 'utf8');
 
@@ -82,7 +82,7 @@ describe('docs/PROTOCOL.md against the daemon', () => {
     // report comes once that is answered.
     const pendingLate = quiesce({ dir: d.dir, timeoutMs: 200 });
     const told = await eventually(() => a.lines.find((l) => /^UNQUIESCE \d+ /.test(l)), 5000, 'told to continue');
-    a.send(`UNQUIESCED ${String(told).split(" ")[1]}\n`);
+    a.send(`UNQUIESCED ${String(told).split(' ')[1]}\n`);
     const late = await pendingLate;
     assert.equal(late.outcome, 'late');
     assert.equal(late.ok, false);
@@ -104,5 +104,67 @@ describe('docs/PROTOCOL.md against the daemon', () => {
     const example = /\*\*The cycle report\*\*[\s\S]*?```json\n([\s\S]*?)```/.exec(PROTOCOL)?.[1] ?? '';
     const documented = Object.keys(JSON.parse(example) as object);
     assert.deepEqual(Object.keys(report), documented);
+  });
+
+  it('framing: \\r counts toward the 512 bytes, an empty line is EINVAL, a signed priority is accepted', async (t) => {
+    assert.match(PROTOCOL, /512 bytes\*\* \(newline excluded, a `\\r` before it included\)/);
+    assert.match(PROTOCOL, /An empty line .* is answered with `ERR EINVAL`/);
+    const d = await startDaemon(t);
+    const { c } = await RawClient.open(d.paths.watch);
+    t.after(() => c.close());
+    assert.equal(await c.request(`PING${' '.repeat(507)}\r`), 'OK', '512 bytes with the \\r');
+    assert.match(await c.request(`PING${' '.repeat(508)}\r`), /^ERR E2BIG /, '513 bytes with the \\r');
+    assert.match(await c.request(''), /^ERR EINVAL /);
+    assert.match(await c.request('   '), /^ERR EINVAL /);
+    assert.equal(await c.request('SUBSCRIBE -10'), 'OK running');
+    assert.match(await c.request('UNSUBSCRIBE'), /^OK/);
+    assert.match(await c.request('SUBSCRIBE +10'), /^ERR EINVAL /);
+  });
+
+  it('the greeting\'s id is the STATUS list id; watch-only verbs on control.sock', async (t) => {
+    const d = await startDaemon(t);
+    const { c, id } = await RawClient.open(d.paths.watch);
+    const { c: ctl } = await RawClient.open(d.paths.control);
+    t.after(() => [c, ctl].forEach((x) => x.close()));
+    assert.equal(await c.request('NAME me'), 'OK');
+    const s = JSON.parse((await ctl.request('STATUS')).slice(3)) as { list: Array<{ id: number; name: string }> };
+    assert.deepEqual(s.list.map((w) => [w.id, w.name]), [[id, 'me']]);
+    assert.match(await ctl.request('TRACK OFF'), /^ERR EINVAL /);
+    assert.equal(await ctl.request('OBSERVE'), 'OK');
+    assert.match(await ctl.request('SUBSCRIBE'), /^ERR EINVAL /);
+    assert.match(await ctl.request('QUIESCED 1'), /^ERR EINVAL /);
+    assert.match(await ctl.request('FAILED 1 x'), /^ERR EINVAL /);
+  });
+
+  it('RESUME with a generation the daemon has not reached makes the caller outdated at the current one', async (t) => {
+    assert.match(PROTOCOL, /A generation the daemon has not reached/);
+    const d = await startDaemon(t);
+    const { c } = await RawClient.open(d.paths.watch);
+    t.after(() => c.close());
+    c.send('RESUME 7\n');
+    assert.deepEqual([await c.next(), await c.next()].sort(), ['GEN 0', 'OK 0']);
+    assert.equal(await c.request('ACK 0'), 'OK 0');
+    assert.equal((await statusOfDir(d.dir)).outdated, 0);
+  });
+
+  it('ENOBUFS is sent at once, ahead of the reply still owed to the blocking request', async (t) => {
+    assert.match(PROTOCOL, /`ERR ENOBUFS` \*\*at once, ahead of the replies\s+still owed\*\*/);
+    const d = await startDaemon(t);
+    const { c } = await RawClient.open(d.paths.watch);
+    t.after(() => c.close());
+    c.send(`PING\nREAD\n${'PING\n'.repeat(300)}`);
+    assert.equal(await c.next(), 'OK');
+    assert.match(await c.next(), /^ERR ENOBUFS /);
+    await c.waitClosed();
+  });
+
+  it('the state file is one JSON object padded with spaces to 255 bytes and a newline', async (t) => {
+    assert.match(PROTOCOL, /padded with spaces to 255 bytes and a `\\n` \(256 bytes\)/);
+    const d = await startDaemon(t);
+    await bump(d.dir);
+    const raw = fs.readFileSync(d.paths.state, 'latin1');
+    assert.equal(raw.length, 256);
+    assert.match(raw, /^\{.*\} *\n$/);
+    assert.equal((JSON.parse(raw) as { generation: number }).generation, 1);
   });
 });
