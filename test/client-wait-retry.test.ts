@@ -112,3 +112,24 @@ describe('handle(): retries, reported failures, coalescing', () => {
     assert.ok(calls.length < 4, `not once per generation: ${calls.join(', ')}`);
   });
 });
+
+describe('Lifecycle: a failed afterRestore is retried', () => {
+  it('runs afterRestore again with backoff and acknowledges once it succeeds, with no new generation', async (t) => {
+    const d = await startDaemon(t);
+    const lc = await Lifecycle.open({ dir: d.dir, name: 'keys', retryMinMs: 100 });
+    t.after(() => lc.close());
+    lc.on('error', () => {});
+    const calls: number[] = [];
+    lc.register({
+      name: 'hsm',
+      afterRestore: (g) => {
+        calls.push(g);
+        if (calls.length < 3) throw new Error('HSM unreachable');
+      },
+    });
+    await bump(d.dir);
+    await eventually(async () => (await statusOf(d.dir)).outdated === 0, 5000, 'acknowledged after the retries');
+    assert.deepEqual(calls, [1, 1, 1]);
+    assert.equal((await statusOf(d.dir)).list?.[0]?.problem, null, 'problem cleared');
+  });
+});
