@@ -39,7 +39,8 @@ const why = r.error
   ? r.error.message
   : output.trim().split('\n').filter((l) => /error/i.test(l)).slice(0, 3).join('; ');
 const missing = ['cc', 'make', 'python3'].filter((tool) => !onPath(tool));
-const headers = /headers|nodedir|common\.gypi|ENOTFOUND|EAI_AGAIN|ECONNREFUSED|getaddrinfo|tarball|node\.h/i.test(output);
+const headers = /headers|nodedir|common\.gypi|ENOTFOUND|EAI_AGAIN|ECONNREFUSED|getaddrinfo|tarball|node\.h/i
+  .test(output);
 let advice;
 if (missing.length > 0) {
   advice = `install a C toolchain (missing: ${missing.join(', ')}; on Debian: apt-get install build-essential ` +

@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 import { COMMANDS } from '../src/cli/commands/index.js';
 import { EXIT } from '../src/cli/exit.js';
 import { connect } from '../src/client/watcher.js';
-import { CLI, bump, eventually, runNode, startDaemon, statusOf, tmpDir } from './helpers.js';
+import { CLI, ROOT, bump, eventually, runNode, startDaemon, statusOf, tmpDir } from './helpers.js';
 
 const cli = (dir: string, ...args: string[]) => runNode(CLI, [...args, '--dir', dir]);
 const json = (text: string): Record<string, unknown> => JSON.parse(text) as Record<string, unknown>;
@@ -175,12 +175,13 @@ describe('sysgenid ready --name', () => {
 describe('sysgenid --version', () => {
   it('shows client, protocol and daemon, and says when the daemon is not reachable', async (t) => {
     const d = await startDaemon(t);
-    const pkg = JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
     const r = await runNode(CLI, ['--version', '--dir', d.dir]);
     assert.equal(r.code, 0);
     assert.equal(r.stdout, `sysgenid ${pkg.version}\nprotocol sysgenid/1\nsysgenidd ${pkg.version} at ${d.dir}\n`);
     const j = json((await runNode(CLI, ['--version', '--json', '--dir', d.dir])).stdout);
-    assert.deepEqual(j, { client: pkg.version, protocol: 'sysgenid/1', daemon: { version: pkg.version, dir: d.dir, error: null } });
+    const daemon = { version: pkg.version, dir: d.dir, error: null };
+    assert.deepEqual(j, { client: pkg.version, protocol: 'sysgenid/1', daemon });
     const absent = await runNode(CLI, ['--version', '--dir', path.join(tmpDir(t), 'absent')]);
     assert.equal(absent.code, 0);
     assert.match(absent.stdout, /^sysgenid .*\nprotocol sysgenid\/1\nsysgenidd not reachable \(cannot reach/);

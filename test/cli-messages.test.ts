@@ -98,7 +98,8 @@ describe('sysgenid watch', () => {
 
   it('waits for a daemon that starts after it', async (t) => {
     const dir = path.join(tmpDir(t), 'run');
-    const child = spawn(process.execPath, [CLI, 'watch', '--count', '1', '--dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, 'watch', '--count', '1', '--dir', dir],
+      { stdio: ['ignore', 'pipe', 'pipe'] });
     t.after(() => child.kill('SIGKILL'));
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));

@@ -30,7 +30,9 @@ describe('waiting for the daemon', () => {
     await startDaemon(t, { dir });
     const lc = await pending;
     t.after(() => lc.close());
-    await eventually(async () => ((await statusOf(dir)).lifecycle as { subscribers: number }).subscribers === 1, 5000, 'subscribed');
+    const subscribers = async (): Promise<number> =>
+      ((await statusOf(dir)).lifecycle as { subscribers: number }).subscribers;
+    await eventually(async () => (await subscribers()) === 1, 5000, 'subscribed');
   });
 
   it('connect() without the option fails at once with ENOTCONN, and the wait has its bound', async (t) => {
@@ -48,7 +50,7 @@ describe('waiting for the daemon', () => {
 });
 
 describe('handle(): retries, reported failures, coalescing', () => {
-  it('retries a failing handler with backoff, reports the failure to the daemon and clears it on success', async (t) => {
+  it('retries a failing handler with backoff, reports its failure to the daemon, clears it on success', async (t) => {
     const d = await startDaemon(t);
     const w = await connect({ dir: d.dir, name: 'flaky' });
     t.after(() => w.close());

@@ -62,13 +62,15 @@ export async function main(): Promise<number> {
       assert.equal(fs.readFileSync(path.join(dist, 'cjs-types', file), 'utf8'),
         fs.readFileSync(path.join(dist, 'src', file), 'utf8'), file);
     }
-    assert.deepEqual(JSON.parse(fs.readFileSync(path.join(dist, 'cjs-types', 'package.json'), 'utf8')), { type: 'commonjs' });
+    const marker = JSON.parse(fs.readFileSync(path.join(dist, 'cjs-types', 'package.json'), 'utf8')) as unknown;
+    assert.deepEqual(marker, { type: 'commonjs' });
   });
 });
 
 describe('package metadata', () => {
   it('has the LICENSE its license field names, and says it is for Linux', () => {
-    const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { license: string; os: string[] };
+    const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as
+      { license: string; os: string[] };
     assert.equal(pkg.license, 'Apache-2.0');
     assert.match(fs.readFileSync(path.join(ROOT, 'LICENSE'), 'utf8'), /Apache License\s+Version 2\.0, January 2004/);
     assert.deepEqual(pkg.os, ['linux']);
@@ -78,7 +80,9 @@ describe('package metadata', () => {
 
 describe('the addon build at install', () => {
   /** Runs scripts/build-addon.js in a scratch directory with a node-gyp that fails as given. */
-  function failedBuild(t: Parameters<typeof tmpDir>[0], gypOutput: string, tools: string[]): { stderr: string; log: string } {
+  function failedBuild(
+    t: Parameters<typeof tmpDir>[0], gypOutput: string, tools: string[],
+  ): { stderr: string; log: string } {
     const dir = tmpDir(t, 'sysgenid-addon-');
     const bin = path.join(dir, 'bin');
     fs.mkdirSync(bin);

@@ -99,8 +99,8 @@ async function version(args: string[]): Promise<number> {
     const doc = { client: VERSION, protocol: PROTOCOL_NAME, daemon };
     process.stdout.write(`${JSON.stringify(doc)}\n`);
   } else {
-    process.stdout.write(`sysgenid ${VERSION}\nprotocol ${PROTOCOL_NAME}\n` +
-      `sysgenidd ${daemon.version === null ? `not reachable (${daemon.error})` : `${daemon.version} at ${daemon.dir}`}\n`);
+    const found = daemon.version === null ? `not reachable (${daemon.error})` : `${daemon.version} at ${daemon.dir}`;
+    process.stdout.write(`sysgenid ${VERSION}\nprotocol ${PROTOCOL_NAME}\nsysgenidd ${found}\n`);
   }
   return EXIT.OK;
 }

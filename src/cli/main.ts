@@ -37,7 +37,8 @@ main(argv).then(
     else if (code !== EXIT.TIMEOUT) process.stderr.write(`sysgenid: ${prefix}${message}\n`);
     if (code === EXIT.USAGE) process.stderr.write('Run "sysgenid --help" for usage.\n');
     if (json) {
-      const error = { code: err instanceof SysgenidError ? err.code : code === EXIT.USAGE ? 'USAGE' : 'ERROR', message };
+      const kind = err instanceof SysgenidError ? err.code : code === EXIT.USAGE ? 'USAGE' : 'ERROR';
+      const error = { code: kind, message };
       process.stdout.write(`${JSON.stringify({ ok: false, exitCode: code, error })}\n`);
     }
     process.exitCode = code;

@@ -110,7 +110,8 @@ function unreachable(path: string, err: NodeJS.ErrnoException): SysgenidError {
   if (err.code === 'EACCES' || err.code === 'EPERM') {
     return new SysgenidError('EACCES', `permission denied on ${path}: the control socket is for root and its group (sysgenidd --group)`);
   }
-  const e = new SysgenidError('ENOTCONN', `cannot reach sysgenidd at ${path}: ${err.code ?? err.message} (is the daemon running, and is SYSGENID_DIR the same as its own?)`);
+  const e = new SysgenidError('ENOTCONN', `cannot reach sysgenidd at ${path}: ${err.code ?? err.message} ` +
+    '(is the daemon running, and is SYSGENID_DIR the same as its own?)');
   // The socket-level cause, for openWhenUp to tell "not started yet" from anything else.
   e.cause = err;
   return e;

@@ -1,6 +1,8 @@
 // The sysgenid client library: import { connect, forceUpdate, ... } from 'sysgenid'.
 export { Watcher, connect, type WatcherOptions, type WatcherEvents, type HandleOptions } from './watcher.js';
-export { status, currentGeneration, forceUpdate, waitForWatchers, readNext, quiesce, unquiesce, type ClientOptions } from './admin.js';
+export {
+  status, currentGeneration, forceUpdate, waitForWatchers, readNext, quiesce, unquiesce, type ClientOptions,
+} from './admin.js';
 export { Lifecycle, type Resource, type ResumeInfo, type LifecycleOptions, type LifecycleEvents, type HookFailure } from './lifecycle.js';
 // The wire's cycle report under the names this library has always exported.
 export type {

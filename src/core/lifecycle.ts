@@ -318,14 +318,20 @@ export class LifecycleMachine {
   }
 
   #emptyReport(kind: StepKind, now: number): CycleRecord {
-    return { cycle: this.#cycle, kind, ok: true, reason: null, outcome: 'ok', startedAt: now, endedAt: now, generationAtStart: this.#generation, generationAtEnd: this.#generation, steps: [] };
+    return {
+      cycle: this.#cycle, kind, ok: true, reason: null, outcome: 'ok', startedAt: now, endedAt: now,
+      generationAtStart: this.#generation, generationAtEnd: this.#generation, steps: [],
+    };
   }
 
   #startCycle(kind: StepKind, requesters: number[], timeoutMs: number, now: number): void {
     this.#cycle++;
     const order = this.order();
     const ids = kind === 'quiesce' ? order.reverse() : order.filter((id) => this.#subs.get(id)?.quiesced);
-    this.#current = { cycle: this.#cycle, kind, ok: true, reason: null, outcome: null, startedAt: now, endedAt: null, generationAtStart: this.#generation, generationAtEnd: null, steps: [] };
+    this.#current = {
+      cycle: this.#cycle, kind, ok: true, reason: null, outcome: null, startedAt: now, endedAt: null,
+      generationAtStart: this.#generation, generationAtEnd: null, steps: [],
+    };
     this.#queue = ids;
     this.#requesters = requesters;
     this.#deadline = now + timeoutMs;
@@ -470,7 +476,10 @@ export class LifecycleMachine {
       this.#armTimer();
       return;
     }
-    if (late !== null) this.#emit({ kind: 'log', level: 'warn', late: true, message: `lifecycle: ${late}; un-quiescing anyway (the late watchers stay outdated, so "sysgenid ready" keeps failing)` });
+    if (late !== null) {
+      this.#emit({ kind: 'log', level: 'warn', late: true, message: `lifecycle: ${late}; un-quiescing anyway ` +
+        '(the late watchers stay outdated, so "sysgenid ready" keeps failing)' });
+    }
     const deferred = this.#deferredResume;
     this.#deferredResume = undefined;
     if (deferred || this.#opts.autoResume) {
