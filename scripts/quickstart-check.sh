@@ -8,6 +8,7 @@
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 fail() { echo "quickstart: FAILED: $*" >&2; exit 1; }
+trap 'echo "quickstart: FAILED at line $LINENO: $BASH_COMMAND" >&2' ERR
 skip() {
   echo "quickstart: skipped: $*"
   [ "${SYSGENID_QUICKSTART_STRICT:-0}" = 1 ] && exit 1
@@ -50,7 +51,8 @@ for _ in $(seq 100); do npx sysgenid ready --name demo --quiet && break; sleep 0
 
 # terminal 3: force a new generation, then wait for everyone
 [ "$(npx sysgenid bump)" = 1 ] || fail "bump did not print 1"
-npx sysgenid status | grep -q demo || fail "status does not list demo"
+status="$(npx sysgenid status)"
+grep -q demo <<<"$status" || fail "status does not list demo: $status"
 npx sysgenid wait --timeout 5000 && echo "every watcher re-adjusted" || fail "wait"
 grep -q "re-keying for generation 1" "$work/watch.log" || fail "the watcher's command did not run"
 
@@ -80,12 +82,14 @@ npx sysgenid wait --timeout 5000
 npx sysgenid snapshot -- true || fail "snapshot -- true"
 npx sysgenid ready || fail "ready after the snapshot"
 
-# An ordinary user finds the system daemon with no configuration (no SYSGENID_DIR, no --dir)
-as_user() { runuser -u nobody -- env HOME="$work" npm_config_cache="$work/npm-cache" "$@"; }
-mkdir -p "$work/npm-cache" && chown nobody "$work/npm-cache"
-as_user npx sysgenid status --json | grep -q '"dir": "/run/sysgenid"' || fail "nobody did not find /run/sysgenid"
-[ "$(as_user npx sysgenid get)" = 2 ] || fail "nobody's get is not 2"
-as_user npx sysgenid watch --name nobody-demo --count 1 >"$work/nobody.log" 2>&1 &
+# An ordinary user finds the system daemon with no configuration (no SYSGENID_DIR, no --dir). They run
+# the program the package installs as `sysgenid` (its bin, dist/sysgenid.cjs): npx as another user than
+# the clone's owner looks the package up in the registry instead of using the clone's own bin.
+as_user() { runuser -u nobody -- env HOME="$work" "$PWD/dist/sysgenid.cjs" "$@"; }
+found="$(as_user status --json 2>&1)" || fail "nobody's status failed: $found"
+grep -q '"dir": "/run/sysgenid"' <<<"$found" || fail "nobody did not find /run/sysgenid: $found"
+[ "$(as_user get)" = 2 ] || fail "nobody's get is not 2"
+as_user watch --name nobody-demo --count 1 >"$work/nobody.log" 2>&1 &
 user_watcher=$!
 for _ in $(seq 100); do npx sysgenid ready --name nobody-demo --quiet && break; sleep 0.1; done
 npx sysgenid bump >/dev/null
