@@ -23,9 +23,14 @@ work="$(mktemp -d /tmp/sysgenid-quickstart-XXXXXX)"
 chmod 755 "$work"
 daemon=""
 watcher=""
+# npm start and npx run node as a child: each is started in a process group of its own (setsid), and
+# the whole group is stopped, so no daemon or watcher outlives this script.
 cleanup() {
-  [ -n "$watcher" ] && kill "$watcher" 2>/dev/null || true
-  if [ -n "$daemon" ]; then kill "$daemon" 2>/dev/null || true; wait "$daemon" 2>/dev/null || true; fi
+  [ -n "$watcher" ] && kill -- "-$watcher" 2>/dev/null || true
+  if [ -n "$daemon" ]; then
+    kill -- "-$daemon" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 -- "-$daemon" 2>/dev/null || break; sleep 0.1; done
+  fi
   rm -rf "$work" /run/sysgenid
 }
 trap cleanup EXIT
@@ -38,14 +43,15 @@ npm install --no-audit --no-fund >"$work/install.log" 2>&1 || { cat "$work/insta
 [ -z "$(git status --porcelain)" ] || { git status --porcelain; fail "npm install changed the clone"; }
 
 # terminal 1: the daemon
-npm start >"$work/daemon.log" 2>&1 &
+setsid npm start >"$work/daemon.log" 2>&1 &
 daemon=$!
 for _ in $(seq 100); do npx sysgenid get >/dev/null 2>&1 && break; sleep 0.1; done
 npx sysgenid get >/dev/null || { cat "$work/daemon.log"; fail "the daemon did not come up"; }
 [ -S /run/sysgenid/watch.sock ] || fail "npm start as root did not use /run/sysgenid"
 
 # terminal 2: a watcher that re-adjusts on every new generation
-npx sysgenid watch --name demo -- sh -c 'echo "re-keying for generation $SYSGENID"; sleep 2' >"$work/watch.log" 2>&1 &
+setsid npx sysgenid watch --name demo -- sh -c 'echo "re-keying for generation $SYSGENID"; sleep 2' \
+  >"$work/watch.log" 2>&1 &
 watcher=$!
 for _ in $(seq 100); do npx sysgenid ready --name demo --quiet && break; sleep 0.1; done
 
