@@ -7,6 +7,7 @@ import bump from './bump.js';
 import criuAction from './criu-action.js';
 import disconnect from './disconnect.js';
 import exclude from './exclude.js';
+import get from './get.js';
 import quiesce from './quiesce.js';
 import read from './read.js';
 import ready from './ready.js';
@@ -18,5 +19,5 @@ import host from './host.js';
 import watch from './watch.js';
 
 export const COMMANDS: readonly Command[] = [
-  status, read, watch, bump, wait, quiesce, resume, snapshot, ready, exclude, disconnect, criuAction, host,
+  status, get, read, watch, bump, wait, quiesce, resume, snapshot, ready, exclude, disconnect, criuAction, host,
 ];
