@@ -17,6 +17,8 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { LOCK_EX, LOCK_NB, addon } from '../native/addon.js';
 import { peerCredOf } from '../native/socket-fd.js';
+import { pidFileLocked } from '../protocol/liveness.js';
+import { runtimePaths } from '../protocol/runtime-dir.js';
 import { trustedUids } from '../protocol/trust.js';
 import { StartupError } from './runtime-dir.js';
 
@@ -65,6 +67,27 @@ function holderUid(name: string): Promise<number | undefined> {
       const uid = peerCredOf(native, socket)?.uid;
       socket.destroy();
       resolve(uid);
+    });
+  });
+}
+
+/** Whether something accepts connections on this socket path (a live daemon), within a second. */
+function socketAnswers(file: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.createConnection({ path: file });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve(true);
+    }, 1000);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      // EAGAIN: a full accept queue is a live daemon too.
+      resolve(err.code === 'EAGAIN');
     });
   });
 }
@@ -145,22 +168,36 @@ export async function acquirePidLock(file: string, dir: string): Promise<PidLock
       if (attempt >= 5) throw new StartupError(`could not take ${file}: it keeps being replaced`);
     }
   }
+  // With flock the kernel holds the lock. The abstract socket is only the pure-JS daemon's lock: bound by
+  // every daemon, it kept a second CRIU copy of a daemon's tree from being restored beside the first in
+  // one network namespace. Each kind still refuses a directory the other kind holds.
   let server: net.Server | undefined;
-  const bound = await bindAbstract(name);
-  if (bound instanceof net.Server) {
-    server = bound;
-  } else if (bound.code === 'EADDRINUSE') {
-    const holder = pidInFile(file);
-    const uid = native ? await holderUid(name) : undefined;
-    // With flock held, a name bound by an untrusted user is a squatter, not a daemon of this directory.
-    if (!(fd >= 0 && uid !== undefined && !trustedUids().has(uid))) {
-      if (fd >= 0) fs.closeSync(fd);
-      const why = native ? '' : '; without the native addon any local user can hold that name';
-      throw busy(holder, `the lock socket @${name} is bound${why}`);
+  if (fd >= 0) {
+    const uid = await holderUid(name);
+    // A name bound by an untrusted user is a squatter, not a daemon of this directory.
+    if (uid !== undefined && trustedUids().has(uid)) {
+      fs.closeSync(fd);
+      throw busy(pidInFile(file), `a daemon without the native addon holds the lock socket @${name}`);
     }
   } else {
-    if (fd >= 0) fs.closeSync(fd);
-    throw new StartupError(`cannot bind the lock socket @${name}: ${bound.message}`);
+    if (pidFileLocked(dir)) throw busy(pidInFile(file), `it holds the flock on ${file}`);
+    const bound = await bindAbstract(name);
+    if (bound instanceof net.Server) {
+      server = bound;
+    } else if (bound.code === 'EADDRINUSE') {
+      throw busy(pidInFile(file), `the lock socket @${name} is bound; without the native addon any local user can hold that name`);
+    } else {
+      throw new StartupError(`cannot bind the lock socket @${name}: ${bound.message}`);
+    }
+  }
+  // A pid file removed under a running daemon takes its flock with it: the sockets tell the truth.
+  const paths = runtimePaths(dir);
+  for (const sock of [paths.watch, paths.control]) {
+    if (await socketAnswers(sock)) {
+      if (fd >= 0) fs.closeSync(fd);
+      server?.close();
+      throw busy(undefined, `a daemon still answers on ${sock}, although ${file} was not locked`);
+    }
   }
   if (fd < 0) fd = openPidFile(file);
   const previous = readPid(fd);
