@@ -4,6 +4,7 @@
 //
 //   SYSGENID_DIR=... DB_SOCKET=/run/db.sock node examples/connection-pool.js
 // Without DB_SOCKET it starts a small echo server of its own to stand for the database.
+import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -55,6 +56,9 @@ let target = process.env.DB_SOCKET;
 if (!target) {
   target = path.join(os.tmpdir(), `sysgenid-pool-example-${process.pid}.sock`);
   net.createServer((s) => s.on('data', (d) => s.write(`echo ${d}`))).listen(target).unref();
+  // process.exit() does not close the server, so its socket file would stay behind in the temp directory.
+  const own = target;
+  process.on('exit', () => fs.rmSync(own, { force: true }));
 }
 const pool = new Pool(target, 4);
 await pool.connect();

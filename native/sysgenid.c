@@ -8,7 +8,9 @@
 //  - broadcast(fds, data, written): one message to many connected sockets in one call, the daemon's
 //    hot loop when it notifies every watcher (a libuv stream write per socket costs several times more);
 //  - sdNotify(path, message): one datagram to systemd's NOTIFY_SOCKET (Node has no datagram Unix
-//    sockets), sent from the daemon's own pid so that NotifyAccess=main accepts it.
+//    sockets), sent from the daemon's own pid so that NotifyAccess=main accepts it;
+//  - vsockListen / vsockAccept / vsockConnect and reseedKernel: the host channel (AF_VSOCK, and the
+//    RNDADDENTROPY + RNDRESEEDCRNG ioctls that reseed the kernel's CRNG after a clone).
 // Everything here has a pure-JS fallback (src/native/addon.ts); SYSGENID_NO_ADDON=1 forces it.
 
 #define _GNU_SOURCE
@@ -561,6 +563,139 @@ static napi_value map_device(napi_env env, napi_callback_info info) {
 }
 // ---------------------------------------------------------------- end of register
 
+// --- the host channel: vsock sockets and the kernel pool reseed (src/daemon/backends/host.ts, sysgenid host) ---
+// Node has no AF_VSOCK sockets and no ioctls. The daemon listens for the hypervisor host on a vsock port
+// and accepts only its CID; the host command connects to a guest's CID. Reads and writes of the connected
+// descriptors go through fs.readSync/writeSync, their readiness through watchFd.
+
+#include <linux/random.h>
+#include <linux/vm_sockets.h>
+#include <sys/ioctl.h>
+
+// vsockListen(port: number): fd of a non-blocking AF_VSOCK stream socket listening on (any CID, port).
+static napi_value vsock_listen(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint32_t port;
+  CHECK(napi_get_value_uint32(env, argv[0], &port));
+  int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "vsock socket", errno);
+  struct sockaddr_vm addr = {.svm_family = AF_VSOCK, .svm_port = port, .svm_cid = VMADDR_CID_ANY};
+  if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0 || listen(fd, 16) < 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, "vsock bind/listen", err);
+  }
+  napi_value v;
+  CHECK(napi_create_int32(env, fd, &v));
+  return v;
+}
+
+// vsockAccept(fd): { fd, cid, port } of one pending connection (non-blocking, close-on-exec), or null when
+// none is pending. `cid` is the peer's context id, -1 when the listening socket is not AF_VSOCK (tests
+// hand it a Unix socket); the caller decides whom to keep.
+static napi_value vsock_accept(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t lfd;
+  CHECK(napi_get_value_int32(env, argv[0], &lfd));
+  struct sockaddr_storage peer;
+  socklen_t len = sizeof peer;
+  int fd;
+  do {
+    fd = accept4(lfd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  } while (fd < 0 && errno == EINTR);
+  napi_value result, v;
+  if (fd < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED) {
+      CHECK(napi_get_null(env, &result));
+      return result;
+    }
+    return throw_errno(env, "vsock accept", errno);
+  }
+  int64_t cid = -1, port = -1;
+  if (peer.ss_family == AF_VSOCK) {
+    struct sockaddr_vm *vm = (struct sockaddr_vm *)&peer;
+    cid = vm->svm_cid;
+    port = vm->svm_port;
+  }
+  CHECK(napi_create_object(env, &result));
+  CHECK(napi_create_int32(env, fd, &v));
+  CHECK(napi_set_named_property(env, result, "fd", v));
+  CHECK(napi_create_int64(env, cid, &v));
+  CHECK(napi_set_named_property(env, result, "cid", v));
+  CHECK(napi_create_int64(env, port, &v));
+  CHECK(napi_set_named_property(env, result, "port", v));
+  return result;
+}
+
+// vsockConnect(cid, port): fd of a connected AF_VSOCK stream socket (blocking connect, then non-blocking).
+static napi_value vsock_connect(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint32_t cid, port;
+  CHECK(napi_get_value_uint32(env, argv[0], &cid));
+  CHECK(napi_get_value_uint32(env, argv[1], &port));
+  int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "vsock socket", errno);
+  struct sockaddr_vm addr = {.svm_family = AF_VSOCK, .svm_port = port, .svm_cid = cid};
+  int rc;
+  do {
+    rc = connect(fd, (struct sockaddr *)&addr, sizeof addr);
+  } while (rc < 0 && errno == EINTR);
+  if (rc < 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, "vsock connect", err);
+  }
+  int flags = fcntl(fd, F_GETFL);
+  fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+  napi_value v;
+  CHECK(napi_create_int32(env, fd, &v));
+  return v;
+}
+
+// reseedKernel(entropy: Buffer): 0 or -errno. Adds the bytes to the kernel's input pool with
+// RNDADDENTROPY (crediting 8 bits a byte: they come from the host's RNG) and forces the CRNG to reseed
+// from it with RNDRESEEDCRNG; writing to /dev/urandom would mix them in but not reseed. Both need
+// CAP_SYS_ADMIN. Returns the first failure: -errno of RNDADDENTROPY, or -(1000 + errno) of RNDRESEEDCRNG
+// so that the caller can say which step failed.
+static napi_value reseed_kernel(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  void *data;
+  size_t len;
+  CHECK(napi_get_buffer_info(env, argv[0], &data, &len));
+  int32_t rc = 0;
+  if (len == 0 || len > 4096) rc = -EINVAL;
+  int fd = rc ? -1 : open("/dev/urandom", O_RDWR | O_CLOEXEC);
+  if (!rc && fd < 0) rc = -errno;
+  if (!rc) {
+    struct rand_pool_info *pool = calloc(1, sizeof *pool + ((len + 3) & ~(size_t)3));
+    if (!pool) {
+      rc = -ENOMEM;
+    } else {
+      pool->entropy_count = (int)(len * 8);
+      pool->buf_size = (int)len;
+      memcpy(pool->buf, data, len);
+      if (ioctl(fd, RNDADDENTROPY, pool) < 0) rc = -errno;
+      else if (ioctl(fd, RNDRESEEDCRNG) < 0) rc = -(1000 + errno);
+      // The host's bytes are a secret of this guest: do not leave them in freed memory.
+      memset(pool->buf, 0, len);
+      free(pool);
+    }
+  }
+  if (fd >= 0) close(fd);
+  napi_value v;
+  CHECK(napi_create_int32(env, rc, &v));
+  return v;
+}
+// --- end of the host channel ---
+
 NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
     {"mapFile", NULL, map_file, NULL, NULL, NULL, napi_default, NULL},
@@ -576,6 +711,10 @@ NAPI_MODULE_INIT() {
     {"opensslReseed", NULL, openssl_reseed, NULL, NULL, NULL, napi_default, NULL},
     {"opensslState", NULL, openssl_state, NULL, NULL, NULL, napi_default, NULL},
     {"mapDevice", NULL, map_device, NULL, NULL, NULL, napi_default, NULL},
+    {"vsockListen", NULL, vsock_listen, NULL, NULL, NULL, napi_default, NULL},
+    {"vsockAccept", NULL, vsock_accept, NULL, NULL, NULL, napi_default, NULL},
+    {"vsockConnect", NULL, vsock_connect, NULL, NULL, NULL, napi_default, NULL},
+    {"reseedKernel", NULL, reseed_kernel, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -4,14 +4,21 @@
 // Loading one file, with its Node built-ins through require(), instead of the daemon's 30-odd ES
 // modules takes start-up from about 1.7x to about 1.2x a bare Node listener (docs/benchmarks.md): the
 // daemon starts at boot and after every restart, and `sysgenid ready` runs as a readiness probe.
-// The ES modules under dist/src stay as they are, for the library.
+// The ES modules under dist/src stay as they are, for the library; the library is also bundled as
+// CommonJS (dist/index.cjs, the `require` condition of package.json), so that require('sysgenid') works on
+// every Node the `engines` field allows, not only on those that can require() an ES module (20.19 and
+// later), and a TypeScript project that compiles to CommonJS gets declarations it may import (no TS1479):
+// dist/cjs-types holds copies of the library's declarations under a package.json that says commonjs.
 import { build } from 'esbuild';
 import fs from 'node:fs';
+import path from 'node:path';
 
 const entries = {
   sysgenidd: 'dist/src/daemon/main.js',
   sysgenid: 'dist/src/cli/main.js',
   register: 'dist/src/client/register.js',
+  // In dist/ itself, next to the programs, so the addon loader finds build/Release from it as from them.
+  index: 'dist/src/client/index.js',
 };
 for (const [name, entry] of Object.entries(entries)) {
   const outfile = `dist/${name}.cjs`;
@@ -30,5 +37,16 @@ for (const [name, entry] of Object.entries(entries)) {
     // module for lazy initialisation, which costs start-up). prom-client comes with metrics.ts.
     logLevel: 'warning',
   });
-  fs.chmodSync(outfile, 0o755);
+  if (name !== 'index') fs.chmodSync(outfile, 0o755);
 }
+
+const types = 'dist/cjs-types';
+fs.rmSync(types, { recursive: true, force: true });
+for (const dir of ['client', 'core', 'native', 'protocol', '.']) {
+  const from = path.join('dist/src', dir);
+  for (const file of fs.readdirSync(from).filter((f) => f.endsWith('.d.ts'))) {
+    fs.mkdirSync(path.join(types, dir), { recursive: true });
+    fs.copyFileSync(path.join(from, file), path.join(types, dir, file));
+  }
+}
+fs.writeFileSync(path.join(types, 'package.json'), '{ "type": "commonjs" }\n');

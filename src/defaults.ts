@@ -20,6 +20,15 @@ export const DEFAULT_HOOK_TIMEOUT_MS = 10_000;
 export const DEFAULT_LIFECYCLE_HOOK_TIMEOUT_MS = 10_000;
 /** How long a client library call or the sysgenid command waits for its first connection. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+/**
+ * How long a client told to wait for the daemon (`connect({ waitForDaemon: true })`, `Lifecycle.open`,
+ * `sysgenid watch`) waits for one to start listening before it fails: long enough for a daemon started
+ * later in the same boot, short enough that a machine without one says so within a minute.
+ */
+export const DEFAULT_WAIT_FOR_DAEMON_MS = 60_000;
+/** A failed handler or watch command is tried again after this long, doubling up to the maximum. */
+export const RETRY_MIN_MS = 1_000;
+export const RETRY_MAX_MS = 60_000;
 /** Unread output a client may leave before the daemon disconnects it (`sysgenidd --max-backlog`). */
 export const DEFAULT_MAX_BACKLOG = 65_536;
 /**

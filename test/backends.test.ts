@@ -143,7 +143,7 @@ describe('the state file keeps memos by backend name', () => {
 describe('the registry is the one list of backends', () => {
   it('every entry creates a backend of its own name, once', () => {
     const names = backendNames();
-    assert.deepEqual(names, ['kmsg', 'vmclock', 'uevent', 'timejump'], 'the order STATUS has always used');
+    assert.deepEqual(names, ['kmsg', 'vmclock', 'uevent', 'timejump', 'host'], 'the order STATUS has always used');
     assert.equal(new Set(names).size, names.length);
     for (const entry of BACKENDS) assert.equal(entry.create().name, entry.name);
     assert.deepEqual(autoBackends(), ['kmsg', 'vmclock']);
@@ -155,9 +155,10 @@ describe('the registry is the one list of backends', () => {
     assert.deepEqual(parseBackends('forced,vmclock, timejump'), ['vmclock', 'timejump']);
     assert.throws(
       () => parseBackends('probe'),
-      (e: Error) => e instanceof UsageError && /known: kmsg, vmclock, uevent, timejump, forced/.test(e.message),
+      (e: Error) => e instanceof UsageError && /known: kmsg, vmclock, uevent, timejump, host, forced/.test(e.message),
     );
-    assert.match(USAGE, /list of: kmsg, vmclock, uevent, timejump\n +\(uevent and the timejump heuristic are opt-in;/);
+    assert.match(USAGE,
+      /list of: kmsg, vmclock, uevent, timejump,\n +host \(uevent, the timejump heuristic and the host channel are opt-in;/);
 
     const { registry } = withProbe();
     assert.deepEqual(parseBackends('probe,kmsg', registry), ['probe', 'kmsg']);
@@ -165,7 +166,8 @@ describe('the registry is the one list of backends', () => {
     const help = usage(registry);
     assert.ok(
       help.replace(/\s+/g, ' ').includes(
-        'kmsg, vmclock, uevent, timejump, probe (uevent, the timejump heuristic and probe are opt-in; ' +
+        'kmsg, vmclock, uevent, timejump, host, probe ' +
+          '(uevent, the timejump heuristic, the host channel and probe are opt-in; ' +
           'auto = kmsg,vmclock)',
       ),
       help,
@@ -178,12 +180,13 @@ describe('the registry is the one list of backends', () => {
     const absent = path.join(tmpDir(t), 'absent');
     const d = await startDaemon(t, { args: ['--backends', 'timejump,vmclock', '--vmclock-path', absent] });
     const backends = (await statusOf(d.dir)).backends as Array<{ name: string; live: boolean; detail: string }>;
-    assert.deepEqual(backends.map((b) => b.name), ['forced', 'vmclock', 'timejump', 'kmsg', 'uevent']);
+    assert.deepEqual(backends.map((b) => b.name), ['forced', 'vmclock', 'timejump', 'kmsg', 'uevent', 'host']);
     assert.deepEqual(
       backends.slice(3).map((b) => b.detail),
-      ['not enabled (--backends)', 'opt-in: not enabled (--backends ...,uevent)'],
+      ['not enabled (--backends)', 'opt-in: not enabled (--backends ...,uevent)',
+        'opt-in: not enabled (--backends ...,host)'],
     );
-    for (const name of ['forced', 'vmclock', 'timejump', 'kmsg', 'uevent']) {
+    for (const name of ['forced', 'vmclock', 'timejump', 'kmsg', 'uevent', 'host']) {
       assert.match(d.log(), new RegExp(`backend ${name}: (live|off): `));
     }
   });
@@ -202,7 +205,7 @@ describe('the registry is the one list of backends', () => {
     assert.equal(probe.ctx?.addon, (await import('../src/native/addon.js')).addon());
     const names = daemon.status(false).backends.map((b) => `${b.name}:${b.live}`);
     assert.deepEqual(names, [
-      'forced:true', 'probe:true', 'kmsg:false', 'vmclock:false', 'uevent:false', 'timejump:false',
+      'forced:true', 'probe:true', 'kmsg:false', 'vmclock:false', 'uevent:false', 'timejump:false', 'host:false',
     ]);
     assert.match(log(), /backend probe: live: probing \(setting 7\)/);
 

@@ -112,7 +112,9 @@ describe('sysgenid CLI', () => {
     const flag = path.join(base, 'succeed');
     const log = path.join(base, 'log');
     const script = `echo "$SYSGENID" >> ${log}; test -e ${flag}`;
-    const child = spawn(process.execPath, [CLI, 'watch', '--dir', d.dir, '--', 'sh', '-c', script], { stdio: ['ignore', 'ignore', 'pipe'] });
+    // A retry only after ten minutes: this test is about the next generation, not the retry.
+    const child = spawn(process.execPath, [CLI, 'watch', '--dir', d.dir, '--retry', '600000', '--', 'sh', '-c', script],
+      { stdio: ['ignore', 'ignore', 'pipe'] });
     t.after(() => child.kill());
     let err = '';
     child.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));

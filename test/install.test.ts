@@ -68,7 +68,7 @@ it(
     );
     assert.match(
       spawnSync(path.join(prefix, 'bin/sysgenid'), ['--version'], { env, encoding: 'utf8' }).stdout,
-      /^sysgenid [0-9.]+\n$/,
+      /^sysgenid [0-9.]+\n/,
     );
 
     const dir = path.join(work, 'run');

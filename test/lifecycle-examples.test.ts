@@ -8,7 +8,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { it } from 'node:test';
 import { quiesce, unquiesce } from '../src/client/admin.js';
-import { ROOT, bump, eventually, startDaemon, statusOf } from './helpers.js';
+import { ROOT, bump, eventually, startDaemon, statusOf, tmpDir } from './helpers.js';
 
 function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -31,9 +31,11 @@ function get(port: number): Promise<{ instance: string; keyId: string; generatio
 it('HTTP server, connection pool and session keys: drain and close on quiesce, re-open after, new keys only in a copy', async (t) => {
   const d = await startDaemon(t);
   const port = await freePort();
+  // The pool example binds its stand-in database socket in the temp directory; killed, it cannot remove it.
+  const tmp = tmpDir(t);
   const run = (name: string, args: string[] = []) => {
     const child = spawn(process.execPath, [path.join(ROOT, 'examples', `${name}.js`), ...args], {
-      env: { ...process.env, SYSGENID_DIR: d.dir, PORT: String(port), NODE_EXTRA_CA_CERTS: '' },
+      env: { ...process.env, SYSGENID_DIR: d.dir, PORT: String(port), NODE_EXTRA_CA_CERTS: '', TMPDIR: tmp },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     t.after(() => child.kill('SIGKILL'));

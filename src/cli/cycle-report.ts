@@ -23,6 +23,10 @@ export interface ResumeSummary {
   readonly text: string;
   readonly ok: boolean;
   readonly reason: string | null;
+  /** Who un-quiesced: this request, the daemon by itself after a restore, or nobody (nothing was quiesced). */
+  readonly resumedBy: 'request' | 'daemon' | 'nothing';
+  /** The report of that un-quiesce (this request's own when nothing was quiesced). */
+  readonly report: CycleReport;
 }
 
 /**
@@ -31,7 +35,7 @@ export interface ResumeSummary {
  */
 export async function resumeSummary(base: { dir?: string }, report: CycleReport): Promise<ResumeSummary> {
   if (report.steps.length > 0 || !report.ok) {
-    return { text: describeReport(report), ok: report.ok, reason: report.reason };
+    return { text: describeReport(report), ok: report.ok, reason: report.reason, resumedBy: 'request', report };
   }
   const lc = (await status({ ...base, list: false }).catch(() => undefined))?.lifecycle;
   const last = lc?.lastUnquiesce;
@@ -39,14 +43,14 @@ export async function resumeSummary(base: { dir?: string }, report: CycleReport)
   if (last && last.generationAtEnd === report.generationAtStart && lc?.lastQuiesce &&
     lc.lastQuiesce.generationAtStart !== last.generationAtEnd) {
     const text = `already resumed by the daemon after the restore: ${describeReport(last)}`;
-    return { text, ok: last.ok, reason: last.reason };
+    return { text, ok: last.ok, reason: last.reason, resumedBy: 'daemon', report: last };
   }
-  return { text: 'nothing was quiesced', ok: true, reason: null };
+  return { text: 'nothing was quiesced', ok: true, reason: null, resumedBy: 'nothing', report };
 }
 
 export function quiesceExit(report: CycleReport): number {
   if (report.ok) return EXIT.OK;
-  if (report.reason?.startsWith('interrupted')) return EXIT.INTERRUPTED;
-  if (report.steps.some((st) => st.outcome === 'late')) return EXIT.TIMEOUT;
+  if (report.outcome === 'interrupted') return EXIT.INTERRUPTED;
+  if (report.outcome === 'late' || report.steps.some((st) => st.outcome === 'late')) return EXIT.TIMEOUT;
   return EXIT.FAILURE;
 }

@@ -2,11 +2,14 @@
 // checks and the dispatch, all derived from the registry in src/cli/commands/index.ts.
 
 import { parseArgs } from 'node:util';
+import { status } from '../client/admin.js';
+import { PROTOCOL_NAME } from '../protocol/messages.js';
 import { VERSION } from '../version.js';
 import type { Command, OptionConfig, OptionValues, OptionsConfig } from './command.js';
 import { COMMANDS } from './commands/index.js';
 import { EXIT, UsageError } from './exit.js';
 import { COMMON_OPTIONS } from './options.js';
+import { didYouMean, explainParseError } from './suggest.js';
 
 const BY_NAME = new Map(COMMANDS.map((c) => [c.name, c]));
 
@@ -51,17 +54,17 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(MAIN_HELP);
     return name === undefined ? EXIT.USAGE : EXIT.OK;
   }
-  if (name === '-V' || name === '--version') {
-    process.stdout.write(`sysgenid ${VERSION}\n`);
-    return EXIT.OK;
-  }
+  if (name === '-V' || name === '--version') return version(rest);
   const command = BY_NAME.get(name);
-  if (command === undefined) throw new UsageError(`unknown command ${JSON.stringify(name)}`);
+  if (command === undefined) {
+    throw new UsageError(`unknown command ${JSON.stringify(name)}${didYouMean(name, BY_NAME.keys())}`);
+  }
   let parsed;
   try {
     parsed = parseArgs({ args: rest, allowPositionals: command.positionals, strict: true, options: ALL_OPTIONS });
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    const own = [...Object.keys(command.options), ...Object.keys(COMMON_OPTIONS)];
+    throw new UsageError(explainParseError(err as Error, rest, name, own, ALL_OPTIONS) ?? (err as Error).message);
   }
   const values = parsed.values;
   if (values.help) {
@@ -69,9 +72,35 @@ export async function main(argv: string[]): Promise<number> {
     return EXIT.OK;
   }
   for (const key of Object.keys(values)) {
-    if (key !== 'dir' && !Object.hasOwn(command.options, key)) throw new UsageError(`${name} does not take --${key}`);
+    if (key !== 'dir' && !Object.hasOwn(command.options, key)) {
+      throw new UsageError(`${name} does not take --${key}${didYouMean(key, Object.keys(command.options), '--')}`);
+    }
   }
   const dir = typeof values.dir === 'string' ? values.dir : undefined;
   // No option is declared `multiple`, so no value is an array.
   return command.run({ values: values as OptionValues<OptionsConfig>, dir, positionals: parsed.positionals });
+}
+
+/**
+ * `sysgenid --version [--json] [--dir DIR]`: this client's version and protocol, and the daemon's
+ * version when one answers (as `docker version` shows client and server), so a mismatch is visible.
+ */
+async function version(args: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({ args, strict: true, options: { json: { type: 'boolean' }, dir: { type: 'string' } } }));
+  } catch (err) {
+    throw new UsageError(`--version takes only --json and --dir: ${(err as Error).message}`);
+  }
+  const daemon = await status({ ...(values.dir ? { dir: values.dir } : {}), list: false, deadlineMs: 2000 })
+    .then((s) => ({ version: s.version, dir: s.dir, error: null }),
+      (err: Error) => ({ version: null, dir: null, error: err.message }));
+  if (values.json) {
+    const doc = { client: VERSION, protocol: PROTOCOL_NAME, daemon };
+    process.stdout.write(`${JSON.stringify(doc)}\n`);
+  } else {
+    const found = daemon.version === null ? `not reachable (${daemon.error})` : `${daemon.version} at ${daemon.dir}`;
+    process.stdout.write(`sysgenid ${VERSION}\nprotocol ${PROTOCOL_NAME}\nsysgenidd ${found}\n`);
+  }
+  return EXIT.OK;
 }

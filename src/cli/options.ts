@@ -15,6 +15,15 @@ export const COMMON_OPTIONS = {
 export const COMMON_HELP = `  --dir DIR       runtime directory of the daemon (default: as sysgenidd resolves it)
   -h, --help      show this help`;
 
+/** Every command's --json: declared by each command (so its help lists it) with this line. */
+export const JSON_OPTION = { json: { type: 'boolean' } } as const satisfies OptionsConfig;
+export const JSON_HELP = `  --json          print one JSON document instead (its fields: docs/CLI.md)`;
+
+/** One JSON document on one line: what --json prints, and what a script parses. */
+export function printJson(doc: unknown): void {
+  process.stdout.write(`${JSON.stringify(doc)}\n`);
+}
+
 export function u32Option(name: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   const n = parseU32(value);

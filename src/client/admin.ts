@@ -10,7 +10,7 @@ import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_QUIESCE_TIMEOUT_MS, DEFAULT_UNQUIES
 import { MAX_TIMEOUT_MS, type Request } from '../protocol/messages.js';
 import { clientPaths } from '../protocol/runtime-dir.js';
 import type { DaemonStatus } from '../protocol/status.js';
-import { ProtocolConnection } from './connection.js';
+import { openWhenUp, waitForDaemonMs } from './connection.js';
 
 export interface ClientOptions {
   /** Runtime directory; default: resolved like the daemon does (SYSGENID_DIR, ...). */
@@ -25,6 +25,11 @@ export interface ClientOptions {
    * for a WAIT or READ that blocks without a timeout, which waits as long as asked. 0 = none.
    */
   readonly deadlineMs?: number;
+  /**
+   * When no daemon listens yet, wait for one instead of failing with ENOTCONN (true: up to
+   * DEFAULT_WAIT_FOR_DAEMON_MS, 60 s; or a number of ms). Default false. The deadline starts after.
+   */
+  readonly waitForDaemon?: boolean | number;
 }
 
 /** How long a call that should answer at once may take before the daemon is taken for frozen. */
@@ -63,10 +68,13 @@ async function oneShot(socket: 'watch' | 'control', opts: ClientOptions, req: Re
   const deadlineMs = opts.deadlineMs ?? defaultDeadline(req);
   checkTimeout('deadlineMs', deadlineMs);
   const connectMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
-  const conn = await ProtocolConnection.open(file, {
+  const conn = await openWhenUp(() => file, {
     generation: () => {},
     close: () => {},
-  }, { timeoutMs: deadlineMs > 0 ? Math.min(connectMs, deadlineMs) : connectMs });
+  }, {
+    timeoutMs: deadlineMs > 0 ? Math.min(connectMs, deadlineMs) : connectMs,
+    waitForDaemonMs: waitForDaemonMs(opts.waitForDaemon),
+  });
   const abort = (): void => conn.close();
   if (opts.signal?.aborted) conn.close();
   opts.signal?.addEventListener('abort', abort, { once: true });
@@ -115,6 +123,11 @@ export async function status(opts: ClientOptions & { readonly list?: boolean } =
   } catch {
     throw new SysgenidError('EPROTO', 'STATUS reply is not JSON');
   }
+}
+
+/** The current generation (what `sysgenid get` prints): never blocks, for any user. */
+export async function currentGeneration(opts: ClientOptions = {}): Promise<number> {
+  return (await status({ ...opts, list: false })).generation;
 }
 
 /**

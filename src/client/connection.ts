@@ -2,7 +2,7 @@
 // requests and match replies in order, and hand unsolicited GEN lines to the owner.
 
 import net from 'node:net';
-import { DEFAULT_CONNECT_TIMEOUT_MS } from '../defaults.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_WAIT_FOR_DAEMON_MS } from '../defaults.js';
 import { addon } from '../native/addon.js';
 import { peerCredOf } from '../native/socket-fd.js';
 import { SysgenidError } from '../protocol/errors.js';
@@ -38,6 +38,56 @@ export interface ConnectOptions {
    * true): a socket someone else placed is refused with EPERM before anything is sent.
    */
   readonly verify?: boolean;
+  /**
+   * While no daemon listens yet (no socket, or a socket nobody accepts on: ENOENT, ECONNREFUSED), keep
+   * trying for this long instead of failing at once, so a service started before the daemon at boot
+   * waits for it. 0 (the default here) fails at once. The path is resolved again at every attempt.
+   */
+  readonly waitForDaemonMs?: number;
+}
+
+/** The wait option as milliseconds. */
+export function waitForDaemonMs(option: boolean | number | undefined): number {
+  if (option === true) return DEFAULT_WAIT_FOR_DAEMON_MS;
+  if (option === false || option === undefined) return 0;
+  if (!Number.isSafeInteger(option) || option < 0) {
+    throw new SysgenidError('EINVAL', `waitForDaemon: true, false or a whole number of ms, got ${option}`);
+  }
+  return option;
+}
+
+/** Why a connect failed in a way that a daemon that is still starting would explain. */
+function notUpYet(err: unknown): boolean {
+  const code = ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOENT' || code === 'ECONNREFUSED';
+}
+
+/**
+ * ProtocolConnection.open, retried while the daemon is not up yet (ENOENT, ECONNREFUSED) until
+ * `waitForDaemonMs` has passed; `where` is called again at each attempt, so a client without an explicit
+ * directory finds the system daemon whichever of the candidate directories it comes up in.
+ */
+export async function openWhenUp(
+  where: () => string, events: ConnectionEvents, options: ConnectOptions = {},
+): Promise<ProtocolConnection> {
+  const waitMs = options.waitForDaemonMs ?? 0;
+  const deadline = Date.now() + waitMs;
+  let delay = 50;
+  for (;;) {
+    try {
+      return await ProtocolConnection.open(where(), events, options);
+    } catch (err) {
+      if (!notUpYet(err) || Date.now() >= deadline) {
+        if (waitMs > 0 && notUpYet(err)) {
+          const e = err as SysgenidError;
+          throw new SysgenidError(e.code, `${e.message}; waited ${waitMs} ms for it to start`);
+        }
+        throw err;
+      }
+    }
+    await new Promise((r) => setTimeout(r, Math.min(delay, Math.max(0, deadline - Date.now()))));
+    delay = Math.min(delay * 2, 1000);
+  }
 }
 
 function untrusted(path: string, why: string): SysgenidError {
@@ -54,7 +104,11 @@ function unreachable(path: string, err: NodeJS.ErrnoException): SysgenidError {
   if (err.code === 'EACCES' || err.code === 'EPERM') {
     return new SysgenidError('EACCES', `permission denied on ${path}: the control socket is for root and its group (sysgenidd --group)`);
   }
-  return new SysgenidError('ENOTCONN', `cannot reach sysgenidd at ${path}: ${err.code ?? err.message} (is the daemon running, and is SYSGENID_DIR the same as its own?)`);
+  const e = new SysgenidError('ENOTCONN', `cannot reach sysgenidd at ${path}: ${err.code ?? err.message} ` +
+    '(is the daemon running, and is SYSGENID_DIR the same as its own?)');
+  // The socket-level cause, for openWhenUp to tell "not started yet" from anything else.
+  e.cause = err;
+  return e;
 }
 
 function openSocket(path: string, deadline: number): Promise<net.Socket> {

@@ -1,7 +1,16 @@
 // The sysgenid client library: import { connect, forceUpdate, ... } from 'sysgenid'.
-export { Watcher, connect, type WatcherOptions, type WatcherEvents } from './watcher.js';
+export { Watcher, connect, type WatcherOptions, type WatcherEvents, type HandleOptions } from './watcher.js';
 export {
-  status, forceUpdate, waitForWatchers, readNext, quiesce, unquiesce, exclude, disconnect, type ClientOptions,
+  status,
+  currentGeneration,
+  forceUpdate,
+  waitForWatchers,
+  readNext,
+  quiesce,
+  unquiesce,
+  exclude,
+  disconnect,
+  type ClientOptions,
 } from './admin.js';
 export { Lifecycle, type Resource, type ResumeInfo, type LifecycleOptions, type LifecycleEvents, type HookFailure } from './lifecycle.js';
 // The wire's cycle report under the names this library has always exported.

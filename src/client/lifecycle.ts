@@ -8,7 +8,7 @@
 // registered resource lives until it is unregistered (CRaC's weak references lose them).
 
 import { EventEmitter } from 'node:events';
-import { DEFAULT_LIFECYCLE_HOOK_TIMEOUT_MS, DEFAULT_PRIORITY } from '../defaults.js';
+import { DEFAULT_LIFECYCLE_HOOK_TIMEOUT_MS, DEFAULT_PRIORITY, RETRY_MAX_MS, RETRY_MIN_MS } from '../defaults.js';
 import type { SysgenidError } from '../protocol/errors.js';
 import type { LifecycleRequest } from './connection.js';
 import { Watcher } from './watcher.js';
@@ -44,6 +44,17 @@ export interface LifecycleOptions {
   readonly hookTimeoutMs?: number;
   /** Give up the first connection after this long. Default 10 s. */
   readonly connectTimeoutMs?: number;
+  /**
+   * When no daemon listens yet, wait for one (default true: up to DEFAULT_WAIT_FOR_DAEMON_MS, 60 s; a
+   * number of ms; false fails at once with ENOTCONN), so a service that starts before the daemon at
+   * boot does not crash.
+   */
+  readonly waitForDaemon?: boolean | number;
+  /**
+   * A failed afterRestore is run again (every resource's, for the generation still current) after this
+   * long, then twice as long each time up to 60 s. Default 1 s.
+   */
+  readonly retryMinMs?: number;
 }
 
 export interface LifecycleEvents {
@@ -71,16 +82,19 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   readonly #watcher: Watcher;
   readonly #entries: Entry[] = [];
   readonly #hookTimeoutMs: number;
+  readonly #retryMinMs: number;
+  #retryTimer: NodeJS.Timeout | undefined;
   #seq = 0;
   #quiesced = false;
   #quiescedAt = 0;
   /** Lifecycle work runs one step at a time, in arrival order: a quiesce never overlaps a restore. */
   #chain: Promise<void> = Promise.resolve();
 
-  private constructor(watcher: Watcher, hookTimeoutMs: number) {
+  private constructor(watcher: Watcher, hookTimeoutMs: number, retryMinMs: number) {
     super();
     this.#watcher = watcher;
     this.#hookTimeoutMs = hookTimeoutMs;
+    this.#retryMinMs = retryMinMs;
     watcher.on('lifecycle', (req) => this.#enqueue(() => this.#onRequest(req)));
     watcher.on('generation', (g) => this.#enqueue(() => this.#onGeneration(g)));
     watcher.on('subscribed', (state) => this.#enqueue(() => this.#onSubscribed(state)));
@@ -94,8 +108,10 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
       subscribe: { priority: opts.priority ?? DEFAULT_PRIORITY },
       ...(opts.dir ? { dir: opts.dir } : {}),
       ...(opts.connectTimeoutMs ? { connectTimeoutMs: opts.connectTimeoutMs } : {}),
+      waitForDaemon: opts.waitForDaemon ?? true,
     });
-    return new Lifecycle(watcher, opts.hookTimeoutMs ?? DEFAULT_LIFECYCLE_HOOK_TIMEOUT_MS);
+    return new Lifecycle(watcher, opts.hookTimeoutMs ?? DEFAULT_LIFECYCLE_HOOK_TIMEOUT_MS,
+      opts.retryMinMs ?? RETRY_MIN_MS);
   }
 
   /** The underlying watcher (its generation, status name, and so on). */
@@ -123,6 +139,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   }
 
   close(): void {
+    clearTimeout(this.#retryTimer);
     this.#watcher.close();
   }
 
@@ -196,15 +213,20 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     }
   }
 
-  async #onGeneration(generation: number): Promise<void> {
+  async #onGeneration(generation: number, attempt = 1): Promise<void> {
     // A newer generation may have arrived while earlier work ran; only the current one matters.
     if (generation !== this.#watcher.generation) return;
+    clearTimeout(this.#retryTimer);
     const failures = await this.#runAll('afterRestore', this.#ordered(), (r) => r.afterRestore?.(generation));
     this.emit('restored', generation, failures);
     if (failures.length > 0) {
-      // Left unacknowledged, so the daemon keeps the machine from resuming and names this process.
+      // Left unacknowledged, so the daemon keeps the machine from resuming and names this process; tried
+      // again with backoff, and at once for a newer generation (its own step).
       await this.#watcher.reportProblem(describe(failures)).catch(() => undefined);
       this.#error(new Error(`generation ${generation} not acknowledged: ${describe(failures)}`));
+      const delay = Math.min(this.#retryMinMs * 2 ** (attempt - 1), RETRY_MAX_MS);
+      this.#retryTimer = setTimeout(() => this.#enqueue(() => this.#onGeneration(generation, attempt + 1)), delay);
+      this.#retryTimer.unref();
       return;
     }
     await this.#watcher.reportProblem('').catch(() => undefined);

@@ -4,10 +4,10 @@
 
 import { EventEmitter } from 'node:events';
 import { isU32 } from '../core/generation.js';
-import { DEFAULT_CONNECT_TIMEOUT_MS } from '../defaults.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS, RETRY_MAX_MS, RETRY_MIN_MS } from '../defaults.js';
 import { SysgenidError } from '../protocol/errors.js';
 import { clientPaths } from '../protocol/runtime-dir.js';
-import { type LifecycleRequest, ProtocolConnection } from './connection.js';
+import { type LifecycleRequest, type ProtocolConnection, openWhenUp, waitForDaemonMs } from './connection.js';
 
 export interface WatcherOptions {
   /** Shown by `sysgenid status`. */
@@ -20,6 +20,12 @@ export interface WatcherOptions {
   readonly reconnect?: boolean;
   /** Give up the first connection after this long (a full accept queue is retried). Default 10 s. */
   readonly connectTimeoutMs?: number;
+  /**
+   * When no daemon listens yet, wait for one instead of failing with ENOTCONN: true waits up to
+   * DEFAULT_WAIT_FOR_DAEMON_MS (60 s), a number up to that many ms. Default false for connect(), true
+   * for Lifecycle.open() and `sysgenid watch`.
+   */
+  readonly waitForDaemon?: boolean | number;
   /** Let the process exit while the watcher is idle (default false). */
   readonly unref?: boolean;
   /**
@@ -42,7 +48,19 @@ export interface WatcherEvents {
   reconnect: [generation: number];
   /** A handler passed to handle() failed; the generation stays unacknowledged. */
   error: [error: Error];
+  /** handle() acknowledged this generation after its handler succeeded (after `attempts` tries). */
+  handled: [generation: number, attempts: number];
+  /** handle()'s handler failed for this generation; it runs again after `retryInMs` or at a newer one. */
+  retry: [generation: number, error: Error, attempt: number, retryInMs: number];
 }
+
+export interface HandleOptions {
+  /** The first retry of a failed handler comes after this long, then twice as long each time. Default 1 s. */
+  readonly retryMinMs?: number;
+  /** The longest wait between retries. Default 60 s. */
+  readonly retryMaxMs?: number;
+}
+
 
 type Handler = (generation: number) => unknown;
 
@@ -56,7 +74,7 @@ const BACKOFF_MIN_MS = 25;
 const BACKOFF_MAX_MS = 2000;
 
 export class Watcher extends EventEmitter<WatcherEvents> {
-  readonly path: string;
+  #path: string;
   readonly name: string | undefined;
   #conn: ProtocolConnection | undefined;
   #generation = 0;
@@ -72,7 +90,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
 
   private constructor(opts: WatcherOptions) {
     super();
-    this.path = clientPaths(opts.dir).watch;
+    this.#path = clientPaths(opts.dir).watch;
     this.name = opts.name;
     this.#opts = opts;
     this.#tracked = opts.tracked ?? true;
@@ -86,14 +104,20 @@ export class Watcher extends EventEmitter<WatcherEvents> {
 
   /** Connect a watcher. It is up to date with the generation current at connect. */
   static async connect(opts: WatcherOptions = {}): Promise<Watcher> {
+    const waitMs = waitForDaemonMs(opts.waitForDaemon);
     const watcher = new Watcher(opts);
     try {
-      await watcher.#open(opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, true);
+      await watcher.#open(opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, true, waitMs);
     } catch (err) {
       watcher.close();
       throw err;
     }
     return watcher;
+  }
+
+  /** The watch socket this watcher uses (found again at each connect when no `dir` was given). */
+  get path(): string {
+    return this.#path;
   }
 
   /** The daemon's generation, as last heard. */
@@ -207,34 +231,93 @@ export class Watcher extends EventEmitter<WatcherEvents> {
   }
 
   /**
-   * Run `handler` for every new generation and acknowledge it when the handler resolves. A failing
-   * handler leaves the generation unacknowledged (so wait-for-watchers names this watcher) and is
-   * reported through the 'error' event. Returns a function that stops handling.
+   * Run `handler` for the latest new generation and acknowledge it when the handler resolves. Bursts
+   * coalesce: generations that arrive while the handler runs are not run one by one, only the latest.
+   * A failing handler leaves the generation unacknowledged (so wait-for-watchers names this watcher),
+   * is reported through the 'error' and 'retry' events and to the daemon as this watcher's problem
+   * (shown by `sysgenid status` and `sysgenid ready`), and is run again with backoff, or at once for a
+   * newer generation. Success clears the problem. Returns a function that stops handling.
    */
-  handle(handler: Handler): () => void {
+  handle(handler: Handler, options: HandleOptions = {}): () => void {
     let stopped = false;
+    const minMs = options.retryMinMs ?? RETRY_MIN_MS;
+    const maxMs = options.retryMaxMs ?? RETRY_MAX_MS;
     const loop = async (): Promise<void> => {
-      for await (const gen of this.generations()) {
-        if (stopped) return;
+      let failing: { generation: number; attempts: number; delay: number } | undefined;
+      while (!this.#closed && !stopped) {
+        let gen: number;
+        if (failing && failing.generation === this.#generation) {
+          // Retry after the backoff, or at once when a newer generation arrives.
+          const newer = await this.#nextAfter(failing.generation, failing.delay);
+          if (this.#closed || stopped) return;
+          gen = newer ?? this.#generation;
+        } else if (this.outdated) {
+          gen = this.#generation;
+        } else {
+          try {
+            await this.#waitFor((g) => g !== this.#handled);
+          } catch {
+            return;
+          }
+          continue;
+        }
+        if (failing && failing.generation !== gen) failing = undefined;
+        const attempts = (failing?.attempts ?? 0) + 1;
         try {
           await handler(gen);
         } catch (err) {
-          this.#emitError(err as Error);
+          if (this.#closed || stopped) return;
+          const error = err instanceof Error ? err : new Error(String(err));
+          const delay = failing ? Math.min(failing.delay * 2, maxMs) : minMs;
+          failing = { generation: gen, attempts, delay };
+          const text = `generation ${gen}: ${error.message} (attempt ${attempts}, next in ${delay} ms)`;
+          this.reportProblem(text.slice(0, 200)).catch(() => undefined);
+          this.emit('retry', gen, error, attempts, delay);
+          this.#emitError(error);
           continue;
         }
+        failing = undefined;
+        if (this.#problem) await this.reportProblem('').catch(() => undefined);
         try {
           await this.ack(gen);
         } catch (err) {
           // EINVAL: a newer generation arrived while the handler ran; it is handled next.
           const code = (err as SysgenidError).code;
           if (code !== 'EINVAL' && code !== 'ECLOSED') this.#emitError(err as Error);
+          continue;
         }
+        this.emit('handled', gen, attempts);
       }
     };
     loop().catch((err: Error) => this.#emitError(err));
     return () => {
       stopped = true;
     };
+  }
+
+  /** A generation other than `generation` within `ms`, or undefined at the end of that time. */
+  #nextAfter(generation: number, ms: number): Promise<number | undefined> {
+    if (this.#generation !== generation) return Promise.resolve(this.#generation);
+    return new Promise((resolve) => {
+      const waiter: GenerationWaiter = {
+        accepts: (g) => g !== generation,
+        resolve: (g) => {
+          clearTimeout(timer);
+          this.#waiters.delete(waiter);
+          resolve(g);
+        },
+        reject: () => {
+          clearTimeout(timer);
+          resolve(undefined);
+        },
+      };
+      const timer = setTimeout(() => {
+        this.#waiters.delete(waiter);
+        resolve(undefined);
+      }, ms);
+      if (this.#opts.unref) timer.unref();
+      this.#waiters.add(waiter);
+    });
   }
 
   close(): void {
@@ -276,11 +359,12 @@ export class Watcher extends EventEmitter<WatcherEvents> {
    * Open a connection bound to this watcher. GEN lines can arrive in the same read as the greeting,
    * before open() has returned; they are held and replayed so that none is lost.
    */
-  async #open(timeoutMs: number, first: boolean): Promise<void> {
+  async #open(timeoutMs: number, first: boolean, waitMs = 0): Promise<void> {
     let conn: ProtocolConnection | undefined;
     const early: number[] = [];
     let closedEarly: { err: SysgenidError | undefined } | undefined;
-    conn = await ProtocolConnection.open(this.path, {
+    const where = (): string => (this.#path = clientPaths(this.#opts.dir).watch);
+    conn = await openWhenUp(where, {
       generation: (g) => {
         if (!conn) early.push(g);
         else if (this.#conn === conn) this.#onGeneration(g);
@@ -296,7 +380,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
         if (this.listenerCount('lifecycle') > 0) this.emit('lifecycle', request);
         else this.#heldLifecycle.push(request);
       },
-    }, { timeoutMs });
+    }, { timeoutMs, waitForDaemonMs: waitMs });
     if (this.#closed) {
       conn.close();
       return;

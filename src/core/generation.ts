@@ -155,6 +155,8 @@ export class GenerationMachine {
     if (w.observer) return;
     this.#setTracked(w, false);
     w.observer = true;
+    // As documented (docs/PROTOCOL.md, Semantics): an observer's acked is the counter when it observed.
+    w.acked = this.#counter;
     w.outdatedSince = undefined;
     this.#watcherCount--;
     this.#settleWaiters();

@@ -39,6 +39,8 @@ export interface Step {
   readonly pid: number | null;
 }
 
+export type CycleOutcome = 'ok' | 'failed' | 'late' | 'interrupted' | 'aborted';
+
 /** A cycle as the machine shows it (read-only); src/protocol/cycle-report.ts is its wire document. */
 export interface CycleReport {
   readonly cycle: number;
@@ -47,6 +49,12 @@ export interface CycleReport {
   readonly ok: boolean;
   /** Why it is not ok, in one line; null when ok. */
   readonly reason: string | null;
+  /**
+   * How the cycle ended, for programs (never parse `reason`): null while it runs; else ok, failed (a
+   * subscriber failed or went away), late (none failed but one missed the deadline), interrupted (a new
+   * generation arrived while quiescing) or aborted (an un-quiesce was requested while quiescing).
+   */
+  readonly outcome: CycleOutcome | null;
   readonly startedAt: number;
   readonly endedAt: number | null;
   readonly generationAtStart: number;
@@ -64,7 +72,8 @@ export type LifecycleEffect =
   | { readonly kind: 'reply'; readonly requesters: readonly number[]; readonly report: CycleReport }
   /** Arm the single timer for `at` (replacing any other), or cancel it (null). */
   | { readonly kind: 'timer'; readonly at: number | null }
-  | { readonly kind: 'log'; readonly level: 'info' | 'warn'; readonly message: string };
+  /** `late`: the composed machine appends the names of the tracked watchers still outdated. */
+  | { readonly kind: 'log'; readonly level: 'info' | 'warn'; readonly message: string; readonly late?: true };
 
 export interface LifecycleMachineOptions {
   /** After a new generation while quiesced, un-quiesce by itself once every watcher has re-adjusted. */
@@ -261,7 +270,7 @@ export class LifecycleMachine {
         this.#requesters.push(requester);
         return;
       case 'quiescing':
-        this.#finishQuiesce(now, 'aborted: un-quiesce requested while quiescing');
+        this.#finishQuiesce(now, 'aborted: un-quiesce requested while quiescing', 'aborted');
         this.#startCycle('unquiesce', [requester], timeoutMs, now);
         return;
       case 'quiesced':
@@ -305,7 +314,7 @@ export class LifecycleMachine {
       case 'quiescing':
         // A snapshot was taken (and this is a copy) while quiescing: whoever quiesced re-adjusts and is
         // un-quiesced after; nobody else is asked.
-        this.#finishQuiesce(now, `interrupted: generation ${generation} arrived while quiescing`);
+        this.#finishQuiesce(now, `interrupted: generation ${generation} arrived while quiescing`, 'interrupted');
         this.#enterAdjusting(true, now);
         return;
       case 'quiesced':
@@ -353,14 +362,20 @@ export class LifecycleMachine {
   }
 
   #emptyReport(kind: StepKind, now: number): CycleRecord {
-    return { cycle: this.#cycle, kind, ok: true, reason: null, startedAt: now, endedAt: now, generationAtStart: this.#generation, generationAtEnd: this.#generation, steps: [] };
+    return {
+      cycle: this.#cycle, kind, ok: true, reason: null, outcome: 'ok', startedAt: now, endedAt: now,
+      generationAtStart: this.#generation, generationAtEnd: this.#generation, steps: [],
+    };
   }
 
   #startCycle(kind: StepKind, requesters: number[], timeoutMs: number, now: number): void {
     this.#cycle++;
     const order = this.order();
     const ids = kind === 'quiesce' ? order.reverse() : order.filter((id) => this.#subs.get(id)?.quiesced);
-    this.#current = { cycle: this.#cycle, kind, ok: true, reason: null, startedAt: now, endedAt: null, generationAtStart: this.#generation, generationAtEnd: null, steps: [] };
+    this.#current = {
+      cycle: this.#cycle, kind, ok: true, reason: null, outcome: null, startedAt: now, endedAt: null,
+      generationAtStart: this.#generation, generationAtEnd: null, steps: [],
+    };
     this.#queue = ids;
     this.#requesters = requesters;
     this.#deadline = now + timeoutMs;
@@ -426,24 +441,25 @@ export class LifecycleMachine {
     report.steps.push(stepOf(sub, { outcome: 'skipped', error: 'not asked: the quiesce had already failed', askedAt: null, answeredAt: null }));
   }
 
-  #close(report: CycleRecord, now: number, reason: string | null): void {
+  #close(report: CycleRecord, now: number, reason: string | null, outcome?: CycleOutcome): void {
     report.endedAt = now;
     report.generationAtEnd = this.#generation;
     const bad = report.steps.filter((s) => s.outcome === 'failed' || s.outcome === 'late' || s.outcome === 'gone');
     report.ok = reason === null && bad.length === 0;
+    report.outcome = outcome ?? (report.ok ? 'ok' : bad.some((s) => s.outcome !== 'late') ? 'failed' : 'late');
     report.reason = reason ?? (bad.length > 0 ? bad.map((s) => `${s.name ?? `#${s.id}`} ${s.outcome}${s.error ? ` (${s.error})` : ''}${whoSuffix(s)}`).join('; ') : null);
     this.#last = { ...this.#last, [report.kind]: report };
   }
 
   /** End a quiesce that will not complete (interrupted or aborted); its requesters get the report. */
-  #finishQuiesce(now: number, reason: string): void {
+  #finishQuiesce(now: number, reason: string, outcome: CycleOutcome): void {
     const report = this.#current;
     if (!report || report.kind !== 'quiesce' || report.endedAt !== null) return;
     this.#waitingFor = undefined;
     for (const id of this.#queue) this.#skip(report, id);
     this.#queue = [];
     this.#deadline = null;
-    this.#close(report, now, reason);
+    this.#close(report, now, reason, outcome);
     this.#emit({ kind: 'reply', requesters: this.#requesters, report });
     this.#requesters = [];
   }
@@ -504,7 +520,10 @@ export class LifecycleMachine {
       this.#armTimer();
       return;
     }
-    if (late !== null) this.#emit({ kind: 'log', level: 'warn', message: `lifecycle: ${late}; un-quiescing anyway (the late watchers stay outdated, so "sysgenid ready" keeps failing)` });
+    if (late !== null) {
+      this.#emit({ kind: 'log', level: 'warn', late: true, message: `lifecycle: ${late}; un-quiescing anyway ` +
+        '(the late watchers stay outdated, so "sysgenid ready" keeps failing)' });
+    }
     const deferred = this.#deferredResume;
     this.#deferredResume = undefined;
     if (deferred || this.#opts.autoResume) {

@@ -100,6 +100,7 @@ export class CoreMachine {
   /** The connection is gone: as a watcher, as a requester (no reply) and as a subscriber. */
   disconnect(id: WatcherId, now: number): void {
     this.#generation.disconnect(id);
+    this.#names.delete(id);
     this.#lifecycle.dropRequester(id);
     this.#lifecycle.unsubscribe(id, now);
     this.#outdatedMayHaveChanged(now);
@@ -181,7 +182,18 @@ export class CoreMachine {
   }
 
   rename(id: WatcherId, name: string | null): void {
+    if (name === null) this.#names.delete(id);
+    else this.#names.set(id, name);
     this.#lifecycle.rename(id, name);
+  }
+
+  /** Every connection's name (NAME), for the log line that names the watchers late at the adjust timeout. */
+  readonly #names = new Map<WatcherId, string>();
+
+  #lateWatchers(): string {
+    const late = [...this.#generation.list()].filter((w) => w.tracked && w.acked !== this.#generation.generation);
+    const named = late.slice(0, 20).map((w) => `${this.#names.get(w.id) ?? 'unnamed'} (#${w.id})`);
+    return `${named.join(', ')}${late.length > 20 ? `, and ${late.length - 20} more` : ''}`;
   }
 
   answer(id: WatcherId, answer: SubscriberAnswer, cycle: number, error: string | null, now: number): void {
@@ -219,6 +231,10 @@ export class CoreMachine {
   }
 
   #fromLifecycle(e: LifecycleEffect): void {
+    if (e.kind === 'log' && e.late) {
+      this.#sink({ kind: 'log', level: e.level, message: `${e.message}; late: ${this.#lateWatchers()}` });
+      return;
+    }
     const caller = this.#caller;
     if (e.kind === 'reply' && caller !== undefined && e.requesters.includes(caller.id)) {
       caller.report = e.report;

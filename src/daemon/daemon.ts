@@ -181,7 +181,9 @@ export class Daemon implements ConnectionHost {
       enabled: opts.backends,
       config: opts.backendConfig,
       controlPath: paths.control,
-      bump: (source, record) => this.bump(0, source, record),
+      dir: paths.dir,
+      generation: () => this.#core.generation,
+      bump: (source, record, min) => this.bump(min, source, record),
     });
   }
 
@@ -189,7 +191,7 @@ export class Daemon implements ConnectionHost {
   static async start(opts: DaemonOptions): Promise<Daemon> {
     // Read, and removed from the environment, before anything else: no child ever inherits them.
     const activated = activatedSockets();
-    const r = await Daemon.#open(opts);
+    const r = await Daemon.#open(opts, activated !== undefined);
     const { paths } = r;
     try {
       const daemon = new Daemon(opts, r, activated);
@@ -238,10 +240,10 @@ export class Daemon implements ConnectionHost {
   }
 
   /** The directory, the lock, and the generation from the page, the state record and the floor. */
-  static async #open(opts: DaemonOptions): Promise<Resources> {
+  static async #open(opts: DaemonOptions, handedOver = false): Promise<Resources> {
     const paths = runtimePaths(opts.dir);
     ensureRuntimeDir(paths.dir, 0o755);
-    const lock = await acquirePidLock(paths.pid, paths.dir);
+    const lock = await acquirePidLock(paths.pid, paths.dir, handedOver);
     let page: Page | undefined;
     let store: StateStore | undefined;
     let floor: CounterFloor | undefined;

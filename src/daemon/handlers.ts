@@ -117,7 +117,7 @@ export function requestHandlers(ctx: HandlerContext): Handlers {
       machine.unsubscribe(conn.id, Date.now());
       return ok();
     },
-    // QUIESCED <cycle>, UNQUIESCED <cycle>, FAILED <cycle> [message]: a subscriber's answer.
+    // QUIESCED <cycle>, UNQUIESCED <cycle>, FAILED <cycle> <message>: a subscriber's answer.
     QUIESCED: (conn, req) => {
       machine.answer(conn.id, 'quiesced', req.cycle, null, Date.now());
       return ok();

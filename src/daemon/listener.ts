@@ -9,7 +9,7 @@ import { encodeErr } from '../protocol/messages.js';
 import type { RuntimePaths } from '../protocol/runtime-dir.js';
 import type { Admission, Bucket } from './admission.js';
 import type { ConnectionKind } from './connection.js';
-import { bindName, placeSocket, removeStaleSocket, type PidLock } from './lock.js';
+import { removeStaleSocket, type PidLock } from './lock.js';
 import type { Logger } from './log.js';
 import { StartupError } from './runtime-dir.js';
 import type { ActivatedSockets } from './socket-activation.js';
@@ -34,7 +34,9 @@ export interface ListenerOptions {
 
 export class Listener {
   readonly #o: ListenerOptions;
-  #servers: net.Server[] = [];
+  /** `file` is the path this daemon bound; undefined for a socket handed over by the service manager. */
+  #servers: Array<{ server: net.Server; file: string | undefined }> = [];
+  #lock: PidLock | undefined;
   #refusedSince = 0;
   #refusedCount = 0;
   #closed = false;
@@ -54,6 +56,7 @@ export class Listener {
     const { paths, log, controlGid, activated } = this.#o;
     if (activated && !this.#activatedUsed) {
       this.#activatedUsed = true;
+      this.#lock = lock;
       await this.#listenActivated(activated);
       return;
     }
@@ -61,7 +64,9 @@ export class Listener {
       log.warn('the socket files the service manager bound are gone; binding new ones here (restart ' +
         'sysgenidd.socket and sysgenidd-control.socket to hand sockets over again)');
     }
+    // Closed before binding again: libuv unlinks a server's path when it closes. Its connections stay.
     void this.#closeServers();
+    this.#lock = lock;
     for (const f of [paths.watch, paths.control]) {
       if (removeStaleSocket(f)) log.info(`removed stale socket ${f}`);
     }
@@ -89,10 +94,23 @@ export class Listener {
     return this.#closeServers();
   }
 
+  /**
+   * libuv unlinks the path a server was bound to when it closes (at once, in close()), whatever file is
+   * there by then. The sockets are bound at their own paths (CRIU restores a listening socket by its
+   * bound name), so a file that is no longer this daemon's socket is kept aside across the close. The
+   * promise waits for the servers' connections too, which the daemon ends itself.
+   */
   #closeServers(): Promise<void> {
-    const closing = this.#servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+    const servers = this.#servers;
     this.#servers = [];
-    return Promise.all(closing).then(() => undefined);
+    const closed = servers.map(({ server, file }) => {
+      // A handed-over socket was never bound here, so libuv unlinks nothing when it closes: nothing to keep.
+      const kept = file !== undefined && this.#lock && !this.#lock.owns(file) ? keepAside(file) : undefined;
+      const done = new Promise<void>((resolve) => server.close(() => resolve()));
+      if (kept && file !== undefined) fs.renameSync(kept, file);
+      return done;
+    });
+    return Promise.all(closed).then(() => undefined);
   }
 
   /**
@@ -130,7 +148,7 @@ export class Listener {
 
   #listenOnFd(kind: ConnectionKind, fd: number): Promise<void> {
     const server = net.createServer({ pauseOnConnect: false }, (socket) => this.#accept(kind, socket));
-    this.#servers.push(server);
+    this.#servers.push({ server, file: undefined });
     return new Promise((resolve, reject) => {
       server.once('error', (err) => {
         reject(new StartupError(`socket activation: cannot listen on fd ${fd} (${kind}): ${err.message}`));
@@ -145,12 +163,11 @@ export class Listener {
 
   #listenOn(kind: ConnectionKind, file: string): Promise<void> {
     const server = net.createServer({ pauseOnConnect: false }, (socket) => this.#accept(kind, socket));
-    this.#servers.push(server);
+    this.#servers.push({ server, file });
     return new Promise((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ path: bindName(file), backlog: 4096 }, () => {
+      server.listen({ path: file, backlog: 4096 }, () => {
         server.off('error', reject);
-        try { placeSocket(file); } catch (err) { reject(err); return; }
         server.on('error', (err) => this.#o.log.error(`${kind} socket: ${err.message}`));
         resolve();
       });
@@ -195,4 +212,16 @@ export class Listener {
 
 export function bucketName(bucket: Bucket): string {
   return typeof bucket === 'number' ? `uid ${bucket}` : `${bucket} connections`;
+}
+
+/** Hard-link a foreign file at `file` to a private name; undefined when there is nothing there. */
+function keepAside(file: string): string | undefined {
+  const aside = `${file}.kept-${process.pid}`;
+  try {
+    fs.rmSync(aside, { force: true });
+    fs.linkSync(file, aside);
+    return aside;
+  } catch {
+    return undefined;
+  }
 }

@@ -15,9 +15,10 @@
 
 import fs from 'node:fs';
 import net from 'node:net';
-import path from 'node:path';
 import { LOCK_EX, LOCK_NB, addon } from '../native/addon.js';
 import { peerCredOf } from '../native/socket-fd.js';
+import { pidFileLocked } from '../protocol/liveness.js';
+import { runtimePaths } from '../protocol/runtime-dir.js';
 import { trustedUids } from '../protocol/trust.js';
 import { StartupError } from './runtime-dir.js';
 
@@ -31,6 +32,8 @@ export interface PidLock {
   readonly kind: 'flock' | 'abstract-socket';
   /** Remember a socket file this daemon bound, so that shutdown removes it and nothing else. */
   adopt(file: string): void;
+  /** Whether `file` is still the socket this daemon bound and adopted there. */
+  owns(file: string): boolean;
   /** Remove the adopted socket files that are still the ones this daemon bound. */
   removeOwned(): void;
   release(): void;
@@ -64,6 +67,27 @@ function holderUid(name: string): Promise<number | undefined> {
       const uid = peerCredOf(native, socket)?.uid;
       socket.destroy();
       resolve(uid);
+    });
+  });
+}
+
+/** Whether something accepts connections on this socket path (a live daemon), within a second. */
+function socketAnswers(file: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.createConnection({ path: file });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve(true);
+    }, 1000);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      // EAGAIN: a full accept queue is a live daemon too.
+      resolve(err.code === 'EAGAIN');
     });
   });
 }
@@ -116,7 +140,12 @@ function sameFile(file: string, fd: number): boolean {
   }
 }
 
-export async function acquirePidLock(file: string, dir: string): Promise<PidLock> {
+/**
+ * `handedOver`: the sockets were passed in by the service manager (socket activation). They are this
+ * daemon's by definition, and probing them would only connect to this daemon's own listen queue (and
+ * leave a phantom client in it), so the check that a daemon still answers on them is skipped.
+ */
+export async function acquirePidLock(file: string, dir: string, handedOver = false): Promise<PidLock> {
   const native = addon();
   const name = lockName(dir);
   const busy = (pid: number | undefined, how: string): StartupError =>
@@ -144,25 +173,38 @@ export async function acquirePidLock(file: string, dir: string): Promise<PidLock
       if (attempt >= 5) throw new StartupError(`could not take ${file}: it keeps being replaced`);
     }
   }
+  // With flock the kernel holds the lock. The abstract socket is only the pure-JS daemon's lock: bound by
+  // every daemon, it kept a second CRIU copy of a daemon's tree from being restored beside the first in
+  // one network namespace. Each kind still refuses a directory the other kind holds.
   let server: net.Server | undefined;
-  const bound = await bindAbstract(name);
-  if (bound instanceof net.Server) {
-    server = bound;
-  } else if (bound.code === 'EADDRINUSE') {
-    const holder = pidInFile(file);
-    const uid = native ? await holderUid(name) : undefined;
-    // With flock held, a name bound by an untrusted user is a squatter, not a daemon of this directory.
-    if (!(fd >= 0 && uid !== undefined && !trustedUids().has(uid))) {
-      if (fd >= 0) fs.closeSync(fd);
-      const why = native ? '' : '; without the native addon any local user can hold that name';
-      throw busy(holder, `the lock socket @${name} is bound${why}`);
+  if (fd >= 0) {
+    const uid = await holderUid(name);
+    // A name bound by an untrusted user is a squatter, not a daemon of this directory.
+    if (uid !== undefined && trustedUids().has(uid)) {
+      fs.closeSync(fd);
+      throw busy(pidInFile(file), `a daemon without the native addon holds the lock socket @${name}`);
     }
   } else {
-    if (fd >= 0) fs.closeSync(fd);
-    throw new StartupError(`cannot bind the lock socket @${name}: ${bound.message}`);
+    if (pidFileLocked(dir)) throw busy(pidInFile(file), `it holds the flock on ${file}`);
+    const bound = await bindAbstract(name);
+    if (bound instanceof net.Server) {
+      server = bound;
+    } else if (bound.code === 'EADDRINUSE') {
+      throw busy(pidInFile(file), `the lock socket @${name} is bound; without the native addon any local user can hold that name`);
+    } else {
+      throw new StartupError(`cannot bind the lock socket @${name}: ${bound.message}`);
+    }
+  }
+  // A pid file removed under a running daemon takes its flock with it: the sockets tell the truth.
+  const paths = runtimePaths(dir);
+  for (const sock of handedOver ? [] : [paths.watch, paths.control]) {
+    if (await socketAnswers(sock)) {
+      if (fd >= 0) fs.closeSync(fd);
+      server?.close();
+      throw busy(undefined, `a daemon still answers on ${sock}, although ${file} was not locked`);
+    }
   }
   if (fd < 0) fd = openPidFile(file);
-  removeBindLeftovers(dir);
   const previous = readPid(fd);
   fs.ftruncateSync(fd, 0);
   fs.writeSync(fd, `${process.pid}\n`, 0);
@@ -175,6 +217,15 @@ export async function acquirePidLock(file: string, dir: string): Promise<PidLock
     adopt(socketFile: string) {
       const st = fs.lstatSync(socketFile);
       adopted.set(socketFile, { dev: st.dev, ino: st.ino, ctimeMs: st.ctimeMs });
+    },
+    owns(socketFile: string) {
+      const id = adopted.get(socketFile);
+      try {
+        const st = fs.lstatSync(socketFile);
+        return id !== undefined && st.isSocket() && st.dev === id.dev && st.ino === id.ino && st.ctimeMs === id.ctimeMs;
+      } catch {
+        return false;
+      }
     },
     removeOwned() {
       for (const [f, id] of adopted) {
@@ -200,38 +251,6 @@ export async function acquirePidLock(file: string, dir: string): Promise<PidLock
       server?.close();
     },
   };
-}
-
-/**
- * The name a socket is bound under before placeSocket renames it into place. libuv unlinks the path a
- * server was bound to when it closes, whatever file is there by then (a successor's socket, say): the
- * path bound must therefore never be the public one. A renamed socket stays bound to its file.
- */
-export function bindName(file: string): string {
-  return `${file}.bind-${process.pid}`;
-}
-
-/** Sockets a daemon that died between bind and rename left under their private names (the lock is held). */
-function removeBindLeftovers(dir: string): void {
-  let names: string[];
-  try {
-    names = fs.readdirSync(dir);
-  } catch {
-    return;
-  }
-  for (const name of names) {
-    if (!/^(watch|control)\.sock\.bind-[0-9]+$/.test(name)) continue;
-    const f = path.join(dir, name);
-    try {
-      if (fs.lstatSync(f).isSocket()) fs.unlinkSync(f);
-    } catch {
-      // gone already
-    }
-  }
-}
-
-export function placeSocket(file: string): void {
-  fs.renameSync(bindName(file), file);
 }
 
 /**

@@ -17,9 +17,31 @@ export function isLevel(s: string): s is Level {
   return Object.hasOwn(RANK, s);
 }
 
+let stderrGone = false;
+
+/**
+ * A line to stderr that can never take the daemon down: when whoever read the log went away (a closed
+ * pipe, `sysgenidd 2>&1 | head -1`), the write fails with EPIPE as an 'error' event, which unhandled
+ * would end the process and leave its sockets behind. From then on log lines are dropped; the daemon
+ * keeps serving.
+ */
+export function writeStderr(line: string): void {
+  if (stderrGone) return;
+  if (process.stderr.listenerCount('error') === 0) {
+    process.stderr.on('error', () => {
+      stderrGone = true;
+    });
+  }
+  try {
+    process.stderr.write(line);
+  } catch {
+    stderrGone = true;
+  }
+}
+
 export function createLogger(
   level: Level = 'info',
-  write: (line: string) => void = (line) => process.stderr.write(line),
+  write: (line: string) => void = writeStderr,
   journal: boolean = Boolean(process.env.JOURNAL_STREAM),
 ): Logger {
   const emit = (l: Level, msg: string): void => {

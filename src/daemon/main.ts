@@ -40,7 +40,8 @@ async function main(): Promise<number> {
     opts = parseOptions(argv);
   } catch (err) {
     if (err instanceof UsageError) {
-      process.stderr.write(`sysgenidd: ${err.message}\n\n${USAGE}`);
+      // One line and a pointer, as the sysgenid command does: the whole help would bury the error.
+      process.stderr.write(`sysgenidd: ${err.message}\nRun "sysgenidd --help" for usage.\n`);
       return 2;
     }
     throw err;

@@ -10,7 +10,8 @@ import {
   DEFAULT_METRICS_INTERVAL_MS,
   DEFAULT_RESUME_TIMEOUT_MS,
 } from '../defaults.js';
-import { MAX_TIMEOUT_MS } from '../protocol/messages.js';
+import { DEFAULT_HOST_SERIAL_NAME, DEFAULT_HOST_VSOCK_PORT } from '../protocol/host.js';
+import { MAX_TIMEOUT_MS, parseU32 } from '../protocol/messages.js';
 import { U32_MAX, isU32 } from '../core/generation.js';
 import { resolveRuntimeDir } from '../protocol/runtime-dir.js';
 import type { BackendConfig } from './backends/backend.js';
@@ -43,6 +44,9 @@ Options:
 ${backendsHelp(registry)}
   --uevent-synthetic     let the uevent backend accept synthetic SYNTH_ARG_NEWVMGENID=1 events
   --vmclock-path PATH    the vmclock device (default: /dev/vmclock0)
+  --host-vsock-port N    the host backend's vsock port (default: ${DEFAULT_HOST_VSOCK_PORT}; 0: no vsock)
+  --host-serial NAME     the host backend's virtio-serial port name or device path
+                         (default: ${DEFAULT_HOST_SERIAL_NAME}; '': no virtio-serial)
   --adjust-timeout MS    after a restore while quiesced, how long every watcher may take to
                          acknowledge before the machine is un-quiesced anyway (default: ${DEFAULT_ADJUST_TIMEOUT_MS})
   --no-auto-resume       after a restore while quiesced, stay quiesced once every watcher has
@@ -204,6 +208,8 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
         'max-subscribers-per-user': { type: 'string' },
         backends: { type: 'string' },
         'vmclock-path': { type: 'string' },
+        'host-vsock-port': { type: 'string' },
+        'host-serial': { type: 'string' },
         'uevent-synthetic': { type: 'boolean', default: false },
         'max-backlog': { type: 'string' },
         'adjust-timeout': { type: 'string' },
@@ -256,12 +262,18 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
 
   const backends = parseBackends(values.backends ?? 'auto');
   const vmclockPath = values['vmclock-path'];
+  const hostPortText = values['host-vsock-port'];
+  const hostVsockPort = hostPortText === undefined ? undefined : parseU32(hostPortText);
+  if (hostPortText !== undefined && hostVsockPort === undefined) {
+    throw new UsageError(`--host-vsock-port must be a port number (0 for none), got ${JSON.stringify(hostPortText)}`);
+  }
 
   return {
     backends,
     backendConfig: {
       uevent: { synthetic: values['uevent-synthetic'] === true },
       vmclock: { path: vmclockPath === undefined ? undefined : path.resolve(vmclockPath) },
+      host: { vsockPort: hostVsockPort, serial: values['host-serial'] },
     },
     help: values.help === true,
     version: values.version === true,

@@ -54,8 +54,9 @@ export class Page {
    * mappings stay valid.
    */
   static open(file: string, initial = 0): Page {
-    const created = createComplete(file, initial);
-    if (created !== undefined) return new Page(file, created);
+    // Created complete, then opened by its own name like an existing page: a descriptor left on the
+    // temporary name would look like a deleted file to CRIU, which then refuses to dump the daemon.
+    createComplete(file, initial);
     const { fd, st } = openOwnedFile(file, 0o644, 'page');
     try {
       if (st.size < PAGE_SIZE) fs.ftruncateSync(fd, PAGE_SIZE);
@@ -133,11 +134,11 @@ export class Page {
 }
 
 /**
- * Create the page complete under a temporary name and link it into place. The descriptor of the new
- * page, or undefined when a page already exists at `file` (then it is opened as it is).
+ * Create the page complete under a temporary name and link it into place, unless a page (or anything)
+ * already exists at `file`: that one is then opened as it is.
  */
-function createComplete(file: string, initial: number): number | undefined {
-  if (fs.existsSync(file) || isLink(file)) return undefined;
+function createComplete(file: string, initial: number): void {
+  if (fs.existsSync(file) || isLink(file)) return;
   const tmp = `${file}.new-${process.pid}`;
   fs.rmSync(tmp, { force: true });
   let fd: number;
@@ -158,11 +159,11 @@ function createComplete(file: string, initial: number): number | undefined {
     fs.closeSync(fd);
     fs.rmSync(tmp, { force: true });
     const e = err as NodeJS.ErrnoException;
-    if (e.code === 'EEXIST') return undefined;
+    if (e.code === 'EEXIST') return;
     throw new StartupError(`cannot create the page ${file}: ${e.message}` + hintFor(e.code));
   }
   fs.rmSync(tmp, { force: true });
-  return fd;
+  fs.closeSync(fd);
 }
 
 function isLink(file: string): boolean {

@@ -50,6 +50,17 @@ export interface Addon {
   opensslState?(): OpensslCopy[];
   /** A read-only mapping of a character device (st_size 0), such as /dev/vmclock0. */
   mapDevice?(path: string, length?: number): ArrayBuffer;
+  /** A non-blocking AF_VSOCK stream socket listening on (any CID, port); close it with fs.closeSync. */
+  vsockListen?(port: number): number;
+  /** One pending connection, non-blocking; `cid` -1 when the listener is not AF_VSOCK. Null: none. */
+  vsockAccept?(fd: number): { fd: number; cid: number; port: number } | null;
+  /** A connected non-blocking AF_VSOCK stream socket to (cid, port); throws on failure. */
+  vsockConnect?(cid: number, port: number): number;
+  /**
+   * RNDADDENTROPY with these bytes, then RNDRESEEDCRNG: 0, -errno of the first ioctl, or -(1000 + errno)
+   * of the second. Needs CAP_SYS_ADMIN.
+   */
+  reseedKernel?(entropy: Buffer): number;
 }
 
 /** One copy of OpenSSL in this process (Node's own, or the system libcrypto.so.3), for register.ts. */

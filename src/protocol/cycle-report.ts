@@ -3,7 +3,9 @@
 // copied field by field from the core's working record, so that a change inside the core fails to
 // compile here instead of silently changing the protocol.
 
-import type { CycleReport } from '../core/lifecycle.js';
+import type { CycleOutcome, CycleReport } from '../core/lifecycle.js';
+
+export type { CycleOutcome };
 
 export type LifecycleState = 'running' | 'quiescing' | 'quiesced' | 'adjusting' | 'unquiescing';
 export type StepKind = 'quiesce' | 'unquiesce';
@@ -34,6 +36,8 @@ export interface CycleReportDocument {
   readonly ok: boolean;
   /** Why it is not ok, in one line; null when ok. */
   readonly reason: string | null;
+  /** ok, failed, late, interrupted or aborted; null while the cycle runs (what to match on, not reason). */
+  readonly outcome: CycleOutcome | null;
   readonly startedAt: number;
   readonly endedAt: number | null;
   readonly generationAtStart: number;
@@ -48,6 +52,7 @@ export function cycleReportDocument(report: CycleReport): CycleReportDocument {
     kind: report.kind,
     ok: report.ok,
     reason: report.reason,
+    outcome: report.outcome,
     startedAt: report.startedAt,
     endedAt: report.endedAt,
     generationAtStart: report.generationAtStart,

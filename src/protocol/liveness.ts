@@ -23,7 +23,7 @@ export function daemonListening(dir: string): boolean | undefined {
 }
 
 /** A lock on <dir>/sysgenidd.pid in /proc/locks, which, unlike the socket table, is not per namespace. */
-function pidFileLocked(dir: string): boolean {
+export function pidFileLocked(dir: string): boolean {
   let st: fs.Stats;
   let locks: string;
   try {

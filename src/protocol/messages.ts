@@ -168,6 +168,8 @@ export function parseRequest(line: string): Request {
     case 'FAILED': {
       const cycle = u32Arg(verb, args[0], 'a cycle number');
       const message = tail.slice((args[0] as string).length).trim();
+      // Required (docs/PROTOCOL.md): the message is what the quiesce's report and its caller see.
+      if (message === '') throw new SysgenidError('EINVAL', 'FAILED: needs a message saying what failed');
       if (message.length > MAX_MESSAGE) throw new SysgenidError('EINVAL', `FAILED: at most ${MAX_MESSAGE} characters of message`);
       return { verb, cycle, message };
     }

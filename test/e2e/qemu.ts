@@ -23,6 +23,10 @@ export interface VmOptions {
   readonly incoming?: string;
   /** Where the sockets and the console log go. */
   readonly runDir: string;
+  /** false: no VM Generation ID device at all (a hypervisor without one). Default true. */
+  readonly vmgenid?: boolean;
+  /** More QEMU arguments (devices, chardevs, monitors). */
+  readonly extraArgs?: readonly string[];
 }
 
 export interface ConsoleLine {
@@ -72,7 +76,8 @@ export class Vm {
       '-accel', 'tcg', '-cpu', 'max', '-machine', 'q35', '-smp', String(opts.smp), '-m', String(opts.memMb),
       '-kernel', opts.kernel, '-initrd', opts.initrd,
       '-append', `console=ttyS0 loglevel=4 panic=-1 ${opts.append}`,
-      '-device', `vmgenid,id=vmgenid0,guid=${opts.guid}`, '-no-reboot',
+      ...(opts.vmgenid === false ? [] : ['-device', `vmgenid,id=vmgenid0,guid=${opts.guid}`]), '-no-reboot',
+      ...(opts.extraArgs ?? []),
     ];
     if (opts.incoming) args.push('-incoming', `exec:cat ${opts.incoming}`);
     const child = spawn(opts.qemu, args, { stdio: ['ignore', 'ignore', 'pipe'] });

@@ -3,23 +3,26 @@
 import { forceUpdate } from '../../client/admin.js';
 import { defineCommand } from '../command.js';
 import { EXIT } from '../exit.js';
-import { COMMON_HELP, u32Option } from '../options.js';
+import { COMMON_HELP, JSON_HELP, JSON_OPTION, printJson, u32Option } from '../options.js';
 
 export default defineCommand({
   name: 'bump',
   summary: "force a new generation (root or the daemon's control group)",
-  help: `Usage: sysgenid bump [--min N]
+  help: `Usage: sysgenid bump [--min N] [--json]
 
 Force a new generation: max(N, generation + 1). Needs the control socket: root, or a member of the
 daemon's control group. Prints the new generation.
 
   --min N         the lowest generation to move to (default 0)
+${JSON_HELP}
 ${COMMON_HELP}
 `,
-  options: { min: { type: 'string' } },
+  options: { min: { type: 'string' }, ...JSON_OPTION },
   positionals: false,
   async run({ values, dir }) {
-    process.stdout.write(`${await forceUpdate({ ...(dir ? { dir } : {}), min: u32Option('min', values.min, 0) })}\n`);
+    const generation = await forceUpdate({ ...(dir ? { dir } : {}), min: u32Option('min', values.min, 0) });
+    if (values.json) printJson({ generation });
+    else process.stdout.write(`${generation}\n`);
     return EXIT.OK;
   },
 });

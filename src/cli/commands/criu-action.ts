@@ -88,20 +88,24 @@ export default defineCommand({
   name: 'criu-action',
   summary: 'a CRIU action script: quiesce before a dump, bump and resume after a restore',
   // Its own --dir line: here it names the directory inside the restored tree.
-  help: `Usage: sysgenid criu-action [--dir DIR] [--strict]
+  help: `Usage: sysgenid criu-action [--dir DIR] [--strict] [--timeout MS]
 
-A CRIU action script: criu restore --action-script "sysgenid criu-action" (also for podman container
-restore and runc, see docs/backends/criu.md). On "post-resume" it forces a new generation on the
-sysgenid daemon that lives inside the restored tree: the one whose runtime directory is under
-/proc/$CRTOOLS_INIT_PID/root. Every other action is accepted and ignored. If the restored tree has no
-daemon it says so and exits 0 (a failing action script would abort the restore) unless --strict.
+A CRIU action script: criu dump/restore --action-script "sysgenid criu-action" (also for podman container
+checkpoint/restore and runc, see docs/backends/criu.md). It acts on the sysgenid daemon that lives inside
+the dumped or restored tree (the one whose runtime directory is under /proc/$CRTOOLS_INIT_PID/root):
+  pre-dump     quiesce the tree; a failure fails this script, so CRIU aborts the dump
+  post-dump    resume the tree once CRIU lets it run again (detached: the tree is still frozen)
+  post-resume  force a new generation in the restored tree, then resume it once every watcher has
+               re-adjusted
+Every other action is accepted and ignored. If the tree has no daemon it says so and exits 0 (a failing
+action script would abort the dump or restore) unless --strict.
 
-  --dir DIR       the daemon's runtime directory inside the restored tree (default: SYSGENID_DIR from
-                  the restored init process's environment, else /run/sysgenid)
-  --strict        exit non-zero when no daemon could be bumped
+  --dir DIR       the daemon's runtime directory inside the tree (default: SYSGENID_DIR from the tree's
+                  init process's environment, else /run/sysgenid)
+  --strict        exit non-zero when no daemon could be reached
+  --timeout MS    the budget of each quiesce and resume it asks for (default ${DEFAULT_QUIESCE_TIMEOUT_MS})
   -h, --help      show this help
 `,
-  // --timeout (the budget of each quiesce and un-quiesce it asks for) is accepted though the help leaves it out.
   options: { strict: { type: 'boolean' }, timeout: { type: 'string' } },
   positionals: false,
   async run({ values, dir }) {

@@ -7,6 +7,7 @@ import bump from './bump.js';
 import criuAction from './criu-action.js';
 import disconnect from './disconnect.js';
 import exclude from './exclude.js';
+import get from './get.js';
 import quiesce from './quiesce.js';
 import read from './read.js';
 import ready from './ready.js';
@@ -14,8 +15,9 @@ import resume from './resume.js';
 import snapshot from './snapshot.js';
 import status from './status.js';
 import wait from './wait.js';
+import host from './host.js';
 import watch from './watch.js';
 
 export const COMMANDS: readonly Command[] = [
-  status, read, watch, bump, wait, quiesce, resume, snapshot, ready, exclude, disconnect, criuAction,
+  status, get, read, watch, bump, wait, quiesce, resume, snapshot, ready, exclude, disconnect, criuAction, host,
 ];

@@ -4,12 +4,12 @@ import { quiesce } from '../../client/admin.js';
 import { DEFAULT_QUIESCE_TIMEOUT_MS } from '../../defaults.js';
 import { defineCommand } from '../command.js';
 import { describeReport, quiesceExit } from '../cycle-report.js';
-import { COMMON_HELP, u32Option } from '../options.js';
+import { COMMON_HELP, JSON_OPTION, printJson, u32Option } from '../options.js';
 
 export default defineCommand({
   name: 'quiesce',
   summary: 'ask every lifecycle subscriber to quiesce (before a snapshot)',
-  help: `Usage: sysgenid quiesce [--timeout MS]
+  help: `Usage: sysgenid quiesce [--timeout MS] [--json]
 
 Ask every lifecycle subscriber, one at a time (highest priority number first, latest registered first
 among equals), to quiesce. Exit 0 when every one has. If one fails, each remaining one is still asked;
@@ -19,16 +19,20 @@ Exit 1 on a failure, 4 when one was late, 5 when a new generation arrived while 
 machine is already quiesced or a step is in progress.
 
   --timeout MS    the whole quiesce's budget (default ${DEFAULT_QUIESCE_TIMEOUT_MS})
+  --json          print the daemon's cycle report (its "outcome": ok, failed, late, interrupted, aborted)
 ${COMMON_HELP}
 `,
-  options: { timeout: { type: 'string' } },
+  options: { timeout: { type: 'string' }, ...JSON_OPTION },
   positionals: false,
   async run({ values, dir }) {
     const report = await quiesce({
       ...(dir ? { dir } : {}),
       timeoutMs: u32Option('timeout', values.timeout, DEFAULT_QUIESCE_TIMEOUT_MS),
     });
-    if (report.ok) {
+    if (values.json) {
+      printJson(report);
+      if (!report.ok) process.stderr.write(`sysgenid quiesce: failed: ${report.reason}\n`);
+    } else if (report.ok) {
       process.stdout.write(`sysgenid quiesce: ${describeReport(report)}\n`);
     } else {
       process.stderr.write(`sysgenid quiesce: failed: ${report.reason}\n${describeReport(report)}\n`);

@@ -2,8 +2,8 @@
 // and moves the generation. Each backend is one file in this folder implementing RestoreBackend; the
 // daemon starts, reports and stops them through registry.ts and knows nothing else about them.
 //
-// Adding a backend (the next one is `host`: a message from the hypervisor host over vsock or
-// virtio-serial):
+// Adding a backend (`host.ts`, the hypervisor host's channel, was added so: one file, one line; it
+// needed the three members of BackendContext after `remember`, and restored()'s minimum and result):
 //   1. write src/daemon/backends/NAME.ts with a class implementing RestoreBackend; its status() detail
 //      says in words why it is live or off, which `sysgenid status` prints as is;
 //   2. add one line to BACKENDS in registry.ts, saying whether `--backends auto` turns it on.
@@ -40,11 +40,20 @@ export interface BackendContext {
   /**
    * A restore was seen: a new generation now, with `memo` (if given) in the same state record, so a
    * crash cannot leave a bump without its bookkeeping or the other way round. Never throws; a failure
-   * is logged.
+   * is logged. `min`: the new generation is at least this (as BUMP min). Returns the new generation, or
+   * undefined when it could not move.
    */
-  restored(source: string, memo?: Memo): void;
+  restored(source: string, memo?: Memo, min?: number): number | undefined;
   /** Persist `memo` without a bump (a position reached, a counter seen at start). Never throws. */
   remember(memo: Memo): void;
+  /** The generation now. */
+  generation(): number;
+  /**
+   * The daemon's runtime directory. A backend that takes requests on the daemon's behalf (the host
+   * channel's quiesce, un-quiesce, wait and status) asks its control socket there, so that they keep
+   * the control verbs' own semantics instead of a second copy.
+   */
+  readonly dir: string;
 }
 
 export interface BackendReport {

@@ -3,6 +3,7 @@
 // `auto: false`: opt-in, named in --backends to run. See backend.ts for how to add one.
 
 import type { RestoreBackend } from './backend.js';
+import { HostBackend } from './host.js';
 import { KmsgBackend } from './kmsg.js';
 import { TimeJumpBackend } from './timejump.js';
 import { UeventBackend } from './uevent.js';
@@ -21,6 +22,7 @@ export const BACKENDS: readonly BackendEntry[] = [
   { name: 'vmclock', auto: true, create: () => new VmclockBackend() },
   { name: 'uevent', auto: false, create: () => new UeventBackend() },
   { name: 'timejump', auto: false, label: 'the timejump heuristic', create: () => new TimeJumpBackend() },
+  { name: 'host', auto: false, label: 'the host channel', create: () => new HostBackend() },
 ];
 
 export function backendNames(registry: readonly BackendEntry[] = BACKENDS): string[] {

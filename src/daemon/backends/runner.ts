@@ -18,8 +18,12 @@ export interface RunnerOptions {
   readonly config: Readonly<Record<string, BackendConfig>> | undefined;
   /** Where a privileged BUMP comes from, for the `forced` entry. */
   readonly controlPath: string;
-  /** A new generation with this record; may throw (the runner's restored() catches). */
-  readonly bump: (source: string, record: StateUpdate) => void;
+  /** The runtime directory (the host backend answers requests through its control socket). */
+  readonly dir: string;
+  /** The generation now. */
+  readonly generation: () => number;
+  /** A new generation, at least `min`, with this record; may throw (the runner's restored() catches). */
+  readonly bump: (source: string, record: StateUpdate, min: number) => number;
 }
 
 export class BackendRunner {
@@ -47,9 +51,10 @@ export class BackendRunner {
         addon: this.#o.addon,
         memo: memos[name],
         config: this.#o.config?.[name] ?? {},
-        restored: (source, memo) => {
-          this.#restored(source, memo === undefined ? {} : { memos: { bootId, byName: { [name]: memo } } });
-        },
+        restored: (source, memo, min) =>
+          this.#restored(source, memo === undefined ? {} : { memos: { bootId, byName: { [name]: memo } } }, min),
+        generation: this.#o.generation,
+        dir: this.#o.dir,
         remember: (memo) => {
           try {
             store.save({ memos: { bootId, byName: { [name]: memo } } });
@@ -85,11 +90,12 @@ export class BackendRunner {
   }
 
   /** A backend saw a restore: bump, and keep its bookkeeping in the same state record. Never throws. */
-  #restored(source: string, record: StateUpdate): void {
+  #restored(source: string, record: StateUpdate, min = 0): number | undefined {
     try {
-      this.#o.bump(source, record);
+      return this.#o.bump(source, record, min);
     } catch (err) {
       this.#o.log.error(`${source}: a restore was seen but the generation could not move: ${(err as Error).message}`);
+      return undefined;
     }
   }
 }

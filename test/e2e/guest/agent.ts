@@ -127,8 +127,20 @@ function dumpLogs(): void {
 
 // ---------------------------------------------------------------- e2e=vm: a whole machine cloned
 
+/** The kernel's own randomness now: 32 bytes of /dev/urandom (the CRNG getrandom() reads), in hex. */
+function kernelRandom(): string {
+  const buf = Buffer.alloc(32);
+  const fd = fs.openSync('/dev/urandom', 'r');
+  fs.readSync(fd, buf);
+  fs.closeSync(fd);
+  return buf.toString('hex');
+}
+
 async function vmScenario(): Promise<void> {
-  start('sysgenidd', '/usr/bin/sysgenidd', ['--log-level', 'info']);
+  // e2e=host: the same machine, with no VM Generation ID device; the host's notice arrives over the
+  // virtio-serial port (test/e2e/host.e2e.ts).
+  const daemonArgs = ['--log-level', 'info', ...(scenario === 'host' ? ['--backends', 'kmsg,vmclock,host'] : [])];
+  start('sysgenidd', '/usr/bin/sysgenidd', daemonArgs);
   await until('the daemon', 30_000, () => status());
   start('secret-app', '/usr/bin/node', [`${GUEST}/secret-app.js`]);
   start('shell-watcher', '/usr/bin/sysgenid', ['watch', '--name', 'shell', '--', 'sh', '-c', `cat /proc/sys/kernel/random/uuid > ${OUT}/shell-$SYSGENID`]);
@@ -173,10 +185,13 @@ async function vmScenario(): Promise<void> {
       http: readJson(`${OUT}/http-prober.json`),
       lifecycle: s.lifecycle,
       forks: forkRecords(),
+      kernelRandom: kernelRandom(),
       monoMs: monoMs(),
     };
   };
   onCommand('report', async () => emit('REPORT', await report()));
+  onCommand('random', () => emit('RANDOM', { kernelRandom: kernelRandom(), monoMs: monoMs() }));
+  onCommand('server-log', () => emit('SERVER-LOG', { text: fs.readFileSync(`${OUT}/http-server.log`, 'utf8') }));
   setupSnapshot(report);
 
   // Held across the snapshot: in a clone it returns when the daemon's backend bumps.
@@ -209,6 +224,8 @@ async function vmScenario(): Promise<void> {
     ...(await report()), observed: generation, seenAtMs, ackedAtMs, waitError,
     cliWait: { status: cli.status, stderr: cli.stderr }, nodeCrypto,
   });
+  // The host scenario drives the lifecycle from the host and compares generations: no warm bump.
+  if (scenario === 'host') return;
 
   // The same path once more, now that the clone's code is warm: a forced bump, timed the same way. In
   // a software-emulated guest the first run after a restore pays for translating every page of code
