@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import { Lifecycle } from '../src/client/lifecycle.js';
 import { connect } from '../src/client/watcher.js';
 import { DEFAULT_WAIT_FOR_DAEMON_MS } from '../src/defaults.js';
-import { SysgenidError } from '../src/protocol/errors.js';
+import type { SysgenidError } from '../src/protocol/errors.js';
 import { RawClient, bump, eventually, sleep, startDaemon, statusOf, tmpDir } from './helpers.js';
 
 describe('waiting for the daemon', () => {

@@ -360,10 +360,12 @@ export class Watcher extends EventEmitter<WatcherEvents> {
    * before open() has returned; they are held and replayed so that none is lost.
    */
   async #open(timeoutMs: number, first: boolean, waitMs = 0): Promise<void> {
+    // Read by the callbacks below before openWhenUp() has returned it.
     let conn: ProtocolConnection | undefined;
     const early: number[] = [];
     let closedEarly: { err: SysgenidError | undefined } | undefined;
     const where = (): string => (this.#path = clientPaths(this.#opts.dir).watch);
+    // eslint-disable-next-line prefer-const -- the callbacks read it before openWhenUp() returns
     conn = await openWhenUp(where, {
       generation: (g) => {
         if (!conn) early.push(g);
