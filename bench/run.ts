@@ -312,7 +312,7 @@ const report: Record<string, unknown> = {
   rounds: ROUNDS,
   processes: PROCS,
   netlinkReference: noNetlink ? `skipped: ${noNetlink}` : reader ? 'measured' : 'skipped: no C compiler for bench/reader-client.c',
-  cycle: {} as Record<string, unknown>,
+  cycle: {},
 };
 
 type Stats = { p50: number; p99: number; max: number };
@@ -365,7 +365,7 @@ if (rows.length >= 2) {
   const xs = rows.map((r) => r.n);
   const us = (get: (c: CycleRow) => Stats | null): number | null => {
     const ys = rows.map((r) => get(r.c)?.p50);
-    return ys.every((y) => y !== undefined) ? slope(xs, ys as number[]) * 1000 : null;
+    return ys.every((y) => y !== undefined) ? slope(xs, ys) * 1000 : null;
   };
   report.slopeUsPerWatcher = {
     daemonNotified: us((c) => c.notifiedMs),

@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import { Lifecycle } from '../src/client/lifecycle.js';
 import { connect } from '../src/client/watcher.js';
 import { DEFAULT_WAIT_FOR_DAEMON_MS } from '../src/defaults.js';
-import { SysgenidError } from '../src/protocol/errors.js';
+import type { SysgenidError } from '../src/protocol/errors.js';
 import { RawClient, bump, eventually, sleep, startDaemon, statusOf, tmpDir } from './helpers.js';
 
 describe('waiting for the daemon', () => {
@@ -75,6 +75,18 @@ describe('handle(): retries, reported failures, coalescing', () => {
     const s = await statusOf(d.dir);
     assert.equal(s.list?.find((x) => x.name === 'flaky')?.problem, null, 'problem cleared');
     assert.ok(calls.every((g) => g === 1));
+  });
+
+  it("a successful handler leaves a problem the application reported itself (sysgenid/register's)", async (t) => {
+    const d = await startDaemon(t);
+    const w = await connect({ dir: d.dir, name: 'own-problem' });
+    t.after(() => w.close());
+    await w.reportProblem('OpenSSL could not be reseeded');
+    w.handle(async () => {});
+    await bump(d.dir);
+    await eventually(async () => (await statusOf(d.dir)).outdated === 0, 5000, 'acknowledged');
+    const entry = (await statusOf(d.dir)).list?.find((x) => x.name === 'own-problem');
+    assert.equal(entry?.problem, 'OpenSSL could not be reseeded');
   });
 
   it('a burst while the handler runs is handled once, for the latest generation', async (t) => {

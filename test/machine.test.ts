@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { SysgenidError } from '../src/core/errors.js';
+import type { SysgenidError } from '../src/core/errors.js';
 import type { CycleReport } from '../src/core/lifecycle.js';
 import { CoreMachine, type MachineEffect } from '../src/core/machine.js';
 import { errorCode } from './helpers.js';

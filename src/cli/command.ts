@@ -42,5 +42,5 @@ export interface Command<O extends OptionsConfig = OptionsConfig> {
 
 /** Declares a command with its option values typed from its own option config. */
 export function defineCommand<const O extends OptionsConfig>(command: Command<O>): Command {
-  return command as unknown as Command;
+  return command;
 }

@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { status } from '../client/admin.js';
 import { PROTOCOL_NAME } from '../protocol/messages.js';
 import { VERSION } from '../version.js';
-import type { Command, OptionConfig, OptionValues, OptionsConfig } from './command.js';
+import type { Command, OptionConfig, OptionsConfig } from './command.js';
 import { COMMANDS } from './commands/index.js';
 import { EXIT, UsageError } from './exit.js';
 import { COMMON_OPTIONS } from './options.js';
@@ -78,7 +78,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const dir = typeof values.dir === 'string' ? values.dir : undefined;
   // No option is declared `multiple`, so no value is an array.
-  return command.run({ values: values as OptionValues<OptionsConfig>, dir, positionals: parsed.positionals });
+  return command.run({ values: values, dir, positionals: parsed.positionals });
 }
 
 /**

@@ -99,7 +99,7 @@ export class HostLink {
       const m = /^ERR (\S+) ?(.*)$/.exec(text);
       if (m) {
         const code = isErrorCode(m[1] as string) ? (m[1] as never) : 'EPROTO';
-        throw new SysgenidError(code, m[2] || (m[1] as string));
+        throw new SysgenidError(code, m[2] || (m[1]));
       }
       throw new SysgenidError('EPROTO', `unexpected reply: ${text.slice(0, 200)}`);
     } finally {

@@ -236,7 +236,8 @@ export class Watcher extends EventEmitter<WatcherEvents> {
    * A failing handler leaves the generation unacknowledged (so wait-for-watchers names this watcher),
    * is reported through the 'error' and 'retry' events and to the daemon as this watcher's problem
    * (shown by `sysgenid status` and `sysgenid ready`), and is run again with backoff, or at once for a
-   * newer generation. Success clears the problem. Returns a function that stops handling.
+   * newer generation. Success clears that problem (not one the application reported itself). Returns a
+   * function that stops handling.
    */
   handle(handler: Handler, options: HandleOptions = {}): () => void {
     let stopped = false;
@@ -244,6 +245,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
     const maxMs = options.retryMaxMs ?? RETRY_MAX_MS;
     const loop = async (): Promise<void> => {
       let failing: { generation: number; attempts: number; delay: number } | undefined;
+      let reported: string | undefined;
       while (!this.#closed && !stopped) {
         let gen: number;
         if (failing && failing.generation === this.#generation) {
@@ -270,14 +272,17 @@ export class Watcher extends EventEmitter<WatcherEvents> {
           const error = err instanceof Error ? err : new Error(String(err));
           const delay = failing ? Math.min(failing.delay * 2, maxMs) : minMs;
           failing = { generation: gen, attempts, delay };
-          const text = `generation ${gen}: ${error.message} (attempt ${attempts}, next in ${delay} ms)`;
-          this.reportProblem(text.slice(0, 200)).catch(() => undefined);
+          reported = `generation ${gen}: ${error.message} (attempt ${attempts}, next in ${delay} ms)`.slice(0, 200);
+          this.reportProblem(reported).catch(() => undefined);
           this.emit('retry', gen, error, attempts, delay);
           this.#emitError(error);
           continue;
         }
+        // Only the problem this loop reported is cleared: one the application (or sysgenid/register)
+        // reported itself stands until it clears it.
+        if (reported !== undefined && this.#problem === reported) await this.reportProblem('').catch(() => undefined);
+        reported = undefined;
         failing = undefined;
-        if (this.#problem) await this.reportProblem('').catch(() => undefined);
         try {
           await this.ack(gen);
         } catch (err) {
@@ -360,10 +365,12 @@ export class Watcher extends EventEmitter<WatcherEvents> {
    * before open() has returned; they are held and replayed so that none is lost.
    */
   async #open(timeoutMs: number, first: boolean, waitMs = 0): Promise<void> {
+    // Read by the callbacks below before openWhenUp() has returned it.
     let conn: ProtocolConnection | undefined;
     const early: number[] = [];
     let closedEarly: { err: SysgenidError | undefined } | undefined;
     const where = (): string => (this.#path = clientPaths(this.#opts.dir).watch);
+    // eslint-disable-next-line prefer-const -- the callbacks read it before openWhenUp() returns
     conn = await openWhenUp(where, {
       generation: (g) => {
         if (!conn) early.push(g);

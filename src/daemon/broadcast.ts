@@ -16,7 +16,7 @@ export class Broadcast {
 
   constructor(conns: ReadonlyMap<number, Connection>, native: Addon | undefined) {
     this.#conns = conns;
-    this.#send = native?.broadcast;
+    this.#send = native?.broadcast?.bind(native);
   }
 
   send(ids: readonly number[], line: Buffer): void {

@@ -190,14 +190,14 @@ export class HookRunner {
       this.#active = false;
       const next = this.#pending;
       this.#pending = undefined;
-      if (next) void this.#start(next.event).then(next.resolve);
+      if (next) void this.#start(next.event).then((results) => next.resolve(results));
     });
     return done;
   }
 
   async #runAll(event: HookEvent): Promise<HookResult[]> {
     const hooks = this.#open();
-    const results: HookResult[] = new Array(hooks.length);
+    const results = new Array<HookResult>(hooks.length);
     let next = 0;
     const worker = async (): Promise<void> => {
       while (next < hooks.length) {
@@ -325,7 +325,7 @@ export class HookRunner {
       }
       const token = hookToken(pid);
       const ours = token?.startsWith(`${me}.`) === true;
-      const ended = ours && !this.#liveTokens.has(token as string);
+      const ended = ours && !this.#liveTokens.has(token);
       // An orphan whose environment was cleared cannot be attributed: it dies once no hook is running.
       if (ended || (orphan && token === undefined && this.#liveTokens.size === 0)) {
         try {

@@ -9,7 +9,7 @@ import { DEFAULT_HOST_VSOCK_PORT, MAX_ENTROPY_BYTES, MIN_ENTROPY_BYTES } from '.
 import { defineCommand } from '../command.js';
 import { describeReport, quiesceExit } from '../cycle-report.js';
 import { EXIT, UsageError } from '../exit.js';
-import { u32Option } from '../options.js';
+import { JSON_HELP, JSON_OPTION, printJson, u32Option } from '../options.js';
 import { runCommand } from '../run-command.js';
 
 /** restored: the guest moved and re-adjusted, but its kernel's CRNG was not reseeded. */
@@ -49,6 +49,7 @@ Exit 7 if the guest cannot be reached, 1 on another failure, 2 on a usage error.
 
   --entropy-bytes N      bytes sent with restored (${MIN_ENTROPY_BYTES} to ${MAX_ENTROPY_BYTES}, default 64)
   --connect-timeout MS   connecting and Firecracker's handshake (default 10000)
+${JSON_HELP}
   --dir DIR              not used: the guest's daemon is reached through TARGET
   -h, --help             show this help
 `,
@@ -57,6 +58,7 @@ Exit 7 if the guest cannot be reached, 1 on another failure, 2 on a usage error.
     min: { type: 'string' }, 'entropy-bytes': { type: 'string' }, timeout: { type: 'string' },
     'quiesce-timeout': { type: 'string' }, 'allow-no-reseed': { type: 'boolean' },
     'connect-timeout': { type: 'string' },
+    ...JSON_OPTION,
   },
   positionals: true,
   async run({ values, positionals }) {
@@ -92,16 +94,20 @@ function targetOf(values: Values): HostTarget {
 
 async function runSub(sub: Sub, link: HostLink, values: Values, cmd: string[]): Promise<number> {
   const timeout = (fallback: number): number => u32Option('timeout', values.timeout as string | undefined, fallback);
+  const json = values.json === true;
   switch (sub) {
     case 'ping':
       await link.request('PING', 10_000);
-      process.stdout.write('OK\n');
+      if (json) printJson({ ok: true });
+      else process.stdout.write('OK\n');
       return EXIT.OK;
     case 'status':
+      // Already one JSON document.
       process.stdout.write(`${await link.request('STATUS', 10_000)}\n`);
       return EXIT.OK;
     case 'wait':
       await link.wait(timeout(DEFAULT_ADJUST_TIMEOUT_MS));
+      if (json) printJson({ ok: true });
       return EXIT.OK;
     case 'restored':
       return restored(link, values, timeout(DEFAULT_ADJUST_TIMEOUT_MS));
@@ -109,12 +115,14 @@ async function runSub(sub: Sub, link: HostLink, values: Values, cmd: string[]): 
       const ms = timeout(DEFAULT_QUIESCE_TIMEOUT_MS);
       const report = cycle(await link.request(`QUIESCE ${ms}`, lifecycleDeadline(ms)));
       process.stderr.write(`sysgenid host quiesce: ${describeReport(report)}\n`);
+      if (json) printJson(report);
       return quiesceExit(report);
     }
     case 'resume': {
       const ms = timeout(DEFAULT_UNQUIESCE_TIMEOUT_MS);
       const report = cycle(await link.request(`UNQUIESCE ${ms}`, lifecycleDeadline(ms)));
       process.stderr.write(`sysgenid host resume: ${describeReport(report)}\n`);
+      if (json) printJson(report);
       return report.ok ? EXIT.OK : EXIT.FAILURE;
     }
     case 'snapshot':
@@ -136,7 +144,8 @@ async function restored(link: HostLink, values: Values, timeoutMs: number): Prom
   await link.wait(timeoutMs);
   process.stderr.write(`sysgenid host restored: every watcher re-adjusted ` +
     `(${(performance.now() - t0).toFixed(0)} ms after the notice was sent)\n`);
-  process.stdout.write(`${r.generation}\n`);
+  if (values.json === true) printJson({ ...r, readjustedMs: Math.round(performance.now() - t0) });
+  else process.stdout.write(`${r.generation}\n`);
   if (!r.reseeded && values['allow-no-reseed'] !== true) return EXIT_NOT_RESEEDED;
   return EXIT.OK;
 }
@@ -150,12 +159,14 @@ async function snapshot(link: HostLink, values: Values, cmd: string[], resumeMs:
   const report = cycle(await link.request(`QUIESCE ${quiesceMs}`, lifecycleDeadline(quiesceMs)));
   if (!report.ok) {
     process.stderr.write(`sysgenid host snapshot: quiesce failed, ${cmd[0]} not run: ${report.reason}\n`);
+    if (values.json === true) printJson({ quiesce: report, command: null, resume: null });
     return quiesceExit(report);
   }
   process.stderr.write(`sysgenid host snapshot: ${describeReport(report)}; running ${cmd.join(' ')}\n`);
   const code = await runCommand(cmd, report.generationAtStart, 'host snapshot');
   const resumed = cycle(await link.request(`UNQUIESCE ${resumeMs}`, lifecycleDeadline(resumeMs)));
   process.stderr.write(`sysgenid host snapshot: ${describeReport(resumed)}\n`);
+  if (values.json === true) printJson({ quiesce: report, command: { exitCode: code }, resume: resumed });
   if (code !== 0) {
     process.stderr.write(`sysgenid host snapshot: ${cmd[0]} exited with ${code}\n`);
     return EXIT.FAILURE;

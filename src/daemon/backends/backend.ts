@@ -35,7 +35,7 @@ export interface BackendContext {
    * counters only mean something within the boot that wrote them. Undefined on a first start, after a
    * reboot, or where the boot id cannot be read. Check its shape: the file may be old or hand-edited.
    */
-  readonly memo: Memo | undefined;
+  readonly memo: Memo;
   readonly config: BackendConfig;
   /**
    * A restore was seen: a new generation now, with `memo` (if given) in the same state record, so a

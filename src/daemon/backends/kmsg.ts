@@ -83,7 +83,7 @@ export function classify(r: KmsgRecord): ForkVerdict {
 }
 
 /** The kmsg memo: the last sequence number handled, a number (the state file's former `kmsgSeq`). */
-function seqOf(memo: Memo | undefined): number | undefined {
+function seqOf(memo: Memo): number | undefined {
   return typeof memo === 'number' && Number.isSafeInteger(memo) ? memo : undefined;
 }
 
@@ -224,7 +224,7 @@ export class KmsgBackend implements RestoreBackend {
     fs.read(fd, this.#buf, 0, RECORD_BUFFER, null, (err, n) => {
       if (this.#stopped) return;
       if (err) {
-        const e = err as NodeJS.ErrnoException;
+        const e = err;
         if (e.code === 'EPIPE') {
           this.#overwritten();
           this.#follow();

@@ -47,7 +47,7 @@ export function readVmclock(read: () => Buffer, attempts = 100): VmclockRead {
 }
 
 /** The vmclock memo: the last vm_generation_counter seen, a u64 as a decimal string (formerly `vmclockGen`). */
-function counterOf(memo: Memo | undefined): bigint | undefined {
+function counterOf(memo: Memo): bigint | undefined {
   return typeof memo === 'string' && /^[0-9]{1,20}$/.test(memo) ? BigInt(memo) : undefined;
 }
 
@@ -149,7 +149,7 @@ export class VmclockBackend implements RestoreBackend {
     const notifies = (first.flags & FLAG_NOTIFICATION_PRESENT) !== 0n;
     let how: string;
     if (native && st.isCharacterDevice() && notifies) {
-      const fd = this.#fd as number;
+      const fd = this.#fd;
       this.#watch = native.watchFd(fd, POLL_READABLE, () => {
         // read() tells the driver this descriptor has seen the current seq_count, which ends POLLIN.
         try {

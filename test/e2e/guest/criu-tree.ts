@@ -11,7 +11,6 @@ import { status } from '../../../src/client/index.js';
 const here = new URL('.', import.meta.url).pathname;
 const daemon = spawn('/usr/bin/node', [`${here}../../../sysgenidd.cjs`, '--backends', 'none', '--no-hooks'], { stdio: 'inherit' });
 const env = { ...process.env, APP_NAME: 'criu-app', LIFECYCLE: '1' };
-let app: ReturnType<typeof spawn> | undefined;
 for (;;) {
   try {
     await status();
@@ -20,7 +19,7 @@ for (;;) {
     await sleep(50);
   }
 }
-app = spawn('/usr/bin/node', [`${here}secret-app.js`], { stdio: 'inherit', env });
+const app = spawn('/usr/bin/node', [`${here}secret-app.js`], { stdio: 'inherit', env });
 // Issue 13: an unmodified program with `-r sysgenid/register` (the CommonJS entry) and without it.
 const cryptoApp = `${here}node-crypto-app.js`;
 const cryptoEnv = (variant: string): NodeJS.ProcessEnv =>
@@ -29,7 +28,7 @@ const flagged = spawn('/usr/bin/node', ['-r', 'sysgenid/register', cryptoApp],
   { stdio: 'inherit', env: cryptoEnv('flag') });
 const plain = spawn('/usr/bin/node', [cryptoApp], { stdio: 'inherit', env: cryptoEnv('plain') });
 const stop = (): void => {
-  app?.kill();
+  app.kill();
   flagged.kill();
   plain.kill();
   daemon.kill();
