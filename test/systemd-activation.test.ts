@@ -36,7 +36,7 @@ function lineReader(child: ChildProcess): { lines: string[]; next(re: RegExp, ti
       (await eventually(
         () => {
           for (; from < lines.length; from++) {
-            if (re.test(lines[from] as string)) return lines[from++] as string;
+            if (re.test(lines[from] as string)) return lines[from++];
           }
           return undefined;
         },

@@ -3,6 +3,8 @@
 
 import { Daemon, type DaemonOptions } from './daemon.js';
 import { type Logger, createLogger } from './log.js';
+import type * as InstallUnitsModule from './install-units.js';
+import type * as MetricsModule from './metrics.js';
 import type { Metrics } from './metrics.js';
 import { type ParsedOptions, USAGE, UsageError, parseOptions } from './options.js';
 import { StartupError } from './runtime-dir.js';
@@ -26,7 +28,7 @@ async function main(): Promise<number> {
   let opts;
   try {
     if (argv[0] === 'install-units') {
-      const { installUnits } = await lazyModule<typeof import('./install-units.js')>('install-units.js');
+      const { installUnits } = await lazyModule<typeof InstallUnitsModule>('install-units.js');
       try {
         return installUnits(argv.slice(1));
       } catch (err) {
@@ -92,7 +94,7 @@ async function main(): Promise<number> {
     daemon = await Daemon.start(daemonOptions(opts, log));
     if (opts.metricsListen || opts.metricsFile) {
       // Only now, and only when asked: a daemon without metrics never loads prom-client nor node:http.
-      const { Metrics } = await lazyModule<typeof import('./metrics.js')>('metrics.js');
+      const { Metrics } = await lazyModule<typeof MetricsModule>('metrics.js');
       metrics = await Metrics.start(daemon, log, {
         listen: opts.metricsListen, file: opts.metricsFile, fileIntervalMs: opts.metricsIntervalMs,
       });

@@ -7,7 +7,8 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import type { Registry } from 'prom-client';
+import type * as PromClientModule from 'prom-client';
+import type { Counter, Histogram, Registry } from 'prom-client';
 import type { DaemonStatus } from '../protocol/status.js';
 import type { Logger } from './log.js';
 import { VERSION } from '../version.js';
@@ -26,7 +27,7 @@ export interface MetricsOptions {
   readonly fileIntervalMs: number;
 }
 
-type PromClient = typeof import('prom-client');
+type PromClient = typeof PromClientModule;
 
 const LIFECYCLE_STATES = ['running', 'quiescing', 'quiesced', 'adjusting', 'unquiescing'] as const;
 /** From a bump to every tracked watcher acknowledged: milliseconds when all is well, the adjust budget when not. */
@@ -43,8 +44,8 @@ export class Metrics {
   readonly #log: Logger;
   readonly #opts: MetricsOptions;
   readonly #registry: Registry;
-  readonly #bumps: import('prom-client').Counter<'source'>;
-  readonly #settle: import('prom-client').Histogram;
+  readonly #bumps: Counter<'source'>;
+  readonly #settle: Histogram;
   #server: http.Server | undefined;
   #timer: NodeJS.Timeout | undefined;
   /** The bump whose acknowledgements are awaited: its generation and when its page was written. */
