@@ -134,7 +134,10 @@ it(
       .readFileSync('/proc/net/unix', 'latin1')
       .split('\n')
       .filter((l) => l.endsWith(` ${paths.watch}`) || l.endsWith(` ${paths.control}`))
-      .map((l) => l.trim().split(/\s+/)[6]);
+      .map((l) => l.trim().split(/\s+/))
+      // Accepted connections carry the path too: only the listening ones (__SO_ACCEPTCON in Flags).
+      .filter((cols) => (parseInt(cols[3] ?? '0', 16) & 0x10000) !== 0)
+      .map((cols) => cols[6]);
     assert.equal(listening.length, 2);
     // They arrive without FD_CLOEXEC (they had to survive exec); libuv sets it when it adopts them.
     for (const ino of listening)
