@@ -7,6 +7,8 @@
 //  - ueventOpen() / ueventRecv(fd): the kernel's uevent netlink broadcast, with the sender's port;
 //  - broadcast(fds, data, written): one message to many connected sockets in one call, the daemon's
 //    hot loop when it notifies every watcher (a libuv stream write per socket costs several times more);
+//  - sdNotify(path, message): one datagram to systemd's NOTIFY_SOCKET (Node has no datagram Unix
+//    sockets), sent from the daemon's own pid so that NotifyAccess=main accepts it;
 //  - vsockListen / vsockAccept / vsockConnect and reseedKernel: the host channel (AF_VSOCK, and the
 //    RNDADDENTROPY + RNDRESEEDCRNG ioctls that reseed the kernel's CRNG after a clone).
 // Everything here has a pure-JS fallback (src/native/addon.ts); SYSGENID_NO_ADDON=1 forces it.
@@ -15,11 +17,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <node_api.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <linux/netlink.h>
 #include <uv.h>
@@ -353,6 +357,45 @@ static napi_value reap_pid(napi_env env, napi_callback_info info) {
 }
 // --- end of process and lock control ---
 
+// sdNotify(path, message): 0 or -errno. `path` is NOTIFY_SOCKET as systemd sets it: a file path, or an
+// abstract name written with a leading '@'.
+static napi_value sd_notify(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct sockaddr_un addr;
+  memset(&addr, 0, sizeof addr);
+  addr.sun_family = AF_UNIX;
+  size_t plen = 0;
+  CHECK(napi_get_value_string_utf8(env, argv[0], addr.sun_path, sizeof addr.sun_path, &plen));
+  size_t mlen = 0;
+  CHECK(napi_get_value_string_utf8(env, argv[1], NULL, 0, &mlen));
+  char *msg = malloc(mlen + 1);
+  if (msg == NULL) return throw_errno(env, "sdNotify", ENOMEM);
+  napi_status st = napi_get_value_string_utf8(env, argv[1], msg, mlen + 1, &mlen);
+  int rc = 0;
+  if (st != napi_ok || plen == 0 || plen >= sizeof addr.sun_path - 1) {
+    rc = -EINVAL;
+  } else {
+    if (addr.sun_path[0] == '@') addr.sun_path[0] = '\0';
+    socklen_t alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen + (addr.sun_path[0] ? 1 : 0));
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      rc = -errno;
+    } else {
+      ssize_t n;
+      do {
+        n = sendto(fd, msg, mlen, MSG_NOSIGNAL, (struct sockaddr *)&addr, alen);
+      } while (n < 0 && errno == EINTR);
+      if (n < 0) rc = -errno;
+      close(fd);
+    }
+  }
+  free(msg);
+  napi_value v;
+  CHECK(napi_create_int32(env, rc, &v));
+  return v;
+}
 // ---------------------------------------------------------------- register: reseed OpenSSL in this process
 // src/client/register.ts calls these on every new generation. OpenSSL's DRBGs notice a fork through
 // getpid() only, so a VM clone or a CRIU copy of this process continues the very same stream. Node
@@ -664,6 +707,7 @@ NAPI_MODULE_INIT() {
     {"flock", NULL, flock_fd, NULL, NULL, NULL, napi_default, NULL},
     {"setChildSubreaper", NULL, set_child_subreaper, NULL, NULL, NULL, napi_default, NULL},
     {"reapPid", NULL, reap_pid, NULL, NULL, NULL, napi_default, NULL},
+    {"sdNotify", NULL, sd_notify, NULL, NULL, NULL, napi_default, NULL},
     {"opensslReseed", NULL, openssl_reseed, NULL, NULL, NULL, napi_default, NULL},
     {"opensslState", NULL, openssl_state, NULL, NULL, NULL, napi_default, NULL},
     {"mapDevice", NULL, map_device, NULL, NULL, NULL, napi_default, NULL},

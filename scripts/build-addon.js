@@ -1,10 +1,13 @@
-// `npm install` builds the optional native addon. Without a compiler or Node's headers it prints one
-// clear warning and the project runs on its pure-JS fallback: a failed addon never fails the install.
+// `npm install` gives the package its optional native addon. A prebuilt binary shipped in prebuilds/ (npm
+// pack puts one there, scripts/prebuild.js) is used when it loads here, so no compiler is needed; else it
+// is built with node-gyp. Without a compiler or Node's headers it prints one clear warning and the
+// project runs on its pure-JS fallback: a failed addon never fails the install.
 // npm shows an install script's output only with --foreground-scripts, so the reason and the whole
 // build output are also kept in build/addon-build.log, and the advice names what is really missing: the
 // toolchain, or (with the toolchain there) Node's headers, which node-gyp downloads unless told where.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 
 const LOG = path.join('build', 'addon-build.log');
@@ -24,6 +27,27 @@ function onPath(name) {
       return false;
     }
   });
+}
+
+const prebuilt = path.join('prebuilds', `${process.platform}-${process.arch}`, 'node.napi.glibc.node');
+// In a checkout whose C source changed since the last npm pack, the prebuilt binary is stale. (npm pack
+// gives every file in the tarball the same time, so an installed package always takes its prebuilt one.)
+const stale = (() => {
+  try {
+    return fs.statSync('native/sysgenid.c').mtimeMs > fs.statSync(prebuilt).mtimeMs;
+  } catch {
+    return false;
+  }
+})();
+const fromSource = process.env.npm_config_build_from_source === 'true' || stale;
+if (!fromSource && fs.existsSync(prebuilt)) {
+  try {
+    createRequire(import.meta.url)(path.resolve(prebuilt));
+    console.log(`sysgenid: using the prebuilt native addon (${prebuilt})`);
+    process.exit(0);
+  } catch (err) {
+    console.log(`sysgenid: the prebuilt addon does not load here (${err.message.split('\n')[0]}); building it`);
+  }
 }
 
 const nodeGyp = process.env.npm_config_node_gyp;

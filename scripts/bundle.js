@@ -32,6 +32,9 @@ for (const [name, entry] of Object.entries(entries)) {
     // The sources are ES modules; the one use of import.meta.url (finding the addon) gets this file's URL.
     define: { 'import.meta.url': '__bundleUrl' },
     banner: { js: 'const __bundleUrl = require("node:url").pathToFileURL(__filename).href;' },
+    // src/daemon/metrics.ts and install-units.ts are not in the bundle at all: main.ts imports them from
+    // dist/src when a run needs them (a dynamic import of a bundled module would make esbuild wrap every
+    // module for lazy initialisation, which costs start-up). prom-client comes with metrics.ts.
     logLevel: 'warning',
   });
   if (name !== 'index') fs.chmodSync(outfile, 0o755);

@@ -48,6 +48,9 @@ export const DEFAULT_PRIORITY = 0;
  */
 export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
+/** How often sysgenidd rewrites its --metrics-file besides after every bump and settle (docs/deploy.md). */
+export const DEFAULT_METRICS_INTERVAL_MS = 15_000;
+
 /**
  * The largest `BUMP --min` accepted: 2^20 below the u32 ceiling, so a forced jump always leaves room for
  * about a million more bumps. Beyond it only `sysgenidd --reset-generation` moves the counter.

@@ -23,7 +23,7 @@ import { openFileLimit, connectionLimit } from './limits.js';
 import { Admission, type Bucket, defaultLimits } from './admission.js';
 import { onSocketInternalsChanged } from '../native/socket-fd.js';
 import { acquirePidLock, type PidLock } from './lock.js';
-import type { Logger } from './log.js';
+import { type Logger, fields } from './log.js';
 import { Page } from './page.js';
 import { ensureRuntimeDir } from './runtime-dir.js';
 import { type BackendConfig, currentBootId } from './backends/backend.js';
@@ -32,6 +32,8 @@ import { BACKENDS, type BackendEntry } from './backends/registry.js';
 import { BackendRunner } from './backends/runner.js';
 import { Broadcast } from './broadcast.js';
 import { Listener, bucketName } from './listener.js';
+import { type DaemonObserver, Observers } from './observers.js';
+import { type ActivatedSockets, activatedSockets } from './socket-activation.js';
 import { statusDocument } from './status-view.js';
 import { addon, addonState } from '../native/addon.js';
 import { StateStore, type StateUpdate } from './state-store.js';
@@ -116,8 +118,9 @@ export class Daemon implements ConnectionHost {
   #lastBump: DaemonStatus['lastBump'] = null;
   #devLink: DevLinkStatus | null = null;
   #closed = false;
+  readonly #observers: Observers;
 
-  private constructor(opts: DaemonOptions, r: Resources) {
+  private constructor(opts: DaemonOptions, r: Resources, activated: ActivatedSockets | undefined) {
     const { paths, store, initial } = r;
     this.#opts = opts;
     this.#log = opts.log;
@@ -128,6 +131,7 @@ export class Daemon implements ConnectionHost {
     this.#floor = r.floor;
     this.#floorProblem = r.floorProblem;
     this.#pidId = fileIdOf(paths.pid);
+    this.#observers = new Observers(opts.log);
     const lifecycle = {
       autoResume: opts.autoResume ?? true,
       adjustTimeoutMs: opts.adjustTimeoutMs ?? DEFAULT_ADJUST_TIMEOUT_MS,
@@ -166,6 +170,7 @@ export class Daemon implements ConnectionHost {
       maxConnections: this.#maxConnections,
       native: this.#native,
       accepted: (kind, socket, bucket, cred) => this.#accepted(kind, socket, bucket, cred),
+      activated,
     });
     this.#broadcast = new Broadcast(this.#conns, this.#native);
     this.#backends = new BackendRunner({
@@ -184,10 +189,12 @@ export class Daemon implements ConnectionHost {
 
   /** Take the directory, recover what a crashed daemon left, and start listening. */
   static async start(opts: DaemonOptions): Promise<Daemon> {
-    const r = await Daemon.#open(opts);
+    // Read, and removed from the environment, before anything else: no child ever inherits them.
+    const activated = activatedSockets();
+    const r = await Daemon.#open(opts, activated !== undefined);
     const { paths } = r;
     try {
-      const daemon = new Daemon(opts, r);
+      const daemon = new Daemon(opts, r, activated);
       await daemon.#listener.listen(r.lock);
       if (opts.devLink) {
         linkDevice(opts.devLink, paths.page, opts.log);
@@ -204,7 +211,8 @@ export class Daemon implements ConnectionHost {
       r.page.close();
       r.store.close();
       r.floor?.close();
-      for (const f of [paths.watch, paths.control]) fs.rmSync(f, { force: true });
+      // The service manager's sockets stay: they are its, and clients wait on them for the next start.
+      if (!activated) for (const f of [paths.watch, paths.control]) fs.rmSync(f, { force: true });
       r.lock.release();
       throw err;
     }
@@ -232,10 +240,10 @@ export class Daemon implements ConnectionHost {
   }
 
   /** The directory, the lock, and the generation from the page, the state record and the floor. */
-  static async #open(opts: DaemonOptions): Promise<Resources> {
+  static async #open(opts: DaemonOptions, handedOver = false): Promise<Resources> {
     const paths = runtimePaths(opts.dir);
     ensureRuntimeDir(paths.dir, 0o755);
-    const lock = await acquirePidLock(paths.pid, paths.dir);
+    const lock = await acquirePidLock(paths.pid, paths.dir, handedOver);
     let page: Page | undefined;
     let store: StateStore | undefined;
     let floor: CounterFloor | undefined;
@@ -285,6 +293,11 @@ export class Daemon implements ConnectionHost {
     return this.#core.generation;
   }
 
+  /** Follow bumps and acknowledgements from outside: metrics, systemd's STATUS= (src/daemon/main.ts). */
+  observe(observer: DaemonObserver): void {
+    this.#observers.add(observer);
+  }
+
   get hooks(): HookRunner {
     return this.#hooks;
   }
@@ -322,7 +335,9 @@ export class Daemon implements ConnectionHost {
     const at = Date.now();
     this.#core.advance(next, at);
     this.#lastBump = { generation: next, source, at: new Date(at).toISOString(), pageWrittenMonoMs: writtenAt };
-    this.#log.info(`generation ${previous} -> ${next} (${source}); ${this.#core.outdated} of ${this.#core.watchers} watchers outdated`);
+    this.#log.info(`generation ${previous} -> ${next} (${source}); ${this.#core.outdated} of ${this.#core.watchers} ` +
+      `watchers outdated ${fields({ generation: next, previous, source, outdated: this.#core.outdated })}`);
+    this.#observers.bumped(source, next);
     void this.#hooks.run({ generation: next, previous, source });
     return next;
   }
@@ -377,6 +392,7 @@ export class Daemon implements ConnectionHost {
     this.#conns.set(id, conn);
     this.#core.connect(id, { observer: kind === 'control' });
     conn.write(encodeHello(this.#core.generation, id));
+    this.#observers.changed();
   }
 
   /**
@@ -444,7 +460,10 @@ export class Daemon implements ConnectionHost {
   // ConnectionHost
 
   handle(conn: Connection, req: Request): Reply {
-    return dispatch(this.#handlers, conn, req);
+    const outdated = this.#core.outdated;
+    const reply = dispatch(this.#handlers, conn, req);
+    if (this.#core.outdated !== outdated) this.#observers.acknowledged(this.#core.outdated, this.#core.generation);
+    return reply;
   }
 
   /**
@@ -462,7 +481,7 @@ export class Daemon implements ConnectionHost {
     conn.problemLoggedAt = now;
     const more = last && last.suppressed > 0 ? ` (${last.suppressed} more from ${bucketName(conn.bucket)} not logged)` : '';
     this.#problemLoggedAt.set(conn.bucket, { at: now, suppressed: 0 });
-    this.#log.warn(`${describeConnection(conn)} reports: ${message}${more}`);
+    this.#log.warn(`${describeConnection(conn)} reports: ${message}${more} ${watcherFields(conn)}`);
   }
 
   largeReply(conn: Connection, start: () => void): () => void {
@@ -476,7 +495,10 @@ export class Daemon implements ConnectionHost {
   closed(conn: Connection): void {
     this.#conns.delete(conn.id);
     this.#admission.release(conn.bucket);
+    const outdated = this.#core.outdated;
     this.#core.disconnect(conn.id, Date.now());
+    if (this.#core.outdated !== outdated) this.#observers.acknowledged(this.#core.outdated, this.#core.generation);
+    else this.#observers.changed();
   }
 
   // Effects of the state machine.
@@ -525,8 +547,12 @@ export class Daemon implements ConnectionHost {
   }
 
   tooSlow(conn: Connection, why: string): void {
-    this.#log.warn(`disconnecting ${describeConnection(conn)}: ${why}`);
+    this.#log.warn(`disconnecting ${describeConnection(conn)}: ${why} ${watcherFields(conn)}`);
   }
+}
+
+function watcherFields(conn: Connection): string {
+  return fields({ watcher: conn.id, name: conn.name ?? undefined, pid: conn.pid || undefined });
 }
 
 function fileIdOf(file: string): { dev: number; ino: number } | undefined {

@@ -12,6 +12,7 @@ import type { ConnectionKind } from './connection.js';
 import { removeStaleSocket, type PidLock } from './lock.js';
 import type { Logger } from './log.js';
 import { StartupError } from './runtime-dir.js';
+import type { ActivatedSockets } from './socket-activation.js';
 
 /** A client that got past admission, with its peer credentials when the addon could read them. */
 export type Accepted = (
@@ -27,23 +28,42 @@ export interface ListenerOptions {
   readonly maxConnections: number;
   readonly native: Addon | undefined;
   readonly accepted: Accepted;
+  /** Sockets the service manager bound (sysgenidd.socket): served as they are, never bound, changed or removed. */
+  readonly activated?: ActivatedSockets | undefined;
 }
 
 export class Listener {
   readonly #o: ListenerOptions;
-  #servers: Array<{ server: net.Server; file: string }> = [];
+  /** `file` is the path this daemon bound; undefined for a socket handed over by the service manager. */
+  #servers: Array<{ server: net.Server; file: string | undefined }> = [];
   #lock: PidLock | undefined;
   #refusedSince = 0;
   #refusedCount = 0;
   #closed = false;
+  #activatedUsed = false;
 
   constructor(opts: ListenerOptions) {
     this.#o = opts;
   }
 
+  /** Whether the sockets came from the service manager (then they are its to remove, not ours). */
+  get activated(): boolean {
+    return this.#o.activated !== undefined;
+  }
+
   /** Bind both sockets; again after the runtime directory was lost (the old servers are closed first). */
   async listen(lock: PidLock): Promise<void> {
-    const { paths, log, controlGid } = this.#o;
+    const { paths, log, controlGid, activated } = this.#o;
+    if (activated && !this.#activatedUsed) {
+      this.#activatedUsed = true;
+      this.#lock = lock;
+      await this.#listenActivated(activated);
+      return;
+    }
+    if (activated) {
+      log.warn('the socket files the service manager bound are gone; binding new ones here (restart ' +
+        'sysgenidd.socket and sysgenidd-control.socket to hand sockets over again)');
+    }
     // Closed before binding again: libuv unlinks a server's path when it closes. Its connections stay.
     void this.#closeServers();
     this.#lock = lock;
@@ -84,12 +104,61 @@ export class Listener {
     const servers = this.#servers;
     this.#servers = [];
     const closed = servers.map(({ server, file }) => {
-      const kept = this.#lock && !this.#lock.owns(file) ? keepAside(file) : undefined;
+      // A handed-over socket was never bound here, so libuv unlinks nothing when it closes: nothing to keep.
+      const kept = file !== undefined && this.#lock && !this.#lock.owns(file) ? keepAside(file) : undefined;
       const done = new Promise<void>((resolve) => server.close(() => resolve()));
-      if (kept) fs.renameSync(kept, file);
+      if (kept && file !== undefined) fs.renameSync(kept, file);
       return done;
     });
     return Promise.all(closed).then(() => undefined);
+  }
+
+  /**
+   * Serve the listening sockets the service manager bound: their files, modes and group are the socket
+   * units', and they outlive this daemon, so a restart loses no client (they wait in the listen queue).
+   */
+  async #listenActivated(sockets: ActivatedSockets): Promise<void> {
+    const { paths, log } = this.#o;
+    if (sockets.watch === undefined || sockets.control === undefined) {
+      const got = [sockets.watch === undefined ? '' : 'watch', sockets.control === undefined ? '' : 'control',
+        ...sockets.unknown.map((u) => u.name)].filter(Boolean).join(', ');
+      throw new StartupError(
+        `socket activation: need descriptors named "watch" and "control" (LISTEN_FDNAMES), got ${got || 'none'}`,
+      );
+    }
+    for (const u of sockets.unknown) {
+      log.warn(`socket activation: ignoring descriptor ${u.fd} named ${JSON.stringify(u.name)}`);
+    }
+    await this.#listenOnFd('watch', sockets.watch);
+    await this.#listenOnFd('control', sockets.control);
+    log.info(
+      `sockets from the service manager: watch.sock (fd ${sockets.watch}), control.sock (fd ${sockets.control})`,
+    );
+    for (const [file, loosest] of [[paths.watch, 0o666], [paths.control, 0o660]] as const) {
+      try {
+        const mode = fs.statSync(file).mode & 0o777;
+        if ((mode & ~loosest) !== 0) {
+          log.warn(`${file} has mode ${mode.toString(8)}, more open than ${loosest.toString(8)} (SocketMode=)`);
+        }
+      } catch {
+        log.warn(`${file} does not exist: clients find the daemon by that path (ListenStream=)`);
+      }
+    }
+  }
+
+  #listenOnFd(kind: ConnectionKind, fd: number): Promise<void> {
+    const server = net.createServer({ pauseOnConnect: false }, (socket) => this.#accept(kind, socket));
+    this.#servers.push({ server, file: undefined });
+    return new Promise((resolve, reject) => {
+      server.once('error', (err) => {
+        reject(new StartupError(`socket activation: cannot listen on fd ${fd} (${kind}): ${err.message}`));
+      });
+      server.listen({ fd }, () => {
+        server.removeAllListeners('error');
+        server.on('error', (err) => this.#o.log.error(`${kind} socket: ${err.message}`));
+        resolve();
+      });
+    });
   }
 
   #listenOn(kind: ConnectionKind, file: string): Promise<void> {

@@ -140,7 +140,12 @@ function sameFile(file: string, fd: number): boolean {
   }
 }
 
-export async function acquirePidLock(file: string, dir: string): Promise<PidLock> {
+/**
+ * `handedOver`: the sockets were passed in by the service manager (socket activation). They are this
+ * daemon's by definition, and probing them would only connect to this daemon's own listen queue (and
+ * leave a phantom client in it), so the check that a daemon still answers on them is skipped.
+ */
+export async function acquirePidLock(file: string, dir: string, handedOver = false): Promise<PidLock> {
   const native = addon();
   const name = lockName(dir);
   const busy = (pid: number | undefined, how: string): StartupError =>
@@ -192,7 +197,7 @@ export async function acquirePidLock(file: string, dir: string): Promise<PidLock
   }
   // A pid file removed under a running daemon takes its flock with it: the sockets tell the truth.
   const paths = runtimePaths(dir);
-  for (const sock of [paths.watch, paths.control]) {
+  for (const sock of handedOver ? [] : [paths.watch, paths.control]) {
     if (await socketAnswers(sock)) {
       if (fd >= 0) fs.closeSync(fd);
       server?.close();

@@ -56,3 +56,18 @@ export function createLogger(
     debug: (m) => emit('debug', m),
   };
 }
+
+/**
+ * Structured context at the end of a line, `[generation=2 source=kmsg watcher=3]`, for searching the
+ * journal (journalctl -g 'watcher=3') and for log shippers that parse logfmt. Values with spaces,
+ * quotes or brackets are JSON-quoted; undefined ones are left out.
+ */
+export function fields(record: Readonly<Record<string, string | number | null | undefined>>): string {
+  const parts: string[] = [];
+  for (const [key, value] of Object.entries(record)) {
+    if (value === undefined || value === null) continue;
+    const text = String(value);
+    parts.push(`${key}=${/^[A-Za-z0-9_.:/@+-]+$/.test(text) ? text : JSON.stringify(text)}`);
+  }
+  return `[${parts.join(' ')}]`;
+}

@@ -3,14 +3,43 @@
 
 import { Daemon, type DaemonOptions } from './daemon.js';
 import { type Logger, createLogger } from './log.js';
+import type * as InstallUnitsModule from './install-units.js';
+import type * as MetricsModule from './metrics.js';
+import type { Metrics } from './metrics.js';
 import { type ParsedOptions, USAGE, UsageError, parseOptions } from './options.js';
 import { StartupError } from './runtime-dir.js';
+import { statusLine } from './observers.js';
+import { SystemdNotifier } from './sd-notify.js';
+import { addon } from '../native/addon.js';
 import { VERSION } from '../version.js';
 
+/**
+ * A module only some runs need (metrics, install-units), loaded from the ES modules under dist/src
+ * instead of being bundled: the bundle every daemon start parses stays as it was (scripts/bundle.js).
+ */
+function lazyModule<T>(name: string): Promise<T> {
+  const here = import.meta.url;
+  const url = here.endsWith('.cjs') ? new URL(`./src/daemon/${name}`, here) : new URL(`./${name}`, here);
+  return import(url.href) as Promise<T>;
+}
+
 async function main(): Promise<number> {
+  const argv = process.argv.slice(2);
   let opts;
   try {
-    opts = parseOptions(process.argv.slice(2));
+    if (argv[0] === 'install-units') {
+      const { installUnits } = await lazyModule<typeof InstallUnitsModule>('install-units.js');
+      try {
+        return installUnits(argv.slice(1));
+      } catch (err) {
+        // By name: install-units.js comes from dist/src, with its own copy of the UsageError class.
+        const usage = (err as Error).name === 'UsageError';
+        process.stderr.write(`sysgenidd install-units: ${(err as Error).message}\n` +
+          (usage ? 'Run "sysgenidd install-units --help" for usage.\n' : ''));
+        return usage ? 2 : 1;
+      }
+    }
+    opts = parseOptions(argv);
   } catch (err) {
     if (err instanceof UsageError) {
       // One line and a pointer, as the sysgenid command does: the whole help would bury the error.
@@ -38,6 +67,8 @@ async function main(): Promise<number> {
       return 1;
     }
   }
+  const notifier = new SystemdNotifier(addon(), log);
+  let metrics: Metrics | undefined;
   // Handlers go in before the daemon says "ready", so a signal sent on that word is never fatal.
   let daemon: Daemon | undefined;
   let stopRequested: NodeJS.Signals | undefined;
@@ -50,7 +81,8 @@ async function main(): Promise<number> {
     stopRequested = signal;
     if (!daemon) return;
     log.info(`${signal}: shutting down`);
-    daemon.close().then(() => finish(0), (err: Error) => {
+    notifier.stopping(`stopping (${signal}) at generation ${daemon.generation}`);
+    Promise.all([daemon.close(), metrics?.close()]).then(() => finish(0), (err: Error) => {
       log.error(`shutdown failed: ${err.message}`);
       finish(1);
     });
@@ -60,13 +92,38 @@ async function main(): Promise<number> {
   process.on('SIGHUP', () => log.info('SIGHUP ignored (hooks are re-read at every bump; nothing else to reload)'));
   try {
     daemon = await Daemon.start(daemonOptions(opts, log));
+    if (opts.metricsListen || opts.metricsFile) {
+      // Only now, and only when asked: a daemon without metrics never loads prom-client nor node:http.
+      const { Metrics } = await lazyModule<typeof MetricsModule>('metrics.js');
+      metrics = await Metrics.start(daemon, log, {
+        listen: opts.metricsListen, file: opts.metricsFile, fileIntervalMs: opts.metricsIntervalMs,
+      });
+      daemon.observe(metrics);
+      const http = metrics.address ? `http://${metrics.address.host}:${metrics.address.port}` : '';
+      const where = [http, opts.metricsFile ?? ''].filter(Boolean).join(' and ');
+      log.info(`metrics: ${where} (/metrics, /readyz, /healthz)`);
+    }
   } catch (err) {
+    await daemon?.close().catch(() => undefined);
     // Any failure here, not only a StartupError, ends the process: a half-started daemon may hold a
     // listening socket that would keep it alive, deaf to the signals handled above.
     const e = err as Error;
     log.error(err instanceof StartupError ? e.message : `cannot start: ${e.stack ?? e.message}`);
     return 1;
   }
+  // Page, state and sockets are in place (Daemon.start), and the metrics listener when asked for.
+  const running = daemon;
+  if (notifier.enabled) notifier.ready(statusLine(running.status(false)));
+  // STATUS= on every change but at most every 100 ms: a bump with thousands of acknowledgements is one line.
+  let statusTimer: NodeJS.Timeout | undefined;
+  if (notifier.enabled) running.observe({
+    changed: () => {
+      statusTimer ??= setTimeout(() => {
+        statusTimer = undefined;
+        notifier.status(statusLine(running.status(false)));
+      }, 100);
+    },
+  });
   if (stopRequested) {
     const signal = stopRequested;
     stopRequested = undefined;

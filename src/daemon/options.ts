@@ -7,6 +7,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import {
   DEFAULT_ADJUST_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, DEFAULT_MAX_BACKLOG, DEFAULT_MAX_SUBSCRIBERS_PER_USER,
+  DEFAULT_METRICS_INTERVAL_MS,
   DEFAULT_RESUME_TIMEOUT_MS,
 } from '../defaults.js';
 import { DEFAULT_HOST_SERIAL_NAME, DEFAULT_HOST_VSOCK_PORT } from '../protocol/host.js';
@@ -17,13 +18,16 @@ import type { BackendConfig } from './backends/backend.js';
 import { BACKENDS, type BackendEntry, autoBackends, backendNames } from './backends/registry.js';
 import { floorPath } from './floor.js';
 import { type Level, isLevel } from './log.js';
+import { parseListen } from './metrics-listen.js';
 import { socketPathProblem } from './runtime-dir.js';
 
 /** The help text; the --backends paragraph is written from the registry. */
 export function usage(registry: readonly BackendEntry[]): string {
   return `Usage: sysgenidd [options]
+       sysgenidd install-units [--dest DIR] [--node PATH] [--user NAME] [--now]
 
-Runs the System Generation ID daemon in the foreground (logs go to stderr).
+Runs the System Generation ID daemon in the foreground (logs go to stderr). install-units writes its
+systemd units for this package (sysgenidd install-units --help, docs/deploy.md).
 
 Options:
   --dir DIR              runtime directory (default: $SYSGENID_DIR, /run/sysgenid for root,
@@ -55,6 +59,11 @@ ${backendsHelp(registry)}
                          lifecycle subscribers one user other than root may have (default: ${DEFAULT_MAX_SUBSCRIBERS_PER_USER};
                          needs the native addon to know the user)
   --max-backlog BYTES    unread output a client may leave before it is disconnected (default: ${DEFAULT_MAX_BACKLOG})
+  --metrics-listen ADDR  serve Prometheus metrics, /readyz and /healthz over HTTP on ADDR:
+                         PORT (loopback), HOST:PORT or [V6]:PORT (default: no listener)
+  --metrics-file FILE    write the metrics to FILE for node_exporter's textfile collector,
+                         atomically, after every bump and settle and every --metrics-interval MS
+                         (default: ${DEFAULT_METRICS_INTERVAL_MS})
   --state-dir DIR        keep the counter floor (DIR/floor) outside the runtime directory, so that
                          losing that directory never takes the generation back within a boot
                          (default: /var/lib/sysgenid for root, else $XDG_STATE_HOME/sysgenid or
@@ -128,6 +137,11 @@ export interface ParsedOptions {
   readonly autoResume: boolean;
   readonly adjustTimeoutMs: number;
   readonly resumeTimeoutMs: number;
+  /** --metrics-listen, parsed; undefined: no HTTP listener. */
+  readonly metricsListen: { readonly host: string; readonly port: number } | undefined;
+  /** --metrics-file, absolute; undefined: no textfile. */
+  readonly metricsFile: string | undefined;
+  readonly metricsIntervalMs: number;
   /** Where the counter floor lives (src/daemon/floor.ts). */
   readonly floor: { readonly file: string; readonly inStateDir: boolean };
   /** --reset-generation: set the counter and exit instead of serving. */
@@ -201,6 +215,9 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
         'adjust-timeout': { type: 'string' },
         'no-auto-resume': { type: 'boolean', default: false },
         'resume-timeout': { type: 'string' },
+        'metrics-listen': { type: 'string' },
+        'metrics-file': { type: 'string' },
+        'metrics-interval': { type: 'string' },
         'state-dir': { type: 'string' },
         'reset-generation': { type: 'string' },
         'log-level': { type: 'string' },
@@ -232,6 +249,12 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
   const devLinkPath = values['dev-link-path'];
   if (devLinkPath !== undefined && !path.isAbsolute(devLinkPath)) throw new UsageError('--dev-link-path must be an absolute path');
 
+  const listenSpec = values['metrics-listen'];
+  const metricsListen = listenSpec === undefined ? undefined : parseListen(listenSpec);
+  if (listenSpec !== undefined && metricsListen === undefined) {
+    throw new UsageError(`--metrics-listen needs PORT, HOST:PORT or [V6]:PORT, got ${JSON.stringify(listenSpec)}`);
+  }
+  const metricsFile = values['metrics-file'];
   const reset = values['reset-generation'];
   if (reset !== undefined && !(/^[0-9]+$/.test(reset) && isU32(Number(reset)))) {
     throw new UsageError(`--reset-generation needs a whole number from 0 to ${U32_MAX}, got ${JSON.stringify(reset)}`);
@@ -268,6 +291,9 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     autoResume: values['no-auto-resume'] !== true,
     adjustTimeoutMs: timeoutOption('--adjust-timeout', values['adjust-timeout'], DEFAULT_ADJUST_TIMEOUT_MS),
     resumeTimeoutMs: timeoutOption('--resume-timeout', values['resume-timeout'], DEFAULT_RESUME_TIMEOUT_MS),
+    metricsListen,
+    metricsFile: metricsFile === undefined ? undefined : path.resolve(metricsFile),
+    metricsIntervalMs: timeoutOption('--metrics-interval', values['metrics-interval'], DEFAULT_METRICS_INTERVAL_MS),
     logLevel,
     floor: floorPath(dir, values['state-dir'], env, uid),
     resetGeneration: reset === undefined ? undefined : Number(reset),

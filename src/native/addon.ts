@@ -1,7 +1,12 @@
 // Loads the optional native addon (native/sysgenid.c). Every caller has a pure-JS fallback, used when
-// the addon is missing (no compiler at install) or when SYSGENID_NO_ADDON=1 forces it.
+// the addon is missing (no prebuilt binary for this platform and no compiler at install) or when
+// SYSGENID_NO_ADDON=1 forces it. Found the way the ecosystem finds N-API addons (node-gyp-build): a
+// local build in build/Release first, else the binary the package ships in prebuilds/<platform>-<arch>/.
 
+import fs from 'node:fs';
 import { createRequire } from 'node:module';
+import path from 'node:path';
+import { packageRoot } from '../package-root.js';
 
 export interface PeerCred {
   readonly pid: number;
@@ -37,6 +42,8 @@ export interface Addon {
   setChildSubreaper?(on: boolean): number;
   /** waitpid(pid, WNOHANG) of one orphan: the pid when reaped, 0 while it runs, -errno. */
   reapPid?(pid: number): number;
+  /** One datagram to systemd's NOTIFY_SOCKET (a path, or '@' for an abstract name): 0 or -errno. */
+  sdNotify?(socketPath: string, message: string): number;
   /** Reseed every copy of OpenSSL in this process (absent in an addon built before register existed). */
   opensslReseed?(): OpensslReseed[];
   /** The copies of OpenSSL in this process and their primary DRBG's reseed counter, reseeding nothing. */
@@ -89,6 +96,8 @@ let loaded: Addon | undefined;
 let reason = 'not loaded yet';
 let tried = false;
 
+let loadedFrom: string | undefined;
+
 function load(): void {
   tried = true;
   if (process.env.SYSGENID_NO_ADDON === '1') {
@@ -96,19 +105,38 @@ function load(): void {
     return;
   }
   const require = createRequire(import.meta.url);
-  // From dist/src/native/addon.js (the library) or from the bundled programs in dist/: build/Release
-  // at the package root either way.
-  let last: unknown;
-  for (const rel of ['../../../build/Release/sysgenid.node', '../build/Release/sysgenid.node']) {
+  const root = packageRoot();
+  // node-gyp-build's own first choice, looked up directly: the daemon starts at boot and after every
+  // restart, and resolving through node-gyp-build costs a few milliseconds more (docs/deploy.md).
+  const local = path.join(root, 'build', 'Release', 'sysgenid.node');
+  let file: string;
+  if (fs.existsSync(local)) {
+    file = local;
+  } else {
     try {
-      loaded = require(rel) as Addon;
-      reason = 'loaded';
-      return;
+      const nodeGypBuild = require('node-gyp-build') as { path(dir: string): string };
+      file = nodeGypBuild.path(root);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND' || last === undefined) last = err;
+      const first = (err as Error).message.split('\n')[0];
+      reason = `not built and no prebuilt binary for ${process.platform}-${process.arch} (${first}); ` +
+        'run npm rebuild with a C toolchain';
+      return;
     }
   }
-  reason = `not built (${(last as NodeJS.ErrnoException).code ?? (last as Error).message}); run npm rebuild with a C toolchain`;
+  try {
+    loaded = require(file) as Addon;
+    loadedFrom = path.relative(root, file);
+    reason = loadedFrom.startsWith('prebuilds') ? `loaded (prebuilt ${loadedFrom})` : 'loaded';
+  } catch (err) {
+    reason = `${path.relative(root, file)} does not load (${(err as Error).message.split('\n')[0]}); ` +
+      'run npm rebuild with a C toolchain';
+  }
+}
+
+/** Which file the addon was loaded from, relative to the package root (undefined: not loaded). */
+export function addonFile(): string | undefined {
+  if (!tried) load();
+  return loadedFrom;
 }
 
 /** The addon, or undefined when the pure-JS fallback is in use. */

@@ -221,3 +221,16 @@ export function buildGuest(work: string): Guest {
   fs.rmSync(tree, { recursive: true, force: true });
   return { kernel: path.join(kroot, 'boot', vmlinuz), initrd, qemu: tools.qemu, kernelPackage: pkg, initrdBytes, buildMs: Date.now() - started };
 }
+
+/** The guest kernel and QEMU alone, for scenarios that build their own root file system (systemd.e2e.ts). */
+export function guestKernel(): { kernel: string; qemu: string; kernelPackage: string } {
+  const qemu = which('qemu-system-x86_64');
+  if (!qemu) {
+    throw new MissingToolError('the end-to-end test needs: apt-get install --no-install-recommends qemu-system-x86');
+  }
+  const { pkg, dir } = kernelPackage();
+  const kroot = path.join(dir, 'x');
+  const vmlinuz = fs.readdirSync(path.join(kroot, 'boot')).find((f) => f.startsWith('vmlinuz-'));
+  if (!vmlinuz) throw new Error(`no vmlinuz in ${pkg}`);
+  return { kernel: path.join(kroot, 'boot', vmlinuz), qemu, kernelPackage: pkg };
+}
