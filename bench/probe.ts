@@ -53,14 +53,18 @@ if (native) {
 
 const fd = fs.openSync(page, 'r');
 const buf = Buffer.alloc(4);
-results.pread = median(Array.from({ length: RUNS }, () => time(() => {
-  let sum = 0;
-  for (let i = 0; i < PREADS; i++) {
-    fs.readSync(fd, buf, 0, 4, 0);
-    sum += buf.readUInt32LE(0);
-  }
-  return sum;
-}, PREADS)));
+results.pread = median(
+  Array.from({ length: RUNS }, () =>
+    time(() => {
+      let sum = 0;
+      for (let i = 0; i < PREADS; i++) {
+        fs.readSync(fd, buf, 0, 4, 0);
+        sum += buf.readUInt32LE(0);
+      }
+      return sum;
+    }, PREADS),
+  ),
+);
 fs.closeSync(fd);
 fs.rmSync(dir, { recursive: true, force: true });
 
@@ -76,6 +80,12 @@ if (values.json) {
 } else {
   console.log(`probe, ${report.machine}`);
   console.log(`  heap Uint32Array read   ${results.heapTypedArray?.toFixed(2)} ns   (reference)`);
-  console.log(`  mapped page (addon)     ${results.mappedPage === null ? 'n/a (addon not loaded)' : `${results.mappedPage.toFixed(2)} ns   ${report.mappedVsHeap?.toFixed(2)}x the reference`}`);
-  console.log(`  pread (fallback)        ${results.pread?.toFixed(0)} ns   ${report.preadVsMapped === null ? '' : `${report.preadVsMapped.toFixed(0)}x the mapped read`}`);
+  console.log(
+    `  mapped page (addon)     ` +
+      `${results.mappedPage === null ? 'n/a (addon not loaded)' : `${results.mappedPage.toFixed(2)} ns   ${report.mappedVsHeap?.toFixed(2)}x the reference`}`,
+  );
+  console.log(
+    `  pread (fallback)        ${results.pread?.toFixed(0)} ns   ` +
+      `${report.preadVsMapped === null ? '' : `${report.preadVsMapped.toFixed(0)}x the mapped read`}`,
+  );
 }

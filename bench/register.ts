@@ -27,7 +27,10 @@ const plain = {
   randomBytes32: crypto.randomBytes.bind(null, 32) as () => Buffer,
   randomUUID: crypto.randomUUID,
   randomInt: crypto.randomInt.bind(null, 1_000_000) as () => number,
-  getRandomValues16: ((a: Uint8Array) => () => crypto.getRandomValues(a))(new Uint8Array(16)),
+  getRandomValues16: (
+    (a: Uint8Array) => () =>
+      crypto.getRandomValues(a)
+  )(new Uint8Array(16)),
 };
 const origGetRandomValues = Object.getPrototypeOf(crypto.webcrypto).getRandomValues as (a: Uint8Array) => Uint8Array;
 const plainGetRandomValues = (a: Uint8Array): Uint8Array => origGetRandomValues.call(crypto.webcrypto, a);
@@ -37,16 +40,25 @@ const guarded = {
   randomBytes32: () => crypto.randomBytes(32),
   randomUUID: () => crypto.randomUUID(),
   randomInt: () => crypto.randomInt(1_000_000),
-  getRandomValues16: ((a: Uint8Array) => () => crypto.getRandomValues(a))(new Uint8Array(16)),
+  getRandomValues16: (
+    (a: Uint8Array) => () =>
+      crypto.getRandomValues(a)
+  )(new Uint8Array(16)),
 };
 const plainCalls = {
   randomBytes32: () => plain.randomBytes32(),
   randomUUID: () => plain.randomUUID(),
   randomInt: () => plain.randomInt(),
-  getRandomValues16: ((a: Uint8Array) => () => plainGetRandomValues(a))(new Uint8Array(16)),
+  getRandomValues16: (
+    (a: Uint8Array) => () =>
+      plainGetRandomValues(a)
+  )(new Uint8Array(16)),
 };
 const CALLS: Record<keyof typeof guarded, number> = {
-  randomBytes32: 200_000, randomUUID: 1_000_000, randomInt: 1_000_000, getRandomValues16: 200_000,
+  randomBytes32: 200_000,
+  randomUUID: 1_000_000,
+  randomInt: 1_000_000,
+  getRandomValues16: 200_000,
 };
 
 function loop(fn: () => unknown, n: number): number {
@@ -63,7 +75,13 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)] as number;
 }
 
-interface Row { name: string; plainNs: number; guardedNs: number; overheadNs: number; overheadPct: number }
+interface Row {
+  name: string;
+  plainNs: number;
+  guardedNs: number;
+  overheadNs: number;
+  overheadPct: number;
+}
 const rows: Row[] = [];
 for (const name of Object.keys(guarded) as Array<keyof typeof guarded>) {
   const n = Math.max(1000, Math.round(CALLS[name] * SCALE));
@@ -92,7 +110,8 @@ for (let i = 0; i < 20; i++) reseedUs.push(guard.reseed('bench').durationUs);
 fs.rmSync(dir, { recursive: true, force: true });
 
 const report = {
-  machine: `${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}, ${os.release()}, node ${process.version}, ` +
+  machine:
+    `${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}, ${os.release()}, node ${process.version}, ` +
     `load ${os.loadavg()[0]?.toFixed(2)}`,
   addon: addonState(),
   mapped: guard.state().mapped,
@@ -110,12 +129,18 @@ if (values.json) {
   console.log(`register guard, ${report.machine}; addon ${report.addon}; page ${report.mapped ? 'mapped' : 'pread'}`);
   console.log('  call                  unguarded   guarded   overhead (median of per-round differences)');
   for (const r of rows) {
-    console.log(`  ${r.name.padEnd(20)} ${r.plainNs.toFixed(1).padStart(9)} ns ` +
-      `${r.guardedNs.toFixed(1).padStart(8)} ns ` +
-      `${r.overheadNs.toFixed(1).padStart(7)} ns  ${r.overheadPct.toFixed(1).padStart(5)} %`);
+    console.log(
+      `  ${r.name.padEnd(20)} ${r.plainNs.toFixed(1).padStart(9)} ns ` +
+        `${r.guardedNs.toFixed(1).padStart(8)} ns ` +
+        `${r.overheadNs.toFixed(1).padStart(7)} ns  ${r.overheadPct.toFixed(1).padStart(5)} %`,
+    );
   }
-  console.log(`  the check alone: ${check.toFixed(2)} ns; ` +
-    `one reseed (OpenSSL + Node's caches): ${report.reseedUsMedian} us (median of 20)`);
-  console.log(`  targets: randomBytes(32) <= 2 %: ${report.targets.randomBytes32Pct?.toFixed(1)} %; ` +
-    `randomUUID() <= 5 ns: ${report.targets.randomUUIDNs?.toFixed(1)} ns`);
+  console.log(
+    `  the check alone: ${check.toFixed(2)} ns; ` +
+      `one reseed (OpenSSL + Node's caches): ${report.reseedUsMedian} us (median of 20)`,
+  );
+  console.log(
+    `  targets: randomBytes(32) <= 2 %: ${report.targets.randomBytes32Pct?.toFixed(1)} %; ` +
+      `randomUUID() <= 5 ns: ${report.targets.randomUUIDNs?.toFixed(1)} ns`,
+  );
 }

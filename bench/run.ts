@@ -16,7 +16,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-const { values } = parseArgs({ options: { json: { type: 'boolean' }, quick: { type: 'boolean' }, sizes: { type: 'string' } } });
+const { values } = parseArgs({
+  options: { json: { type: 'boolean' }, quick: { type: 'boolean' }, sizes: { type: 'string' } },
+});
 const here = path.dirname(fileURLToPath(import.meta.url));
 const DAEMON = path.resolve(here, '../sysgenidd.cjs');
 /** A device's uevent file: writing "change UUID KEY=VALUE" makes the kernel broadcast a synthetic uevent. */
@@ -30,7 +32,8 @@ const env: NodeJS.ProcessEnv = { ...process.env, NODE_EXTRA_CA_CERTS: '' };
 delete env.SYSGENID_NO_ADDON;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))] as number;
+const pct = (xs: number[], p: number) =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))] as number;
 
 function lines(sock: net.Socket, onLine: (l: string) => void): void {
   let buf = '';
@@ -69,10 +72,11 @@ function client(sock: net.Socket): (line: string) => Promise<string> {
     if (l.startsWith('GEN ')) return;
     waiting.shift()?.(l);
   });
-  return (line) => new Promise((resolve) => {
-    waiting.push(resolve);
-    sock.write(`${line}\n`);
-  });
+  return (line) =>
+    new Promise((resolve) => {
+      waiting.push(resolve);
+      sock.write(`${line}\n`);
+    });
 }
 
 // The clients of the acknowledged cycle: N/K watcher connections per Node process, each acknowledging
@@ -114,22 +118,39 @@ function netlinkUsable(): string | undefined {
  */
 async function detection(rounds: number): Promise<{ pageMs: number[]; watcherMs: number[] } | { skipped: string }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sysgenid-bench-'));
-  const daemon = spawn(process.execPath, [DAEMON, '--dir', dir, '--no-hooks', '--backends', 'uevent', '--uevent-synthetic', '--log-level', 'error'], { env, stdio: 'ignore' });
+  const daemon = spawn(
+    process.execPath,
+    [DAEMON, '--dir', dir, '--no-hooks', '--backends', 'uevent', '--uevent-synthetic', '--log-level', 'error'],
+    { env, stdio: 'ignore' },
+  );
   let watcher: ChildProcess | undefined;
   try {
     const ctl = client(await connectWhenUp(path.join(dir, 'control.sock')));
-    const backends = (JSON.parse((await ctl('STATUS BRIEF')).slice(3)) as { backends: Array<{ name: string; live: boolean; detail: string }> }).backends;
+    const backends = (
+      JSON.parse((await ctl('STATUS BRIEF')).slice(3)) as {
+        backends: Array<{ name: string; live: boolean; detail: string }>;
+      }
+    ).backends;
     const uevent = backends.find((b) => b.name === 'uevent');
     if (!uevent?.live) return { skipped: `the uevent backend is off (${uevent?.detail ?? 'absent'})` };
     // Started once the daemon listens.
-    watcher = spawn(process.execPath, ['-e', `
+    watcher = spawn(
+      process.execPath,
+      [
+        '-e',
+        `
       const s = require('node:net').createConnection(process.argv[1]); let buf = '';
       s.on('data', (d) => { buf += d; let nl; while ((nl = buf.indexOf('\\n')) !== -1) { const l = buf.slice(0, nl); buf = buf.slice(nl + 1);
         if (l.startsWith('GEN ')) process.stdout.write(process.hrtime.bigint() + '\\n'); else if (l.startsWith('HELLO')) process.stdout.write('ready\\n'); } });`,
-    path.join(dir, 'watch.sock')], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+        path.join(dir, 'watch.sock'),
+      ],
+      { env, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     const got: Array<(l: string) => void> = [];
     const w = watcher;
-    await new Promise<void>((resolve) => lines(w.stdout as unknown as net.Socket, (l) => (l === 'ready' ? resolve() : got.shift()?.(l))));
+    await new Promise<void>((resolve) =>
+      lines(w.stdout as unknown as net.Socket, (l) => (l === 'ready' ? resolve() : got.shift()?.(l))),
+    );
     const pageMs: number[] = [];
     const watcherMs: number[] = [];
     for (let r = 0; r < rounds; r++) {
@@ -174,7 +195,9 @@ function buildC(name: string): string | undefined {
     execFileSync('cc', ['-O2', '-o', out, src], { stdio: ['ignore', 'ignore', 'pipe'] });
     return out;
   } catch (err) {
-    process.stderr.write(`bench: cannot build bench/${name}.c (${(err as Error).message.split('\n')[0]}); skipping what needs it\n`);
+    process.stderr.write(
+      `bench: cannot build bench/${name}.c (${(err as Error).message.split('\n')[0]}); skipping what needs it\n`,
+    );
     return undefined;
   }
 }
@@ -184,21 +207,32 @@ function buildC(name: string): string | undefined {
  * reader processes (bench/reader-client.c, N/K sockets each) have all read it. The same readers serve
  * the daemon's watch socket and the kernel's netlink broadcast, so only the sender differs.
  */
-async function readersNotified(reader: string, n: number, target: string[], trigger: () => Promise<void> | void): Promise<number[]> {
+async function readersNotified(
+  reader: string,
+  n: number,
+  target: string[],
+  trigger: () => Promise<void> | void,
+): Promise<number[]> {
   const children: ChildProcess[] = [];
   const notify: Array<() => void> = [];
   let notifiedProcs = 0;
   try {
-    await Promise.all(Array.from({ length: PROCS }, (_, i) => new Promise<void>((resolve, reject) => {
-      const per = Math.floor(n / PROCS) + (i < n % PROCS ? 1 : 0);
-      const c = spawn(reader, [...target, String(per)], { stdio: ['ignore', 'pipe', 'inherit'] });
-      children.push(c);
-      c.on('exit', (code) => reject(new Error(`reader-client exited with ${code}`)));
-      lines(c.stdout as unknown as net.Socket, (l) => {
-        if (l === 'ready') resolve();
-        else if (l === 'notified' && ++notifiedProcs === PROCS) notify.shift()?.();
-      });
-    })));
+    await Promise.all(
+      Array.from(
+        { length: PROCS },
+        (_, i) =>
+          new Promise<void>((resolve, reject) => {
+            const per = Math.floor(n / PROCS) + (i < n % PROCS ? 1 : 0);
+            const c = spawn(reader, [...target, String(per)], { stdio: ['ignore', 'pipe', 'inherit'] });
+            children.push(c);
+            c.on('exit', (code) => reject(new Error(`reader-client exited with ${code}`)));
+            lines(c.stdout as unknown as net.Socket, (l) => {
+              if (l === 'ready') resolve();
+              else if (l === 'notified' && ++notifiedProcs === PROCS) notify.shift()?.();
+            });
+          }),
+      ),
+    );
     const out: number[] = [];
     for (let r = 0; r < ROUNDS; r++) {
       notifiedProcs = 0;
@@ -219,28 +253,48 @@ async function readersNotified(reader: string, n: number, target: string[], trig
 
 type Server = 'daemon' | 'daemon-js' | 'epoll';
 
-async function cycle(n: number, server: Server, reference?: string, reader?: string): Promise<{ notified: number[] | null; acked: number[]; rssPerWatcher: number; heapPerWatcher: number }> {
+async function cycle(
+  n: number,
+  server: Server,
+  reference?: string,
+  reader?: string,
+): Promise<{ notified: number[] | null; acked: number[]; rssPerWatcher: number; heapPerWatcher: number }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sysgenid-bench-'));
-  const daemon = server === 'epoll'
-    ? spawn(reference as string, [dir], { stdio: 'ignore' })
-    : spawn(process.execPath, [DAEMON, '--dir', dir, '--no-hooks', '--backends', 'none', '--log-level', 'error'],
-      { env: server === 'daemon-js' ? { ...env, SYSGENID_NO_ADDON: '1' } : env, stdio: 'ignore' });
+  const daemon =
+    server === 'epoll'
+      ? spawn(reference as string, [dir], { stdio: 'ignore' })
+      : spawn(process.execPath, [DAEMON, '--dir', dir, '--no-hooks', '--backends', 'none', '--log-level', 'error'], {
+          env: server === 'daemon-js' ? { ...env, SYSGENID_NO_ADDON: '1' } : env,
+          stdio: 'ignore',
+        });
   const children: ChildProcess[] = [];
   try {
     const ctl = client(await connectWhenUp(path.join(dir, 'control.sock')));
     const before = JSON.parse((await ctl('STATUS BRIEF')).slice(3)) as { memory: { rss: number; heapUsed: number } };
     const notify: Array<() => void> = [];
     let notifiedProcs = 0;
-    await Promise.all(Array.from({ length: PROCS }, (_, i) => new Promise<void>((resolve) => {
-      const per = Math.floor(n / PROCS) + (i < n % PROCS ? 1 : 0);
-      const c = spawn(process.execPath, ['-e', WATCHERS, path.join(dir, 'watch.sock'), String(per)], { env, stdio: ['ignore', 'pipe', 'inherit'] });
-      children.push(c);
-      lines(c.stdout as unknown as net.Socket, (l) => {
-        if (l === 'ready') resolve();
-        else if (l === 'notified' && ++notifiedProcs === PROCS) notify.shift()?.();
-      });
-    })));
-    const after = JSON.parse((await ctl('STATUS BRIEF')).slice(3)) as { watchers: number; memory: { rss: number; heapUsed: number } };
+    await Promise.all(
+      Array.from(
+        { length: PROCS },
+        (_, i) =>
+          new Promise<void>((resolve) => {
+            const per = Math.floor(n / PROCS) + (i < n % PROCS ? 1 : 0);
+            const c = spawn(process.execPath, ['-e', WATCHERS, path.join(dir, 'watch.sock'), String(per)], {
+              env,
+              stdio: ['ignore', 'pipe', 'inherit'],
+            });
+            children.push(c);
+            lines(c.stdout as unknown as net.Socket, (l) => {
+              if (l === 'ready') resolve();
+              else if (l === 'notified' && ++notifiedProcs === PROCS) notify.shift()?.();
+            });
+          }),
+      ),
+    );
+    const after = JSON.parse((await ctl('STATUS BRIEF')).slice(3)) as {
+      watchers: number;
+      memory: { rss: number; heapUsed: number };
+    };
     if (after.watchers !== n) throw new Error(`${after.watchers} watchers connected, expected ${n}`);
     const waiter = client(await connectWhenUp(path.join(dir, 'watch.sock')));
     await waiter('OBSERVE');
@@ -263,9 +317,10 @@ async function cycle(n: number, server: Server, reference?: string, reader?: str
     // Then "all notified", with the C readers in place of the Node clients.
     for (const c of children.splice(0)) c.kill('SIGKILL');
     await sleep(50);
-    const notified = reader && server !== 'epoll'
-      ? await readersNotified(reader, n, ['unix', path.join(dir, 'watch.sock')], async () => void (await ctl('BUMP')))
-      : null;
+    const notified =
+      reader && server !== 'epoll'
+        ? await readersNotified(reader, n, ['unix', path.join(dir, 'watch.sock')], async () => void (await ctl('BUMP')))
+        : null;
     return {
       notified,
       acked,
@@ -311,7 +366,11 @@ const report: Record<string, unknown> = {
   machine: `${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}, ${os.release()}, node ${process.version}`,
   rounds: ROUNDS,
   processes: PROCS,
-  netlinkReference: noNetlink ? `skipped: ${noNetlink}` : reader ? 'measured' : 'skipped: no C compiler for bench/reader-client.c',
+  netlinkReference: noNetlink
+    ? `skipped: ${noNetlink}`
+    : reader
+      ? 'measured'
+      : 'skipped: no C compiler for bench/reader-client.c',
   cycle: {},
 };
 
@@ -324,7 +383,8 @@ const progress = (what: string): void => {
 if (!noNetlink) {
   progress('detection');
   const d = await detection(values.quick ? 20 : 100);
-  report.detection = 'skipped' in d ? `skipped: ${d.skipped}` : { pageWrittenMs: stats(d.pageMs), firstWatcherMs: stats(d.watcherMs) };
+  report.detection =
+    'skipped' in d ? `skipped: ${d.skipped}` : { pageWrittenMs: stats(d.pageMs), firstWatcherMs: stats(d.watcherMs) };
 } else {
   report.detection = `skipped: ${noNetlink}`;
 }
@@ -339,8 +399,12 @@ for (const n of SIZES) {
   progress(`N = ${n}: C epoll reference`);
   const ref = reference ? await cycle(n, 'epoll', reference) : undefined;
   if (!noNetlink) progress(`N = ${n}: kernel netlink reference`);
-  const kernel = noNetlink || !reader ? undefined
-    : await readersNotified(reader, n, ['netlink'], () => fs.writeFileSync(UEVENT, `change ${crypto.randomUUID()} SYSGENIDBENCH=1`));
+  const kernel =
+    noNetlink || !reader
+      ? undefined
+      : await readersNotified(reader, n, ['netlink'], () =>
+          fs.writeFileSync(UEVENT, `change ${crypto.randomUUID()} SYSGENIDBENCH=1`),
+        );
   (report.cycle as Record<string, unknown>)[n] = {
     notifiedMs: r.notified ? stats(r.notified) : null,
     ackedMs: stats(r.acked),
@@ -359,7 +423,22 @@ for (const n of SIZES) {
   };
 }
 for (const bin of [reference, reader]) if (bin) fs.rmSync(bin, { force: true });
-type CycleRow = { pureJs: { notifiedMs: Stats | null; ackedMs: Stats; ackedVsEpollP50: number | null; notifiedVsNetlinkP50: number | null }; notifiedMs: Stats | null; ackedMs: Stats; epollReferenceAckedMs: Stats | null; ackedVsEpollP50: number | null; netlinkReferenceNotifiedMs: Stats | null; notifiedVsNetlinkP50: number | null; rssBytesPerWatcher: number; heapBytesPerWatcher: number };
+type CycleRow = {
+  pureJs: {
+    notifiedMs: Stats | null;
+    ackedMs: Stats;
+    ackedVsEpollP50: number | null;
+    notifiedVsNetlinkP50: number | null;
+  };
+  notifiedMs: Stats | null;
+  ackedMs: Stats;
+  epollReferenceAckedMs: Stats | null;
+  ackedVsEpollP50: number | null;
+  netlinkReferenceNotifiedMs: Stats | null;
+  notifiedVsNetlinkP50: number | null;
+  rssBytesPerWatcher: number;
+  heapBytesPerWatcher: number;
+};
 const rows = Object.entries(report.cycle as Record<string, CycleRow>).map(([n, c]) => ({ n: Number(n), c }));
 if (rows.length >= 2) {
   const xs = rows.map((r) => r.n);
@@ -377,7 +456,6 @@ if (rows.length >= 2) {
   };
 }
 
-
 if (values.json) {
   console.log(JSON.stringify(report));
 } else {
@@ -385,25 +463,59 @@ if (values.json) {
   const ratio = (x: number | null) => (x === null ? 'n/a' : `${x.toFixed(2)}x`);
   console.log(`sysgenid bench, ${report.machine}; ${ROUNDS} rounds, watchers spread over ${PROCS} processes`);
   console.log('\nCycle (ms, p50 / p99 / max):');
-  console.log(`  ${'N'.padEnd(7)} ${'daemon notified*'.padEnd(24)} ${'kernel netlink notified*'.padEnd(26)} ${'ratio'.padEnd(7)} ${'daemon acknowledged'.padEnd(24)} ${'C epoll acknowledged'.padEnd(24)} ${'ratio'.padEnd(7)} RSS / heap per watcher`);
+  console.log(
+    `  ${'N'.padEnd(7)} ${'daemon notified*'.padEnd(24)} ${'kernel netlink notified*'.padEnd(26)} ` +
+      `${'ratio'.padEnd(7)} ${'daemon acknowledged'.padEnd(24)} ${'C epoll acknowledged'.padEnd(24)} ` +
+      `${'ratio'.padEnd(7)} RSS / heap per watcher`,
+  );
   for (const { n, c } of rows) {
-    console.log(`  ${String(n).padEnd(7)} ${f(c.notifiedMs).padEnd(24)} ${f(c.netlinkReferenceNotifiedMs).padEnd(26)} ${ratio(c.notifiedVsNetlinkP50).padEnd(7)} ${f(c.ackedMs).padEnd(24)} ${f(c.epollReferenceAckedMs).padEnd(24)} ${ratio(c.ackedVsEpollP50).padEnd(7)} ${c.rssBytesPerWatcher} B / ${c.heapBytesPerWatcher} B`);
+    console.log(
+      `  ${String(n).padEnd(7)} ${f(c.notifiedMs).padEnd(24)} ${f(c.netlinkReferenceNotifiedMs).padEnd(26)} ` +
+        `${ratio(c.notifiedVsNetlinkP50).padEnd(7)} ${f(c.ackedMs).padEnd(24)} ` +
+        `${f(c.epollReferenceAckedMs).padEnd(24)} ${ratio(c.ackedVsEpollP50).padEnd(7)} ${c.rssBytesPerWatcher} ` +
+        `B / ${c.heapBytesPerWatcher} B`,
+    );
   }
   for (const { n, c } of rows) {
-    console.log(`  ${`${n} JS`.padEnd(7)} ${f(c.pureJs.notifiedMs).padEnd(24)} ${''.padEnd(26)} ${ratio(c.pureJs.notifiedVsNetlinkP50).padEnd(7)} ${f(c.pureJs.ackedMs).padEnd(24)} ${''.padEnd(24)} ${ratio(c.pureJs.ackedVsEpollP50).padEnd(7)} (daemon with SYSGENID_NO_ADDON=1)`);
+    console.log(
+      `  ${`${n} JS`.padEnd(7)} ${f(c.pureJs.notifiedMs).padEnd(24)} ${''.padEnd(26)} ` +
+        `${ratio(c.pureJs.notifiedVsNetlinkP50).padEnd(7)} ${f(c.pureJs.ackedMs).padEnd(24)} ${''.padEnd(24)} ` +
+        `${ratio(c.pureJs.ackedVsEpollP50).padEnd(7)} (daemon with SYSGENID_NO_ADDON=1)`,
+    );
   }
   if (noNetlink) console.log(`  kernel netlink reference skipped: ${noNetlink}`);
-  const sl = report.slopeUsPerWatcher as { daemonNotified: number | null; daemonAcked: number | null; pureJsNotified: number | null; pureJsAcked: number | null; epollAcked: number | null; netlinkNotified: number | null } | undefined;
+  const sl = report.slopeUsPerWatcher as
+    | {
+        daemonNotified: number | null;
+        daemonAcked: number | null;
+        pureJsNotified: number | null;
+        pureJsAcked: number | null;
+        epollAcked: number | null;
+        netlinkNotified: number | null;
+      }
+    | undefined;
   if (sl) {
     const u = (x: number | null) => (x === null ? 'n/a' : `${x.toFixed(2)} us`);
-    console.log(`  per-watcher slope of p50 (least squares over N): notified: daemon ${u(sl.daemonNotified)}, pure JS ${u(sl.pureJsNotified)}, kernel netlink ${u(sl.netlinkNotified)}; acknowledged: daemon ${u(sl.daemonAcked)}, pure JS ${u(sl.pureJsAcked)}, C epoll ${u(sl.epollAcked)}`);
+    console.log(
+      `  per-watcher slope of p50 (least squares over N): notified: daemon ${u(sl.daemonNotified)}, pure JS ` +
+        `${u(sl.pureJsNotified)}, kernel netlink ${u(sl.netlinkNotified)}; acknowledged: daemon ` +
+        `${u(sl.daemonAcked)}, pure JS ${u(sl.pureJsAcked)}, C epoll ${u(sl.epollAcked)}`,
+    );
   }
-  console.log('  * read by C clients (bench/reader-client.c) for both the daemon and the kernel, reported over a pipe: includes that hop');
+  console.log(
+    '  * read by C clients (bench/reader-client.c) for both the daemon and the kernel, reported over a pipe: includes that hop',
+  );
   console.log('    acknowledged: Node clients acknowledging at once, the same for the daemon and the C epoll server');
   const det = report.detection as { pageWrittenMs: Stats; firstWatcherMs: Stats } | string;
-  console.log(typeof det === 'string'
-    ? `\nDetection: ${det}`
-    : `\nDetection (synthetic NEWVMGENID uevent, uevent backend): page written ${f(det.pageWrittenMs)} ms, first watcher notified ${f(det.firstWatcherMs)} ms`);
+  console.log(
+    typeof det === 'string'
+      ? `\nDetection: ${det}`
+      : `\nDetection (synthetic NEWVMGENID uevent, uevent backend): page written ${f(det.pageWrittenMs)} ms, ` +
+          `first watcher notified ${f(det.firstWatcherMs)} ms`,
+  );
   const s = report.startup as { daemon: number; bare: number };
-  console.log(`\nStart-up to accepting: daemon ${s.daemon.toFixed(1)} ms, bare Node listener ${s.bare.toFixed(1)} ms, ratio ${(s.daemon / s.bare).toFixed(2)}`);
+  console.log(
+    `\nStart-up to accepting: daemon ${s.daemon.toFixed(1)} ms, bare Node listener ${s.bare.toFixed(1)} ms, ` +
+      `ratio ${(s.daemon / s.bare).toFixed(2)}`,
+  );
 }

@@ -24,10 +24,16 @@ class Pool {
   }
 
   async connect() {
-    this.#conns = await Promise.all(Array.from({ length: this.#size }, () => new Promise((resolve, reject) => {
-      const s = net.createConnection(this.#target, () => resolve(s));
-      s.once('error', reject);
-    })));
+    this.#conns = await Promise.all(
+      Array.from(
+        { length: this.#size },
+        () =>
+          new Promise((resolve, reject) => {
+            const s = net.createConnection(this.#target, () => resolve(s));
+            s.once('error', reject);
+          }),
+      ),
+    );
     this.#open();
   }
 
@@ -55,7 +61,10 @@ class Pool {
 let target = process.env.DB_SOCKET;
 if (!target) {
   target = path.join(os.tmpdir(), `sysgenid-pool-example-${process.pid}.sock`);
-  net.createServer((s) => s.on('data', (d) => s.write(`echo ${d}`))).listen(target).unref();
+  net
+    .createServer((s) => s.on('data', (d) => s.write(`echo ${d}`)))
+    .listen(target)
+    .unref();
   // process.exit() does not close the server, so its socket file would stay behind in the temp directory.
   const own = target;
   process.on('exit', () => fs.rmSync(own, { force: true }));
@@ -72,7 +81,10 @@ lifecycle.register({
   },
   async onResume({ generation, restored }) {
     await pool.connect();
-    console.log(`resumed at generation ${generation} (${restored ? 'a restored copy' : 'the original'}): ${pool.size} connections`);
+    console.log(
+      `resumed at generation ${generation} (${restored ? 'a restored copy' : 'the original'}): ${pool.size} ` +
+        `connections`,
+    );
   },
 });
 lifecycle.on('error', (err) => console.error(`lifecycle: ${err.message}`));

@@ -24,13 +24,14 @@ const server = http.createServer((req, res) => {
 // Keep-alive connections would outlive a close(); they are ended when the service quiesces.
 server.keepAliveTimeout = 1000;
 
-const listen = () => new Promise((resolve, reject) => {
-  server.once('error', reject);
-  server.listen(port, () => {
-    server.off('error', reject);
-    resolve();
+const listen = () =>
+  new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, () => {
+      server.off('error', reject);
+      resolve();
+    });
   });
-});
 
 const lifecycle = await Lifecycle.open({ name: `http-server :${port}` });
 lifecycle.register({
@@ -49,7 +50,9 @@ lifecycle.register({
   },
   async onResume({ generation, restored }) {
     await listen();
-    console.log(`resumed at generation ${generation} (${restored ? 'a restored copy' : 'the original'}): listening on ${port}`);
+    console.log(
+      `resumed at generation ${generation} (${restored ? 'a restored copy' : 'the original'}): listening on ${port}`,
+    );
   },
 });
 lifecycle.on('error', (err) => console.error(`lifecycle: ${err.message}`));

@@ -10,7 +10,7 @@ const pauseService = () => console.log('service paused');
 const resumeService = () => console.log('service resumed');
 
 console.log(`ready at generation ${watcher.generation}`);
-for (let handled = 0; handled < count; ) {
+for (let handled = 0; handled < count;) {
   const generation = await watcher.read();
   pauseService();
   await watcher.ack(generation);

@@ -7,7 +7,11 @@ import { Lifecycle, SafeRandom } from 'sysgenid';
 
 const count = Number(process.argv[2] ?? Infinity);
 const random = new SafeRandom();
-const fresh = () => ({ instanceId: random.randomUUID(), sessionKey: random.randomBytes(32).toString('hex'), firstId: random.uuidv7() });
+const fresh = () => ({
+  instanceId: random.randomUUID(),
+  sessionKey: random.randomBytes(32).toString('hex'),
+  firstId: random.uuidv7(),
+});
 let identity = fresh();
 let restores = 0;
 
@@ -16,7 +20,10 @@ lifecycle.register({
   name: 'identity',
   afterRestore(generation) {
     identity = fresh();
-    console.log(`generation ${generation}: instance ${identity.instanceId}, key ${identity.sessionKey.slice(0, 16)}..., next id ${identity.firstId}`);
+    console.log(
+      `generation ${generation}: instance ${identity.instanceId}, key ${identity.sessionKey.slice(0, 16)}..., ` +
+        `next id ${identity.firstId}`,
+    );
     if (++restores >= count) setImmediate(() => lifecycle.close());
   },
 });

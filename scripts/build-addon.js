@@ -61,22 +61,31 @@ if (r.status === 0) {
 const output = `${r.stdout ?? ''}${r.stderr ?? ''}`;
 const why = r.error
   ? r.error.message
-  : output.trim().split('\n').filter((l) => /error/i.test(l)).slice(0, 3).join('; ');
+  : output
+      .trim()
+      .split('\n')
+      .filter((l) => /error/i.test(l))
+      .slice(0, 3)
+      .join('; ');
 const missing = ['cc', 'make', 'python3'].filter((tool) => !onPath(tool));
-const headers = /headers|nodedir|common\.gypi|ENOTFOUND|EAI_AGAIN|ECONNREFUSED|getaddrinfo|tarball|node\.h/i
-  .test(output);
+const headers = /headers|nodedir|common\.gypi|ENOTFOUND|EAI_AGAIN|ECONNREFUSED|getaddrinfo|tarball|node\.h/i.test(
+  output,
+);
 let advice;
 if (missing.length > 0) {
-  advice = `install a C toolchain (missing: ${missing.join(', ')}; on Debian: apt-get install build-essential ` +
+  advice =
+    `install a C toolchain (missing: ${missing.join(', ')}; on Debian: apt-get install build-essential ` +
     'python3) and run npm rebuild';
 } else if (headers) {
-  advice = "the toolchain is there but node-gyp could not find Node's headers (it downloads them from " +
+  advice =
+    "the toolchain is there but node-gyp could not find Node's headers (it downloads them from " +
     'nodejs.org): allow that download, or point npm_config_nodedir at a Node source or headers tree ' +
     '(the directory that holds include/node) and run npm rebuild';
 } else {
   advice = `see ${LOG} for the whole build output`;
 }
-const message = `sysgenid: WARNING: the optional native addon could not be built ` +
+const message =
+  `sysgenid: WARNING: the optional native addon could not be built ` +
   `(${why || `node-gyp exited with ${r.status}`}).\n` +
   'sysgenid: it works without it (pure-JS fallback: the probe uses pread, no verified peer credentials).\n' +
   `sysgenid: to build it, ${advice}.\n`;

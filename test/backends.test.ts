@@ -9,7 +9,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import {
-  type BackendContext, type BackendReport, type RestoreBackend, currentBootId,
+  type BackendContext,
+  type BackendReport,
+  type RestoreBackend,
+  currentBootId,
 } from '../src/daemon/backends/backend.js';
 import { VM_FORK_MESSAGE } from '../src/daemon/backends/kmsg.js';
 import { BACKENDS, type BackendEntry, autoBackends, backendNames } from '../src/daemon/backends/registry.js';
@@ -118,7 +121,7 @@ describe('the state file keeps memos by backend name', () => {
     assert.deepEqual(readRecord(file), { generation: 10, bootId: 'boot-a', memos });
   });
 
-  it('the largest record of every memo, a host backend\'s included, fits the 256-byte record (217 bytes)', (t) => {
+  it("the largest record of every memo, a host backend's included, fits the 256-byte record (217 bytes)", (t) => {
     const file = path.join(tmpDir(t), 'state');
     const { store } = StateStore.open(file);
     t.after(() => store.close());
@@ -157,19 +160,26 @@ describe('the registry is the one list of backends', () => {
       () => parseBackends('probe'),
       (e: Error) => e instanceof UsageError && /known: kmsg, vmclock, uevent, timejump, host, forced/.test(e.message),
     );
-    assert.match(USAGE,
-      /list of: kmsg, vmclock, uevent, timejump,\n +host \(uevent, the timejump heuristic and the host channel are opt-in;/);
+    assert.match(
+      USAGE,
+      new RegExp(
+        'list of: kmsg, vmclock, uevent, timejump,\\n +host ' +
+          '\\(uevent, the timejump heuristic and the host channel are opt-in;',
+      ),
+    );
 
     const { registry } = withProbe();
     assert.deepEqual(parseBackends('probe,kmsg', registry), ['probe', 'kmsg']);
     assert.deepEqual(parseBackends('auto', registry), ['kmsg', 'vmclock'], 'opt-in: not in auto');
     const help = usage(registry);
     assert.ok(
-      help.replace(/\s+/g, ' ').includes(
-        'kmsg, vmclock, uevent, timejump, host, probe ' +
-          '(uevent, the timejump heuristic, the host channel and probe are opt-in; ' +
-          'auto = kmsg,vmclock)',
-      ),
+      help
+        .replace(/\s+/g, ' ')
+        .includes(
+          'kmsg, vmclock, uevent, timejump, host, probe ' +
+            '(uevent, the timejump heuristic, the host channel and probe are opt-in; ' +
+            'auto = kmsg,vmclock)',
+        ),
       help,
     );
     for (const line of help.split('\n')) assert.ok(line.length <= 100, line);
@@ -180,11 +190,17 @@ describe('the registry is the one list of backends', () => {
     const absent = path.join(tmpDir(t), 'absent');
     const d = await startDaemon(t, { args: ['--backends', 'timejump,vmclock', '--vmclock-path', absent] });
     const backends = (await statusOf(d.dir)).backends as Array<{ name: string; live: boolean; detail: string }>;
-    assert.deepEqual(backends.map((b) => b.name), ['forced', 'vmclock', 'timejump', 'kmsg', 'uevent', 'host']);
+    assert.deepEqual(
+      backends.map((b) => b.name),
+      ['forced', 'vmclock', 'timejump', 'kmsg', 'uevent', 'host'],
+    );
     assert.deepEqual(
       backends.slice(3).map((b) => b.detail),
-      ['not enabled (--backends)', 'opt-in: not enabled (--backends ...,uevent)',
-        'opt-in: not enabled (--backends ...,host)'],
+      [
+        'not enabled (--backends)',
+        'opt-in: not enabled (--backends ...,uevent)',
+        'opt-in: not enabled (--backends ...,host)',
+      ],
     );
     for (const name of ['forced', 'vmclock', 'timejump', 'kmsg', 'uevent', 'host']) {
       assert.match(d.log(), new RegExp(`backend ${name}: (live|off): `));
@@ -205,7 +221,13 @@ describe('the registry is the one list of backends', () => {
     assert.equal(probe.ctx?.addon, (await import('../src/native/addon.js')).addon());
     const names = daemon.status(false).backends.map((b) => `${b.name}:${b.live}`);
     assert.deepEqual(names, [
-      'forced:true', 'probe:true', 'kmsg:false', 'vmclock:false', 'uevent:false', 'timejump:false', 'host:false',
+      'forced:true',
+      'probe:true',
+      'kmsg:false',
+      'vmclock:false',
+      'uevent:false',
+      'timejump:false',
+      'host:false',
     ]);
     assert.match(log(), /backend probe: live: probing \(setting 7\)/);
 
@@ -236,7 +258,7 @@ describe('the registry is the one list of backends', () => {
     assert.equal(daemon.generation, 2, 'the generation carries over across boots; only memos do not');
     probes[0]?.ctx?.remember('new');
     const record = { generation: 2, bootId, memos: { probe: 'new' } };
-    assert.deepEqual(readRecord(state), record, 'the old boot\'s kmsg memo is gone');
+    assert.deepEqual(readRecord(state), record, "the old boot's kmsg memo is gone");
   });
 });
 

@@ -61,7 +61,10 @@ describe('bad input', () => {
     t.after(() => good.close());
     bad.send('READ\n' + 'PING\n'.repeat(MAX_QUEUED_REQUESTS + 10));
     await bad.waitClosed();
-    assert.ok(bad.lines.some((l) => l.startsWith('ERR ENOBUFS')), bad.lines.join('|'));
+    assert.ok(
+      bad.lines.some((l) => l.startsWith('ERR ENOBUFS')),
+      bad.lines.join('|'),
+    );
     assert.equal(await good.request('PING'), 'OK');
     assert.equal((await statusOf(d.dir)).watchers, 1);
   });
@@ -89,7 +92,10 @@ describe('bad input', () => {
       if (!entry) break;
     }
     await d.waitForLog(/disconnecting watcher \d+ \(lazy\)[^:]*: it left \d+ bytes unread/);
-    const times = d.log().split('\n').filter((l) => l.includes('(lazy)')).length;
+    const times = d
+      .log()
+      .split('\n')
+      .filter((l) => l.includes('(lazy)')).length;
     assert.equal(times, 1, 'said once, not once per dropped notification');
     assert.ok(listedWithBacklog, 'status showed the backlog before the disconnect');
     assert.equal(await good.request(`ACK ${gen}`), `OK ${gen}`);
@@ -111,17 +117,33 @@ describe('bad input', () => {
       const done = () => { if (ok + failed === n) console.log(JSON.stringify({ ok, failed })); };
       for (let i = 0; i < n; i++) go(1);
       setInterval(() => {}, 1000);`;
-    const procs = [0, 1, 2, 3].map(() => spawn(process.execPath, ['-e', script, '1000'], { env: { ...process.env, SYSGENID_DIR: d.dir }, stdio: ['ignore', 'pipe', 'inherit'] }));
+    const procs = [0, 1, 2, 3].map(() =>
+      spawn(process.execPath, ['-e', script, '1000'], {
+        env: { ...process.env, SYSGENID_DIR: d.dir },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      }),
+    );
     t.after(() => procs.forEach((p) => p.kill('SIGKILL')));
-    const results = await Promise.all(procs.map((p) => new Promise<{ ok: number; failed: number }>((resolve) => {
-      let out = '';
-      p.stdout.setEncoding('utf8').on('data', (s: string) => {
-        out += s;
-        if (out.includes('\n')) resolve(JSON.parse(out));
-      });
-    })));
-    assert.deepEqual(results.map((r) => r.failed), [0, 0, 0, 0]);
-    assert.equal(results.reduce((a, r) => a + r.ok, 0), 4000);
+    const results = await Promise.all(
+      procs.map(
+        (p) =>
+          new Promise<{ ok: number; failed: number }>((resolve) => {
+            let out = '';
+            p.stdout.setEncoding('utf8').on('data', (s: string) => {
+              out += s;
+              if (out.includes('\n')) resolve(JSON.parse(out));
+            });
+          }),
+      ),
+    );
+    assert.deepEqual(
+      results.map((r) => r.failed),
+      [0, 0, 0, 0],
+    );
+    assert.equal(
+      results.reduce((a, r) => a + r.ok, 0),
+      4000,
+    );
     assert.equal((await statusOf(d.dir)).watchers, 4000);
     procs.forEach((p) => p.kill('SIGKILL'));
     await eventually(async () => (await statusOf(d.dir)).watchers === 0, 10_000, 'all watchers gone');
@@ -144,11 +166,15 @@ describe('bad input', () => {
     await d.waitForLog(/connection limit reached/);
     // Freeing one slot lets the next client in: nothing leaked.
     clients.shift()?.close();
-    await eventually(async () => {
-      const c = await RawClient.connect(d.paths.watch);
-      clients.push(c);
-      return (await c.next()).startsWith('HELLO');
-    }, 5000, 'a free slot');
+    await eventually(
+      async () => {
+        const c = await RawClient.connect(d.paths.watch);
+        clients.push(c);
+        return (await c.next()).startsWith('HELLO');
+      },
+      5000,
+      'a free slot',
+    );
   });
 
   it('a client that hangs up mid-request or resets is cleaned up', async (t) => {

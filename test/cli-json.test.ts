@@ -77,7 +77,13 @@ describe('--json on every command', () => {
     const ready = await cli(d.dir, 'ready', '--json');
     assert.equal(ready.code, 0);
     assert.deepEqual(json(ready.stdout), {
-      ready: true, name: null, generation: 2, state: 'running', watchers: 0, reasons: [], outdated: [],
+      ready: true,
+      name: null,
+      generation: 2,
+      state: 'running',
+      watchers: 0,
+      reasons: [],
+      outdated: [],
     });
   });
 
@@ -91,7 +97,10 @@ describe('--json on every command', () => {
     const doc = json(r.stdout);
     assert.equal(doc.ok, false);
     assert.equal((doc.error as { code: string }).code, 'ETIME');
-    assert.deepEqual((doc.outdated as Array<{ name: string }>).map((x) => x.name), ['late-one']);
+    assert.deepEqual(
+      (doc.outdated as Array<{ name: string }>).map((x) => x.name),
+      ['late-one'],
+    );
   });
 
   it('a failure with --json is one JSON document on stdout with the exit code', async (t) => {
@@ -125,8 +134,9 @@ describe('--json on every command', () => {
 
   it('watch --json prints one line per generation handled', async (t) => {
     const d = await startDaemon(t);
-    const child = spawn(process.execPath, [CLI, 'watch', '--json', '--count', '1', '--dir', d.dir],
-      { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, 'watch', '--json', '--count', '1', '--dir', d.dir], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     t.after(() => child.kill('SIGKILL'));
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
@@ -148,13 +158,19 @@ describe('sysgenid ready --name', () => {
       broken.close();
     });
     good.handle(() => {});
-    broken.handle(() => {
-      throw new Error('cannot re-key');
-    }, { retryMinMs: 60_000 });
+    broken.handle(
+      () => {
+        throw new Error('cannot re-key');
+      },
+      { retryMinMs: 60_000 },
+    );
     broken.on('error', () => {});
     await bump(d.dir);
-    await eventually(async () => (await statusOf(d.dir)).list?.find((w) => w.name === 'batch')?.problem, 5000,
-      'batch reported its problem');
+    await eventually(
+      async () => (await statusOf(d.dir)).list?.find((w) => w.name === 'batch')?.problem,
+      5000,
+      'batch reported its problem',
+    );
     const web = await cli(d.dir, 'ready', '--name', 'web');
     assert.equal(web.code, 0, web.stdout);
     assert.match(web.stdout, /^ready web: generation 1, 1 watcher\(s\)/);

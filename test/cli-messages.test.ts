@@ -21,7 +21,7 @@ describe('usage errors', () => {
     assert.match(other.stderr, /status does not take --timeout/, 'an option of another command, by name');
   });
 
-  it('say what a number must be instead of the parser\'s words', async () => {
+  it("say what a number must be instead of the parser's words", async () => {
     const r = await runNode(CLI, ['bump', '--min', '-1']);
     assert.equal(r.code, EXIT.USAGE);
     assert.match(r.stderr, /--min needs a whole number from 0 to 4294967295, got "-1"/);
@@ -61,8 +61,11 @@ describe('sysgenid watch', () => {
     const flag = path.join(base, 'succeed');
     const log = path.join(base, 'log');
     const script = `echo "$SYSGENID" >> ${log}; test -e ${flag}`;
-    const child = spawn(process.execPath, [CLI, 'watch', '--name', 'rekey', '--retry', '100', '--dir', d.dir,
-      '--', 'sh', '-c', script], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(
+      process.execPath,
+      [CLI, 'watch', '--name', 'rekey', '--retry', '100', '--dir', d.dir, '--', 'sh', '-c', script],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
     t.after(() => child.kill('SIGKILL'));
     let err = '';
     child.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
@@ -85,8 +88,11 @@ describe('sysgenid watch', () => {
     const d = await startDaemon(t);
     const base = tmpDir(t);
     const log = path.join(base, 'log');
-    const child = spawn(process.execPath, [CLI, 'watch', '--dir', d.dir, '--', 'sh', '-c',
-      `echo "$SYSGENID" >> ${log}; sleep 1`], { stdio: 'ignore' });
+    const child = spawn(
+      process.execPath,
+      [CLI, 'watch', '--dir', d.dir, '--', 'sh', '-c', `echo "$SYSGENID" >> ${log}; sleep 1`],
+      { stdio: 'ignore' },
+    );
     t.after(() => child.kill('SIGKILL'));
     await eventually(async () => (await statusOf(d.dir)).watchers === 1, 5000, 'watcher connected');
     await bump(d.dir);
@@ -98,8 +104,9 @@ describe('sysgenid watch', () => {
 
   it('waits for a daemon that starts after it', async (t) => {
     const dir = path.join(tmpDir(t), 'run');
-    const child = spawn(process.execPath, [CLI, 'watch', '--count', '1', '--dir', dir],
-      { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, 'watch', '--count', '1', '--dir', dir], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     t.after(() => child.kill('SIGKILL'));
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));

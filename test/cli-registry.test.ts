@@ -32,7 +32,11 @@ describe('sysgenid command registry', () => {
 
   it('refuses two commands declaring one option differently', () => {
     const fake = (name: string, type: 'string' | 'boolean', key = 'shared'): Command => ({
-      name, summary: name, help: `Usage: sysgenid ${name}\n`, options: { [key]: { type } }, positionals: false,
+      name,
+      summary: name,
+      help: `Usage: sysgenid ${name}\n`,
+      options: { [key]: { type } },
+      positionals: false,
       run: () => Promise.resolve(EXIT.OK),
     });
     const one = fake('one', 'string');
@@ -46,7 +50,11 @@ describe('sysgenid command registry', () => {
     assert.equal(top.code, EXIT.OK);
     assert.equal(top.stdout, MAIN_HELP);
     const listed = [...top.stdout.matchAll(/^ {2}(\S+) {2,}(.+)$/gm)].map((m) => [m[1], m[2]]);
-    assert.deepEqual(listed, COMMANDS.map((c) => [c.name, c.summary]), 'the command list, in registry order');
+    assert.deepEqual(
+      listed,
+      COMMANDS.map((c) => [c.name, c.summary]),
+      'the command list, in registry order',
+    );
     for (const c of COMMANDS) {
       const r = await runNode(CLI, [c.name, '--help']);
       assert.equal(r.code, EXIT.OK, c.name);

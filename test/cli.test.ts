@@ -15,7 +15,18 @@ describe('sysgenid CLI', () => {
     const top = await runNode(CLI, ['--help']);
     assert.equal(top.code, 0);
     assert.match(top.stdout, /Commands:/);
-    for (const cmd of ['status', 'read', 'watch', 'bump', 'wait', 'quiesce', 'resume', 'snapshot', 'ready', 'criu-action']) {
+    for (const cmd of [
+      'status',
+      'read',
+      'watch',
+      'bump',
+      'wait',
+      'quiesce',
+      'resume',
+      'snapshot',
+      'ready',
+      'criu-action',
+    ]) {
       const r = await runNode(CLI, [cmd, '--help']);
       assert.equal(r.code, 0, cmd);
       assert.match(r.stdout, new RegExp(`^Usage: sysgenid ${cmd}`), cmd);
@@ -91,7 +102,9 @@ describe('sysgenid CLI', () => {
 
   it('watch prints and acknowledges each generation, and stops after --count', async (t) => {
     const d = await startDaemon(t);
-    const child = spawn(process.execPath, [CLI, 'watch', '--name', 'printer', '--count', '2', '--dir', d.dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, 'watch', '--name', 'printer', '--count', '2', '--dir', d.dir], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     t.after(() => child.kill('SIGKILL'));
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
@@ -113,8 +126,11 @@ describe('sysgenid CLI', () => {
     const log = path.join(base, 'log');
     const script = `echo "$SYSGENID" >> ${log}; test -e ${flag}`;
     // A retry only after ten minutes: this test is about the next generation, not the retry.
-    const child = spawn(process.execPath, [CLI, 'watch', '--dir', d.dir, '--retry', '600000', '--', 'sh', '-c', script],
-      { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(
+      process.execPath,
+      [CLI, 'watch', '--dir', d.dir, '--retry', '600000', '--', 'sh', '-c', script],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
     t.after(() => child.kill());
     let err = '';
     child.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
@@ -137,7 +153,9 @@ describe('sysgenid CLI', () => {
     fs.chmodSync(base, 0o755);
     const d = await startDaemon(t, { dir: path.join(base, 'run') });
     const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      const child = spawn('runuser', ['-u', 'nobody', '--', process.execPath, CLI, 'bump', '--dir', d.dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const child = spawn('runuser', ['-u', 'nobody', '--', process.execPath, CLI, 'bump', '--dir', d.dir], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
       let stderr = '';
       child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
       child.on('close', (code) => resolve({ code, stderr }));

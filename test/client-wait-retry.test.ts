@@ -41,8 +41,10 @@ describe('waiting for the daemon', () => {
     await assert.rejects(connect({ dir }), (err: SysgenidError) => err.code === 'ENOTCONN');
     assert.ok(Date.now() - started < 1000, 'no wait by default');
     const bounded = Date.now();
-    await assert.rejects(connect({ dir, waitForDaemon: 400 }),
-      (err: SysgenidError) => err.code === 'ENOTCONN' && /waited 400 ms/.test(err.message));
+    await assert.rejects(
+      connect({ dir, waitForDaemon: 400 }),
+      (err: SysgenidError) => err.code === 'ENOTCONN' && /waited 400 ms/.test(err.message),
+    );
     assert.ok(Date.now() - bounded >= 400, 'waited the bound');
     assert.equal(DEFAULT_WAIT_FOR_DAEMON_MS, 60_000, 'the bound docs/CLI.md and the README state');
     await assert.rejects(connect({ dir, waitForDaemon: -1 }), (err: SysgenidError) => err.code === 'EINVAL');
@@ -59,16 +61,26 @@ describe('handle(): retries, reported failures, coalescing', () => {
     w.on('error', () => {});
     w.on('retry', (gen, _err, _attempt, delay) => retries.push([gen, delay]));
     let release = false;
-    w.handle(async (gen) => {
-      calls.push(gen);
-      if (!release) throw new Error('database down');
-    }, { retryMinMs: 100, retryMaxMs: 400 });
+    w.handle(
+      async (gen) => {
+        calls.push(gen);
+        if (!release) throw new Error('database down');
+      },
+      { retryMinMs: 100, retryMaxMs: 400 },
+    );
     await bump(d.dir);
-    const problem = await eventually(async () => (await statusOf(d.dir)).list?.find((x) => x.name === 'flaky')?.problem,
-      5000, 'problem reported');
+    const problem = await eventually(
+      async () => (await statusOf(d.dir)).list?.find((x) => x.name === 'flaky')?.problem,
+      5000,
+      'problem reported',
+    );
     assert.match(String(problem), /generation 1: database down \(attempt \d+, next in \d+ ms\)/);
     await eventually(() => calls.length >= 3, 5000, 'retried');
-    assert.deepEqual(retries.slice(0, 3).map(([, delay]) => delay), [100, 200, 400], 'doubling up to the maximum');
+    assert.deepEqual(
+      retries.slice(0, 3).map(([, delay]) => delay),
+      [100, 200, 400],
+      'doubling up to the maximum',
+    );
     assert.equal((await statusOf(d.dir)).outdated, 1, 'unacknowledged while it fails');
     release = true;
     await eventually(async () => (await statusOf(d.dir)).outdated === 0, 5000, 'acknowledged after a retry succeeded');

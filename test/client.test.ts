@@ -3,7 +3,15 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { SysgenidError, connect, forceUpdate, openProbe, readNext, status, waitForWatchers } from '../src/client/index.js';
+import {
+  SysgenidError,
+  connect,
+  forceUpdate,
+  openProbe,
+  readNext,
+  status,
+  waitForWatchers,
+} from '../src/client/index.js';
 import { DAEMON, RawClient, eventually, runNode, sleep, startDaemon, tmpDir } from './helpers.js';
 
 async function rejectsWith(p: Promise<unknown>, code: string): Promise<void> {
@@ -124,32 +132,35 @@ describe('client library', () => {
 
   // Deterministic: the generation moves while no daemon runs, so only the reconnect can reveal it; and it
   // fails within seconds (its own timeout), not after the file's.
-  it('reconnects after the daemon restarts and reports the generation that moved meanwhile', { timeout: 30_000 },
+  it(
+    'reconnects after the daemon restarts and reports the generation that moved meanwhile',
+    { timeout: 30_000 },
     async (t) => {
-    const dir = path.join(tmpDir(t), 'run');
-    let d = await startDaemon(t, { dir });
-    const w = await connect({ dir, name: 'survivor' });
-    t.after(() => w.close());
-    const gens: number[] = [];
-    w.on('generation', (g) => gens.push(g));
-    let reconnects = 0;
-    w.on('reconnect', () => reconnects++);
-    d.child.kill('SIGKILL');
-    await d.exited;
-    await eventually(() => !w.connected, 5000, 'disconnect noticed');
-    const reset = await runNode(DAEMON, ['--dir', dir, '--reset-generation', '7']);
-    assert.equal(reset.code, 0, reset.stderr);
-    d = await startDaemon(t, { dir });
-    await eventually(() => reconnects === 1, 10_000, 'reconnected');
-    await eventually(() => gens.length > 0, 2000, 'the change made while away reported');
-    assert.deepEqual(gens, [7]);
-    assert.equal(w.generation, 7);
-    const s = await status({ dir });
-    assert.equal(s.outdated, 1, 'the daemon knows this watcher has not handled 7 yet');
-    assert.equal(s.list?.[0]?.name, 'survivor');
-    await w.ack(7);
-    await waitForWatchers({ dir, timeoutMs: 1000 });
-  });
+      const dir = path.join(tmpDir(t), 'run');
+      let d = await startDaemon(t, { dir });
+      const w = await connect({ dir, name: 'survivor' });
+      t.after(() => w.close());
+      const gens: number[] = [];
+      w.on('generation', (g) => gens.push(g));
+      let reconnects = 0;
+      w.on('reconnect', () => reconnects++);
+      d.child.kill('SIGKILL');
+      await d.exited;
+      await eventually(() => !w.connected, 5000, 'disconnect noticed');
+      const reset = await runNode(DAEMON, ['--dir', dir, '--reset-generation', '7']);
+      assert.equal(reset.code, 0, reset.stderr);
+      d = await startDaemon(t, { dir });
+      await eventually(() => reconnects === 1, 10_000, 'reconnected');
+      await eventually(() => gens.length > 0, 2000, 'the change made while away reported');
+      assert.deepEqual(gens, [7]);
+      assert.equal(w.generation, 7);
+      const s = await status({ dir });
+      assert.equal(s.outdated, 1, 'the daemon knows this watcher has not handled 7 yet');
+      assert.equal(s.list?.[0]?.name, 'survivor');
+      await w.ack(7);
+      await waitForWatchers({ dir, timeoutMs: 1000 });
+    },
+  );
 
   it('a restart without a change is not reported as a generation', async (t) => {
     const dir = path.join(tmpDir(t), 'run');
@@ -169,10 +180,12 @@ describe('client library', () => {
   it('a generation pushed in the same read as the greeting is not lost', async (t) => {
     const d = await startDaemon(t);
     // Many watchers connect while bumps happen; each must end up knowing the final generation.
-    const watchers = await Promise.all(Array.from({ length: 30 }, async (_, i) => {
-      if (i % 3 === 0) await forceUpdate({ dir: d.dir });
-      return connect({ dir: d.dir });
-    }));
+    const watchers = await Promise.all(
+      Array.from({ length: 30 }, async (_, i) => {
+        if (i % 3 === 0) await forceUpdate({ dir: d.dir });
+        return connect({ dir: d.dir });
+      }),
+    );
     t.after(() => watchers.forEach((w) => w.close()));
     const final = (await status({ dir: d.dir })).generation;
     await eventually(() => watchers.every((w) => w.generation === final), 5000, 'all watchers current');

@@ -44,16 +44,31 @@ describe('generation counter', () => {
   it('never wraps at the u32 ceiling', () => {
     const { s } = machine(U32_MAX - 1);
     assert.equal(bump(s), U32_MAX);
-    assert.equal(errorCode(() => s.nextGeneration()), 'EOVERFLOW');
-    assert.equal(errorCode(() => s.nextGeneration(5)), 'EOVERFLOW');
+    assert.equal(
+      errorCode(() => s.nextGeneration()),
+      'EOVERFLOW',
+    );
+    assert.equal(
+      errorCode(() => s.nextGeneration(5)),
+      'EOVERFLOW',
+    );
     assert.equal(s.generation, U32_MAX);
   });
 
   it('jumps straight to the ceiling when asked, and rejects a minimum beyond it', () => {
     const { s } = machine();
-    assert.equal(errorCode(() => s.nextGeneration(U32_MAX + 1)), 'EINVAL');
-    assert.equal(errorCode(() => s.nextGeneration(-1)), 'EINVAL');
-    assert.equal(errorCode(() => s.nextGeneration(1.5)), 'EINVAL');
+    assert.equal(
+      errorCode(() => s.nextGeneration(U32_MAX + 1)),
+      'EINVAL',
+    );
+    assert.equal(
+      errorCode(() => s.nextGeneration(-1)),
+      'EINVAL',
+    );
+    assert.equal(
+      errorCode(() => s.nextGeneration(1.5)),
+      'EINVAL',
+    );
     assert.equal(bump(s, U32_MAX), U32_MAX);
   });
 });
@@ -100,20 +115,30 @@ describe('watchers', () => {
     assert.equal(s.read(1, false), 1);
     assert.equal(s.read(1, true), 1);
     s.ack(1, 1);
-    assert.equal(errorCode(() => s.read(1, true)), 'EAGAIN');
+    assert.equal(
+      errorCode(() => s.read(1, true)),
+      'EAGAIN',
+    );
   });
 
   it('a non-blocking read when up to date fails with EAGAIN', () => {
     const { s } = machine();
     s.connect(1);
-    assert.equal(errorCode(() => s.read(1, true)), 'EAGAIN');
+    assert.equal(
+      errorCode(() => s.read(1, true)),
+      'EAGAIN',
+    );
   });
 
   it('a blocking read when up to date pends until the next bump', () => {
     const { s, effects } = machine();
     s.connect(1);
     assert.equal(s.read(1, false), undefined);
-    assert.equal(errorCode(() => s.read(1, false)), 'EINVAL', 'one pending read per watcher');
+    assert.equal(
+      errorCode(() => s.read(1, false)),
+      'EINVAL',
+      'one pending read per watcher',
+    );
     bump(s);
     assert.deepEqual(effects.at(-1), { kind: 'read', id: 1, generation: 1 });
   });
@@ -123,8 +148,16 @@ describe('watchers', () => {
     s.connect(1);
     bump(s);
     bump(s);
-    assert.equal(errorCode(() => s.ack(1, 1)), 'EINVAL', 'stale');
-    assert.equal(errorCode(() => s.ack(1, 3)), 'EINVAL', 'future');
+    assert.equal(
+      errorCode(() => s.ack(1, 1)),
+      'EINVAL',
+      'stale',
+    );
+    assert.equal(
+      errorCode(() => s.ack(1, 3)),
+      'EINVAL',
+      'future',
+    );
     assert.equal(s.outdated, 1);
     assert.equal(s.info(1).acked, 0);
     s.ack(1, 2);
@@ -202,7 +235,10 @@ describe('tracking', () => {
     s.observe(2);
     assert.equal(s.watchers, 0);
     assert.equal(s.tracked, 0);
-    assert.equal(errorCode(() => s.setTracking(1, true)), 'EINVAL');
+    assert.equal(
+      errorCode(() => s.setTracking(1, true)),
+      'EINVAL',
+    );
     bump(s);
     assert.deepEqual(effects, [{ kind: 'notify', ids: [], generation: 1 }]);
     assert.equal(s.outdated, 0);
@@ -328,6 +364,9 @@ describe('resume (reconnect after a daemon restart)', () => {
   it('rejects a value that is not a u32', () => {
     const { s } = machine();
     s.connect(1);
-    assert.equal(errorCode(() => s.resume(1, -1, 0)), 'EINVAL');
+    assert.equal(
+      errorCode(() => s.resume(1, -1, 0)),
+      'EINVAL',
+    );
   });
 });

@@ -122,7 +122,10 @@ it('--reset-generation: refused while a daemon runs; with it stopped, sets page,
   await d.stop();
   const r = await runNode(DAEMON, ['--dir', dir, '--reset-generation', '2']);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stderr, /generation reset from 40 to 2 by --reset-generation .*every reader of the page sees a change/);
+  assert.match(
+    r.stderr,
+    /generation reset from 40 to 2 by --reset-generation .*every reader of the page sees a change/,
+  );
   assert.equal(pageValue(path.join(dir, 'generation')), 2);
   await startDaemon(t, { dir });
   assert.equal((await statusOf(dir)).generation, 2, 'the floor does not bring the old value back');
@@ -140,8 +143,7 @@ it('BUMP --min leaves room below the ceiling: up to MAX_BUMP_MIN, EINVAL beyond'
   assert.equal(await c.request('BUMP'), `OK ${MAX_BUMP_MIN + 1}`);
 });
 
-it('the runtime directory removed while running: bumps reach the mapped page; directory, page, sockets come back',
-  async (t) => {
+it('the runtime directory removed while running: bumps reach the mapped page; directory, page, sockets come back', async (t) => {
   const d = await startDaemon(t);
   await bump(d.dir, 5);
   const mapped = fs.openSync(d.paths.page, 'r');
@@ -180,29 +182,32 @@ function hasPrlimit(): boolean {
   }
 }
 
-it('a page write that fails: BUMP is EIO, no watcher is told, STATUS keeps the old generation',
-  { skip: !hasPrlimit() && 'needs prlimit(1)' }, async (t) => {
-  // SIGXFSZ ignored (inherited through exec), then a file size limit of 0 on the running daemon:
-  // every pwrite to a regular file fails with EFBIG, sockets and the log pipe are unaffected.
-  const d = await startDaemon(t, { shellPrefix: "trap '' XFSZ;" });
-  await bump(d.dir, 2);
-  const w = await RawClient.open(d.paths.watch);
-  const ctl = await RawClient.open(d.paths.control);
-  t.after(() => {
-    w.c.close();
-    ctl.c.close();
-  });
-  const pid = String(d.child.pid);
-  execFileSync('prlimit', ['--pid', pid, '--fsize=0:unlimited']);
-  assert.match(await ctl.c.request('BUMP'), /^ERR EIO cannot write the page/);
-  assert.ok(await w.c.silent(300), 'no GEN for a generation the page does not hold');
-  assert.equal((await statusOf(d.dir)).generation, 2);
-  assert.equal(pageValue(d.paths.page), 2);
-  assert.match(d.log(), /cannot write the page: .*generation stays 2/);
-  execFileSync('prlimit', ['--pid', pid, '--fsize=unlimited:unlimited']);
-  assert.equal(await ctl.c.request('BUMP'), 'OK 3');
-  assert.equal(await w.c.next(), 'GEN 3');
-});
+it(
+  'a page write that fails: BUMP is EIO, no watcher is told, STATUS keeps the old generation',
+  { skip: !hasPrlimit() && 'needs prlimit(1)' },
+  async (t) => {
+    // SIGXFSZ ignored (inherited through exec), then a file size limit of 0 on the running daemon:
+    // every pwrite to a regular file fails with EFBIG, sockets and the log pipe are unaffected.
+    const d = await startDaemon(t, { shellPrefix: "trap '' XFSZ;" });
+    await bump(d.dir, 2);
+    const w = await RawClient.open(d.paths.watch);
+    const ctl = await RawClient.open(d.paths.control);
+    t.after(() => {
+      w.c.close();
+      ctl.c.close();
+    });
+    const pid = String(d.child.pid);
+    execFileSync('prlimit', ['--pid', pid, '--fsize=0:unlimited']);
+    assert.match(await ctl.c.request('BUMP'), /^ERR EIO cannot write the page/);
+    assert.ok(await w.c.silent(300), 'no GEN for a generation the page does not hold');
+    assert.equal((await statusOf(d.dir)).generation, 2);
+    assert.equal(pageValue(d.paths.page), 2);
+    assert.match(d.log(), /cannot write the page: .*generation stays 2/);
+    execFileSync('prlimit', ['--pid', pid, '--fsize=unlimited:unlimited']);
+    assert.equal(await ctl.c.request('BUMP'), 'OK 3');
+    assert.equal(await w.c.next(), 'GEN 3');
+  },
+);
 
 it('the page holds the new value when the first GEN line arrives, bump after bump', async (t) => {
   const d = await startDaemon(t);

@@ -14,17 +14,28 @@ it('bumps the daemon of the restored tree on post-resume only, and never aborts 
   const init = spawn('sleep', ['60'], { env: { ...process.env, SYSGENID_DIR: d.dir }, stdio: 'ignore' });
   t.after(() => init.kill());
   const run = (action: string, ...args: string[]) =>
-    runNode(CLI, ['criu-action', ...args], { CRTOOLS_SCRIPT_ACTION: action, CRTOOLS_INIT_PID: String(init.pid), SYSGENID_DIR: '/nonexistent' });
+    runNode(CLI, ['criu-action', ...args], {
+      CRTOOLS_SCRIPT_ACTION: action,
+      CRTOOLS_INIT_PID: String(init.pid),
+      SYSGENID_DIR: '/nonexistent',
+    });
 
   for (const action of ['pre-dump', 'post-dump', 'pre-restore', 'post-restore', 'pre-resume']) {
     const r = await run(action);
     assert.equal(r.code, 0, action);
   }
-  assert.equal((await statusOf(d.dir)).generation, 0, 'only post-resume bumps (at post-restore the tree is still stopped)');
+  assert.equal(
+    (await statusOf(d.dir)).generation,
+    0,
+    'only post-resume bumps (at post-restore the tree is still stopped)',
+  );
 
   const r = await run('post-resume');
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, new RegExp(`restored tree of pid ${init.pid}: generation 1; nothing was quiesced \\(${d.dir}\\)`));
+  assert.match(
+    r.stdout,
+    new RegExp(`restored tree of pid ${init.pid}: generation 1; nothing was quiesced \\(${d.dir}\\)`),
+  );
   assert.equal((await statusOf(d.dir)).generation, 1);
 
   const explicit = await run('post-resume', '--dir', d.dir);

@@ -12,8 +12,23 @@ import { DAEMON, bump, eventually, sleep, statusOf, tmpDir } from './helpers.js'
 it('keeps serving after the reader of its log pipe has gone, and cleans up on SIGTERM', async (t) => {
   const dir = path.join(tmpDir(t), 'run');
   const paths = runtimePaths(dir);
-  const shell = spawn('sh', ['-c', `"$0" "$@" 2>&1 | head -1`, process.execPath, DAEMON, '--dir', dir, '--no-hooks',
-    '--backends', 'none', '--log-level', 'debug'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const shell = spawn(
+    'sh',
+    [
+      '-c',
+      `"$0" "$@" 2>&1 | head -1`,
+      process.execPath,
+      DAEMON,
+      '--dir',
+      dir,
+      '--no-hooks',
+      '--backends',
+      'none',
+      '--log-level',
+      'debug',
+    ],
+    { stdio: ['ignore', 'pipe', 'ignore'] },
+  );
   let first = '';
   shell.stdout.setEncoding('utf8').on('data', (s: string) => (first += s));
   const pid = (): number => Number(fs.readFileSync(paths.pid, 'utf8').trim());
@@ -33,14 +48,18 @@ it('keeps serving after the reader of its log pipe has gone, and cleans up on SI
   assert.equal(s.generation, 20, 'still serving');
   const daemonPid = pid();
   process.kill(daemonPid, 'SIGTERM');
-  await eventually(() => {
-    try {
-      process.kill(daemonPid, 0);
-      return false;
-    } catch {
-      return true;
-    }
-  }, 10_000, 'daemon exited');
+  await eventually(
+    () => {
+      try {
+        process.kill(daemonPid, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    },
+    10_000,
+    'daemon exited',
+  );
   assert.equal(fs.existsSync(paths.watch), false, 'watch socket removed');
   assert.equal(fs.existsSync(paths.control), false, 'control socket removed');
   await new Promise((r) => (shell.exitCode === null ? shell.on('close', r) : r(undefined)));

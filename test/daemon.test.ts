@@ -48,7 +48,10 @@ describe('sysgenidd over real sockets', () => {
     await bump(d.dir);
     const after = Number(process.hrtime.bigint()) / 1e6;
     const last = (await statusOf(d.dir)).lastBump as { pageWrittenMonoMs: number };
-    assert.ok(last.pageWrittenMonoMs >= before && last.pageWrittenMonoMs <= after, `${before} <= ${last.pageWrittenMonoMs} <= ${after}`);
+    assert.ok(
+      last.pageWrittenMonoMs >= before && last.pageWrittenMonoMs <= after,
+      `${before} <= ${last.pageWrittenMonoMs} <= ${after}`,
+    );
   });
 
   it('read repeats the generation until acknowledged; non-blocking read is EAGAIN when up to date', async (t) => {
@@ -348,7 +351,12 @@ describe('sysgenidd over real sockets', () => {
         s.on('data', (d) => { buf += d; if (buf.includes('HELLO') && !s.r) { s.r = 1; if (++ready === n) console.log('ready'); }
           if (buf.includes('GEN 1\\n') && !s.g) { s.g = 1; s.write('ACK 1\\n'); if (++got === n) console.log('all'); } });
       }`;
-    const procs = [0, 1, 2].map(() => spawn(process.execPath, ['-e', script, '50'], { env: { ...process.env, SYSGENID_DIR: d.dir }, stdio: ['ignore', 'pipe', 'inherit'] }));
+    const procs = [0, 1, 2].map(() =>
+      spawn(process.execPath, ['-e', script, '50'], {
+        env: { ...process.env, SYSGENID_DIR: d.dir },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      }),
+    );
     t.after(() => procs.forEach((p) => p.kill()));
     const outputs = procs.map((p) => {
       let out = '';

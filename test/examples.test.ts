@@ -26,7 +26,11 @@ it('watchdog, event loop, mapped polling and orchestrator examples each handle t
   await eventually(async () => (await statusOf(d.dir)).watchers === 3, 5000, 'watchers connected');
   for (const gen of [1, 2]) {
     await bump(d.dir);
-    await eventually(() => runs.every((r) => r.out().includes(`generation ${gen}:`)), 10_000, `generation ${gen} handled by all`);
+    await eventually(
+      () => runs.every((r) => r.out().includes(`generation ${gen}:`)),
+      10_000,
+      `generation ${gen} handled by all`,
+    );
   }
   for (const r of runs) assert.equal(await r.exited, 0, `${r.name}:\n${r.out()}`);
   const by = Object.fromEntries(runs.map((r) => [r.name, r.out()]));

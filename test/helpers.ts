@@ -52,14 +52,19 @@ export async function startDaemon(t: TestContext | undefined, opts: StartOptions
   // This machine may itself be restored from a snapshot mid-test (a real VM-fork record): tests that
   // count generations run without restore backends unless they ask for one.
   const args = [
-    DAEMON, '--dir', dir,
+    DAEMON,
+    '--dir',
+    dir,
     ...(extra.includes('--hooks-dir') ? [] : ['--no-hooks']),
     ...(extra.includes('--backends') ? [] : ['--backends', 'none']),
     ...extra,
   ];
   const env = { ...process.env, SYSGENID_DIR: dir, NODE_EXTRA_CA_CERTS: '', ...opts.env };
   const child = opts.shellPrefix
-    ? spawn('sh', ['-c', `${opts.shellPrefix} exec "$0" "$@"`, process.execPath, ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] })
+    ? spawn('sh', ['-c', `${opts.shellPrefix} exec "$0" "$@"`, process.execPath, ...args], {
+        env,
+        stdio: ['ignore', 'ignore', 'pipe'],
+      })
     : spawn(process.execPath, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   const listeners = new Set<() => void>();
@@ -104,9 +109,13 @@ export async function startDaemon(t: TestContext | undefined, opts: StartOptions
     // Ready means the watch socket accepts (the "ready" log line is not there at --log-level warn).
     const deadline = Date.now() + 10_000;
     for (;;) {
-      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`daemon exited with ${child.exitCode} before it was ready:\n${log}`);
+      if (child.exitCode !== null || child.signalCode !== null)
+        throw new Error(`daemon exited with ${child.exitCode} before it was ready:\n${log}`);
       if (Date.now() > deadline) throw new Error(`daemon not ready within 10 s:\n${log}`);
-      const ok = await RawClient.open(runtimePaths(dir).watch).then((r) => (r.c.close(), true), () => false);
+      const ok = await RawClient.open(runtimePaths(dir).watch).then(
+        (r) => (r.c.close(), true),
+        () => false,
+      );
       if (ok && child.exitCode === null) break;
       await sleep(10);
     }
@@ -231,7 +240,15 @@ export async function bump(dir: string, min?: number): Promise<number> {
   }
 }
 
-export async function statusOf(dir: string): Promise<Record<string, unknown> & { generation: number; watchers: number; outdated: number; tracked: number; list?: Array<Record<string, unknown>> }> {
+export async function statusOf(dir: string): Promise<
+  Record<string, unknown> & {
+    generation: number;
+    watchers: number;
+    outdated: number;
+    tracked: number;
+    list?: Array<Record<string, unknown>>;
+  }
+> {
   const { c } = await RawClient.open(runtimePaths(dir).control);
   try {
     const reply = await c.request('STATUS');
@@ -242,9 +259,17 @@ export async function statusOf(dir: string): Promise<Record<string, unknown> & {
   }
 }
 
-export function runNode(script: string, args: string[], env: NodeJS.ProcessEnv = {}, input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runNode(
+  script: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  input?: string,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [script, ...args], { env: { ...process.env, NODE_EXTRA_CA_CERTS: '', ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [script, ...args], {
+      env: { ...process.env, NODE_EXTRA_CA_CERTS: '', ...env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));

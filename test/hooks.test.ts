@@ -46,7 +46,10 @@ it('runs every hook concurrently with SYSGENID set, and survives bad ones', asyn
   assert.ok(!fs.existsSync(path.join(out, 'must-not-run')));
   assert.ok(!fs.existsSync(path.join(out, 'must-not-run-either')));
   assert.ok(!fs.existsSync(path.join(out, 'hidden-ran')));
-  const floodLines = d.log().split('\n').filter((l) => l.includes('hook 40-flood: flood')).length;
+  const floodLines = d
+    .log()
+    .split('\n')
+    .filter((l) => l.includes('hook 40-flood: flood')).length;
   assert.ok(floodLines > 0 && floodLines <= 4096 / 6 + 1, `flood output bounded (${floodLines} lines)`);
   // Hooks are read at every bump: a new one runs without a restart.
   hook(hooks, '70-late', `touch ${out}/late.$SYSGENID`);

@@ -17,7 +17,11 @@ import { test } from 'node:test';
 import { connect } from '../src/client/index.js';
 import { HostLink, firecrackerHandshake } from '../src/client/host-link.js';
 import {
-  HostSession, type HostService, MAX_PENDING, findSerialPort, reseedProblem,
+  HostSession,
+  type HostService,
+  MAX_PENDING,
+  findSerialPort,
+  reseedProblem,
 } from '../src/daemon/backends/host.js';
 import { addon } from '../src/native/addon.js';
 import { MAX_HOST_LINE, VSOCK_CID_HOST, encodeRestored, parseHostRequest } from '../src/protocol/host.js';
@@ -37,16 +41,38 @@ test('host requests: RESTORED with a u32 minimum and 32 to 512 bytes of hex; onl
   }
   assert.equal(parseHostRequest('quiesce 500').verb, 'QUIESCE');
   assert.equal(parseHostRequest('WAIT 10').verb, 'WAIT');
-  for (const bad of ['RESTORED', 'RESTORED 1', `RESTORED x ${entropy()}`, `RESTORED 1 ${'ab'.repeat(31)}`,
-    `RESTORED 1 ${'ab'.repeat(513)}`, `RESTORED 1 ${'a'.repeat(65)}`, `RESTORED 1 ${'zz'.repeat(32)}`,
-    `RESTORED 4294967296 ${entropy()}`, `RESTORED 1 ${entropy()} extra`]) {
-    assert.equal(errorCode(() => parseHostRequest(bad)), 'EINVAL', bad.slice(0, 40));
+  for (const bad of [
+    'RESTORED',
+    'RESTORED 1',
+    `RESTORED x ${entropy()}`,
+    `RESTORED 1 ${'ab'.repeat(31)}`,
+    `RESTORED 1 ${'ab'.repeat(513)}`,
+    `RESTORED 1 ${'a'.repeat(65)}`,
+    `RESTORED 1 ${'zz'.repeat(32)}`,
+    `RESTORED 4294967296 ${entropy()}`,
+    `RESTORED 1 ${entropy()} extra`,
+  ]) {
+    assert.equal(
+      errorCode(() => parseHostRequest(bad)),
+      'EINVAL',
+      bad.slice(0, 40),
+    );
   }
   for (const verb of ['BUMP', 'NAME x', 'SUBSCRIBE', 'ACK 1', 'READ', 'QUIT']) {
-    assert.equal(errorCode(() => parseHostRequest(verb)), 'ENOSYS', verb);
+    assert.equal(
+      errorCode(() => parseHostRequest(verb)),
+      'ENOSYS',
+      verb,
+    );
   }
-  assert.equal(errorCode(() => parseHostRequest('FOO')), 'ENOSYS');
-  assert.equal(errorCode(() => parseHostRequest('PING \u0001')), 'EPROTO');
+  assert.equal(
+    errorCode(() => parseHostRequest('FOO')),
+    'ENOSYS',
+  );
+  assert.equal(
+    errorCode(() => parseHostRequest('PING \u0001')),
+    'EPROTO',
+  );
 });
 
 function fakeService(log: string[]): HostService {
@@ -64,8 +90,7 @@ function fakeService(log: string[]): HostService {
   };
 }
 
-test('one channel: replies in order, an oversized line gets E2BIG and the channel goes on, a flood gets ENOBUFS',
-  async () => {
+test('one channel: replies in order, an oversized line gets E2BIG and the channel goes on, a flood gets ENOBUFS', async () => {
   const log: string[] = [];
   const out: string[] = [];
   const s = new HostSession('test', fakeService(log), (l) => out.push(l));
@@ -83,12 +108,14 @@ test('one channel: replies in order, an oversized line gets E2BIG and the channe
   out.length = 0;
   s.push(Buffer.from('PING\n'.repeat(MAX_PENDING + 5)));
   await eventually(() => out.length === MAX_PENDING + 5 || undefined, 5000, 'every line answered');
-  assert.deepEqual(out.map((l) => l.split(' ').slice(0, 2).join(' ').trim()),
-    [...Array(MAX_PENDING + 1).fill('OK PING'), ...Array(4).fill('ERR ENOBUFS')]);
+  assert.deepEqual(
+    out.map((l) => l.split(' ').slice(0, 2).join(' ').trim()),
+    [...Array(MAX_PENDING + 1).fill('OK PING'), ...Array(4).fill('ERR ENOBUFS')],
+  );
   s.close();
 });
 
-test('the virtio-serial port is found by name through udev\'s link or, without udev, through sysfs', (t) => {
+test("the virtio-serial port is found by name through udev's link or, without udev, through sysfs", (t) => {
   const dir = tmpDir(t);
   const sysfs = path.join(dir, 'sys');
   const dev = path.join(dir, 'dev');
@@ -102,8 +129,10 @@ test('the virtio-serial port is found by name through udev\'s link or, without u
   assert.equal(findSerialPort('org.sysgenid.host.0', sysfs, dev), path.join(dev, 'vport1p2'));
   fs.mkdirSync(path.join(dev, 'virtio-ports'));
   fs.writeFileSync(path.join(dev, 'virtio-ports', 'org.sysgenid.host.0'), '');
-  assert.equal(findSerialPort('org.sysgenid.host.0', sysfs, dev),
-    path.join(dev, 'virtio-ports', 'org.sysgenid.host.0'));
+  assert.equal(
+    findSerialPort('org.sysgenid.host.0', sysfs, dev),
+    path.join(dev, 'virtio-ports', 'org.sysgenid.host.0'),
+  );
   assert.equal(findSerialPort('other', sysfs, dev), undefined);
 });
 
@@ -193,7 +222,11 @@ async function standIn(dir: string, port = 7744): Promise<StandIn> {
   });
   await new Promise<void>((r) => server.listen(firecracker, r));
   return {
-    device, chardev, firecracker, port, connects,
+    device,
+    chardev,
+    firecracker,
+    port,
+    connects,
     async close() {
       await new Promise<void>((r) => server.close(() => r()));
       child.stdin?.end();
@@ -243,160 +276,200 @@ async function hostClient(file: string): Promise<HostClient> {
 
 const noPython = !python && 'no python3 for the stand-in port';
 /** The daemon with only the host backend, on the stand-in port. */
-const hostArgs = (device: string, ...more: string[]): string[] =>
-  ['--backends', 'host', '--host-vsock-port', '0', '--host-serial', device, ...more];
+const hostArgs = (device: string, ...more: string[]): string[] => [
+  '--backends',
+  'host',
+  '--host-vsock-port',
+  '0',
+  '--host-serial',
+  device,
+  ...more,
+];
 type BackendList = { backends: Array<{ name: string; live: boolean; detail: string }> };
 
-test('the daemon over a virtio-serial stand-in: notice, lifecycle, status; reseeded only with the addon, as root',
-  { skip: noPython }, async (t) => {
-  const dir = tmpDir(t);
-  const port = await standIn(dir);
-  t.after(() => port.close());
-  const d = await startDaemon(t, { args: hostArgs(port.device) });
-  await d.waitForLog(/host: listening on virtio-serial/);
-  const watcher = await connect({ dir: d.dir, name: 'w' });
-  t.after(() => watcher.close());
-  let handled = 0;
-  watcher.handle(async () => {
-    await new Promise((r) => setTimeout(r, 100));
-    handled++;
-  });
-  const host = await hostClient(port.chardev);
-  t.after(() => host.close());
-  host.send('\nPING\n');
-  assert.equal(await host.next(), 'OK');
-  host.send(encodeRestored(0, crypto.randomBytes(48)));
-  const reply = JSON.parse((await host.next()).replace(/^OK /, '')) as Record<string, unknown>;
-  const canReseed = native !== undefined && root;
-  assert.equal(reply.generation, 1);
-  assert.equal(reply.bumped, true);
-  assert.equal(reply.reseeded, canReseed, JSON.stringify(reply));
-  assert.equal(reply.entropyBytes, 48);
-  if (!canReseed) assert.match(String(reply.reseedError), native ? /EPERM/ : /native addon is not loaded/);
-  host.send('WAIT 5000\n');
-  assert.equal(await host.next(), 'OK');
-  assert.equal(handled, 1, 'WAIT returned only after the watcher re-adjusted');
-  // The minimum: already reached, no second bump (one bump per restore with a VM Generation ID).
-  host.send(encodeRestored(1, crypto.randomBytes(32)));
-  assert.match(await host.next(), /"generation":1,"bumped":false/);
-  host.send(encodeRestored(5, crypto.randomBytes(32)));
-  assert.match(await host.next(), /"generation":5,"bumped":true/);
-  const st = await statusOf(d.dir);
-  assert.equal(st.generation, 5);
-  assert.match(String((st.lastBump as { source: string }).source), /^host: restore notice over virtio-serial/);
-  host.send('QUIESCE 2000\nSTATUS BRIEF\nUNQUIESCE 2000\nBUMP\nNAME x\n');
-  assert.match(await host.next(), /^OK \{"cycle":1,"kind":"quiesce","ok":true/);
-  assert.match(await host.next(), /^OK \{.*"lifecycle":\{"state":"quiesced"/);
-  assert.match(await host.next(), /^OK \{"cycle":2,"kind":"unquiesce","ok":true/);
-  assert.match(await host.next(), /^ERR ENOSYS BUMP is not a host request/);
-  assert.match(await host.next(), /^ERR ENOSYS NAME/);
-  const { backends } = (await statusOf(d.dir)) as unknown as BackendList;
-  const hb = backends.find((b) => b.name === 'host');
-  assert.equal(hb?.live, true);
-  assert.match(hb?.detail ?? '', /vsock: off \(--host-vsock-port 0\); virtio-serial: .* open, host connected/);
-});
+test(
+  'the daemon over a virtio-serial stand-in: notice, lifecycle, status; reseeded only with the addon, as root',
+  { skip: noPython },
+  async (t) => {
+    const dir = tmpDir(t);
+    const port = await standIn(dir);
+    t.after(() => port.close());
+    const d = await startDaemon(t, { args: hostArgs(port.device) });
+    await d.waitForLog(/host: listening on virtio-serial/);
+    const watcher = await connect({ dir: d.dir, name: 'w' });
+    t.after(() => watcher.close());
+    let handled = 0;
+    watcher.handle(async () => {
+      await new Promise((r) => setTimeout(r, 100));
+      handled++;
+    });
+    const host = await hostClient(port.chardev);
+    t.after(() => host.close());
+    host.send('\nPING\n');
+    assert.equal(await host.next(), 'OK');
+    host.send(encodeRestored(0, crypto.randomBytes(48)));
+    const reply = JSON.parse((await host.next()).replace(/^OK /, '')) as Record<string, unknown>;
+    const canReseed = native !== undefined && root;
+    assert.equal(reply.generation, 1);
+    assert.equal(reply.bumped, true);
+    assert.equal(reply.reseeded, canReseed, JSON.stringify(reply));
+    assert.equal(reply.entropyBytes, 48);
+    if (!canReseed) assert.match(String(reply.reseedError), native ? /EPERM/ : /native addon is not loaded/);
+    host.send('WAIT 5000\n');
+    assert.equal(await host.next(), 'OK');
+    assert.equal(handled, 1, 'WAIT returned only after the watcher re-adjusted');
+    // The minimum: already reached, no second bump (one bump per restore with a VM Generation ID).
+    host.send(encodeRestored(1, crypto.randomBytes(32)));
+    assert.match(await host.next(), /"generation":1,"bumped":false/);
+    host.send(encodeRestored(5, crypto.randomBytes(32)));
+    assert.match(await host.next(), /"generation":5,"bumped":true/);
+    const st = await statusOf(d.dir);
+    assert.equal(st.generation, 5);
+    assert.match(String((st.lastBump as { source: string }).source), /^host: restore notice over virtio-serial/);
+    host.send('QUIESCE 2000\nSTATUS BRIEF\nUNQUIESCE 2000\nBUMP\nNAME x\n');
+    assert.match(await host.next(), /^OK \{"cycle":1,"kind":"quiesce","ok":true/);
+    assert.match(await host.next(), /^OK \{.*"lifecycle":\{"state":"quiesced"/);
+    assert.match(await host.next(), /^OK \{"cycle":2,"kind":"unquiesce","ok":true/);
+    assert.match(await host.next(), /^ERR ENOSYS BUMP is not a host request/);
+    assert.match(await host.next(), /^ERR ENOSYS NAME/);
+    const { backends } = (await statusOf(d.dir)) as unknown as BackendList;
+    const hb = backends.find((b) => b.name === 'host');
+    assert.equal(hb?.live, true);
+    assert.match(hb?.detail ?? '', /vsock: off \(--host-vsock-port 0\); virtio-serial: .* open, host connected/);
+  },
+);
 
-test('fuzz the host channel: random bytes, oversized lines, half lines, a flood of notices; only valid notices move ' +
-  'the counter', { skip: noPython }, async (t) => {
-  const dir = tmpDir(t);
-  const port = await standIn(dir);
-  t.after(() => port.close());
-  const d = await startDaemon(t, { args: hostArgs(port.device, '--log-level', 'warn') });
-  await eventually(async () => ((await statusOf(d.dir)) as unknown as BackendList)
-    .backends.some((b) => b.name === 'host' && /open/.test(b.detail)) || undefined, 10_000, 'the port open');
-  const host = await hostClient(port.chardev);
-  t.after(() => host.close());
-  const seed = Number(process.env.FUZZ_SEED ?? Date.now() % 100000);
-  let x = seed;
-  const rand = (n: number): number => {
-    x = (x * 1103515245 + 12345) % 2147483648;
-    return x % n;
-  };
-  const before = await statusOf(d.dir);
-  let valid = 0;
-  let requests = 0;
-  const t0 = performance.now();
-  for (let round = 0; round < 200; round++) {
-    const kind = rand(6);
-    if (kind === 0) {
-      // Random bytes ending in a newline: one or more garbage lines.
-      const b = crypto.randomBytes(1 + rand(300));
-      host.send(Buffer.concat([b.map((c) => (c === 0x0a ? 0x20 : c)), Buffer.from('\n')]));
-      requests++;
-    } else if (kind === 1) {
-      host.send(Buffer.concat([Buffer.alloc(MAX_HOST_LINE + rand(100_000), 0x52), Buffer.from('\n')]));
-      requests++;
-    } else if (kind === 2) {
-      // A notice with bad entropy or a bad minimum.
-      host.send(`RESTORED ${rand(2) ? 'x' : '1'} ${entropy(1 + rand(20))}\n`);
-      requests++;
-    } else {
-      host.send(encodeRestored(0, crypto.randomBytes(32 + rand(100))));
-      valid++;
-      requests++;
+test(
+  'fuzz the host channel: random bytes, oversized lines, half lines, a flood of notices; only valid notices move ' +
+    'the counter',
+  { skip: noPython },
+  async (t) => {
+    const dir = tmpDir(t);
+    const port = await standIn(dir);
+    t.after(() => port.close());
+    const d = await startDaemon(t, { args: hostArgs(port.device, '--log-level', 'warn') });
+    await eventually(
+      async () =>
+        ((await statusOf(d.dir)) as unknown as BackendList).backends.some(
+          (b) => b.name === 'host' && /open/.test(b.detail),
+        ) || undefined,
+      10_000,
+      'the port open',
+    );
+    const host = await hostClient(port.chardev);
+    t.after(() => host.close());
+    const seed = Number(process.env.FUZZ_SEED ?? Date.now() % 100000);
+    let x = seed;
+    const rand = (n: number): number => {
+      x = (x * 1103515245 + 12345) % 2147483648;
+      return x % n;
+    };
+    const before = await statusOf(d.dir);
+    let valid = 0;
+    let requests = 0;
+    const t0 = performance.now();
+    for (let round = 0; round < 200; round++) {
+      const kind = rand(6);
+      if (kind === 0) {
+        // Random bytes ending in a newline: one or more garbage lines.
+        const b = crypto.randomBytes(1 + rand(300));
+        host.send(Buffer.concat([b.map((c) => (c === 0x0a ? 0x20 : c)), Buffer.from('\n')]));
+        requests++;
+      } else if (kind === 1) {
+        host.send(Buffer.concat([Buffer.alloc(MAX_HOST_LINE + rand(100_000), 0x52), Buffer.from('\n')]));
+        requests++;
+      } else if (kind === 2) {
+        // A notice with bad entropy or a bad minimum.
+        host.send(`RESTORED ${rand(2) ? 'x' : '1'} ${entropy(1 + rand(20))}\n`);
+        requests++;
+      } else {
+        host.send(encodeRestored(0, crypto.randomBytes(32 + rand(100))));
+        valid++;
+        requests++;
+      }
+      if (round % 10 === 9) {
+        // A half line, then the resynchronising newline a host sends when it connects.
+        host.send('RESTORED 0 abc');
+        host.send('\n');
+        requests++;
+      }
+      // Keep within the channel's queue: read as we go.
+      while (requests > 8) {
+        await host.next(20_000);
+        requests--;
+      }
     }
-    if (round % 10 === 9) {
-      // A half line, then the resynchronising newline a host sends when it connects.
-      host.send('RESTORED 0 abc');
-      host.send('\n');
-      requests++;
-    }
-    // Keep within the channel's queue: read as we go.
-    while (requests > 8) {
+    while (requests > 0) {
       await host.next(20_000);
       requests--;
     }
-  }
-  while (requests > 0) {
-    await host.next(20_000);
-    requests--;
-  }
-  host.send('PING\n');
-  assert.equal(await host.next(), 'OK');
-  const after = await statusOf(d.dir);
-  assert.equal(after.generation, before.generation + valid, `seed ${seed}: the counter moved once per valid notice`);
-  assert.equal(after.watchers, before.watchers);
-  assert.equal(d.child.exitCode, null, 'the daemon is up');
-  process.stdout.write(`# fuzz seed ${seed}: 200 rounds, ${valid} valid notices, generation ${before.generation} -> ` +
-    `${after.generation}, ${(performance.now() - t0).toFixed(0)} ms\n`);
-});
+    host.send('PING\n');
+    assert.equal(await host.next(), 'OK');
+    const after = await statusOf(d.dir);
+    assert.equal(after.generation, before.generation + valid, `seed ${seed}: the counter moved once per valid notice`);
+    assert.equal(after.watchers, before.watchers);
+    assert.equal(d.child.exitCode, null, 'the daemon is up');
+    process.stdout.write(
+      `# fuzz seed ${seed}: 200 rounds, ${valid} valid notices, generation ${before.generation} -> ` +
+        `${after.generation}, ${(performance.now() - t0).toFixed(0)} ms\n`,
+    );
+  },
+);
 
-test('sysgenid host through a stand-in of Firecracker\'s vsock socket and of a QEMU chardev socket',
-  { skip: noPython }, async (t) => {
-  const dir = tmpDir(t);
-  const port = await standIn(dir);
-  t.after(() => port.close());
-  const d = await startDaemon(t, { args: hostArgs(port.device) });
-  await d.waitForLog(/host: listening on virtio-serial/);
-  const watcher = await connect({ dir: d.dir, name: 'w' });
-  t.after(() => watcher.close());
-  watcher.handle(async () => undefined);
-  const r = await runNode(CLI,
-    ['host', '--firecracker', port.firecracker, 'restored', '--allow-no-reseed', '--timeout', '5000']);
-  assert.equal(r.code, 0, r.stderr);
-  assert.equal(r.stdout, '1\n');
-  assert.match(r.stderr, /generation 1; kernel CRNG (reseeded with 64 bytes|NOT reseeded)/);
-  assert.match(r.stderr, /every watcher re-adjusted/);
-  assert.deepEqual(port.connects, ['CONNECT 7744']);
-  // Without --allow-no-reseed a guest that could not reseed is a failure of its own.
-  const strict = await runNode(CLI, ['host', '--serial', port.chardev, 'restored', '--timeout', '5000']);
-  assert.equal(strict.code, native && root ? 0 : 9, strict.stderr);
-  // Nothing listens on that port: Firecracker closes the connection; exit 7, unreachable.
-  const wrong = await runNode(CLI, ['host', '--firecracker', port.firecracker, '--port', '9', 'ping']);
-  assert.equal(wrong.code, 7, wrong.stderr);
-  assert.match(wrong.stderr, /Firecracker closed the connection after CONNECT 9/);
-  // The lifecycle from the host: quiesce, a command, resume.
-  const marker = path.join(dir, 'ran');
-  const snap = await runNode(CLI,
-    ['host', '--serial', port.chardev, 'snapshot', '--', 'sh', '-c', `echo $SYSGENID > ${marker}`]);
-  assert.equal(snap.code, 0, snap.stderr);
-  assert.equal(fs.readFileSync(marker, 'utf8').trim(), '2');
-  assert.match(snap.stderr, /running sh -c/);
-  const ping = await runNode(CLI, ['host', '--serial', port.chardev, 'ping']);
-  assert.equal(ping.code, 0, ping.stderr);
-  const usage = await runNode(CLI, ['host', 'restored']);
-  assert.equal(usage.code, 2);
-});
+test(
+  "sysgenid host through a stand-in of Firecracker's vsock socket and of a QEMU chardev socket",
+  { skip: noPython },
+  async (t) => {
+    const dir = tmpDir(t);
+    const port = await standIn(dir);
+    t.after(() => port.close());
+    const d = await startDaemon(t, { args: hostArgs(port.device) });
+    await d.waitForLog(/host: listening on virtio-serial/);
+    const watcher = await connect({ dir: d.dir, name: 'w' });
+    t.after(() => watcher.close());
+    watcher.handle(async () => undefined);
+    const r = await runNode(CLI, [
+      'host',
+      '--firecracker',
+      port.firecracker,
+      'restored',
+      '--allow-no-reseed',
+      '--timeout',
+      '5000',
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, '1\n');
+    assert.match(r.stderr, /generation 1; kernel CRNG (reseeded with 64 bytes|NOT reseeded)/);
+    assert.match(r.stderr, /every watcher re-adjusted/);
+    assert.deepEqual(port.connects, ['CONNECT 7744']);
+    // Without --allow-no-reseed a guest that could not reseed is a failure of its own.
+    const strict = await runNode(CLI, ['host', '--serial', port.chardev, 'restored', '--timeout', '5000']);
+    assert.equal(strict.code, native && root ? 0 : 9, strict.stderr);
+    // Nothing listens on that port: Firecracker closes the connection; exit 7, unreachable.
+    const wrong = await runNode(CLI, ['host', '--firecracker', port.firecracker, '--port', '9', 'ping']);
+    assert.equal(wrong.code, 7, wrong.stderr);
+    assert.match(wrong.stderr, /Firecracker closed the connection after CONNECT 9/);
+    // The lifecycle from the host: quiesce, a command, resume.
+    const marker = path.join(dir, 'ran');
+    const snap = await runNode(CLI, [
+      'host',
+      '--serial',
+      port.chardev,
+      'snapshot',
+      '--',
+      'sh',
+      '-c',
+      `echo $SYSGENID > ${marker}`,
+    ]);
+    assert.equal(snap.code, 0, snap.stderr);
+    assert.equal(fs.readFileSync(marker, 'utf8').trim(), '2');
+    assert.match(snap.stderr, /running sh -c/);
+    const ping = await runNode(CLI, ['host', '--serial', port.chardev, 'ping']);
+    assert.equal(ping.code, 0, ping.stderr);
+    const usage = await runNode(CLI, ['host', 'restored']);
+    assert.equal(usage.code, 2);
+  },
+);
 
 test('the handshake client against a stand-in that answers garbage, and one that never answers', async (t) => {
   const dir = tmpDir(t);
@@ -412,153 +485,185 @@ test('the handshake client against a stand-in that answers garbage, and one that
   const server2 = net.createServer(() => undefined);
   await new Promise<void>((r) => server2.listen(mute, r));
   t.after(() => server2.close());
-  await assert.rejects(HostLink.open({ kind: 'firecracker', path: mute }, { connectTimeoutMs: 300 }),
-    /did not answer CONNECT 7744/);
+  await assert.rejects(
+    HostLink.open({ kind: 'firecracker', path: mute }, { connectTimeoutMs: 300 }),
+    /did not answer CONNECT 7744/,
+  );
 });
 
-test('vsock as far as this machine goes: the listener binds, accepts nothing, a connect fails cleanly',
-  { skip: !native?.vsockListen && 'needs the native addon' }, async (t) => {
-  let fd: number;
-  try {
-    fd = (native?.vsockListen as (p: number) => number)(40000 + (process.pid % 20000));
-  } catch (err) {
-    t.skip(`no AF_VSOCK here: ${(err as Error).message}`);
-    return;
-  }
-  assert.equal(native?.vsockAccept?.(fd), null, 'nothing pending');
-  fs.closeSync(fd);
-  // The daemon's backend on a vsock port: live, and says whom it accepts.
-  const port = 40000 + ((process.pid + 1) % 20000);
-  const d = await startDaemon(t,
-    { args: ['--backends', 'host', '--host-vsock-port', String(port), '--host-serial', ''] });
-  const st = (await statusOf(d.dir)) as unknown as { backends: Array<{ name: string; live: boolean; detail: string }> };
-  const hb = st.backends.find((b) => b.name === 'host');
-  assert.equal(hb?.live, true, hb?.detail);
-  assert.match(hb?.detail ?? '', new RegExp(`listening on port ${port}, host \\(CID ${VSOCK_CID_HOST}\\) only`));
-  // The host command to a CID with no vsock transport behind it: exit 7 with the kernel's reason.
-  const r = await runNode(CLI, ['host', '--cid', '3', '--port', String(port), 'ping']);
-  assert.equal(r.code, 7, r.stderr);
-  assert.match(r.stderr, /cannot connect to vsock CID 3/);
-});
+test(
+  'vsock as far as this machine goes: the listener binds, accepts nothing, a connect fails cleanly',
+  { skip: !native?.vsockListen && 'needs the native addon' },
+  async (t) => {
+    let fd: number;
+    try {
+      fd = (native?.vsockListen as (p: number) => number)(40000 + (process.pid % 20000));
+    } catch (err) {
+      t.skip(`no AF_VSOCK here: ${(err as Error).message}`);
+      return;
+    }
+    assert.equal(native?.vsockAccept?.(fd), null, 'nothing pending');
+    fs.closeSync(fd);
+    // The daemon's backend on a vsock port: live, and says whom it accepts.
+    const port = 40000 + ((process.pid + 1) % 20000);
+    const d = await startDaemon(t, {
+      args: ['--backends', 'host', '--host-vsock-port', String(port), '--host-serial', ''],
+    });
+    const st = (await statusOf(d.dir)) as unknown as {
+      backends: Array<{ name: string; live: boolean; detail: string }>;
+    };
+    const hb = st.backends.find((b) => b.name === 'host');
+    assert.equal(hb?.live, true, hb?.detail);
+    assert.match(hb?.detail ?? '', new RegExp(`listening on port ${port}, host \\(CID ${VSOCK_CID_HOST}\\) only`));
+    // The host command to a CID with no vsock transport behind it: exit 7 with the kernel's reason.
+    const r = await runNode(CLI, ['host', '--cid', '3', '--port', String(port), 'ping']);
+    assert.equal(r.code, 7, r.stderr);
+    assert.match(r.stderr, /cannot connect to vsock CID 3/);
+  },
+);
 
-test('without the addon the vsock channel says why it is off and the host command refuses --cid',
-  { skip: native !== undefined && 'runs in the SYSGENID_NO_ADDON=1 pass' }, async (t) => {
-  const d = await startDaemon(t, { args: ['--backends', 'host', '--host-serial', ''] });
-  const st = (await statusOf(d.dir)) as unknown as { backends: Array<{ name: string; live: boolean; detail: string }> };
-  const hb = st.backends.find((b) => b.name === 'host');
-  assert.equal(hb?.live, false);
-  assert.match(hb?.detail ?? '', /vsock: off: needs the native addon/);
-  const r = await runNode(CLI, ['host', '--cid', '3', 'ping']);
-  assert.equal(r.code, 7);
-  assert.match(r.stderr, /vsock needs the native addon/);
-});
+test(
+  'without the addon the vsock channel says why it is off and the host command refuses --cid',
+  { skip: native !== undefined && 'runs in the SYSGENID_NO_ADDON=1 pass' },
+  async (t) => {
+    const d = await startDaemon(t, { args: ['--backends', 'host', '--host-serial', ''] });
+    const st = (await statusOf(d.dir)) as unknown as {
+      backends: Array<{ name: string; live: boolean; detail: string }>;
+    };
+    const hb = st.backends.find((b) => b.name === 'host');
+    assert.equal(hb?.live, false);
+    assert.match(hb?.detail ?? '', /vsock: off: needs the native addon/);
+    const r = await runNode(CLI, ['host', '--cid', '3', 'ping']);
+    assert.equal(r.code, 7);
+    assert.match(r.stderr, /vsock needs the native addon/);
+  },
+);
 
 const socat = spawnSync('socat', ['-V'], { stdio: 'ignore' }).status === 0;
 
-test('the examples for orchestrators not written in Node: Python and shell with socat', { skip: noPython },
+test(
+  'the examples for orchestrators not written in Node: Python and shell with socat',
+  { skip: noPython },
   async (t) => {
-  const dir = tmpDir(t);
-  const port = await standIn(dir);
-  t.after(() => port.close());
-  const d = await startDaemon(t, { args: hostArgs(port.device) });
-  await d.waitForLog(/host: listening on virtio-serial/);
-  const watcher = await connect({ dir: d.dir, name: 'w' });
-  t.after(() => watcher.close());
-  watcher.handle(async () => undefined);
-  const reseeds = native !== undefined && root;
-  const run = (cmd: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> =>
-    new Promise((resolve) => {
-      const c = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      c.stdout?.on('data', (b: Buffer) => (stdout += b.toString()));
-      c.stderr?.on('data', (b: Buffer) => (stderr += b.toString()));
-      c.on('close', (code) => resolve({ code, stdout, stderr }));
-    });
-  const py = await run('python3', [path.join(ROOT, 'examples/host_notice.py'), 'firecracker', port.firecracker]);
-  assert.equal(py.code, reseeds ? 0 : 1, py.stderr);
-  assert.equal(py.stdout, '1\n');
-  assert.match(py.stderr, /watchers: OK/);
-  const py2 = await run('python3', [path.join(ROOT, 'examples/host_notice.py'), 'serial', port.chardev, '--min', '2']);
-  assert.equal(py2.stdout, '2\n', py2.stderr);
-  if (!socat) {
-    t.diagnostic('socat not installed: the shell example was not run');
-    return;
-  }
-  const sh = await run('sh', [path.join(ROOT, 'examples/host-notice.sh'), 'serial', port.chardev]);
-  assert.equal(sh.code, reseeds ? 0 : 1, sh.stderr);
-  if (reseeds) assert.equal(sh.stdout, '3\n');
-  const fc = await run('sh', [path.join(ROOT, 'examples/host-notice.sh'), 'firecracker', port.firecracker, '9']);
-  assert.equal(fc.code, reseeds ? 0 : 1, fc.stderr);
-  assert.equal((await statusOf(d.dir)).generation, 9);
-});
+    const dir = tmpDir(t);
+    const port = await standIn(dir);
+    t.after(() => port.close());
+    const d = await startDaemon(t, { args: hostArgs(port.device) });
+    await d.waitForLog(/host: listening on virtio-serial/);
+    const watcher = await connect({ dir: d.dir, name: 'w' });
+    t.after(() => watcher.close());
+    watcher.handle(async () => undefined);
+    const reseeds = native !== undefined && root;
+    const run = (cmd: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> =>
+      new Promise((resolve) => {
+        const c = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+        let stdout = '';
+        let stderr = '';
+        c.stdout?.on('data', (b: Buffer) => (stdout += b.toString()));
+        c.stderr?.on('data', (b: Buffer) => (stderr += b.toString()));
+        c.on('close', (code) => resolve({ code, stdout, stderr }));
+      });
+    const py = await run('python3', [path.join(ROOT, 'examples/host_notice.py'), 'firecracker', port.firecracker]);
+    assert.equal(py.code, reseeds ? 0 : 1, py.stderr);
+    assert.equal(py.stdout, '1\n');
+    assert.match(py.stderr, /watchers: OK/);
+    const py2 = await run('python3', [
+      path.join(ROOT, 'examples/host_notice.py'),
+      'serial',
+      port.chardev,
+      '--min',
+      '2',
+    ]);
+    assert.equal(py2.stdout, '2\n', py2.stderr);
+    if (!socat) {
+      t.diagnostic('socat not installed: the shell example was not run');
+      return;
+    }
+    const sh = await run('sh', [path.join(ROOT, 'examples/host-notice.sh'), 'serial', port.chardev]);
+    assert.equal(sh.code, reseeds ? 0 : 1, sh.stderr);
+    if (reseeds) assert.equal(sh.stdout, '3\n');
+    const fc = await run('sh', [path.join(ROOT, 'examples/host-notice.sh'), 'firecracker', port.firecracker, '9']);
+    assert.equal(fc.code, reseeds ? 0 : 1, fc.stderr);
+    assert.equal((await statusOf(d.dir)).generation, 9);
+  },
+);
 
-test('the vsock accept path on a stand-in listener: the host\'s connections are served, others closed unanswered, ' +
-  'at most 8 kept', { skip: (!python && 'no python3') || (!native && 'needs the native addon') }, async (t) => {
-  const dir = tmpDir(t);
-  const sock = path.join(dir, 'standin.sock');
-  const run = path.join(dir, 'run');
-  // python3 makes the listening socket and execs node with it inherited: a descriptor libuv does not own.
-  const py = 'import os, socket, sys\ns = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\ns.bind(sys.argv[1])\n' +
-    's.listen(16)\nos.set_inheritable(s.fileno(), True)\n' +
-    'os.execv(sys.argv[2], [sys.argv[2], sys.argv[3], str(s.fileno()), sys.argv[4]])\n';
-  // Accepted in this order: host, host, CID 3, then the host for the rest.
-  const fixture = path.join(DIST, 'test/fixtures/vsock-standin.js');
-  const child = spawn('python3', ['-c', py, sock, process.execPath, fixture, run],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, STANDIN_CIDS: '2,2,3,2,2,2,2,2,2,2,2,2,2,2,2' } });
-  let log = '';
-  child.stderr?.on('data', (d: Buffer) => (log += d.toString()));
-  t.after(() => child.kill('SIGKILL'));
-  await new Promise<void>((resolve, reject) => {
-    child.stdout?.on('data', (d: Buffer) => d.toString().includes('READY') && resolve());
-    child.on('exit', (code) => reject(new Error(`the stand-in daemon exited with ${code}:\n${log}`)));
-  });
-  const watcher = await connect({ dir: run, name: 'w' });
-  t.after(() => watcher.close());
-  watcher.handle(async () => undefined);
-  const first = await hostClient(sock);
-  first.send('PING\n');
-  assert.equal(await first.next(), 'OK');
-  const second = await hostClient(sock);
-  second.send(encodeRestored(0, crypto.randomBytes(32)));
-  assert.match(await second.next(), /^OK \{"generation":1,"bumped":true/);
-  second.send('WAIT 5000\n');
-  assert.equal(await second.next(), 'OK');
-  // The third peer is not the host: closed without a word, and logged.
-  const stranger = net.createConnection(sock);
-  const strangerGot: string[] = [];
-  stranger.on('data', (d: Buffer) => strangerGot.push(d.toString()));
-  const strangerClosed = new Promise<void>((resolve, reject) => {
-    stranger.on('close', () => resolve());
-    setTimeout(() => reject(new Error('a peer that is not the host was kept')), 5000).unref();
-  });
-  stranger.on('error', () => undefined);
-  stranger.write(encodeRestored(0, crypto.randomBytes(32)));
-  await strangerClosed;
-  assert.deepEqual(strangerGot, []);
-  await eventually(() => /refused a connection from CID 3/.test(log) || undefined, 5000, 'the refusal logged');
-  // Half-open connections from the host: the oldest go once 8 are kept; the newest is served.
-  const idle: net.Socket[] = [];
-  for (let i = 0; i < 9; i++) {
-    const c = net.createConnection(sock);
-    c.on('error', () => undefined);
-    c.write('RESTORED 0 ab');
-    idle.push(c);
-  }
-  const closed = idle.map((c) => new Promise<boolean>((r) => {
-    c.on('close', () => r(true));
-    setTimeout(() => r(false), 3000);
-  }));
-  const last = await hostClient(sock);
-  last.send('\nSTATUS BRIEF\n');
-  assert.match(await last.next(), /^OK \{.*"generation":1,/);
-  // first, second and the two oldest idle ones made room (8 kept: 7 idle and the last).
-  const gone = await Promise.all(closed);
-  assert.deepEqual(gone, [true, true, false, false, false, false, false, false, false]);
-  for (const c of idle) c.destroy();
-  first.close();
-  second.close();
-  last.close();
-  assert.equal((await statusOf(run)).generation, 1, 'only the valid notice from the host moved the counter');
-  child.kill('SIGTERM');
-});
+test(
+  "the vsock accept path on a stand-in listener: the host's connections are served, others closed unanswered, " +
+    'at most 8 kept',
+  { skip: (!python && 'no python3') || (!native && 'needs the native addon') },
+  async (t) => {
+    const dir = tmpDir(t);
+    const sock = path.join(dir, 'standin.sock');
+    const run = path.join(dir, 'run');
+    // python3 makes the listening socket and execs node with it inherited: a descriptor libuv does not own.
+    const py =
+      'import os, socket, sys\ns = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\ns.bind(sys.argv[1])\n' +
+      's.listen(16)\nos.set_inheritable(s.fileno(), True)\n' +
+      'os.execv(sys.argv[2], [sys.argv[2], sys.argv[3], str(s.fileno()), sys.argv[4]])\n';
+    // Accepted in this order: host, host, CID 3, then the host for the rest.
+    const fixture = path.join(DIST, 'test/fixtures/vsock-standin.js');
+    const child = spawn('python3', ['-c', py, sock, process.execPath, fixture, run], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, STANDIN_CIDS: '2,2,3,2,2,2,2,2,2,2,2,2,2,2,2' },
+    });
+    let log = '';
+    child.stderr?.on('data', (d: Buffer) => (log += d.toString()));
+    t.after(() => child.kill('SIGKILL'));
+    await new Promise<void>((resolve, reject) => {
+      child.stdout?.on('data', (d: Buffer) => d.toString().includes('READY') && resolve());
+      child.on('exit', (code) => reject(new Error(`the stand-in daemon exited with ${code}:\n${log}`)));
+    });
+    const watcher = await connect({ dir: run, name: 'w' });
+    t.after(() => watcher.close());
+    watcher.handle(async () => undefined);
+    const first = await hostClient(sock);
+    first.send('PING\n');
+    assert.equal(await first.next(), 'OK');
+    const second = await hostClient(sock);
+    second.send(encodeRestored(0, crypto.randomBytes(32)));
+    assert.match(await second.next(), /^OK \{"generation":1,"bumped":true/);
+    second.send('WAIT 5000\n');
+    assert.equal(await second.next(), 'OK');
+    // The third peer is not the host: closed without a word, and logged.
+    const stranger = net.createConnection(sock);
+    const strangerGot: string[] = [];
+    stranger.on('data', (d: Buffer) => strangerGot.push(d.toString()));
+    const strangerClosed = new Promise<void>((resolve, reject) => {
+      stranger.on('close', () => resolve());
+      setTimeout(() => reject(new Error('a peer that is not the host was kept')), 5000).unref();
+    });
+    stranger.on('error', () => undefined);
+    stranger.write(encodeRestored(0, crypto.randomBytes(32)));
+    await strangerClosed;
+    assert.deepEqual(strangerGot, []);
+    await eventually(() => /refused a connection from CID 3/.test(log) || undefined, 5000, 'the refusal logged');
+    // Half-open connections from the host: the oldest go once 8 are kept; the newest is served.
+    const idle: net.Socket[] = [];
+    for (let i = 0; i < 9; i++) {
+      const c = net.createConnection(sock);
+      c.on('error', () => undefined);
+      c.write('RESTORED 0 ab');
+      idle.push(c);
+    }
+    const closed = idle.map(
+      (c) =>
+        new Promise<boolean>((r) => {
+          c.on('close', () => r(true));
+          setTimeout(() => r(false), 3000);
+        }),
+    );
+    const last = await hostClient(sock);
+    last.send('\nSTATUS BRIEF\n');
+    assert.match(await last.next(), /^OK \{.*"generation":1,/);
+    // first, second and the two oldest idle ones made room (8 kept: 7 idle and the last).
+    const gone = await Promise.all(closed);
+    assert.deepEqual(gone, [true, true, false, false, false, false, false, false, false]);
+    for (const c of idle) c.destroy();
+    first.close();
+    second.close();
+    last.close();
+    assert.equal((await statusOf(run)).generation, 1, 'only the valid notice from the host moved the counter');
+    child.kill('SIGTERM');
+  },
+);

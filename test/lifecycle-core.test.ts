@@ -5,7 +5,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SysgenidError } from '../src/core/errors.js';
 import {
-  type CycleReport, type LifecycleEffect, LifecycleMachine, type LifecycleMachineOptions,
+  type CycleReport,
+  type LifecycleEffect,
+  LifecycleMachine,
+  type LifecycleMachineOptions,
 } from '../src/core/lifecycle.js';
 
 const REQ = 100; // a requester's connection id
@@ -16,7 +19,8 @@ function harness(opts: Partial<LifecycleMachineOptions> = {}) {
   let now = 0;
   const options = { autoResume: true, adjustTimeoutMs: 1000, resumeTimeoutMs: 500, ...opts };
   const lc = new LifecycleMachine(0, options, (e) => effects.push(e), now);
-  const asks = (): string[] => effects.flatMap((e) => (e.kind === 'ask' ? [`${e.step[0] === 'q' ? 'Q' : 'U'}${e.id}`] : []));
+  const asks = (): string[] =>
+    effects.flatMap((e) => (e.kind === 'ask' ? [`${e.step[0] === 'q' ? 'Q' : 'U'}${e.id}`] : []));
   const replies = (to?: number): CycleReport[] =>
     effects.flatMap((e) => (e.kind === 'reply' && (to === undefined || e.requesters.includes(to)) ? [e.report] : []));
   const pending = (): { id: number; cycle: number } | undefined => {
@@ -52,7 +56,12 @@ function subscribeAll(lc: LifecycleMachine, subs: Array<[id: number, name: strin
 describe('lifecycle: order', () => {
   it('quiesces in reverse order and un-quiesces in order: priority, then registration', () => {
     const h = harness();
-    subscribeAll(h.lc, [[1, 'a', 0], [2, 'b', 0], [3, 'infra', -5], [4, 'edge', 5]]);
+    subscribeAll(h.lc, [
+      [1, 'a', 0],
+      [2, 'b', 0],
+      [3, 'infra', -5],
+      [4, 'edge', 5],
+    ]);
     assert.deepEqual(h.lc.order(), [3, 1, 2, 4]);
     h.lc.quiesce(REQ, 1000, h.now());
     assert.equal(h.lc.state, 'quiescing');
@@ -65,7 +74,15 @@ describe('lifecycle: order', () => {
     assert.equal(h.lc.state, 'quiesced');
     const q = h.replies(REQ)[0] as CycleReport;
     assert.equal(q.ok, true);
-    assert.deepEqual(q.steps.map((s) => [s.name, s.outcome]), [['edge', 'done'], ['b', 'done'], ['a', 'done'], ['infra', 'done']]);
+    assert.deepEqual(
+      q.steps.map((s) => [s.name, s.outcome]),
+      [
+        ['edge', 'done'],
+        ['b', 'done'],
+        ['a', 'done'],
+        ['infra', 'done'],
+      ],
+    );
 
     h.lc.unquiesce(REQ2, 1000, h.now());
     h.answerAll();
@@ -81,14 +98,21 @@ describe('lifecycle: order', () => {
     assert.throws(() => h.lc.subscribe(1, 'x', 1.5), SysgenidError);
     h.lc.subscribe(1, 'x', 3);
     assert.equal(h.lc.subscribe(1, 'x', 3), 'running');
-    assert.throws(() => h.lc.subscribe(1, 'x', 4), (e: SysgenidError) => e.code === 'EINVAL');
+    assert.throws(
+      () => h.lc.subscribe(1, 'x', 4),
+      (e: SysgenidError) => e.code === 'EINVAL',
+    );
   });
 });
 
 describe('lifecycle: quiesce failures never leave the machine half-quiesced', () => {
   it('a failing subscriber: the others are still asked, then everyone asked is un-quiesced, then the caller hears', () => {
     const h = harness();
-    subscribeAll(h.lc, [[1, 'db', 0], [2, 'payments', 0], [3, 'http', 0]]);
+    subscribeAll(h.lc, [
+      [1, 'db', 0],
+      [2, 'payments', 0],
+      [3, 'http', 0],
+    ]);
     h.lc.quiesce(REQ, 1000, h.now());
     h.answer(); // http
     h.answer('cannot flush the ledger'); // payments
@@ -107,14 +131,25 @@ describe('lifecycle: quiesce failures never leave the machine half-quiesced', ()
 
   it('a subscriber that never answers: late at the deadline, the rest not asked, those asked un-quiesced', () => {
     const h = harness();
-    subscribeAll(h.lc, [[1, 'db', 0], [2, 'stuck', 0], [3, 'http', 0]]);
+    subscribeAll(h.lc, [
+      [1, 'db', 0],
+      [2, 'stuck', 0],
+      [3, 'http', 0],
+    ]);
     h.lc.quiesce(REQ, 1000, h.now());
     h.answer(); // http
     assert.equal(h.timer(), 1000, 'the deadline is armed');
     h.advance(1000);
     assert.equal(h.lc.state, 'unquiescing');
     const q = h.lc.last.quiesce as CycleReport;
-    assert.deepEqual(q.steps.map((s) => [s.name, s.outcome]), [['http', 'done'], ['stuck', 'late'], ['db', 'skipped']]);
+    assert.deepEqual(
+      q.steps.map((s) => [s.name, s.outcome]),
+      [
+        ['http', 'done'],
+        ['stuck', 'late'],
+        ['db', 'skipped'],
+      ],
+    );
     assert.deepEqual(h.asks(), ['Q3', 'Q2', 'U2']);
     h.answer(); // stuck answers its un-quiesce after all
     assert.deepEqual(h.asks(), ['Q3', 'Q2', 'U2', 'U3']);
@@ -127,7 +162,10 @@ describe('lifecycle: quiesce failures never leave the machine half-quiesced', ()
 
   it('a subscriber that disconnects while asked: gone, the next is asked, and it is not un-quiesced', () => {
     const h = harness();
-    subscribeAll(h.lc, [[1, 'db', 0], [2, 'flaky', 0]]);
+    subscribeAll(h.lc, [
+      [1, 'db', 0],
+      [2, 'flaky', 0],
+    ]);
     h.lc.quiesce(REQ, 1000, h.now());
     assert.deepEqual(h.asks(), ['Q2']);
     h.lc.unsubscribe(2, h.now());
@@ -141,7 +179,10 @@ describe('lifecycle: quiesce failures never leave the machine half-quiesced', ()
 
   it('a restore while quiescing: the caller is told it was interrupted; the copy re-adjusts, then resumes by itself', () => {
     const h = harness();
-    subscribeAll(h.lc, [[1, 'db', 0], [2, 'http', 0]]);
+    subscribeAll(h.lc, [
+      [1, 'db', 0],
+      [2, 'http', 0],
+    ]);
     h.lc.quiesce(REQ, 1000, h.now());
     h.answer(); // http quiesced, db asked
     h.lc.generationChanged(1, 2, h.now());
@@ -166,14 +207,23 @@ describe('lifecycle: quiesce failures never leave the machine half-quiesced', ()
     assert.deepEqual(h.replies(REQ)[0]?.steps, []);
     assert.equal(h.replies(REQ)[0]?.ok, true);
     h.lc.quiesce(REQ, 1000, h.now());
-    assert.throws(() => h.lc.quiesce(REQ2, 1000, h.now()), (e: SysgenidError) => e.code === 'EBUSY');
+    assert.throws(
+      () => h.lc.quiesce(REQ2, 1000, h.now()),
+      (e: SysgenidError) => e.code === 'EBUSY',
+    );
     h.answerAll();
-    assert.throws(() => h.lc.quiesce(REQ2, 1000, h.now()), (e: SysgenidError) => e.code === 'EBUSY');
+    assert.throws(
+      () => h.lc.quiesce(REQ2, 1000, h.now()),
+      (e: SysgenidError) => e.code === 'EBUSY',
+    );
   });
 
   it('UNQUIESCE while quiescing aborts the quiesce and un-quiesces whoever was asked', () => {
     const h = harness();
-    subscribeAll(h.lc, [[1, 'db', 0], [2, 'http', 0]]);
+    subscribeAll(h.lc, [
+      [1, 'db', 0],
+      [2, 'http', 0],
+    ]);
     h.lc.quiesce(REQ, 1000, h.now());
     h.lc.unquiesce(REQ2, 1000, h.now());
     assert.match(h.replies(REQ)[0]?.reason ?? '', /aborted/);
@@ -187,7 +237,11 @@ describe('lifecycle: quiesce failures never leave the machine half-quiesced', ()
 describe('lifecycle: un-quiesce tells everyone', () => {
   it('a failure does not stop the others from being told; the report names it', () => {
     const h = harness();
-    subscribeAll(h.lc, [[1, 'a', 0], [2, 'b', 0], [3, 'c', 0]]);
+    subscribeAll(h.lc, [
+      [1, 'a', 0],
+      [2, 'b', 0],
+      [3, 'c', 0],
+    ]);
     h.lc.quiesce(REQ, 1000, h.now());
     h.answerAll();
     h.lc.unquiesce(REQ2, 1000, h.now());
@@ -203,7 +257,11 @@ describe('lifecycle: un-quiesce tells everyone', () => {
 
   it('at the deadline the remaining ones are told without being waited for', () => {
     const h = harness();
-    subscribeAll(h.lc, [[1, 'a', 0], [2, 'b', 0], [3, 'c', 0]]);
+    subscribeAll(h.lc, [
+      [1, 'a', 0],
+      [2, 'b', 0],
+      [3, 'c', 0],
+    ]);
     h.lc.quiesce(REQ, 1000, h.now());
     h.answerAll();
     h.lc.unquiesce(REQ2, 300, h.now());
@@ -212,7 +270,10 @@ describe('lifecycle: un-quiesce tells everyone', () => {
     assert.deepEqual(h.asks().slice(3), ['U1', 'U2', 'U3']);
     assert.equal(h.lc.state, 'running');
     const r = h.replies(REQ2)[0] as CycleReport;
-    assert.deepEqual(r.steps.map((s) => s.outcome), ['done', 'late', 'late']);
+    assert.deepEqual(
+      r.steps.map((s) => s.outcome),
+      ['done', 'late', 'late'],
+    );
   });
 });
 
@@ -231,7 +292,11 @@ describe('lifecycle: after a restore', () => {
     const u = h.pending();
     assert.ok(u);
     const ask = [...h.effects].reverse().find((e) => e.kind === 'ask');
-    assert.deepEqual(ask, { kind: 'ask', id: 1, step: 'unquiesce', cycle: u.cycle, generation: 1 }, 'told the new generation');
+    assert.deepEqual(
+      ask,
+      { kind: 'ask', id: 1, step: 'unquiesce', cycle: u.cycle, generation: 1 },
+      'told the new generation',
+    );
     h.answerAll();
     assert.equal(h.lc.state, 'running');
     assert.equal(h.lc.ready, true);
@@ -289,7 +354,7 @@ describe('lifecycle: after a restore', () => {
     h.lc.unquiesce(REQ2, 2000, h.now());
     assert.equal(h.lc.state, 'adjusting');
     assert.deepEqual(h.replies(REQ2), []);
-    assert.equal(h.timer(), h.now() + 2000, 'the request\'s budget is shorter than the adjust timeout');
+    assert.equal(h.timer(), h.now() + 2000, "the request's budget is shorter than the adjust timeout");
     h.advance(2000);
     assert.equal(h.lc.state, 'unquiescing');
     h.answerAll();
@@ -327,6 +392,9 @@ describe('lifecycle: after a restore', () => {
     h.lc.dropRequester(REQ);
     h.answerAll();
     assert.equal(h.lc.state, 'quiesced');
-    assert.deepEqual(h.effects.filter((e) => e.kind === 'reply').flatMap((e) => (e.kind === 'reply' ? e.requesters : [])), []);
+    assert.deepEqual(
+      h.effects.filter((e) => e.kind === 'reply').flatMap((e) => (e.kind === 'reply' ? e.requesters : [])),
+      [],
+    );
   });
 });

@@ -21,10 +21,15 @@ function freePort(): Promise<number> {
 
 function get(port: number): Promise<{ instance: string; keyId: string; generation: number }> {
   return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => resolve(JSON.parse(body)));
-    }).on('error', reject);
+    http
+      .get({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
+        let body = '';
+        res
+          .setEncoding('utf8')
+          .on('data', (d: string) => (body += d))
+          .on('end', () => resolve(JSON.parse(body)));
+      })
+      .on('error', reject);
   });
 }
 
@@ -47,7 +52,11 @@ it('HTTP server, connection pool and session keys: drain and close on quiesce, r
   const server = run('http-server');
   const pool = run('connection-pool');
   const keys = run('session-keys', ['2']);
-  await eventually(() => [server, pool, keys].every((p) => /ready at generation 0/.test(p.out())), 15_000, 'examples ready');
+  await eventually(
+    () => [server, pool, keys].every((p) => /ready at generation 0/.test(p.out())),
+    15_000,
+    'examples ready',
+  );
   assert.match(pool.out(), /4 connections, echo ping/);
   const before = await get(port);
   assert.equal(before.generation, 0);
@@ -68,13 +77,20 @@ it('HTTP server, connection pool and session keys: drain and close on quiesce, r
   // A restored copy: quiesced at the snapshot, then its backend bumps; it resumes by itself.
   assert.equal((await quiesce({ dir: d.dir })).ok, true);
   await bump(d.dir);
-  await eventually(async () => ((await statusOf(d.dir)).lifecycle as { state: string }).state === 'running', 10_000, 'resumed after re-adjusting');
+  await eventually(
+    async () => ((await statusOf(d.dir)).lifecycle as { state: string }).state === 'running',
+    10_000,
+    'resumed after re-adjusting',
+  );
   const after = await get(port);
   assert.equal(after.generation, 1);
   assert.notEqual(after.keyId, before.keyId, 'a new session key');
   assert.notEqual(after.instance, before.instance, 'a new instance id');
   const log = server.out();
-  assert.ok(log.indexOf('generation 1: new session key') < log.indexOf('resumed at generation 1 (a restored copy)'), log);
+  assert.ok(
+    log.indexOf('generation 1: new session key') < log.indexOf('resumed at generation 1 (a restored copy)'),
+    log,
+  );
   assert.match(pool.out(), /resumed at generation 1 \(a restored copy\): 4 connections/);
 
   await bump(d.dir);

@@ -15,7 +15,8 @@ import type { DaemonStatus } from '../src/protocol/status.js';
 import { CLI, RawClient, bump, eventually, runNode, startDaemon, statusOf, tmpDir } from './helpers.js';
 
 const cli = (dir: string, ...args: string[]) => runNode(CLI, [...args, '--dir', dir]);
-const lifecycleOf = async (dir: string): Promise<DaemonStatus['lifecycle']> => (await statusOf(dir)).lifecycle as DaemonStatus['lifecycle'];
+const lifecycleOf = async (dir: string): Promise<DaemonStatus['lifecycle']> =>
+  (await statusOf(dir)).lifecycle as DaemonStatus['lifecycle'];
 
 /** The next n lines in any order: a push may come before the reply to the request that caused it. */
 async function nextLines(c: RawClient, n: number): Promise<string[]> {
@@ -54,7 +55,10 @@ describe('lifecycle protocol', () => {
     assert.equal(await w.next(), 'QUIESCE 1');
     w.send('QUIESCED 1\n');
     const report = JSON.parse((await ctl.next()).slice(3)) as CycleReport;
-    assert.deepEqual(report.steps.map((st) => st.name), ['renamed-later']);
+    assert.deepEqual(
+      report.steps.map((st) => st.name),
+      ['renamed-later'],
+    );
   });
 
   it('PROBLEM is shown by status and logged once per change, at most once a second: a client cannot flood the log', async (t) => {
@@ -81,7 +85,10 @@ describe('lifecycle protocol', () => {
     assert.ok(await a.silent(100), 'a is not asked before b answers');
     const during = await lifecycleOf(d.dir);
     assert.equal(during.state, 'quiescing');
-    assert.deepEqual(during.current?.steps.map((s) => [s.name, s.outcome]), [['b', 'asked']]);
+    assert.deepEqual(
+      during.current?.steps.map((s) => [s.name, s.outcome]),
+      [['b', 'asked']],
+    );
     const shown = await cli(d.dir, 'status', '--brief');
     assert.match(shown.stdout, /lifecycle {2}quiescing for .*waiting for b \(asked/);
 
@@ -93,10 +100,22 @@ describe('lifecycle protocol', () => {
     assert.match(reply, /^OK \{/);
     const report = JSON.parse(reply.slice(3)) as CycleReport;
     assert.equal(report.ok, true);
-    assert.deepEqual(report.steps.map((s) => [s.name, s.outcome]), [['b', 'done'], ['a', 'done']]);
+    assert.deepEqual(
+      report.steps.map((s) => [s.name, s.outcome]),
+      [
+        ['b', 'done'],
+        ['a', 'done'],
+      ],
+    );
     const st = await statusOf(d.dir);
     assert.equal((st.lifecycle as DaemonStatus['lifecycle']).state, 'quiesced');
-    assert.deepEqual(st.list?.map((w) => w.subscriber), [{ priority: 0, quiesced: true }, { priority: 5, quiesced: true }]);
+    assert.deepEqual(
+      st.list?.map((w) => w.subscriber),
+      [
+        { priority: 0, quiesced: true },
+        { priority: 5, quiesced: true },
+      ],
+    );
     assert.match(await ctl.request('QUIESCE 1000'), /^ERR EBUSY /);
 
     ctl.send('UNQUIESCE 5000\n');
@@ -186,13 +205,15 @@ describe('lifecycle library', () => {
     t.after(() => lc.close());
     lc.register(recorder(log, 'pool', { priority: -1 }));
     lc.register(recorder(log, 'http'));
-    lc.register(recorder(log, 'keys', {
-      afterRestore: async (g) => {
-        await new Promise((r) => setTimeout(r, 50));
-        const s = await statusOf(d.dir);
-        log.push(`keys.afterRestore(${g}) acked=${(s.list?.[0] as { acked: number }).acked}`);
-      },
-    }));
+    lc.register(
+      recorder(log, 'keys', {
+        afterRestore: async (g) => {
+          await new Promise((r) => setTimeout(r, 50));
+          const s = await statusOf(d.dir);
+          log.push(`keys.afterRestore(${g}) acked=${(s.list?.[0] as { acked: number }).acked}`);
+        },
+      }),
+    );
     assert.equal((await quiesce({ dir: d.dir })).ok, true);
     assert.equal(lc.quiesced, true);
     assert.deepEqual(log, ['keys.beforeSnapshot', 'http.beforeSnapshot', 'pool.beforeSnapshot']);
@@ -203,8 +224,12 @@ describe('lifecycle library', () => {
     await eventually(async () => (await lifecycleOf(d.dir)).state === 'running', 5000, 'resumed by itself');
     assert.equal((await lifecycleOf(d.dir)).lastUnquiesce?.ok, true);
     assert.deepEqual(log, [
-      'pool.afterRestore(1)', 'http.afterRestore(1)', 'keys.afterRestore(1) acked=0',
-      'pool.onResume(1, true)', 'http.onResume(1, true)', 'keys.onResume(1, true)',
+      'pool.afterRestore(1)',
+      'http.afterRestore(1)',
+      'keys.afterRestore(1) acked=0',
+      'pool.onResume(1, true)',
+      'http.onResume(1, true)',
+      'keys.onResume(1, true)',
     ]);
     assert.equal(lc.quiesced, false);
     assert.equal((await statusOf(d.dir)).outdated, 0);
@@ -218,12 +243,21 @@ describe('lifecycle library', () => {
     const errors: Error[] = [];
     lc.on('error', (e) => errors.push(e));
     let fail = true;
-    lc.register({ name: 'ledger', afterRestore: () => { if (fail) throw new Error('HSM unreachable'); } });
+    lc.register({
+      name: 'ledger',
+      afterRestore: () => {
+        if (fail) throw new Error('HSM unreachable');
+      },
+    });
     await bump(d.dir);
-    const s = await eventually(async () => {
-      const st = await statusOf(d.dir);
-      return st.list?.[0]?.problem ? st : undefined;
-    }, 5000, 'the problem reported') as Awaited<ReturnType<typeof statusOf>>;
+    const s = (await eventually(
+      async () => {
+        const st = await statusOf(d.dir);
+        return st.list?.[0]?.problem ? st : undefined;
+      },
+      5000,
+      'the problem reported',
+    )) as Awaited<ReturnType<typeof statusOf>>;
     assert.equal(s.outdated, 1);
     assert.match(String(s.list?.[0]?.problem), /ledger\.afterRestore: HSM unreachable/);
     const ready = await cli(d.dir, 'ready');
@@ -295,7 +329,10 @@ describe('lifecycle CLI', () => {
     slow.send('QUIESCED 1\nACK 1\n');
     // After the acknowledgement the daemon resumes whoever it asked.
     const lines = await nextLines(slow, 3);
-    assert.deepEqual(lines.filter((l) => l.startsWith('UNQUIESCE')), ['UNQUIESCE 2 1']);
+    assert.deepEqual(
+      lines.filter((l) => l.startsWith('UNQUIESCE')),
+      ['UNQUIESCE 2 1'],
+    );
     slow.send('UNQUIESCED 2\n');
     await eventually(async () => (await lifecycleOf(d.dir)).state === 'running', 5000, 'running');
   });
@@ -313,7 +350,11 @@ describe('lifecycle CLI', () => {
     });
     const out = path.join(tmpDir(t), 'during');
     const env = { ...process.env, SYSGENID_DIR: d.dir };
-    const original = await runNode(CLI, ['snapshot', '--', 'sh', '-c', `"${process.execPath}" "${CLI}" ready > ${out}; echo $? >> ${out}`], env);
+    const original = await runNode(
+      CLI,
+      ['snapshot', '--', 'sh', '-c', `"${process.execPath}" "${CLI}" ready > ${out}; echo $? >> ${out}`],
+      env,
+    );
     assert.equal(original.code, EXIT.OK, original.stderr);
     assert.match(fs.readFileSync(out, 'utf8'), /not ready: lifecycle quiesced[^]*\n1\n$/);
     assert.match(original.stderr, /generation still 0: this is the original/);
@@ -321,7 +362,11 @@ describe('lifecycle CLI', () => {
 
     // The copy: CMD "returns" in a restored machine, whose backend bumps.
     log.length = 0;
-    const copy = await runNode(CLI, ['snapshot', '--adjust-timeout', '10000', '--', process.execPath, CLI, 'bump'], env);
+    const copy = await runNode(
+      CLI,
+      ['snapshot', '--adjust-timeout', '10000', '--', process.execPath, CLI, 'bump'],
+      env,
+    );
     assert.equal(copy.code, EXIT.OK, copy.stderr);
     assert.match(copy.stderr, /generation 0 -> 1: this is a restored copy/);
     assert.deepEqual(log, ['drain', 'keys(1)', 'reopen(true)']);
@@ -358,13 +403,22 @@ describe('lifecycle CLI', () => {
     // The tree's init, as CRIU names it; the daemon's directory comes from its environment.
     const init = spawn('sleep', ['30'], { env: { ...process.env, SYSGENID_DIR: d.dir } });
     t.after(() => init.kill());
-    const act = (action: string) => runNode(CLI, ['criu-action'], { CRTOOLS_SCRIPT_ACTION: action, CRTOOLS_INIT_PID: String(init.pid), SYSGENID_DIR: '/nonexistent' });
+    const act = (action: string) =>
+      runNode(CLI, ['criu-action'], {
+        CRTOOLS_SCRIPT_ACTION: action,
+        CRTOOLS_INIT_PID: String(init.pid),
+        SYSGENID_DIR: '/nonexistent',
+      });
     const pre = await act('pre-dump');
     assert.equal(pre.code, 0, pre.stderr);
     assert.equal((await lifecycleOf(d.dir)).state, 'quiesced');
     const post = await act('post-dump');
     assert.equal(post.code, 0, post.stderr);
-    await eventually(async () => (await lifecycleOf(d.dir)).state === 'running', 5000, 'resumed by the detached resume');
+    await eventually(
+      async () => (await lifecycleOf(d.dir)).state === 'running',
+      5000,
+      'resumed by the detached resume',
+    );
     assert.deepEqual(log, ['quiesce', 'resume(false)']);
 
     log.length = 0;
@@ -372,7 +426,10 @@ describe('lifecycle CLI', () => {
     const restored = await act('post-resume');
     assert.equal(restored.code, 0, restored.stderr);
     // The app re-adjusts at once, so the daemon has usually resumed it before the script asks.
-    assert.match(restored.stdout, /generation 1; (already resumed by the daemon after the restore: )?1 of 1 subscriber\(s\) resumed/);
+    assert.match(
+      restored.stdout,
+      /generation 1; (already resumed by the daemon after the restore: )?1 of 1 subscriber\(s\) resumed/,
+    );
     assert.deepEqual(log, ['quiesce', 'restore(1)', 'resume(true)']);
 
     refuse = true;

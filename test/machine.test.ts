@@ -13,8 +13,12 @@ const CTL = 100; // a control connection (an observer), the requester of QUIESCE
 
 function harness(opts: { autoResume?: boolean } = {}) {
   const effects: MachineEffect[] = [];
-  const m = new CoreMachine(0, { autoResume: opts.autoResume ?? true, adjustTimeoutMs: 1000, resumeTimeoutMs: 500 },
-    (e) => effects.push(e), 0);
+  const m = new CoreMachine(
+    0,
+    { autoResume: opts.autoResume ?? true, adjustTimeoutMs: 1000, resumeTimeoutMs: 500 },
+    (e) => effects.push(e),
+    0,
+  );
   m.connect(CTL, { observer: true });
   const bump = (now = 0): number => {
     const next = m.nextGeneration();
@@ -106,7 +110,10 @@ describe('machine: who may do what', () => {
     const { m } = harness();
     m.connect(1);
     m.subscribe(1, null, 0);
-    assert.equal(errorCode(() => m.observe(1, 0)), 'EINVAL');
+    assert.equal(
+      errorCode(() => m.observe(1, 0)),
+      'EINVAL',
+    );
     assert.equal(m.isObserver(1), false);
     assert.equal(m.watchers, 1);
     m.unsubscribe(1, 0);
@@ -118,8 +125,14 @@ describe('machine: who may do what', () => {
     const { m } = harness();
     m.connect(1);
     m.observe(1, 0);
-    assert.equal(errorCode(() => m.subscribe(1, null, 0)), 'EINVAL');
-    assert.equal(errorCode(() => m.subscribe(CTL, null, 0)), 'EINVAL');
+    assert.equal(
+      errorCode(() => m.subscribe(1, null, 0)),
+      'EINVAL',
+    );
+    assert.equal(
+      errorCode(() => m.subscribe(CTL, null, 0)),
+      'EINVAL',
+    );
     assert.equal(m.lifecycle.order().length, 0);
   });
 
@@ -127,8 +140,11 @@ describe('machine: who may do what', () => {
     const { m } = harness();
     m.connect(1);
     for (const answer of ['quiesced', 'unquiesced', 'failed'] as const) {
-      assert.throws(() => m.answer(1, answer, 1, 'x', 0), (e: SysgenidError) =>
-        e.code === 'EINVAL' && e.message === `${answer.toUpperCase()}: this connection is not subscribed`);
+      assert.throws(
+        () => m.answer(1, answer, 1, 'x', 0),
+        (e: SysgenidError) =>
+          e.code === 'EINVAL' && e.message === `${answer.toUpperCase()}: this connection is not subscribed`,
+      );
     }
   });
 
@@ -136,9 +152,15 @@ describe('machine: who may do what', () => {
     const { m } = harness();
     m.connect(1);
     m.subscribe(1, null, 0);
-    assert.equal(errorCode(() => m.subscribe(1, null, 5)), 'EINVAL');
+    assert.equal(
+      errorCode(() => m.subscribe(1, null, 5)),
+      'EINVAL',
+    );
     m.quiesce(CTL, 1000, 0);
-    assert.equal(errorCode(() => m.quiesce(CTL + 1, 1000, 0)), 'EBUSY');
+    assert.equal(
+      errorCode(() => m.quiesce(CTL + 1, 1000, 0)),
+      'EBUSY',
+    );
   });
 });
 

@@ -44,10 +44,14 @@ const pick = <T>(xs: readonly T[], i: number): T | undefined => (xs.length === 0
 
 async function check(m: Model, r: Real): Promise<void> {
   r.steps++;
-  const s = (await eventually(async () => {
-    const st = await statusOf(r.dir);
-    return st.watchers === m.core.watchers ? st : undefined;
-  }, 5000, 'watcher count settles')) as Awaited<ReturnType<typeof statusOf>>;
+  const s = (await eventually(
+    async () => {
+      const st = await statusOf(r.dir);
+      return st.watchers === m.core.watchers ? st : undefined;
+    },
+    5000,
+    'watcher count settles',
+  )) as Awaited<ReturnType<typeof statusOf>>;
   assert.equal(s.generation, m.core.generation, 'generation');
   assert.equal(s.generation, m.generation, 'generation (independent bookkeeping)');
   const expectedOutdated = m.ids.filter((id) => m.tracked.get(id) && m.acked.get(id) !== m.generation).length;
@@ -126,7 +130,10 @@ class Read implements Cmd {
 }
 
 class Ack implements Cmd {
-  constructor(readonly i: number, readonly offset: number) {}
+  constructor(
+    readonly i: number,
+    readonly offset: number,
+  ) {}
   check = (m: Readonly<Model>) => m.ids.length > 0;
   async run(m: Model, r: Real): Promise<void> {
     const id = pick(m.ids, this.i) as number;
@@ -139,7 +146,11 @@ class Ack implements Cmd {
     } catch {
       expected = 'ERR EINVAL';
     }
-    assert.equal(expected === 'ERR EINVAL', value !== m.generation, 'the core agrees: only the exact generation is accepted');
+    assert.equal(
+      expected === 'ERR EINVAL',
+      value !== m.generation,
+      'the core agrees: only the exact generation is accepted',
+    );
     if (value === m.generation) m.acked.set(id, value);
     assert.equal(reply.startsWith('ERR EINVAL') ? 'ERR EINVAL' : reply, expected);
     await check(m, r);
@@ -148,7 +159,10 @@ class Ack implements Cmd {
 }
 
 class Track implements Cmd {
-  constructor(readonly i: number, readonly on: boolean) {}
+  constructor(
+    readonly i: number,
+    readonly on: boolean,
+  ) {}
   check = (m: Readonly<Model>) => m.ids.length > 0;
   async run(m: Model, r: Real): Promise<void> {
     const id = pick(m.ids, this.i) as number;
@@ -169,7 +183,10 @@ class Wait implements Cmd {
     // Nothing else happens meanwhile, so a wait that would pend ends in ETIME.
     const result = m.core.wait(id);
     if (result === undefined) m.core.expireWait(id);
-    assert.equal(reply.split(' ').slice(0, 2).join(' ').replace(/^OK.*/, 'OK'), result === undefined ? 'ERR ETIME' : result === 'OK' ? 'OK' : `ERR ${result}`);
+    assert.equal(
+      reply.split(' ').slice(0, 2).join(' ').replace(/^OK.*/, 'OK'),
+      result === undefined ? 'ERR ETIME' : result === 'OK' ? 'OK' : `ERR ${result}`,
+    );
     await check(m, r);
   }
   toString = () => `wait(${this.i})`;
@@ -234,7 +251,13 @@ it('the daemon follows the reference state machine over random sequences (fast-c
     fc.asyncProperty(fc.commands(commands, { maxCommands: 60, size: 'max' }), async (cmds) => {
       const dir = path.join(base, `run-${sequences++}`);
       const daemon = await startDaemon(undefined, { dir });
-      const real: Real = { daemon, dir, clients: new Map(), control: (await RawClient.open(path.join(dir, 'control.sock'))).c, steps: 0 };
+      const real: Real = {
+        daemon,
+        dir,
+        clients: new Map(),
+        control: (await RawClient.open(path.join(dir, 'control.sock'))).c,
+        steps: 0,
+      };
       const core = new GenerationMachine(0, () => {});
       const model: Model = { core, acked: new Map(), tracked: new Map(), generation: 0, ids: [], highest: 0 };
       try {
@@ -343,8 +366,12 @@ function settle(r: Ref, s: Sys, during: 'subscribe' | 'other' = 'other'): void {
             assert.ok(e.report.reason?.includes(`uid ${uidOf(st.id)} pid ${pidOf(st.id)}`), `reason names ${st.id}`);
           }
         }
-        if (e.report.steps.every((st) => st.outcome === 'done' || st.outcome === 'excluded' || st.outcome === 'skipped') &&
-          e.report.reason === null) {
+        if (
+          e.report.steps.every(
+            (st) => st.outcome === 'done' || st.outcome === 'excluded' || st.outcome === 'skipped',
+          ) &&
+          e.report.reason === null
+        ) {
           assert.equal(e.report.ok, true, 'excluded steps do not fail a cycle');
         }
         for (const id of e.requesters) {
@@ -369,7 +396,11 @@ function settle(r: Ref, s: Sys, during: 'subscribe' | 'other' = 'other'): void {
   assert.equal(m.tracked, ids(r, (c) => !c.observer && c.tracked).length, 'tracked');
   const subs = ids(r, (c) => c.sub !== undefined);
   const key = (id: number): [number, number] => [r.conns.get(id)?.sub?.priority ?? 0, r.conns.get(id)?.sub?.seq ?? 0];
-  assert.deepEqual(lc.order(), subs.sort((a, b) => cmp(key(a), key(b))), 'subscribers in order');
+  assert.deepEqual(
+    lc.order(),
+    subs.sort((a, b) => cmp(key(a), key(b))),
+    'subscribers in order',
+  );
   // The glue: the lifecycle sees the same outdated count as the generation machine.
   assert.equal(lc.ready, lc.state === 'running' && outdated === 0, `ready (${lc.state}, ${outdated} outdated)`);
   if (lc.state === 'adjusting') assert.ok(outdated > 0, 'adjusting ends with the last outdated watcher');
@@ -428,12 +459,18 @@ class PDisconnect implements PureCmd {
 }
 
 class PAck implements PureCmd {
-  constructor(readonly i: number, readonly exact: boolean) {}
+  constructor(
+    readonly i: number,
+    readonly exact: boolean,
+  ) {}
   check = (r: Readonly<Ref>) => ids(r, (c) => !c.control).length > 0;
   run(r: Ref, s: Sys): void {
     const id = pickId(r, this.i, (c) => !c.control) as number;
     const value = this.exact ? r.gen : r.gen + 1;
-    assert.equal(errorCode(() => s.m.ack(id, value, s.now)), this.exact ? undefined : 'EINVAL');
+    assert.equal(
+      errorCode(() => s.m.ack(id, value, s.now)),
+      this.exact ? undefined : 'EINVAL',
+    );
     if (this.exact) (r.conns.get(id) as RefConn).acked = value;
     settle(r, s);
   }
@@ -441,13 +478,20 @@ class PAck implements PureCmd {
 }
 
 class PTrack implements PureCmd {
-  constructor(readonly i: number, readonly on: boolean) {}
+  constructor(
+    readonly i: number,
+    readonly on: boolean,
+  ) {}
   check = (r: Readonly<Ref>) => r.conns.size > 0;
   run(r: Ref, s: Sys): void {
     const id = pickId(r, this.i) as number;
     const c = r.conns.get(id) as RefConn;
     const expected = c.observer ? 'EINVAL' : c.excluded && this.on ? 'EACCES' : undefined;
-    assert.equal(errorCode(() => s.m.setTracking(id, this.on, s.now)), expected, 'an excluded watcher stays untracked');
+    assert.equal(
+      errorCode(() => s.m.setTracking(id, this.on, s.now)),
+      expected,
+      'an excluded watcher stays untracked',
+    );
     if (expected === undefined) c.tracked = this.on;
     settle(r, s);
   }
@@ -455,7 +499,10 @@ class PTrack implements PureCmd {
 }
 
 class PResume implements PureCmd {
-  constructor(readonly i: number, readonly delta: number) {}
+  constructor(
+    readonly i: number,
+    readonly delta: number,
+  ) {}
   check = (r: Readonly<Ref>) => ids(r, (c) => !c.control).length > 0;
   run(r: Ref, s: Sys): void {
     const id = pickId(r, this.i, (c) => !c.control) as number;
@@ -473,7 +520,11 @@ class PObserve implements PureCmd {
   run(r: Ref, s: Sys): void {
     const id = pickId(r, this.i, (c) => !c.control) as number;
     const c = r.conns.get(id) as RefConn;
-    assert.equal(errorCode(() => s.m.observe(id, s.now)), c.sub ? 'EINVAL' : undefined, 'a subscriber cannot observe');
+    assert.equal(
+      errorCode(() => s.m.observe(id, s.now)),
+      c.sub ? 'EINVAL' : undefined,
+      'a subscriber cannot observe',
+    );
     if (!c.sub) {
       c.observer = true;
       c.tracked = false;
@@ -499,22 +550,34 @@ class PBump implements PureCmd {
 }
 
 class PSubscribe implements PureCmd {
-  constructor(readonly i: number, readonly priority: number) {}
+  constructor(
+    readonly i: number,
+    readonly priority: number,
+  ) {}
   check = (r: Readonly<Ref>) => r.conns.size > 0;
   run(r: Ref, s: Sys): void {
     const id = pickId(r, this.i) as number;
     const c = r.conns.get(id) as RefConn;
     const uid = uidOf(id);
-    const full = uid !== 0 && c.sub === undefined &&
+    const full =
+      uid !== 0 &&
+      c.sub === undefined &&
       ids(r, (o) => o.sub !== undefined).filter((o) => uidOf(o) === uid).length >= SUBSCRIBER_CAP;
-    const expected = c.observer ? 'EINVAL'
-      : c.excluded ? 'EACCES'
-      : full ? 'EDQUOT'
-      : c.sub !== undefined && c.sub.priority !== this.priority ? 'EINVAL'
-      : undefined;
+    const expected = c.observer
+      ? 'EINVAL'
+      : c.excluded
+        ? 'EACCES'
+        : full
+          ? 'EDQUOT'
+          : c.sub !== undefined && c.sub.priority !== this.priority
+            ? 'EINVAL'
+            : undefined;
     const as = { uid, pid: pidOf(id), maxPerUid: uid === 0 ? undefined : SUBSCRIBER_CAP };
-    assert.equal(errorCode(() => s.m.subscribe(id, null, this.priority, as)), expected,
-      'only a watcher subscribes, once per priority, never excluded, within its uid\'s cap');
+    assert.equal(
+      errorCode(() => s.m.subscribe(id, null, this.priority, as)),
+      expected,
+      "only a watcher subscribes, once per priority, never excluded, within its uid's cap",
+    );
     if (expected === undefined && !c.sub) c.sub = { priority: this.priority, seq: r.nextSeq++, quiesced: false };
     settle(r, s, 'subscribe');
   }
@@ -540,7 +603,11 @@ class PExclude implements PureCmd {
   run(r: Ref, s: Sys): void {
     const id = pickId(r, this.i) as number;
     const c = r.conns.get(id) as RefConn;
-    assert.equal(errorCode(() => s.m.exclude(id, s.now)), c.observer ? 'ENOENT' : undefined, 'only a watcher');
+    assert.equal(
+      errorCode(() => s.m.exclude(id, s.now)),
+      c.observer ? 'ENOENT' : undefined,
+      'only a watcher',
+    );
     if (!c.observer) {
       c.excluded = true;
       c.tracked = false;
@@ -552,7 +619,11 @@ class PExclude implements PureCmd {
 }
 
 class PAnswer implements PureCmd {
-  constructor(readonly i: number, readonly answer: 'quiesced' | 'unquiesced' | 'failed', readonly stale: boolean) {}
+  constructor(
+    readonly i: number,
+    readonly answer: 'quiesced' | 'unquiesced' | 'failed',
+    readonly stale: boolean,
+  ) {}
   check = (r: Readonly<Ref>) => r.conns.size > 0;
   run(r: Ref, s: Sys): void {
     // Mostly a subscriber answering what it was asked; sometimes anyone, or an old cycle.
@@ -560,22 +631,30 @@ class PAnswer implements PureCmd {
     const id = (asked ?? pickId(r, this.i)) as number;
     const c = r.conns.get(id) as RefConn;
     const cycle = (c.askedCycle ?? 1) - (this.stale ? 1 : 0);
-    assert.equal(errorCode(() => s.m.answer(id, this.answer, cycle, 'no', s.now)), c.sub ? undefined : 'EINVAL',
-      'only a subscriber answers');
+    assert.equal(
+      errorCode(() => s.m.answer(id, this.answer, cycle, 'no', s.now)),
+      c.sub ? undefined : 'EINVAL',
+      'only a subscriber answers',
+    );
     settle(r, s);
   }
   toString = () => `answer(${this.i}, ${this.answer}${this.stale ? ', stale' : ''})`;
 }
 
 class PRequest implements PureCmd {
-  constructor(readonly i: number, readonly kind: 'quiesce' | 'unquiesce', readonly budget: number) {}
+  constructor(
+    readonly i: number,
+    readonly kind: 'quiesce' | 'unquiesce',
+    readonly budget: number,
+  ) {}
   // One request at a time per connection, as the daemon's request queue guarantees.
   check = (r: Readonly<Ref>) => ids(r, (c) => c.control).some((id) => !r.pending.has(id));
   run(r: Ref, s: Sys): void {
     const id = pickId(r, this.i, (c) => c.control) ?? 0;
     if (r.pending.has(id)) return;
     const lc = s.m.lifecycle;
-    const busy = this.kind === 'quiesce' &&
+    const busy =
+      this.kind === 'quiesce' &&
       (lc.state === 'quiescing' || lc.state === 'unquiescing' || lc.state === 'quiesced' || lc.adjustingQuiesced);
     let report: ReturnType<CoreMachine['quiesce']>;
     const code = errorCode(() => {
@@ -633,7 +712,11 @@ function drain(r: Ref, s: Sys): void {
   assert.ok(state === 'running' || state === 'quiesced', `settled in ${state}`);
   if (state === 'running') {
     assert.equal(s.m.lifecycle.ready, true, 'running with everyone acknowledged is ready');
-    assert.deepEqual(ids(r, (c) => c.sub?.quiesced === true), [], 'running: nobody left quiesced');
+    assert.deepEqual(
+      ids(r, (c) => c.sub?.quiesced === true),
+      [],
+      'running: nobody left quiesced',
+    );
   }
 }
 
@@ -648,9 +731,11 @@ const pureCommands = [
   fc.tuple(fc.nat(20), fc.integer({ min: -1, max: 1 })).map(([i, p]) => new PSubscribe(i, p)),
   fc.nat(20).map((i) => new PUnsubscribe(i)),
   fc.nat(40).map((i) => new PExclude(i)),
-  fc.tuple(fc.nat(20), fc.constantFrom('quiesced', 'unquiesced', 'failed' as const), fc.boolean())
+  fc
+    .tuple(fc.nat(20), fc.constantFrom('quiesced', 'unquiesced', 'failed' as const), fc.boolean())
     .map(([i, a, stale]) => new PAnswer(i, a === 'failed' && i % 2 === 0 ? 'quiesced' : a, stale && i % 3 === 0)),
-  fc.tuple(fc.nat(20), fc.constantFrom('quiesce', 'unquiesce' as const), fc.constantFrom(10, 100, 1000))
+  fc
+    .tuple(fc.nat(20), fc.constantFrom('quiesce', 'unquiesce' as const), fc.constantFrom(10, 100, 1000))
     .map(([i, k, b]) => new PRequest(i, k, b)),
   fc.constantFrom(1, 20, 200, 2000).map((ms) => new PPass(ms)),
 ];
@@ -666,10 +751,15 @@ it('the composed machine follows the reference over random sequences, lifecycle 
     fc.property(fc.boolean(), fc.commands(pureCommands, { maxCommands: 80, size: 'max' }), (autoResume, cmds) => {
       sequences++;
       const effects: MachineEffect[] = [];
-      const m = new CoreMachine(0, { autoResume, adjustTimeoutMs: 1000, resumeTimeoutMs: 300 }, (e) => {
-        effects.push(e);
-        if (e.kind === 'log') states.add(e.message);
-      }, 0);
+      const m = new CoreMachine(
+        0,
+        { autoResume, adjustTimeoutMs: 1000, resumeTimeoutMs: 300 },
+        (e) => {
+          effects.push(e);
+          if (e.kind === 'log') states.add(e.message);
+        },
+        0,
+      );
       const sys: Sys = { m, effects, now: 0, timer: null, lastAsk: undefined };
       const ref: Ref = { gen: 0, conns: new Map(), nextId: 1, nextSeq: 0, pending: new Map(), answered: 0 };
       fc.modelRun(() => ({ model: ref, real: sys }), cmds);
@@ -684,6 +774,8 @@ it('the composed machine follows the reference over random sequences, lifecycle 
       includeErrorInReport: true,
     },
   );
-  t.diagnostic(`composed model: ${sequences} sequences, ${steps} commands, ${answered} requests answered, ` +
-    `${[...states].filter((s) => s.startsWith('lifecycle: ') && s.includes('->')).length} distinct transitions seen`);
+  t.diagnostic(
+    `composed model: ${sequences} sequences, ${steps} commands, ${answered} requests answered, ` +
+      `${[...states].filter((s) => s.startsWith('lifecycle: ') && s.includes('->')).length} distinct transitions seen`,
+  );
 });

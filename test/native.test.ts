@@ -39,7 +39,7 @@ it('the probe maps the page with the addon and reads it with pread without; both
   assert.equal(s.native, addonState(), 'the daemon runs the same path as this test');
 });
 
-it('the daemon verifies a watcher\'s pid, uid and command with the addon, and marks claims without', async (t) => {
+it("the daemon verifies a watcher's pid, uid and command with the addon, and marks claims without", async (t) => {
   const d = await startDaemon(t);
   const { c } = await RawClient.open(d.paths.watch);
   t.after(() => c.close());
@@ -56,14 +56,19 @@ it('a mapped probe cannot be written through: the view is not reachable from the
   const d = await startDaemon(t);
   const probe = openProbe({ dir: d.dir });
   t.after(() => probe.close());
-  const visible = Object.values(probe).concat(Object.getOwnPropertyNames(Object.getPrototypeOf(probe)).map((k) => {
-    try {
-      return (probe as unknown as Record<string, unknown>)[k];
-    } catch {
-      return undefined;
-    }
-  }));
-  assert.ok(!visible.some((v) => ArrayBuffer.isView(v) || v instanceof ArrayBuffer), 'no typed array or buffer exposed');
+  const visible = Object.values(probe).concat(
+    Object.getOwnPropertyNames(Object.getPrototypeOf(probe)).map((k) => {
+      try {
+        return (probe as unknown as Record<string, unknown>)[k];
+      } catch {
+        return undefined;
+      }
+    }),
+  );
+  assert.ok(
+    !visible.some((v) => ArrayBuffer.isView(v) || v instanceof ArrayBuffer),
+    'no typed array or buffer exposed',
+  );
 });
 
 it('the probe benchmark runs and reports every figure (smoke test, no timing asserted)', async () => {
@@ -79,7 +84,9 @@ it('the probe benchmark runs and reports every figure (smoke test, no timing ass
 it('a failed addon build prints one clear warning and never fails the install', async () => {
   const { runNode } = await import('./helpers.js');
   const r = await runNode(`${ROOT}/scripts/build-addon.js`, [], {
-    npm_config_node_gyp: '/nonexistent/node-gyp.js', PATH: '/nonexistent', SYSGENID_NO_ADDON: '0',
+    npm_config_node_gyp: '/nonexistent/node-gyp.js',
+    PATH: '/nonexistent',
+    SYSGENID_NO_ADDON: '0',
     // Past a prebuilt binary (prebuilds/, made by npm pack), to the build that fails here.
     npm_config_build_from_source: 'true',
   });
@@ -95,7 +102,16 @@ it('the cycle benchmark runs at tiny sizes and reports every figure (smoke test,
   assert.equal(r.code, 0, r.stderr);
   type Stats = { p50: number; p99: number; max: number };
   const report = JSON.parse(r.stdout) as {
-    cycle: Record<string, { ackedMs: Stats; notifiedMs: Stats; epollReferenceAckedMs: Stats | null; netlinkReferenceNotifiedMs: Stats | null; rssBytesPerWatcher: number }>;
+    cycle: Record<
+      string,
+      {
+        ackedMs: Stats;
+        notifiedMs: Stats;
+        epollReferenceAckedMs: Stats | null;
+        netlinkReferenceNotifiedMs: Stats | null;
+        rssBytesPerWatcher: number;
+      }
+    >;
     slopeUsPerWatcher: Record<string, number | null>;
     detection: { pageWrittenMs: Stats; firstWatcherMs: Stats } | string;
     netlinkReference: string;
@@ -116,10 +132,15 @@ it('the cycle benchmark runs at tiny sizes and reports every figure (smoke test,
   if (isRoot && built) assert.equal(typeof report.detection, 'object', 'root with the addon measures detection');
 });
 
-it('a watch on a descriptor stays active after its handle is dropped and collected, until close()', { skip: forced || !built ? 'needs the addon' : false }, async () => {
-  const { runNode } = await import('./helpers.js');
-  // A pipe written every few ms, a watch whose handle is thrown away, and a forced collection between writes.
-  const r = await runNode('--expose-gc', ['-e', `
+it(
+  'a watch on a descriptor stays active after its handle is dropped and collected, until close()',
+  { skip: forced || !built ? 'needs the addon' : false },
+  async () => {
+    const { runNode } = await import('./helpers.js');
+    // A pipe written every few ms, a watch whose handle is thrown away, and a forced collection between writes.
+    const r = await runNode('--expose-gc', [
+      '-e',
+      `
     const a = require(${JSON.stringify(`${ROOT}/build/Release/sysgenid.node`)});
     const fs = require('node:fs');
     const pipe = require('node:os').tmpdir() + '/sysgenid-gc-' + process.pid;
@@ -130,7 +151,9 @@ it('a watch on a descriptor stays active after its handle is dropped and collect
     a.watchFd(r, 1, () => { try { seen += fs.readSync(r, buf); } catch {} });
     let n = 0;
     const tick = () => { global.gc(); fs.writeSync(w, 'x'); if (++n < 20) setTimeout(tick, 5); else setTimeout(() => { fs.unlinkSync(pipe); console.log(seen); process.exit(0); }, 50); };
-    tick();`]);
-  assert.equal(r.code, 0, r.stderr);
-  assert.equal(Number(r.stdout.trim()), 20);
-});
+    tick();`,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(Number(r.stdout.trim()), 20);
+  },
+);

@@ -30,37 +30,56 @@ describe('CommonJS', () => {
         if (typeof sysgenid[name] !== 'function') throw new Error(name + ' missing');
       }
       sysgenid.currentGeneration({ dir: process.argv[1] }).then((g) => console.log('generation ' + g));`;
-    const r = spawnSync(process.execPath, ['--no-experimental-require-module', '-e', script, d.dir],
-      { cwd: dir, encoding: 'utf8', env: { ...process.env, NODE_EXTRA_CA_CERTS: '' } });
+    const r = spawnSync(process.execPath, ['--no-experimental-require-module', '-e', script, d.dir], {
+      cwd: dir,
+      encoding: 'utf8',
+      env: { ...process.env, NODE_EXTRA_CA_CERTS: '' },
+    });
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout, 'generation 0\n');
   });
 
   it('a TypeScript project that compiles to CommonJS type-checks against the package (no TS1479)', (t) => {
     const dir = project(t, 'commonjs');
-    fs.writeFileSync(path.join(dir, 'tsconfig.json'), JSON.stringify({
-      compilerOptions: { module: 'node16', moduleResolution: 'node16', strict: true, noEmit: true, skipLibCheck: false,
-        types: ['node'] },
-      files: ['index.ts'],
-    }));
-    fs.writeFileSync(path.join(dir, 'index.ts'), `import { connect, type CycleReport, SysgenidError } from 'sysgenid';
+    fs.writeFileSync(
+      path.join(dir, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          module: 'node16',
+          moduleResolution: 'node16',
+          strict: true,
+          noEmit: true,
+          skipLibCheck: false,
+          types: ['node'],
+        },
+        files: ['index.ts'],
+      }),
+    );
+    fs.writeFileSync(
+      path.join(dir, 'index.ts'),
+      `import { connect, type CycleReport, SysgenidError } from 'sysgenid';
 export async function main(): Promise<number> {
   const w = await connect({ name: 'ts-cjs', waitForDaemon: 1000 });
   const r: CycleReport | undefined = undefined;
   void r;
   return w.generation + (new SysgenidError('EINVAL').code === 'EINVAL' ? 0 : 1);
 }
-`);
-    const r = spawnSync(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', dir],
-      { encoding: 'utf8' });
+`,
+    );
+    const r = spawnSync(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', dir], {
+      encoding: 'utf8',
+    });
     assert.equal(r.status, 0, r.stdout + r.stderr);
   });
 
-  it('the CommonJS declarations are the library\'s own, under a package.json that says commonjs', () => {
+  it("the CommonJS declarations are the library's own, under a package.json that says commonjs", () => {
     const dist = path.join(ROOT, 'dist');
     for (const file of ['client/index.d.ts', 'client/watcher.d.ts', 'protocol/cycle-report.d.ts']) {
-      assert.equal(fs.readFileSync(path.join(dist, 'cjs-types', file), 'utf8'),
-        fs.readFileSync(path.join(dist, 'src', file), 'utf8'), file);
+      assert.equal(
+        fs.readFileSync(path.join(dist, 'cjs-types', file), 'utf8'),
+        fs.readFileSync(path.join(dist, 'src', file), 'utf8'),
+        file,
+      );
     }
     const marker = JSON.parse(fs.readFileSync(path.join(dist, 'cjs-types', 'package.json'), 'utf8')) as unknown;
     assert.deepEqual(marker, { type: 'commonjs' });
@@ -69,8 +88,10 @@ export async function main(): Promise<number> {
 
 describe('package metadata', () => {
   it('has the LICENSE its license field names, and says it is for Linux', () => {
-    const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as
-      { license: string; os: string[] };
+    const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
+      license: string;
+      os: string[];
+    };
     assert.equal(pkg.license, 'Apache-2.0');
     assert.match(fs.readFileSync(path.join(ROOT, 'LICENSE'), 'utf8'), /Apache License\s+Version 2\.0, January 2004/);
     assert.deepEqual(pkg.os, ['linux']);
@@ -81,7 +102,9 @@ describe('package metadata', () => {
 describe('the addon build at install', () => {
   /** Runs scripts/build-addon.js in a scratch directory with a node-gyp that fails as given. */
   function failedBuild(
-    t: Parameters<typeof tmpDir>[0], gypOutput: string, tools: string[],
+    t: Parameters<typeof tmpDir>[0],
+    gypOutput: string,
+    tools: string[],
   ): { stderr: string; log: string } {
     const dir = tmpDir(t, 'sysgenid-addon-');
     const bin = path.join(dir, 'bin');
@@ -90,7 +113,9 @@ describe('the addon build at install', () => {
     const gyp = path.join(dir, 'fake-node-gyp.js');
     fs.writeFileSync(gyp, `process.stderr.write(${JSON.stringify(gypOutput)}); process.exit(1);`);
     const r = spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'build-addon.js')], {
-      cwd: dir, encoding: 'utf8', env: { PATH: bin, npm_config_node_gyp: gyp },
+      cwd: dir,
+      encoding: 'utf8',
+      env: { PATH: bin, npm_config_node_gyp: gyp },
     });
     assert.equal(r.status, 0, 'a failed addon never fails the install');
     return { stderr: r.stderr, log: fs.readFileSync(path.join(dir, 'build', 'addon-build.log'), 'utf8') };

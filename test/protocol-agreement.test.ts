@@ -98,7 +98,7 @@ describe('docs/PROTOCOL.md against the daemon', () => {
     assert.equal((JSON.parse(r.stdout) as { outcome: string }).outcome, 'interrupted');
   });
 
-  it('the cycle report has the fields of the document\'s example, in its order', async (t) => {
+  it("the cycle report has the fields of the document's example, in its order", async (t) => {
     const d = await startDaemon(t);
     const report = await quiesce({ dir: d.dir });
     const example = /\*\*The cycle report\*\*[\s\S]*?```json\n([\s\S]*?)```/.exec(PROTOCOL)?.[1] ?? '';
@@ -121,14 +121,17 @@ describe('docs/PROTOCOL.md against the daemon', () => {
     assert.match(await c.request('SUBSCRIBE +10'), /^ERR EINVAL /);
   });
 
-  it('the greeting\'s id is the STATUS list id; watch-only verbs on control.sock', async (t) => {
+  it("the greeting's id is the STATUS list id; watch-only verbs on control.sock", async (t) => {
     const d = await startDaemon(t);
     const { c, id } = await RawClient.open(d.paths.watch);
     const { c: ctl } = await RawClient.open(d.paths.control);
     t.after(() => [c, ctl].forEach((x) => x.close()));
     assert.equal(await c.request('NAME me'), 'OK');
     const s = JSON.parse((await ctl.request('STATUS')).slice(3)) as { list: Array<{ id: number; name: string }> };
-    assert.deepEqual(s.list.map((w) => [w.id, w.name]), [[id, 'me']]);
+    assert.deepEqual(
+      s.list.map((w) => [w.id, w.name]),
+      [[id, 'me']],
+    );
     assert.match(await ctl.request('TRACK OFF'), /^ERR EINVAL /);
     assert.equal(await ctl.request('OBSERVE'), 'OK');
     assert.match(await ctl.request('SUBSCRIBE'), /^ERR EINVAL /);

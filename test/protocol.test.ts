@@ -4,8 +4,18 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { LineSplitter } from '../src/protocol/framing.js';
 import {
-  MAX_REQUEST_LINE, VERBS, encodeErr, encodeGen, encodeHello, encodeOk, encodeRequest, parseRequest, parseServerLine,
-  type Request, encodeQuiesce, encodeUnquiesce,
+  MAX_REQUEST_LINE,
+  VERBS,
+  encodeErr,
+  encodeGen,
+  encodeHello,
+  encodeOk,
+  encodeRequest,
+  parseRequest,
+  parseServerLine,
+  type Request,
+  encodeQuiesce,
+  encodeUnquiesce,
 } from '../src/protocol/messages.js';
 import { SysgenidError } from '../src/protocol/errors.js';
 
@@ -118,11 +128,20 @@ describe('parseRequest', () => {
 
 describe('server lines', () => {
   it('encodes and parses every kind', () => {
-    assert.deepEqual(parseServerLine(encodeHello(5, 12).trimEnd()), { type: 'hello', version: 1, generation: 5, id: 12 });
+    assert.deepEqual(parseServerLine(encodeHello(5, 12).trimEnd()), {
+      type: 'hello',
+      version: 1,
+      generation: 5,
+      id: 12,
+    });
     assert.deepEqual(parseServerLine(encodeGen(7).trimEnd()), { type: 'gen', generation: 7 });
     assert.deepEqual(parseServerLine(encodeOk().trimEnd()), { type: 'ok', value: '' });
     assert.deepEqual(parseServerLine(encodeOk(3).trimEnd()), { type: 'ok', value: '3' });
-    assert.deepEqual(parseServerLine(encodeErr('ETIME', 'late\nwatchers').trimEnd()), { type: 'err', code: 'ETIME', message: 'late watchers' });
+    assert.deepEqual(parseServerLine(encodeErr('ETIME', 'late\nwatchers').trimEnd()), {
+      type: 'err',
+      code: 'ETIME',
+      message: 'late watchers',
+    });
     assert.equal(parseServerLine('ERR EFUTURE what').type, 'err');
     assert.deepEqual(parseServerLine(encodeQuiesce(3).trimEnd()), { type: 'quiesce', cycle: 3 });
     assert.deepEqual(parseServerLine(encodeUnquiesce(4, 9).trimEnd()), { type: 'unquiesce', cycle: 4, generation: 9 });

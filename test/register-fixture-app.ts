@@ -13,9 +13,14 @@ const watcher = await connect({ name: 'app' });
 watcher.handle((generation) => {
   const bytes = crypto.randomBytes(8);
   const s = registerState();
-  console.log(JSON.stringify({
-    handler: generation, bytes: bytes.length, registerGeneration: s?.generation, reseeds: s?.reseeds,
-  }));
+  console.log(
+    JSON.stringify({
+      handler: generation,
+      bytes: bytes.length,
+      registerGeneration: s?.generation,
+      reseeds: s?.reseeds,
+    }),
+  );
 });
 readline.createInterface({ input: process.stdin }).on('line', (line) => {
   if (line === 'state') console.log(JSON.stringify({ state: registerState(), ackedAtReseed }));

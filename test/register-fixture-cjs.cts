@@ -6,8 +6,7 @@ import tls = require('node:tls');
 import scenarios = require('./register-scenarios.cjs');
 
 const mods = { ...crypto, getRandomValues: crypto.getRandomValues, webcrypto: crypto.webcrypto, tls, https };
-scenarios.runScenarios(mods, process.argv[2])
-  .catch((err: Error) => {
-    console.error(err);
-    process.exitCode = 1;
-  });
+scenarios.runScenarios(mods, process.argv[2]).catch((err: Error) => {
+  console.error(err);
+  process.exitCode = 1;
+});

@@ -3,12 +3,41 @@
 import https from 'node:https';
 import tls from 'node:tls';
 import {
-  createDiffieHellman, createECDH, generateKey, generateKeyPair, generateKeyPairSync, generateKeySync,
-  getDiffieHellman, getRandomValues, randomBytes, randomFill, randomFillSync, randomInt, randomUUID, webcrypto,
+  createDiffieHellman,
+  createECDH,
+  generateKey,
+  generateKeyPair,
+  generateKeyPairSync,
+  generateKeySync,
+  getDiffieHellman,
+  getRandomValues,
+  randomBytes,
+  randomFill,
+  randomFillSync,
+  randomInt,
+  randomUUID,
+  webcrypto,
 } from 'node:crypto';
 import scenarios from './register-scenarios.cjs';
 
-await scenarios.runScenarios({
-  randomBytes, randomFill, randomFillSync, randomUUID, randomInt, getRandomValues, webcrypto, generateKey,
-  generateKeySync, generateKeyPair, generateKeyPairSync, createECDH, createDiffieHellman, getDiffieHellman, tls, https,
-}, process.argv[2]);
+await scenarios.runScenarios(
+  {
+    randomBytes,
+    randomFill,
+    randomFillSync,
+    randomUUID,
+    randomInt,
+    getRandomValues,
+    webcrypto,
+    generateKey,
+    generateKeySync,
+    generateKeyPair,
+    generateKeyPairSync,
+    createECDH,
+    createDiffieHellman,
+    getDiffieHellman,
+    tls,
+    https,
+  },
+  process.argv[2],
+);

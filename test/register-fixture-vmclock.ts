@@ -15,6 +15,11 @@ fs.writeSync(fd, counter, 0, 8, 0x68);
 fs.closeSync(fd);
 crypto.randomBytes(8);
 const after = registerState();
-console.log(JSON.stringify({
-  vmclock: before?.vmclock, before: before?.reseeds, after: after?.reseeds, last: after?.last,
-}));
+console.log(
+  JSON.stringify({
+    vmclock: before?.vmclock,
+    before: before?.reseeds,
+    after: after?.reseeds,
+    last: after?.last,
+  }),
+);

@@ -78,7 +78,9 @@ async function runScenarios(m: Mods, only?: string): Promise<void> {
   await new Promise<void>((r) => httpsServer.listen(0, '127.0.0.1', r));
   const httpsPort = (httpsServer.address() as net.AddressInfo).port;
   const clientOpts = {
-    ...TLS_OPTS, host: '127.0.0.1', pskCallback: () => ({ psk: PSK, identity: 'test' }),
+    ...TLS_OPTS,
+    host: '127.0.0.1',
+    pskCallback: () => ({ psk: PSK, identity: 'test' }),
     checkServerIdentity: () => undefined,
   };
 
@@ -86,54 +88,89 @@ async function runScenarios(m: Mods, only?: string): Promise<void> {
     ['randomBytes', 'randomBytes', () => m.randomBytes(16)],
     ['randomBytes(cb)', 'randomBytes', () => cb<Buffer>((d) => m.randomBytes(16, d))],
     // The value says whether the elements outside [offset, offset + size) were left alone.
-    ['randomFillSync', 'randomFillSync', () => {
-      const a = m.randomFillSync(new Uint32Array(4), 1, 2);
-      return `outside untouched: ${a[0] === 0 && a[3] === 0}`;
-    }],
-    ['randomFill', 'randomFill', () => cb<Buffer>((d) => m.randomFill(Buffer.alloc(16), 4, 8, d))
-      .then((b) => `outside untouched: ${[...b.subarray(0, 4), ...b.subarray(12)].every((x) => x === 0)}`)],
+    [
+      'randomFillSync',
+      'randomFillSync',
+      () => {
+        const a = m.randomFillSync(new Uint32Array(4), 1, 2);
+        return `outside untouched: ${a[0] === 0 && a[3] === 0}`;
+      },
+    ],
+    [
+      'randomFill',
+      'randomFill',
+      () =>
+        cb<Buffer>((d) => m.randomFill(Buffer.alloc(16), 4, 8, d)).then(
+          (b) => `outside untouched: ${[...b.subarray(0, 4), ...b.subarray(12)].every((x) => x === 0)}`,
+        ),
+    ],
     ['randomUUID', 'randomUUID', () => m.randomUUID()],
     ['randomInt', 'randomInt', () => m.randomInt(10, 1000)],
     ['randomInt(cb)', 'randomInt', () => cb<number>((d) => m.randomInt(1000, d as IntCallback))],
     ['getRandomValues', 'getRandomValues', () => m.getRandomValues(new Uint8Array(16))],
     ['webcrypto.getRandomValues', 'getRandomValues', () => m.webcrypto.getRandomValues(new Uint16Array(8))],
-    ['globalThis.crypto.getRandomValues', 'getRandomValues',
-      () => globalThis.crypto.getRandomValues(new Uint8Array(8))],
+    [
+      'globalThis.crypto.getRandomValues',
+      'getRandomValues',
+      () => globalThis.crypto.getRandomValues(new Uint8Array(8)),
+    ],
     ['webcrypto.randomUUID', 'webcrypto.randomUUID', () => globalThis.crypto.randomUUID()],
     ['generateKey', 'generateKey', () => cb((d) => m.generateKey('hmac', { length: 256 }, d))],
     ['generateKeySync', 'generateKeySync', () => m.generateKeySync('aes', { length: 128 })],
     ['generateKeyPair', 'generateKeyPair', () => cb((d) => m.generateKeyPair('ec', { namedCurve: 'P-256' }, d))],
     ['generateKeyPairSync', 'generateKeyPairSync', () => m.generateKeyPairSync('ed25519')],
-    ['subtle.generateKey', 'subtle.generateKey',
-      () => m.webcrypto.subtle.generateKey({ name: 'HMAC', hash: 'SHA-256' }, true, ['sign'])],
+    [
+      'subtle.generateKey',
+      'subtle.generateKey',
+      () => m.webcrypto.subtle.generateKey({ name: 'HMAC', hash: 'SHA-256' }, true, ['sign']),
+    ],
     ['createECDH', 'createECDH', () => m.createECDH('prime256v1').generateKeys()],
     ['ECDH.generateKeys', 'ECDH.generateKeys', () => ecdh.generateKeys()],
     ['createDiffieHellman', 'createDiffieHellman', () => m.createDiffieHellman(dh.getPrime())],
     ['DiffieHellman.generateKeys', 'DiffieHellman.generateKeys', () => dh.generateKeys()],
-    ['tls client', /^tls/, () => new Promise<void>((resolve, reject) => {
-      const c = m.tls.connect({ ...clientOpts, port }, () => {
-        c.exportKeyingMaterial(32, 'test', Buffer.alloc(0));
-        c.end();
-        resolve();
-      });
-      c.on('error', reject);
-    })],
+    [
+      'tls client',
+      /^tls/,
+      () =>
+        new Promise<void>((resolve, reject) => {
+          const c = m.tls.connect({ ...clientOpts, port }, () => {
+            c.exportKeyingMaterial(32, 'test', Buffer.alloc(0));
+            c.end();
+            resolve();
+          });
+          c.on('error', reject);
+        }),
+    ],
     // A raw TCP client (not guarded): the server's TLS socket is the first randomness user.
-    ['tls server', 'tls', () => new Promise<void>((resolve) => {
-      // Listeners run in order: the server's own, which made the TLS socket, has run when this one does.
-      server.once('connection', () => setImmediate(() => {
-        raw.destroy();
-        resolve();
-      }));
-      const raw = net.connect(port, '127.0.0.1');
-      raw.on('error', () => undefined);
-    })],
-    ['https client', /^tls/, () => new Promise<void>((resolve, reject) => {
-      m.https.get({ ...clientOpts, port: httpsPort, agent: false }, (res) => {
-        res.resume();
-        res.on('end', resolve);
-      }).on('error', reject);
-    })],
+    [
+      'tls server',
+      'tls',
+      () =>
+        new Promise<void>((resolve) => {
+          // Listeners run in order: the server's own, which made the TLS socket, has run when this one does.
+          server.once('connection', () =>
+            setImmediate(() => {
+              raw.destroy();
+              resolve();
+            }),
+          );
+          const raw = net.connect(port, '127.0.0.1');
+          raw.on('error', () => undefined);
+        }),
+    ],
+    [
+      'https client',
+      /^tls/,
+      () =>
+        new Promise<void>((resolve, reject) => {
+          m.https
+            .get({ ...clientOpts, port: httpsPort, agent: false }, (res) => {
+              res.resume();
+              res.on('end', resolve);
+            })
+            .on('error', reject);
+        }),
+    ],
   ];
   for (const [name, trigger, call] of scenarios) {
     if (only && name !== only) continue;
@@ -146,21 +183,24 @@ async function runScenarios(m: Mods, only?: string): Promise<void> {
     const s2 = state();
     const last = s2.last;
     const triggered = last?.trigger ?? '';
-    console.log(JSON.stringify({
-      name,
-      quietWithoutChange: s1.reseeds === s0.reseeds,
-      reseededOnce: s2.reseeds === s1.reseeds + 1,
-      trigger: triggered,
-      triggerOk: typeof trigger === 'string' ? triggered === trigger : trigger.test(triggered),
-      generation: last?.generation,
-      expectedGeneration: generation,
-      mode: s2.mode,
-      opensslOk: (last?.openssl.length ?? 0) > 0 &&
-        last?.openssl.every((c) => c.ok && c.primaryReseedCounter > c.primaryReseedCounterBefore),
-      kernelCalls: s2.kernelCalls - k0,
-      sameShape: typeof first === typeof second,
-      value: typeof second === 'string' || typeof second === 'number' ? second : null,
-    }));
+    console.log(
+      JSON.stringify({
+        name,
+        quietWithoutChange: s1.reseeds === s0.reseeds,
+        reseededOnce: s2.reseeds === s1.reseeds + 1,
+        trigger: triggered,
+        triggerOk: typeof trigger === 'string' ? triggered === trigger : trigger.test(triggered),
+        generation: last?.generation,
+        expectedGeneration: generation,
+        mode: s2.mode,
+        opensslOk:
+          (last?.openssl.length ?? 0) > 0 &&
+          last?.openssl.every((c) => c.ok && c.primaryReseedCounter > c.primaryReseedCounterBefore),
+        kernelCalls: s2.kernelCalls - k0,
+        sameShape: typeof first === typeof second,
+        value: typeof second === 'string' || typeof second === 'number' ? second : null,
+      }),
+    );
   }
   server.close();
   httpsServer.close();

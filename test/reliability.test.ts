@@ -24,7 +24,9 @@ function randomLine(rng: () => number): Buffer {
     case 0: // random bytes, newline-terminated
       return Buffer.concat([crypto.randomBytes(1 + Math.floor(rng() * 40)), Buffer.from('\n')]);
     case 1: // valid-looking verb, random argument
-      return Buffer.from(`${verb} ${['-1', '4294967296', 'x', '1 2', '0x1', '', '99999999999', 'ON', 'NONBLOCK'][Math.floor(rng() * 9)]}\n`);
+      return Buffer.from(
+        `${verb} ${['-1', '4294967296', 'x', '1 2', '0x1', '', '99999999999', 'ON', 'NONBLOCK'][Math.floor(rng() * 9)]}\n`,
+      );
     case 2: // oversized
       return Buffer.from(`${verb} ${'7'.repeat(600 + Math.floor(rng() * 2000))}\n`);
     case 3: // control characters inside a line
@@ -90,7 +92,10 @@ describe('reliability', () => {
     assert.equal(s.watchers, live + 1);
     const trackedFuzzers = (s.list ?? []).filter((w) => w.tracked && w.outdated).length;
     assert.equal(s.outdated, trackedFuzzers);
-    t.diagnostic(`fuzz: ${sent} inputs from 4 clients, ${errors} error replies, ${cycles} full cycles of a good client, daemon alive`);
+    t.diagnostic(
+      `fuzz: ${sent} inputs from 4 clients, ${errors} error replies, ${cycles} full cycles of a good client, ` +
+        `daemon alive`,
+    );
   });
 
   it('kill -9 at random points of a cycle: the counter never goes back, clients reconnect and see every change', async (t) => {
@@ -116,7 +121,11 @@ describe('reliability', () => {
       assert.equal(decodeU32(fs.readFileSync(path.join(dir, 'generation'))), s.generation);
     }
     const final = (await statusOf(dir)).generation;
-    await eventually(() => watchers.every((w) => w.connected && w.generation === final), 10_000, 'every watcher reconnected and current');
+    await eventually(
+      () => watchers.every((w) => w.connected && w.generation === final),
+      10_000,
+      'every watcher reconnected and current',
+    );
     for (const w of watchers) await w.ack(final);
     await eventually(async () => (await statusOf(dir)).outdated === 0, 5000, 'all acknowledged after the storm');
     t.diagnostic(`faults: ${rounds} kill -9 during bumps, final generation ${final}, highest confirmed ${confirmed}`);
@@ -164,30 +173,54 @@ describe('reliability', () => {
       for (let i = 0; i < n; i++) one();
       setInterval(() => { if (Date.now() > until + 2000) finish(); }, 200);`;
     let generation = 0;
-    const round = async (): Promise<{ atStart: number; rampMs: number; peak: number; bumps: number; notified: number; cycles: number; refused: number; rssKiB: number; heapKiB: number }> => {
-      const children = Array.from({ length: procs }, () => spawn(process.execPath, ['-e', script, String(perProc), String(seconds), String(FULL ? 10_000 : 1000)], { env: { ...process.env, SYSGENID_DIR: d.dir }, stdio: ['ignore', 'pipe', 'inherit'] }));
+    const round = async (): Promise<{
+      atStart: number;
+      rampMs: number;
+      peak: number;
+      bumps: number;
+      notified: number;
+      cycles: number;
+      refused: number;
+      rssKiB: number;
+      heapKiB: number;
+    }> => {
+      const children = Array.from({ length: procs }, () =>
+        spawn(process.execPath, ['-e', script, String(perProc), String(seconds), String(FULL ? 10_000 : 1000)], {
+          env: { ...process.env, SYSGENID_DIR: d.dir },
+          stdio: ['ignore', 'pipe', 'inherit'],
+        }),
+      );
       t.after(() => children.forEach((c) => c.kill('SIGKILL')));
       const ups: Array<Promise<void>> = [];
-      const results = children.map((c) => new Promise<{ notified: number; cycles: number; errors: number }>((resolve) => {
-        let out = '';
-        let markUp = (): void => undefined;
-        ups.push(new Promise<void>((r) => (markUp = r)));
-        c.stdout.setEncoding('utf8').on('data', (s: string) => {
-          out += s;
-          if (out.startsWith('up\n')) {
-            markUp();
-            out = out.slice(3);
-          }
-          if (out.includes('\n')) resolve(JSON.parse(out));
-        });
-      }));
+      const results = children.map(
+        (c) =>
+          new Promise<{ notified: number; cycles: number; errors: number }>((resolve) => {
+            let out = '';
+            let markUp = (): void => undefined;
+            ups.push(new Promise<void>((r) => (markUp = r)));
+            c.stdout.setEncoding('utf8').on('data', (s: string) => {
+              out += s;
+              if (out.startsWith('up\n')) {
+                markUp();
+                out = out.slice(3);
+              }
+              if (out.includes('\n')) resolve(JSON.parse(out));
+            });
+          }),
+      );
       await Promise.all(ups);
       // A client's connect completes in the kernel's accept queue, before the daemon has accepted it.
       const rampStart = Date.now();
-      const atStart = (await eventually(async () => {
-        const st = await statusOf(d.dir);
-        return st.watchers === procs * perProc ? st : undefined;
-      }, 30_000, 'every watcher accepted') as Awaited<ReturnType<typeof statusOf>>).watchers;
+      const atStart = (
+        (await eventually(
+          async () => {
+            const st = await statusOf(d.dir);
+            return st.watchers === procs * perProc ? st : undefined;
+          },
+          30_000,
+          'every watcher accepted',
+        )) as Awaited<ReturnType<typeof statusOf>>
+      ).watchers;
       const rampMs = Date.now() - rampStart;
       let bumps = 0;
       let peak = atStart;
@@ -203,16 +236,23 @@ describe('reliability', () => {
       children.forEach((c) => c.kill('SIGKILL'));
       await eventually(async () => (await statusOf(d.dir)).watchers === 0, 10_000, 'no watcher leaked');
       // Connections of earlier bump and status calls may still be closing on the daemon's side.
-      const st = await eventually(async () => {
-        const x = await statusOf(d.dir);
-        return x.connections === 1 ? x : undefined;
-      }, 5000, 'only the status connection itself') as Awaited<ReturnType<typeof statusOf>>;
+      const st = (await eventually(
+        async () => {
+          const x = await statusOf(d.dir);
+          return x.connections === 1 ? x : undefined;
+        },
+        5000,
+        'only the status connection itself',
+      )) as Awaited<ReturnType<typeof statusOf>>;
       assert.equal(st.outdated, 0, 'outdated count exact at the end');
       assert.equal(st.tracked, 0);
       assert.equal(st.generation, generation, 'every bump counted once');
       await sleep(500);
       return {
-        atStart, rampMs, peak, bumps,
+        atStart,
+        rampMs,
+        peak,
+        bumps,
         notified: r.reduce((a, x) => a + x.notified, 0),
         cycles: r.reduce((a, x) => a + x.cycles, 0),
         refused: r.reduce((a, x) => a + x.errors, 0),
@@ -227,15 +267,30 @@ describe('reliability', () => {
     const first = await round();
     const second = await round();
     for (const [i, x] of [first, second].entries()) {
-      t.diagnostic(`churn round ${i + 1}: ${procs}x${perProc} watchers, all ${x.atStart} connected at the start (accepted ${x.rampMs} ms after the clients saw them connected), then churning for ${seconds} s: ${x.cycles} connections made (${x.refused} connects refused and retried), peak ${x.peak} watchers seen by status, ${x.bumps} bumps, ${x.notified} notifications received; after it RSS ${x.rssKiB} KiB, JS heap used ${x.heapKiB} KiB`);
+      t.diagnostic(
+        `churn round ${i + 1}: ${procs}x${perProc} watchers, all ${x.atStart} connected at the start (accepted ` +
+          `${x.rampMs} ms after the clients saw them connected), then churning for ${seconds} s: ${x.cycles} ` +
+          `connections made (${x.refused} connects refused and retried), peak ${x.peak} watchers seen by ` +
+          `status, ${x.bumps} bumps, ${x.notified} notifications received; after it RSS ${x.rssKiB} KiB, JS ` +
+          `heap used ${x.heapKiB} KiB`,
+      );
       assert.equal(x.atStart, procs * perProc, 'every watcher connected at once before the churn');
       assert.ok(x.cycles > procs * perProc, 'watchers really churned');
     }
-    t.diagnostic(`churn memory: RSS ${rssBefore} -> ${first.rssKiB} -> ${second.rssKiB} KiB, JS heap in use after a full collection ${heapBefore} -> ${first.heapKiB} -> ${second.heapKiB} KiB`);
+    t.diagnostic(
+      `churn memory: RSS ${rssBefore} -> ${first.rssKiB} -> ${second.rssKiB} KiB, JS heap in use after a full ` +
+        `collection ${heapBefore} -> ${first.heapKiB} -> ${second.heapKiB} KiB`,
+    );
     // What the daemon holds returns to where it started: every watcher's state was released.
-    assert.ok(second.heapKiB < heapBefore + 2048, `JS heap after collection: ${heapBefore} KiB before, ${second.heapKiB} KiB after two rounds`);
+    assert.ok(
+      second.heapKiB < heapBefore + 2048,
+      `JS heap after collection: ${heapBefore} KiB before, ${second.heapKiB} KiB after two rounds`,
+    );
     const grewAgain = second.rssKiB - first.rssKiB;
-    assert.ok(grewAgain < Math.max(8 * 1024, (first.rssKiB - rssBefore) / 4), `RSS grew again by ${grewAgain} KiB in the second round (first round: ${first.rssKiB - rssBefore} KiB)`);
+    assert.ok(
+      grewAgain < Math.max(8 * 1024, (first.rssKiB - rssBefore) / 4),
+      `RSS grew again by ${grewAgain} KiB in the second round (first round: ${first.rssKiB - rssBefore} KiB)`,
+    );
   });
 
   it('replaced page: the daemon notices at the next bump, recreates it and logs why', async (t) => {
@@ -247,32 +302,36 @@ describe('reliability', () => {
     assert.equal(decodeU32(fs.readFileSync(d.paths.page)), 1);
   });
 
-  it('a read-only or full runtime directory at start is a clear error', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
-    const base = tmpDir(t);
-    const mnt = path.join(base, 'mnt');
-    fs.mkdirSync(mnt);
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8k,mode=0755', 'tmpfs', mnt]);
-    } catch {
-      t.skip('mount is not permitted here');
-      return;
-    }
-    try {
-      // Full: no room left for the page.
-      fs.writeFileSync(path.join(mnt, 'filler'), Buffer.alloc(8192));
-      const full = await startDaemon(undefined, { dir: path.join(mnt, 'run'), expectFailure: true });
-      assert.equal(await full.exited, 1);
-      assert.match(full.log(), /(no space left|ENOSPC)/i);
-      fs.rmSync(path.join(mnt, 'filler'));
-      fs.mkdirSync(path.join(mnt, 'ro'), { mode: 0o755 });
-      execFileSync('mount', ['-o', 'remount,ro', mnt]);
-      const ro = await startDaemon(undefined, { dir: path.join(mnt, 'ro'), expectFailure: true });
-      assert.equal(await ro.exited, 1);
-      assert.match(ro.log(), /read-only/);
-    } finally {
-      execFileSync('umount', ['-l', mnt]);
-    }
-  });
+  it(
+    'a read-only or full runtime directory at start is a clear error',
+    { skip: isRoot ? false : 'needs root to mount a tmpfs' },
+    async (t) => {
+      const base = tmpDir(t);
+      const mnt = path.join(base, 'mnt');
+      fs.mkdirSync(mnt);
+      try {
+        execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8k,mode=0755', 'tmpfs', mnt]);
+      } catch {
+        t.skip('mount is not permitted here');
+        return;
+      }
+      try {
+        // Full: no room left for the page.
+        fs.writeFileSync(path.join(mnt, 'filler'), Buffer.alloc(8192));
+        const full = await startDaemon(undefined, { dir: path.join(mnt, 'run'), expectFailure: true });
+        assert.equal(await full.exited, 1);
+        assert.match(full.log(), /(no space left|ENOSPC)/i);
+        fs.rmSync(path.join(mnt, 'filler'));
+        fs.mkdirSync(path.join(mnt, 'ro'), { mode: 0o755 });
+        execFileSync('mount', ['-o', 'remount,ro', mnt]);
+        const ro = await startDaemon(undefined, { dir: path.join(mnt, 'ro'), expectFailure: true });
+        assert.equal(await ro.exited, 1);
+        assert.match(ro.log(), /read-only/);
+      } finally {
+        execFileSync('umount', ['-l', mnt]);
+      }
+    },
+  );
 });
 
 function rss(pid: number): number {
@@ -280,22 +339,30 @@ function rss(pid: number): number {
   return Number(m?.[1] ?? 0);
 }
 
-describe('security, as an unprivileged user', { skip: isRoot ? false : 'needs root to run commands as another user' }, () => {
-  const asNobody = (code: string, env: Record<string, string>): { status: number | null; out: string } => {
-    try {
-      const out = execFileSync('runuser', ['-u', 'nobody', '--', process.execPath, '-e', code], { env: { ...process.env, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-      return { status: 0, out };
-    } catch (err) {
-      const e = err as { status: number | null; stdout: string };
-      return { status: e.status, out: e.stdout };
-    }
-  };
+describe(
+  'security, as an unprivileged user',
+  { skip: isRoot ? false : 'needs root to run commands as another user' },
+  () => {
+    const asNobody = (code: string, env: Record<string, string>): { status: number | null; out: string } => {
+      try {
+        const out = execFileSync('runuser', ['-u', 'nobody', '--', process.execPath, '-e', code], {
+          env: { ...process.env, ...env },
+          encoding: 'utf8',
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        return { status: 0, out };
+      } catch (err) {
+        const e = err as { status: number | null; stdout: string };
+        return { status: e.status, out: e.stdout };
+      }
+    };
 
-  it('cannot force an update, write the page, or replace the sockets and files', async (t) => {
-    const base = tmpDir(t);
-    fs.chmodSync(base, 0o755);
-    const d = await startDaemon(t, { dir: path.join(base, 'run') });
-    const r = asNobody(`
+    it('cannot force an update, write the page, or replace the sockets and files', async (t) => {
+      const base = tmpDir(t);
+      fs.chmodSync(base, 0o755);
+      const d = await startDaemon(t, { dir: path.join(base, 'run') });
+      const r = asNobody(
+        `
       const fs = require('node:fs'), net = require('node:net'), dir = process.env.D; const out = {};
       const tryIt = (name, fn) => { try { fn(); out[name] = 'ALLOWED'; } catch (e) { out[name] = e.code; } };
       tryIt('writePage', () => fs.openSync(dir + '/generation', 'r+'));
@@ -310,74 +377,89 @@ describe('security, as an unprivileged user', { skip: isRoot ? false : 'needs ro
       tryIt('readPage', () => fs.readFileSync(dir + '/generation'));
       const s = net.createConnection(dir + '/control.sock');
       s.on('error', (e) => { out.control = e.code; console.log(JSON.stringify(out)); });
-      s.on('connect', () => { out.control = 'ALLOWED'; console.log(JSON.stringify(out)); s.destroy(); });`, { D: d.dir });
-    const out = JSON.parse(r.out) as Record<string, string>;
-    assert.deepEqual(out, {
-      writePage: 'EACCES', replacePage: 'EACCES', unlinkWatch: 'EACCES', unlinkControl: 'EACCES', writeState: 'EACCES',
-      plantLink: 'EACCES', readPage: 'ALLOWED', control: 'EACCES',
+      s.on('connect', () => { out.control = 'ALLOWED'; console.log(JSON.stringify(out)); s.destroy(); });`,
+        { D: d.dir },
+      );
+      const out = JSON.parse(r.out) as Record<string, string>;
+      assert.deepEqual(out, {
+        writePage: 'EACCES',
+        replacePage: 'EACCES',
+        unlinkWatch: 'EACCES',
+        unlinkControl: 'EACCES',
+        writeState: 'EACCES',
+        plantLink: 'EACCES',
+        readPage: 'ALLOWED',
+        control: 'EACCES',
+      });
+      assert.equal((await statusOf(d.dir)).generation, 0);
     });
-    assert.equal((await statusOf(d.dir)).generation, 0);
-  });
 
-  it('cannot quiesce or resume the machine, answer for a subscriber it is not, but can ask whether it is ready', async (t) => {
-    const base = tmpDir(t);
-    fs.chmodSync(base, 0o755);
-    const d = await startDaemon(t, { dir: path.join(base, 'run') });
-    const sub = (await RawClient.open(d.paths.watch)).c;
-    t.after(() => sub.close());
-    assert.equal(await sub.request('SUBSCRIBE'), 'OK running');
-    const cliAs = (...args: string[]) => {
-      try {
-        execFileSync('runuser', ['-u', 'nobody', '--', process.execPath, CLI, args[0] as string, '--dir', d.dir, ...args.slice(1)], { stdio: 'pipe' });
-        return 0;
-      } catch (err) {
-        return (err as { status: number }).status;
-      }
-    };
-    assert.equal(cliAs('quiesce'), EXIT.DENIED);
-    assert.equal(cliAs('resume'), EXIT.DENIED);
-    assert.equal(cliAs('snapshot', '--', 'true'), EXIT.DENIED);
-    assert.equal(cliAs('ready'), EXIT.OK);
-    // On the watch socket (which anyone may use) the requests are refused, and a stranger's answer to
-    // a cycle counts for nothing: answers are bound to the connection that was asked.
-    const r = asNobody(`
+    it('cannot quiesce or resume the machine, answer for a subscriber it is not, but can ask whether it is ready', async (t) => {
+      const base = tmpDir(t);
+      fs.chmodSync(base, 0o755);
+      const d = await startDaemon(t, { dir: path.join(base, 'run') });
+      const sub = (await RawClient.open(d.paths.watch)).c;
+      t.after(() => sub.close());
+      assert.equal(await sub.request('SUBSCRIBE'), 'OK running');
+      const cliAs = (...args: string[]) => {
+        try {
+          execFileSync(
+            'runuser',
+            ['-u', 'nobody', '--', process.execPath, CLI, args[0] as string, '--dir', d.dir, ...args.slice(1)],
+            { stdio: 'pipe' },
+          );
+          return 0;
+        } catch (err) {
+          return (err as { status: number }).status;
+        }
+      };
+      assert.equal(cliAs('quiesce'), EXIT.DENIED);
+      assert.equal(cliAs('resume'), EXIT.DENIED);
+      assert.equal(cliAs('snapshot', '--', 'true'), EXIT.DENIED);
+      assert.equal(cliAs('ready'), EXIT.OK);
+      // On the watch socket (which anyone may use) the requests are refused, and a stranger's answer to
+      // a cycle counts for nothing: answers are bound to the connection that was asked.
+      const r = asNobody(
+        `
       const net = require('node:net'); const s = net.createConnection(process.env.D + '/watch.sock'); let buf = '';
       s.on('data', (d) => { buf += d; if (buf.split('\\n').length > 4) { console.log(JSON.stringify(buf.split('\\n').slice(1, 4))); s.destroy(); } });
-      s.on('connect', () => s.write('QUIESCE 1000\\nUNQUIESCE 1000\\nQUIESCED 1\\n'));`, { D: d.dir });
-    const replies = JSON.parse(r.out) as string[];
-    assert.match(replies[0] ?? '', /^ERR EACCES /);
-    assert.match(replies[1] ?? '', /^ERR EACCES /);
-    assert.match(replies[2] ?? '', /^ERR EINVAL .*not subscribed/);
-    assert.equal(((await statusOf(d.dir)).lifecycle as { state: string }).state, 'running');
-  });
+      s.on('connect', () => s.write('QUIESCE 1000\\nUNQUIESCE 1000\\nQUIESCED 1\\n'));`,
+        { D: d.dir },
+      );
+      const replies = JSON.parse(r.out) as string[];
+      assert.match(replies[0] ?? '', /^ERR EACCES /);
+      assert.match(replies[1] ?? '', /^ERR EACCES /);
+      assert.match(replies[2] ?? '', /^ERR EINVAL .*not subscribed/);
+      assert.equal(((await statusOf(d.dir)).lifecycle as { state: string }).state, 'running');
+    });
 
-  it('a symlink planted at the device path is never followed or replaced', async (t) => {
-    const base = tmpDir(t);
-    const victim = path.join(base, 'victim');
-    fs.writeFileSync(victim, 'do not touch');
-    const link = path.join(base, 'sysgenid-dev');
-    fs.symlinkSync(victim, link);
-    const d = await startDaemon(t, { args: ['--dev-link-path', link] });
-    await bump(d.dir, 5);
-    assert.equal(fs.readlinkSync(link), victim);
-    assert.equal(fs.readFileSync(victim, 'utf8'), 'do not touch');
-    assert.match(d.log(), /already exists \(a link to .*victim\); not replacing it/);
-  });
+    it('a symlink planted at the device path is never followed or replaced', async (t) => {
+      const base = tmpDir(t);
+      const victim = path.join(base, 'victim');
+      fs.writeFileSync(victim, 'do not touch');
+      const link = path.join(base, 'sysgenid-dev');
+      fs.symlinkSync(victim, link);
+      const d = await startDaemon(t, { args: ['--dev-link-path', link] });
+      await bump(d.dir, 5);
+      assert.equal(fs.readlinkSync(link), victim);
+      assert.equal(fs.readFileSync(victim, 'utf8'), 'do not touch');
+      assert.match(d.log(), /already exists \(a link to .*victim\); not replacing it/);
+    });
 
-  it('a watcher can only acknowledge or change tracking for itself', async (t) => {
-    const d = await startDaemon(t);
-    const a = (await RawClient.open(d.paths.watch)).c;
-    const b = (await RawClient.open(d.paths.watch)).c;
-    t.after(() => [a, b].forEach((c) => c.close()));
-    await bump(d.dir);
-    await a.request('ACK 1');
-    await a.request('TRACK OFF');
-    await a.request('TRACK ON');
-    const list = (await statusOf(d.dir)).list ?? [];
-    const other = list.find((w) => w.outdated);
-    assert.ok(other, 'b is still outdated: nothing a does reaches it');
-    assert.equal((await statusOf(d.dir)).outdated, 1);
-    assert.equal(await b.request('READ NONBLOCK'), 'OK 1');
-  });
-});
-
+    it('a watcher can only acknowledge or change tracking for itself', async (t) => {
+      const d = await startDaemon(t);
+      const a = (await RawClient.open(d.paths.watch)).c;
+      const b = (await RawClient.open(d.paths.watch)).c;
+      t.after(() => [a, b].forEach((c) => c.close()));
+      await bump(d.dir);
+      await a.request('ACK 1');
+      await a.request('TRACK OFF');
+      await a.request('TRACK ON');
+      const list = (await statusOf(d.dir)).list ?? [];
+      const other = list.find((w) => w.outdated);
+      assert.ok(other, 'b is still outdated: nothing a does reaches it');
+      assert.equal((await statusOf(d.dir)).outdated, 1);
+      assert.equal(await b.request('READ NONBLOCK'), 'OK 1');
+    });
+  },
+);

@@ -27,50 +27,60 @@ async function rejectsCode(p: Promise<unknown> | (() => unknown), code: string):
   assert.fail(`expected ${code}, got success`);
 }
 
-it('root refuses a runtime directory under a directory another user owns (they could swap it for a link)',
-  { skip }, async (t) => {
-  const { dir } = attackerDir(t);
-  const victim = path.join(dir, 'sysgenid');
-  const r = await run([process.execPath, DAEMON, '--dir', victim, '--no-hooks', '--backends', 'none'],
-    { killAfterMs: 10_000 });
-  assert.equal(r.code, 1, `exits 1, not serving: ${r.stderr}`);
-  assert.match(r.stderr, new RegExp(`refusing the runtime directory ${victim}: ${dir} belongs to uid ${NOBODY}`));
-  assert.ok(!fs.existsSync(path.join(victim, 'generation')), 'nothing created there');
-});
+it(
+  'root refuses a runtime directory under a directory another user owns (they could swap it for a link)',
+  { skip },
+  async (t) => {
+    const { dir } = attackerDir(t);
+    const victim = path.join(dir, 'sysgenid');
+    const r = await run([process.execPath, DAEMON, '--dir', victim, '--no-hooks', '--backends', 'none'], {
+      killAfterMs: 10_000,
+    });
+    assert.equal(r.code, 1, `exits 1, not serving: ${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`refusing the runtime directory ${victim}: ${dir} belongs to uid ${NOBODY}`));
+    assert.ok(!fs.existsSync(path.join(victim, 'generation')), 'nothing created there');
+  },
+);
 
-it('clients refuse a daemon and a directory another user controls (a squatted default directory)',
-  { skip }, async (t) => {
-  const { dir } = attackerDir(t);
-  const squat = path.join(dir, 'run');
-  const evil = spawnDaemon(t, ['--dir', squat, '--no-hooks'], { nobody: true });
-  await evil.waitFor(/ready/);
-  // The library, one-shot and probe alike.
-  await rejectsCode(status({ dir: squat }), 'EPERM');
-  await rejectsCode(forceUpdate({ dir: squat }), 'EPERM');
-  await rejectsCode(() => openProbe({ dir: squat }), 'EPERM');
-  // The CLI: exit 1 with the reason, never the attacker's answer.
-  const bumped = await run([process.execPath, CLI, 'bump'], { env: { SYSGENID_DIR: squat } });
-  assert.notEqual(bumped.code, 0);
-  assert.equal(bumped.stdout, '', 'no generation printed');
-  assert.match(bumped.stderr, /EPERM: not using sysgenidd at .* belongs to uid 65534/);
-  const ready = await run([process.execPath, CLI, 'ready'], { env: { SYSGENID_DIR: squat } });
-  assert.notEqual(ready.code, 0, 'ready does not pass on the attacker\'s word');
-});
+it(
+  'clients refuse a daemon and a directory another user controls (a squatted default directory)',
+  { skip },
+  async (t) => {
+    const { dir } = attackerDir(t);
+    const squat = path.join(dir, 'run');
+    const evil = spawnDaemon(t, ['--dir', squat, '--no-hooks'], { nobody: true });
+    await evil.waitFor(/ready/);
+    // The library, one-shot and probe alike.
+    await rejectsCode(status({ dir: squat }), 'EPERM');
+    await rejectsCode(forceUpdate({ dir: squat }), 'EPERM');
+    await rejectsCode(() => openProbe({ dir: squat }), 'EPERM');
+    // The CLI: exit 1 with the reason, never the attacker's answer.
+    const bumped = await run([process.execPath, CLI, 'bump'], { env: { SYSGENID_DIR: squat } });
+    assert.notEqual(bumped.code, 0);
+    assert.equal(bumped.stdout, '', 'no generation printed');
+    assert.match(bumped.stderr, /EPERM: not using sysgenidd at .* belongs to uid 65534/);
+    const ready = await run([process.execPath, CLI, 'ready'], { env: { SYSGENID_DIR: squat } });
+    assert.notEqual(ready.code, 0, "ready does not pass on the attacker's word");
+  },
+);
 
-it('a client refuses a daemon that runs as another user even in a directory it trusts (peer credentials)',
-  { skip }, async (t) => {
-  // A root-owned directory whose socket nobody bound: the socket file is nobody's.
-  const base = sharedTmp(t);
-  const dir = path.join(base, 'run');
-  fs.mkdirSync(dir);
-  fs.chownSync(dir, NOBODY, NOBODY);
-  const evil = spawnDaemon(t, ['--dir', dir, '--no-hooks'], { nobody: true });
-  await evil.waitFor(/ready/);
-  fs.chownSync(dir, 0, 0);
-  fs.chmodSync(dir, 0o755);
-  const err = await rejectsCode(status({ dir }), 'EPERM');
-  assert.match(err.message, /belongs to uid 65534|runs as uid 65534/);
-});
+it(
+  'a client refuses a daemon that runs as another user even in a directory it trusts (peer credentials)',
+  { skip },
+  async (t) => {
+    // A root-owned directory whose socket nobody bound: the socket file is nobody's.
+    const base = sharedTmp(t);
+    const dir = path.join(base, 'run');
+    fs.mkdirSync(dir);
+    fs.chownSync(dir, NOBODY, NOBODY);
+    const evil = spawnDaemon(t, ['--dir', dir, '--no-hooks'], { nobody: true });
+    await evil.waitFor(/ready/);
+    fs.chownSync(dir, 0, 0);
+    fs.chmodSync(dir, 0o755);
+    const err = await rejectsCode(status({ dir }), 'EPERM');
+    assert.match(err.message, /belongs to uid 65534|runs as uid 65534/);
+  },
+);
 
 it('the probe refuses a page no daemon serves any more instead of reading it silently', async (t) => {
   const d = await startDaemon(t);
@@ -115,49 +125,55 @@ it('a new page appears complete: 4096 bytes holding the generation, linked into 
   assert.equal(again.read(), 7);
 });
 
-it('--dev-link replaces a stale link to a dead daemon\'s page, keeps a live one, and flags an untraversable directory',
-  { skip }, async (t) => {
-  const base = tmpDir(t);
-  const link = path.join(base, 'sysgenid-dev');
-  // A page left by a daemon that died, and a link to it.
-  const deadDir = path.join(base, 'dead');
-  const dead = await startDaemon(t, { dir: deadDir });
-  dead.child.kill('SIGKILL');
-  await dead.exited;
-  fs.symlinkSync(path.join(deadDir, 'generation'), link);
-  const d = await startDaemon(t, { args: ['--dev-link-path', link] });
-  assert.equal(fs.readlinkSync(link), d.paths.page, 'the stale link now points at the live page');
-  assert.match(d.log(), /replaced the stale link .*\(no daemon serves/);
-  const linked = (await status({ dir: d.dir })).devLink;
-  assert.equal(linked?.outcome, 'replaced', 'STATUS shows what --dev-link did');
-  assert.equal(linked?.path, link);
-  // A second daemon does not take a link to a live page.
-  const other = await startDaemon(t, { args: ['--dev-link-path', link] });
-  assert.equal(fs.readlinkSync(link), d.paths.page);
-  assert.match(other.log(), /already exists \(a link to .*\); not replacing it/);
-  assert.equal((await status({ dir: other.dir })).devLink?.outcome, 'refused');
-  // A 0700 runtime directory: unprivileged readers (AWS-LC in them) cannot map the page.
-  const privateDir = path.join(tmpDir(t), 'run');
-  fs.mkdirSync(privateDir, { mode: 0o700 });
-  const p = await startDaemon(t, { dir: privateDir, args: ['--dev-link-path', path.join(base, 'private-link')] });
-  assert.match(p.log(), /--dev-link: unprivileged processes cannot open/);
-  assert.equal((await status({ dir: p.dir })).devLink?.readableByAll, false);
-  const asNobody = await run(['cat', path.join(base, 'private-link')], { nobody: true });
-  assert.notEqual(asNobody.code, 0, 'and indeed nobody cannot read it');
-});
+it(
+  "--dev-link replaces a stale link to a dead daemon's page, keeps a live one, and flags an untraversable directory",
+  { skip },
+  async (t) => {
+    const base = tmpDir(t);
+    const link = path.join(base, 'sysgenid-dev');
+    // A page left by a daemon that died, and a link to it.
+    const deadDir = path.join(base, 'dead');
+    const dead = await startDaemon(t, { dir: deadDir });
+    dead.child.kill('SIGKILL');
+    await dead.exited;
+    fs.symlinkSync(path.join(deadDir, 'generation'), link);
+    const d = await startDaemon(t, { args: ['--dev-link-path', link] });
+    assert.equal(fs.readlinkSync(link), d.paths.page, 'the stale link now points at the live page');
+    assert.match(d.log(), /replaced the stale link .*\(no daemon serves/);
+    const linked = (await status({ dir: d.dir })).devLink;
+    assert.equal(linked?.outcome, 'replaced', 'STATUS shows what --dev-link did');
+    assert.equal(linked?.path, link);
+    // A second daemon does not take a link to a live page.
+    const other = await startDaemon(t, { args: ['--dev-link-path', link] });
+    assert.equal(fs.readlinkSync(link), d.paths.page);
+    assert.match(other.log(), /already exists \(a link to .*\); not replacing it/);
+    assert.equal((await status({ dir: other.dir })).devLink?.outcome, 'refused');
+    // A 0700 runtime directory: unprivileged readers (AWS-LC in them) cannot map the page.
+    const privateDir = path.join(tmpDir(t), 'run');
+    fs.mkdirSync(privateDir, { mode: 0o700 });
+    const p = await startDaemon(t, { dir: privateDir, args: ['--dev-link-path', path.join(base, 'private-link')] });
+    assert.match(p.log(), /--dev-link: unprivileged processes cannot open/);
+    assert.equal((await status({ dir: p.dir })).devLink?.readableByAll, false);
+    const asNobody = await run(['cat', path.join(base, 'private-link')], { nobody: true });
+    assert.notEqual(asNobody.code, 0, 'and indeed nobody cannot read it');
+  },
+);
 
-it('a probe in another network namespace (a container given the directory) still finds the daemon alive',
-  { skip }, async (t) => {
-  const d = await startDaemon(t);
-  await forceUpdate({ dir: d.dir, min: 6 });
-  const lib = path.join(DIST, 'src/client/index.js');
-  const script = `import(${JSON.stringify(lib)}).then(({ openProbe }) => {
+it(
+  'a probe in another network namespace (a container given the directory) still finds the daemon alive',
+  { skip },
+  async (t) => {
+    const d = await startDaemon(t);
+    await forceUpdate({ dir: d.dir, min: 6 });
+    const lib = path.join(DIST, 'src/client/index.js');
+    const script = `import(${JSON.stringify(lib)}).then(({ openProbe }) => {
     try { console.log(openProbe({ dir: ${JSON.stringify(d.dir)} }).generation()); } catch (e) { console.log(e.code); }
   });`;
-  const r = await run(['unshare', '-n', process.execPath, '-e', script]);
-  assert.equal(r.code, 0, r.stderr);
-  // The kernel's socket table is per namespace; the daemon's flock (addon) is not. A pure-JS daemon holds
-  // no flock, so a reader in another namespace cannot tell it is alive (docs/reliability.md).
-  const built = fs.existsSync(path.join(ROOT, 'build/Release/sysgenid.node'));
-  assert.equal(r.stdout.trim(), process.env.SYSGENID_NO_ADDON !== '1' && built ? '6' : 'ENOTCONN');
-});
+    const r = await run(['unshare', '-n', process.execPath, '-e', script]);
+    assert.equal(r.code, 0, r.stderr);
+    // The kernel's socket table is per namespace; the daemon's flock (addon) is not. A pure-JS daemon holds
+    // no flock, so a reader in another namespace cannot tell it is alive (docs/reliability.md).
+    const built = fs.existsSync(path.join(ROOT, 'build/Release/sysgenid.node'));
+    assert.equal(r.stdout.trim(), process.env.SYSGENID_NO_ADDON !== '1' && built ? '6' : 'ENOTCONN');
+  },
+);

@@ -23,7 +23,8 @@ export interface Run {
 
 /** Run a command to its end (killed after `killAfterMs`), as nobody when `nobody` is set. */
 export function run(
-  argv: string[], opts: { nobody?: boolean; env?: NodeJS.ProcessEnv; killAfterMs?: number } = {},
+  argv: string[],
+  opts: { nobody?: boolean; env?: NodeJS.ProcessEnv; killAfterMs?: number } = {},
 ): Promise<Run> {
   const full = opts.nobody ? [...AS_NOBODY, ...argv] : argv;
   const started = Date.now();
@@ -69,7 +70,9 @@ export interface Spawned {
 
 /** sysgenidd in the foreground, as nobody when asked; killed when the test ends. */
 export function spawnDaemon(
-  t: TestContext, args: string[], opts: { nobody?: boolean; env?: NodeJS.ProcessEnv } = {},
+  t: TestContext,
+  args: string[],
+  opts: { nobody?: boolean; env?: NodeJS.ProcessEnv } = {},
 ): Spawned {
   const argv = [...(opts.nobody ? AS_NOBODY : []), process.execPath, DAEMON, '--backends', 'none', ...args];
   const child = spawn(argv[0] as string, argv.slice(1), {

@@ -10,7 +10,6 @@ import { GenerationScoped, SafeRandom, openProbe } from '../src/client/index.js'
 import { encodeU32 } from '../src/protocol/page-format.js';
 import { DIST, runNode, tmpDir } from './helpers.js';
 
-
 function makePage(dir: string, name: string, gen: number): string {
   const file = path.join(dir, name);
   const b = Buffer.alloc(4096);

@@ -6,14 +6,26 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import {
-  FLAG_NOTIFICATION_PRESENT, FLAG_VM_GEN_COUNTER_PRESENT, OFF_FLAGS, OFF_MAGIC, OFF_SEQ, OFF_VM_GENERATION, VMCLOCK_MAGIC, readVmclock,
+  FLAG_NOTIFICATION_PRESENT,
+  FLAG_VM_GEN_COUNTER_PRESENT,
+  OFF_FLAGS,
+  OFF_MAGIC,
+  OFF_SEQ,
+  OFF_VM_GENERATION,
+  VMCLOCK_MAGIC,
+  readVmclock,
 } from '../src/daemon/backends/vmclock.js';
 import { eventually, sleep, startDaemon, statusOf, tmpDir } from './helpers.js';
 
 class FakeVmclock {
   readonly file: string;
   seq = 0;
-  constructor(file: string, generation: bigint, flags = FLAG_VM_GEN_COUNTER_PRESENT | FLAG_NOTIFICATION_PRESENT, magic = VMCLOCK_MAGIC) {
+  constructor(
+    file: string,
+    generation: bigint,
+    flags = FLAG_VM_GEN_COUNTER_PRESENT | FLAG_NOTIFICATION_PRESENT,
+    magic = VMCLOCK_MAGIC,
+  ) {
     this.file = file;
     const page = Buffer.alloc(4096);
     page.writeUInt32LE(magic, OFF_MAGIC);
@@ -49,13 +61,21 @@ describe('vmclock', () => {
     const dir = tmpDir(t);
     const fake = new FakeVmclock(path.join(dir, 'vmclock'), 7n);
     const read = () => fs.readFileSync(fake.file);
-    assert.deepEqual(readVmclock(read), { ok: true, generation: 7n, flags: FLAG_VM_GEN_COUNTER_PRESENT | FLAG_NOTIFICATION_PRESENT, seq: 0 });
+    assert.deepEqual(readVmclock(read), {
+      ok: true,
+      generation: 7n,
+      flags: FLAG_VM_GEN_COUNTER_PRESENT | FLAG_NOTIFICATION_PRESENT,
+      seq: 0,
+    });
     fake.setGeneration(8n, false);
     assert.deepEqual(readVmclock(read, 3), { ok: false, why: 'seq_count never settled (the hypervisor kept writing)' });
     fake.setSeq(fake.seq + 1);
     assert.equal((readVmclock(read) as { generation: bigint }).generation, 8n);
     const noflag = new FakeVmclock(path.join(dir, 'noflag'), 1n, 0n);
-    assert.match((readVmclock(() => fs.readFileSync(noflag.file)) as { why: string }).why, /VM_GEN_COUNTER_PRESENT is clear/);
+    assert.match(
+      (readVmclock(() => fs.readFileSync(noflag.file)) as { why: string }).why,
+      /VM_GEN_COUNTER_PRESENT is clear/,
+    );
     const bad = new FakeVmclock(path.join(dir, 'bad'), 1n, FLAG_VM_GEN_COUNTER_PRESENT, 0x1234);
     assert.match((readVmclock(() => fs.readFileSync(bad.file)) as { why: string }).why, /bad magic/);
   });

@@ -14,7 +14,9 @@ export type OptionsConfig = Readonly<Record<string, OptionConfig>>;
 export type OptionValues<O extends OptionsConfig> = {
   readonly [K in keyof O]?: O[K]['type'] extends 'boolean'
     ? boolean
-    : O[K]['type'] extends 'string' ? string : string | boolean;
+    : O[K]['type'] extends 'string'
+      ? string
+      : string | boolean;
 };
 
 export interface Invocation<O extends OptionsConfig> {

@@ -11,8 +11,10 @@ export function describeReport(report: CycleReport): string {
   const done = report.steps.filter((st) => st.outcome === 'done');
   const verb = report.kind === 'quiesce' ? 'quiesced' : 'resumed';
   const answered = done.map((st) => `${who(st)} (${(st.answeredAt ?? 0) - (st.askedAt ?? 0)} ms)`);
-  const parts = [`${done.length} of ${report.steps.length} subscriber(s) ${verb} in ${took} ms` +
-    (done.length > 0 ? `: ${answered.join(', ')}` : '')];
+  const parts = [
+    `${done.length} of ${report.steps.length} subscriber(s) ${verb} in ${took} ms` +
+      (done.length > 0 ? `: ${answered.join(', ')}` : ''),
+  ];
   for (const st of report.steps.filter((x) => x.outcome !== 'done')) {
     parts.push(`  ${who(st)}: ${st.outcome}${st.error ? `: ${st.error}` : ''}`);
   }
@@ -40,8 +42,12 @@ export async function resumeSummary(base: { dir?: string }, report: CycleReport)
   const lc = (await status({ ...base, list: false }).catch(() => undefined))?.lifecycle;
   const last = lc?.lastUnquiesce;
   // Quiesced at an older generation and un-quiesced at this one: the daemon's own resume after a restore.
-  if (last && last.generationAtEnd === report.generationAtStart && lc?.lastQuiesce &&
-    lc.lastQuiesce.generationAtStart !== last.generationAtEnd) {
+  if (
+    last &&
+    last.generationAtEnd === report.generationAtStart &&
+    lc?.lastQuiesce &&
+    lc.lastQuiesce.generationAtStart !== last.generationAtEnd
+  ) {
     const text = `already resumed by the daemon after the restore: ${describeReport(last)}`;
     return { text, ok: last.ok, reason: last.reason, resumedBy: 'daemon', report: last };
   }

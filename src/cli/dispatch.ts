@@ -92,9 +92,10 @@ async function version(args: string[]): Promise<number> {
   } catch (err) {
     throw new UsageError(`--version takes only --json and --dir: ${(err as Error).message}`);
   }
-  const daemon = await status({ ...(values.dir ? { dir: values.dir } : {}), list: false, deadlineMs: 2000 })
-    .then((s) => ({ version: s.version, dir: s.dir, error: null }),
-      (err: Error) => ({ version: null, dir: null, error: err.message }));
+  const daemon = await status({ ...(values.dir ? { dir: values.dir } : {}), list: false, deadlineMs: 2000 }).then(
+    (s) => ({ version: s.version, dir: s.dir, error: null }),
+    (err: Error) => ({ version: null, dir: null, error: err.message }),
+  );
   if (values.json) {
     const doc = { client: VERSION, protocol: PROTOCOL_NAME, daemon };
     process.stdout.write(`${JSON.stringify(doc)}\n`);

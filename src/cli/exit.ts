@@ -28,12 +28,19 @@ export function exitCodeFor(err: unknown): number {
   if (err instanceof UsageError) return EXIT.USAGE;
   if (!(err instanceof SysgenidError)) return EXIT.FAILURE;
   switch (err.code) {
-    case 'EAGAIN': return EXIT.NO_CHANGE;
-    case 'ETIME': return EXIT.TIMEOUT;
-    case 'EINTR': return EXIT.INTERRUPTED;
-    case 'EACCES': return EXIT.DENIED;
-    case 'ENOTCONN': return EXIT.UNREACHABLE;
-    case 'EBUSY': return EXIT.BUSY;
-    default: return EXIT.FAILURE;
+    case 'EAGAIN':
+      return EXIT.NO_CHANGE;
+    case 'ETIME':
+      return EXIT.TIMEOUT;
+    case 'EINTR':
+      return EXIT.INTERRUPTED;
+    case 'EACCES':
+      return EXIT.DENIED;
+    case 'ENOTCONN':
+      return EXIT.UNREACHABLE;
+    case 'EBUSY':
+      return EXIT.BUSY;
+    default:
+      return EXIT.FAILURE;
   }
 }

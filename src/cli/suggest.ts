@@ -46,8 +46,11 @@ export function didYouMean(word: string, known: Iterable<string>, prefix = ''): 
  * the options the command takes (for suggestions), `allOptions` how every option is declared.
  */
 export function explainParseError(
-  err: Error & { code?: string }, args: readonly string[], command: string,
-  ownOptions: readonly string[], allOptions: OptionsConfig,
+  err: Error & { code?: string },
+  args: readonly string[],
+  command: string,
+  ownOptions: readonly string[],
+  allOptions: OptionsConfig,
 ): string | undefined {
   const quoted = /'(-{1,2}[^' ]+)/.exec(err.message)?.[1];
   switch (err.code) {
@@ -66,8 +69,10 @@ export function explainParseError(
       if (/^-[0-9]/.test(value)) {
         return `--${flag} needs a whole number from 0 to 4294967295, got ${JSON.stringify(value)}`;
       }
-      return `--${flag} needs a value, got the option ${JSON.stringify(value)} (a value that starts with "-" ` +
-        `is written --${flag}=VALUE)`;
+      return (
+        `--${flag} needs a value, got the option ${JSON.stringify(value)} (a value that starts with "-" ` +
+        `is written --${flag}=VALUE)`
+      );
     }
     case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL': {
       const word = /'([^']*)'/.exec(err.message)?.[1] ?? '';

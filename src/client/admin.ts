@@ -39,8 +39,10 @@ const DEADLINE_MARGIN_MS = 1_000;
 
 function checkTimeout(what: string, ms: number): void {
   if (!Number.isSafeInteger(ms) || ms < 0 || ms > MAX_TIMEOUT_MS) {
-    throw new SysgenidError('EINVAL', `${what}: a timeout is a whole number of ms from 0 to ${MAX_TIMEOUT_MS}, ` +
-      `got ${ms}`);
+    throw new SysgenidError(
+      'EINVAL',
+      `${what}: a timeout is a whole number of ms from 0 to ${MAX_TIMEOUT_MS}, ` + `got ${ms}`,
+    );
   }
 }
 
@@ -68,23 +70,28 @@ async function oneShot(socket: 'watch' | 'control', opts: ClientOptions, req: Re
   const deadlineMs = opts.deadlineMs ?? defaultDeadline(req);
   checkTimeout('deadlineMs', deadlineMs);
   const connectMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
-  const conn = await openWhenUp(() => file, {
-    generation: () => {},
-    close: () => {},
-  }, {
-    timeoutMs: deadlineMs > 0 ? Math.min(connectMs, deadlineMs) : connectMs,
-    waitForDaemonMs: waitForDaemonMs(opts.waitForDaemon),
-  });
+  const conn = await openWhenUp(
+    () => file,
+    {
+      generation: () => {},
+      close: () => {},
+    },
+    {
+      timeoutMs: deadlineMs > 0 ? Math.min(connectMs, deadlineMs) : connectMs,
+      waitForDaemonMs: waitForDaemonMs(opts.waitForDaemon),
+    },
+  );
   const abort = (): void => conn.close();
   if (opts.signal?.aborted) conn.close();
   opts.signal?.addEventListener('abort', abort, { once: true });
   let expired = false;
-  const timer = deadlineMs > 0
-    ? setTimeout(() => {
-      expired = true;
-      conn.close();
-    }, deadlineMs)
-    : undefined;
+  const timer =
+    deadlineMs > 0
+      ? setTimeout(() => {
+          expired = true;
+          conn.close();
+        }, deadlineMs)
+      : undefined;
   try {
     const observe = socket === 'watch' ? conn.request({ verb: 'OBSERVE' }) : Promise.resolve('');
     const reply = conn.request(req);
@@ -95,8 +102,10 @@ async function oneShot(socket: 'watch' | 'control', opts: ClientOptions, req: Re
     return await reply;
   } catch (err) {
     if (expired) {
-      throw new SysgenidError('ENOTCONN',
-        `sysgenidd at ${file} did not answer ${req.verb} within ${deadlineMs} ms (is it stopped or frozen?)`);
+      throw new SysgenidError(
+        'ENOTCONN',
+        `sysgenidd at ${file} did not answer ${req.verb} within ${deadlineMs} ms (is it stopped or frozen?)`,
+      );
     }
     throw err;
   } finally {

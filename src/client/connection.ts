@@ -13,7 +13,9 @@ import { trustedUids, untrustedDaemonFile } from '../protocol/trust.js';
 /** Status replies list every watcher, so the client accepts much longer lines than the daemon does. */
 const MAX_REPLY_LINE = 64 * 1024 * 1024;
 
-export type LifecycleRequest = { readonly type: 'quiesce'; readonly cycle: number } | { readonly type: 'unquiesce'; readonly cycle: number; readonly generation: number };
+export type LifecycleRequest =
+  | { readonly type: 'quiesce'; readonly cycle: number }
+  | { readonly type: 'unquiesce'; readonly cycle: number; readonly generation: number };
 
 export interface ConnectionEvents {
   generation(generation: number): void;
@@ -68,7 +70,9 @@ function notUpYet(err: unknown): boolean {
  * directory finds the system daemon whichever of the candidate directories it comes up in.
  */
 export async function openWhenUp(
-  where: () => string, events: ConnectionEvents, options: ConnectOptions = {},
+  where: () => string,
+  events: ConnectionEvents,
+  options: ConnectOptions = {},
 ): Promise<ProtocolConnection> {
   const waitMs = options.waitForDaemonMs ?? 0;
   const deadline = Date.now() + waitMs;
@@ -91,8 +95,11 @@ export async function openWhenUp(
 }
 
 function untrusted(path: string, why: string): SysgenidError {
-  return new SysgenidError('EPERM', `not using sysgenidd at ${path}: ${why} (a daemon of another user could answer ` +
-    'anything; set SYSGENID_DIR to the directory of a daemon run by root or by you)');
+  return new SysgenidError(
+    'EPERM',
+    `not using sysgenidd at ${path}: ${why} (a daemon of another user could answer ` +
+      'anything; set SYSGENID_DIR to the directory of a daemon run by root or by you)',
+  );
 }
 
 /** The uid at the other end of a connected Unix socket, when the addon can tell. */
@@ -102,10 +109,16 @@ function peerUid(socket: net.Socket): number | undefined {
 
 function unreachable(path: string, err: NodeJS.ErrnoException): SysgenidError {
   if (err.code === 'EACCES' || err.code === 'EPERM') {
-    return new SysgenidError('EACCES', `permission denied on ${path}: the control socket is for root and its group (sysgenidd --group)`);
+    return new SysgenidError(
+      'EACCES',
+      `permission denied on ${path}: the control socket is for root and its group (sysgenidd --group)`,
+    );
   }
-  const e = new SysgenidError('ENOTCONN', `cannot reach sysgenidd at ${path}: ${err.code ?? err.message} ` +
-    '(is the daemon running, and is SYSGENID_DIR the same as its own?)');
+  const e = new SysgenidError(
+    'ENOTCONN',
+    `cannot reach sysgenidd at ${path}: ${err.code ?? err.message} ` +
+      '(is the daemon running, and is SYSGENID_DIR the same as its own?)',
+  );
   // The socket-level cause, for openWhenUp to tell "not started yet" from anything else.
   e.cause = err;
   return e;
@@ -146,7 +159,12 @@ export class ProtocolConnection {
   readonly #events: ConnectionEvents;
   #closed = false;
 
-  private constructor(path: string, socket: net.Socket, hello: { generation: number; id: number }, events: ConnectionEvents) {
+  private constructor(
+    path: string,
+    socket: net.Socket,
+    hello: { generation: number; id: number },
+    events: ConnectionEvents,
+  ) {
     this.path = path;
     this.#socket = socket;
     this.helloGeneration = hello.generation;
@@ -172,8 +190,13 @@ export class ProtocolConnection {
     return new Promise((resolve, reject) => {
       let conn: ProtocolConnection | undefined;
       const greeting = setTimeout(() => {
-        fail(new SysgenidError('ENOTCONN', `sysgenidd at ${path} accepted the connection but did not greet within ` +
-          `${timeoutMs} ms (is it stopped or frozen?)`));
+        fail(
+          new SysgenidError(
+            'ENOTCONN',
+            `sysgenidd at ${path} accepted the connection but did not greet within ` +
+              `${timeoutMs} ms (is it stopped or frozen?)`,
+          ),
+        );
       }, timeoutMs);
       const fail = (err: SysgenidError): void => {
         clearTimeout(greeting);
@@ -196,7 +219,12 @@ export class ProtocolConnection {
           if (parsed.type === 'err') {
             fail(new SysgenidError(parsed.code, parsed.message));
           } else if (parsed.type !== 'hello') {
-            fail(new SysgenidError('EPROTO', `expected a greeting from the daemon, got ${JSON.stringify(text.slice(0, 80))}`));
+            fail(
+              new SysgenidError(
+                'EPROTO',
+                `expected a greeting from the daemon, got ${JSON.stringify(text.slice(0, 80))}`,
+              ),
+            );
           } else {
             clearTimeout(greeting);
             conn = new ProtocolConnection(path, socket, parsed, events);

@@ -51,7 +51,10 @@ export class HostLink {
         throw err;
       }
     }
-    const link = new HostLink((d) => socket.write(d), () => socket.destroy());
+    const link = new HostLink(
+      (d) => socket.write(d),
+      () => socket.destroy(),
+    );
     socket.on('data', (d: Buffer) => link.received(d.toString('latin1')));
     socket.on('error', (err) => link.lost(err.message));
     socket.on('close', () => link.lost('the connection closed'));
@@ -78,7 +81,10 @@ export class HostLink {
       data: (d) => link?.received(d.toString('latin1')),
       end: (why) => link?.lost(why),
     });
-    link = new HostLink((d) => stream.write(d), () => stream.close());
+    link = new HostLink(
+      (d) => stream.write(d),
+      () => stream.close(),
+    );
     return link;
   }
 
@@ -89,8 +95,13 @@ export class HostLink {
     this.#send(line.endsWith('\n') ? line : `${line}\n`);
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new SysgenidError('ENOTCONN',
-        `the guest did not answer ${line.split(' ')[0]} within ${deadlineMs} ms`)), deadlineMs);
+      timer = setTimeout(
+        () =>
+          reject(
+            new SysgenidError('ENOTCONN', `the guest did not answer ${line.split(' ')[0]} within ${deadlineMs} ms`),
+          ),
+        deadlineMs,
+      );
     });
     try {
       const text = await Promise.race([reply, expired]);
@@ -99,7 +110,7 @@ export class HostLink {
       const m = /^ERR (\S+) ?(.*)$/.exec(text);
       if (m) {
         const code = isErrorCode(m[1] as string) ? (m[1] as never) : 'EPROTO';
-        throw new SysgenidError(code, m[2] || (m[1]));
+        throw new SysgenidError(code, m[2] || m[1]);
       }
       throw new SysgenidError('EPROTO', `unexpected reply: ${text.slice(0, 200)}`);
     } finally {
@@ -211,10 +222,17 @@ export function firecrackerHandshake(socket: net.Socket, port: number, timeoutMs
       if (rest) socket.unshift(Buffer.from(rest, 'latin1'));
       done(undefined, Number(m[1]));
     };
-    const onClose = (): void => done(new SysgenidError('ENOTCONN',
-      `Firecracker closed the connection after CONNECT ${port}: nothing listens on that port in the guest`));
-    const timer = setTimeout(() => done(new SysgenidError('ENOTCONN',
-      `Firecracker did not answer CONNECT ${port} within ${timeoutMs} ms`)), timeoutMs);
+    const onClose = (): void =>
+      done(
+        new SysgenidError(
+          'ENOTCONN',
+          `Firecracker closed the connection after CONNECT ${port}: nothing listens on that port in the guest`,
+        ),
+      );
+    const timer = setTimeout(
+      () => done(new SysgenidError('ENOTCONN', `Firecracker did not answer CONNECT ${port} within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     socket.on('data', onData);
     socket.on('close', onClose);
     socket.write(`CONNECT ${port}\n`);

@@ -12,10 +12,20 @@ export {
   disconnect,
   type ClientOptions,
 } from './admin.js';
-export { Lifecycle, type Resource, type ResumeInfo, type LifecycleOptions, type LifecycleEvents, type HookFailure } from './lifecycle.js';
+export {
+  Lifecycle,
+  type Resource,
+  type ResumeInfo,
+  type LifecycleOptions,
+  type LifecycleEvents,
+  type HookFailure,
+} from './lifecycle.js';
 // The wire's cycle report under the names this library has always exported.
 export type {
-  CycleReportDocument as CycleReport, CycleStepDocument as Step, LifecycleState, StepOutcome,
+  CycleReportDocument as CycleReport,
+  CycleStepDocument as Step,
+  LifecycleState,
+  StepOutcome,
 } from '../protocol/cycle-report.js';
 export { Probe, openProbe, type ProbeOptions } from './probe.js';
 export { SysgenidError, ERROR_CODES, type ErrorCode } from '../protocol/errors.js';

@@ -110,8 +110,11 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
       ...(opts.connectTimeoutMs ? { connectTimeoutMs: opts.connectTimeoutMs } : {}),
       waitForDaemon: opts.waitForDaemon ?? true,
     });
-    return new Lifecycle(watcher, opts.hookTimeoutMs ?? DEFAULT_LIFECYCLE_HOOK_TIMEOUT_MS,
-      opts.retryMinMs ?? RETRY_MIN_MS);
+    return new Lifecycle(
+      watcher,
+      opts.hookTimeoutMs ?? DEFAULT_LIFECYCLE_HOOK_TIMEOUT_MS,
+      opts.retryMinMs ?? RETRY_MIN_MS,
+    );
   }
 
   /** The underlying watcher (its generation, status name, and so on). */
@@ -145,7 +148,9 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
 
   /** Resources in un-quiesce order; quiesce runs the reverse. */
   #ordered(): Resource[] {
-    return [...this.#entries].sort((a, b) => (a.resource.priority ?? 0) - (b.resource.priority ?? 0) || a.seq - b.seq).map((e) => e.resource);
+    return [...this.#entries]
+      .sort((a, b) => (a.resource.priority ?? 0) - (b.resource.priority ?? 0) || a.seq - b.seq)
+      .map((e) => e.resource);
   }
 
   #enqueue(step: () => Promise<void>): void {
@@ -158,12 +163,19 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   }
 
   /** Every resource's hook, in the given order; each is always called, failures are collected. */
-  async #runAll(hook: HookFailure['hook'], resources: Resource[], call: (r: Resource) => unknown): Promise<HookFailure[]> {
+  async #runAll(
+    hook: HookFailure['hook'],
+    resources: Resource[],
+    call: (r: Resource) => unknown,
+  ): Promise<HookFailure[]> {
     const failures: HookFailure[] = [];
     for (const r of resources) {
       if (typeof r[hook] !== 'function') continue;
       try {
-        await this.#withTimeout(Promise.resolve().then(() => call(r)), `${r.name}.${hook}`);
+        await this.#withTimeout(
+          Promise.resolve().then(() => call(r)),
+          `${r.name}.${hook}`,
+        );
       } catch (err) {
         failures.push({ resource: r.name, hook, error: err instanceof Error ? err : new Error(String(err)) });
       }
@@ -174,7 +186,10 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   #withTimeout(p: Promise<unknown>, what: string): Promise<unknown> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} did not finish within ${this.#hookTimeoutMs} ms`)), this.#hookTimeoutMs);
+      timer = setTimeout(
+        () => reject(new Error(`${what} did not finish within ${this.#hookTimeoutMs} ms`)),
+        this.#hookTimeoutMs,
+      );
     });
     return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
   }
@@ -246,5 +261,8 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
 }
 
 function describe(failures: HookFailure[]): string {
-  return failures.map((f) => `${f.resource}.${f.hook}: ${f.error.message}`).join('; ').slice(0, 200);
+  return failures
+    .map((f) => `${f.resource}.${f.hook}: ${f.error.message}`)
+    .join('; ')
+    .slice(0, 200);
 }

@@ -69,14 +69,18 @@ export class Probe {
     }
     const why = untrustedDaemonFile(real);
     if (why) {
-      throw new SysgenidError('EPERM', `not reading the page ${file}: ${why} ` +
-        '(another user\'s page could hold any value)');
+      throw new SysgenidError(
+        'EPERM',
+        `not reading the page ${file}: ${why} ` + "(another user's page could hold any value)",
+      );
     }
     if ((opts.requireDaemon ?? opts.path === undefined) && daemonListening(path.dirname(real)) === false) {
       const sock = path.join(path.dirname(real), 'watch.sock');
-      throw new SysgenidError('ENOTCONN',
+      throw new SysgenidError(
+        'ENOTCONN',
         `the page ${file} was left by a daemon that no longer runs (nothing listens on ${sock}): ` +
-        'it would never change');
+          'it would never change',
+      );
     }
     let fd: number;
     try {

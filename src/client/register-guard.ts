@@ -271,9 +271,11 @@ export class CryptoGuard {
 
   /** The line said at start, at every change, and sent to the daemon as this watcher's PROBLEM. */
   loudProblem(): string {
-    return `cannot reseed OpenSSL in this process: ${this.#problem}; after a clone crypto.randomBytes, randomFill, ` +
+    return (
+      `cannot reseed OpenSSL in this process: ${this.#problem}; after a clone crypto.randomBytes, randomFill, ` +
       'randomUUID, randomInt and getRandomValues answer from the kernel RNG, but TLS, key generation and (EC)DH ' +
-      'keep OpenSSL\'s cloned state: this process is NOT clone-safe for them';
+      "keep OpenSSL's cloned state: this process is NOT clone-safe for them"
+    );
   }
 
   #setProblem(problem: string): void {
@@ -328,15 +330,29 @@ export class CryptoGuard {
     for (const name of ['randomBytes', 'randomFill', 'randomFillSync', 'randomUUID', 'randomInt']) {
       this.#wrap(c, name, name, this.#kernelVariant(name));
     }
-    for (const name of ['generateKey', 'generateKeySync', 'generateKeyPair', 'generateKeyPairSync', 'generatePrime',
-      'generatePrimeSync', 'createECDH', 'createDiffieHellman', 'createDiffieHellmanGroup', 'getDiffieHellman',
-      'publicEncrypt', 'sign']) {
+    for (const name of [
+      'generateKey',
+      'generateKeySync',
+      'generateKeyPair',
+      'generateKeyPairSync',
+      'generatePrime',
+      'generatePrimeSync',
+      'createECDH',
+      'createDiffieHellman',
+      'createDiffieHellmanGroup',
+      'getDiffieHellman',
+      'publicEncrypt',
+      'sign',
+    ]) {
       this.#wrap(c, name, name);
     }
     const proto = (cls: unknown): Record<string, AnyFn> | undefined =>
       typeof cls === 'function' ? (cls as { prototype: Record<string, AnyFn> }).prototype : undefined;
-    for (const [cls, label] of [[crypto.ECDH, 'ECDH'], [crypto.DiffieHellman, 'DiffieHellman'],
-      [crypto.DiffieHellmanGroup, 'DiffieHellmanGroup']] as const) {
+    for (const [cls, label] of [
+      [crypto.ECDH, 'ECDH'],
+      [crypto.DiffieHellman, 'DiffieHellman'],
+      [crypto.DiffieHellmanGroup, 'DiffieHellmanGroup'],
+    ] as const) {
       const p = proto(cls);
       if (p) this.#wrap(p, 'generateKeys', `${label}.generateKeys`);
     }
@@ -383,30 +399,34 @@ export class CryptoGuard {
     const call = alt ?? orig;
     // The common calls get a fixed-arity wrapper (no rest array, no Reflect.apply): Node's own functions
     // treat an undefined trailing argument as an absent one.
-    const wrapped = FIXED_ARITY[label] === 1
-      ? function (this: unknown, a: unknown): unknown {
-        if (hot.slow || hot.page![0] !== hot.seen || (hot.vm !== undefined && vmMoved(hot))) guard.check(label);
-        return hot.kernel ? call.call(this, a) : orig.call(this, a);
-      }
-      : FIXED_ARITY[label] === 2
-        ? function (this: unknown, a: unknown, b: unknown): unknown {
-          if (hot.slow || hot.page![0] !== hot.seen || (hot.vm !== undefined && vmMoved(hot))) guard.check(label);
-          return hot.kernel ? call.call(this, a, b) : orig.call(this, a, b);
-        }
-        : FIXED_ARITY[label] === 3
-          ? function (this: unknown, a: unknown, b: unknown, c: unknown): unknown {
+    const wrapped =
+      FIXED_ARITY[label] === 1
+        ? function (this: unknown, a: unknown): unknown {
             if (hot.slow || hot.page![0] !== hot.seen || (hot.vm !== undefined && vmMoved(hot))) guard.check(label);
-            return hot.kernel ? call.call(this, a, b, c) : orig.call(this, a, b, c);
+            return hot.kernel ? call.call(this, a) : orig.call(this, a);
           }
-          : function (this: unknown, ...args: unknown[]): unknown {
-            if (hot.slow || hot.page![0] !== hot.seen || (hot.vm !== undefined && vmMoved(hot))) guard.check(label);
-            return Reflect.apply(hot.kernel ? call : orig, this, args);
-          };
+        : FIXED_ARITY[label] === 2
+          ? function (this: unknown, a: unknown, b: unknown): unknown {
+              if (hot.slow || hot.page![0] !== hot.seen || (hot.vm !== undefined && vmMoved(hot))) guard.check(label);
+              return hot.kernel ? call.call(this, a, b) : orig.call(this, a, b);
+            }
+          : FIXED_ARITY[label] === 3
+            ? function (this: unknown, a: unknown, b: unknown, c: unknown): unknown {
+                if (hot.slow || hot.page![0] !== hot.seen || (hot.vm !== undefined && vmMoved(hot))) guard.check(label);
+                return hot.kernel ? call.call(this, a, b, c) : orig.call(this, a, b, c);
+              }
+            : function (this: unknown, ...args: unknown[]): unknown {
+                if (hot.slow || hot.page![0] !== hot.seen || (hot.vm !== undefined && vmMoved(hot))) guard.check(label);
+                return Reflect.apply(hot.kernel ? call : orig, this, args);
+              };
     Object.defineProperty(wrapped, 'name', { value: orig.name });
     Object.defineProperty(wrapped, 'length', { value: orig.length });
     const desc = Object.getOwnPropertyDescriptor(target, key);
     Object.defineProperty(target, key, {
-      value: wrapped, writable: desc?.writable ?? true, enumerable: desc?.enumerable ?? false, configurable: true,
+      value: wrapped,
+      writable: desc?.writable ?? true,
+      enumerable: desc?.enumerable ?? false,
+      configurable: true,
     });
     this.#guarded.push(label);
   }
@@ -441,65 +461,77 @@ export class CryptoGuard {
     };
     switch (name) {
       case 'randomBytes':
-        return (orig) => function (this: unknown, size: unknown, cb?: unknown): unknown {
-          if (typeof cb === 'function') {
-            return Reflect.apply(orig, this, [size, (err: Error | null, buf: Buffer) => {
-              if (!err) guard.#overwrite(buf);
-              (cb as (e: Error | null, b: Buffer) => void)(err, buf);
-            }]);
-          }
-          const buf = Reflect.apply(orig, this, cb === undefined ? [size] : [size, cb]) as Buffer;
-          guard.#overwrite(buf);
-          return buf;
-        };
+        return (orig) =>
+          function (this: unknown, size: unknown, cb?: unknown): unknown {
+            if (typeof cb === 'function') {
+              return Reflect.apply(orig, this, [
+                size,
+                (err: Error | null, buf: Buffer) => {
+                  if (!err) guard.#overwrite(buf);
+                  (cb as (e: Error | null, b: Buffer) => void)(err, buf);
+                },
+              ]);
+            }
+            const buf = Reflect.apply(orig, this, cb === undefined ? [size] : [size, cb]) as Buffer;
+            guard.#overwrite(buf);
+            return buf;
+          };
       case 'randomFillSync':
-        return (orig) => function (this: unknown, ...args: unknown[]): unknown {
-          const buf = Reflect.apply(orig, this, args) as ArrayBufferView;
-          guard.#overwrite(buf, ...region(buf, args[1], args[2]));
-          return buf;
-        };
+        return (orig) =>
+          function (this: unknown, ...args: unknown[]): unknown {
+            const buf = Reflect.apply(orig, this, args) as ArrayBufferView;
+            guard.#overwrite(buf, ...region(buf, args[1], args[2]));
+            return buf;
+          };
       case 'randomFill':
-        return (orig) => function (this: unknown, ...args: unknown[]): unknown {
-          const cb = args.at(-1);
-          if (typeof cb !== 'function') return Reflect.apply(orig, this, args);
-          const buf = args[0] as ArrayBufferView;
-          const offset = args.length > 2 ? args[1] : undefined;
-          const [start, len] = region(buf, offset, args.length > 3 ? args[2] : undefined);
-          const inner = [...args.slice(0, -1), (err: Error | null, out: ArrayBufferView) => {
-            if (!err) guard.#overwrite(out, start, len);
-            (cb as (e: Error | null, b: ArrayBufferView) => void)(err, out);
-          }];
-          return Reflect.apply(orig, this, inner);
-        };
+        return (orig) =>
+          function (this: unknown, ...args: unknown[]): unknown {
+            const cb = args.at(-1);
+            if (typeof cb !== 'function') return Reflect.apply(orig, this, args);
+            const buf = args[0] as ArrayBufferView;
+            const offset = args.length > 2 ? args[1] : undefined;
+            const [start, len] = region(buf, offset, args.length > 3 ? args[2] : undefined);
+            const inner = [
+              ...args.slice(0, -1),
+              (err: Error | null, out: ArrayBufferView) => {
+                if (!err) guard.#overwrite(out, start, len);
+                (cb as (e: Error | null, b: ArrayBufferView) => void)(err, out);
+              },
+            ];
+            return Reflect.apply(orig, this, inner);
+          };
       case 'getRandomValues':
-        return (orig) => function (this: unknown, ...args: unknown[]): unknown {
-          const out = Reflect.apply(orig, this, args) as ArrayBufferView;
-          guard.#overwrite(out);
-          return out;
-        };
+        return (orig) =>
+          function (this: unknown, ...args: unknown[]): unknown {
+            const out = Reflect.apply(orig, this, args) as ArrayBufferView;
+            guard.#overwrite(out);
+            return out;
+          };
       case 'randomUUID':
       case 'webcrypto.randomUUID':
-        return (orig) => function (this: unknown, ...args: unknown[]): unknown {
-          Reflect.apply(orig, this, args);
-          return guard.#kernel().randomUUID();
-        };
+        return (orig) =>
+          function (this: unknown, ...args: unknown[]): unknown {
+            Reflect.apply(orig, this, args);
+            return guard.#kernel().randomUUID();
+          };
       case 'randomInt':
-        return (orig) => function (this: unknown, ...args: unknown[]): unknown {
-          let [min, max, cb] = args;
-          if (max === undefined || typeof max === 'function') {
-            cb = max;
-            max = min;
-            min = 0;
-          }
-          if (cb !== undefined && typeof cb !== 'function') return Reflect.apply(orig, this, args);
-          Reflect.apply(orig, this, [min, max]);
-          const n = guard.#kernelInt(min as number, max as number);
-          if (typeof cb === 'function') {
-            process.nextTick(cb, null, n);
-            return undefined;
-          }
-          return n;
-        };
+        return (orig) =>
+          function (this: unknown, ...args: unknown[]): unknown {
+            let [min, max, cb] = args;
+            if (max === undefined || typeof max === 'function') {
+              cb = max;
+              max = min;
+              min = 0;
+            }
+            if (cb !== undefined && typeof cb !== 'function') return Reflect.apply(orig, this, args);
+            Reflect.apply(orig, this, [min, max]);
+            const n = guard.#kernelInt(min as number, max as number);
+            if (typeof cb === 'function') {
+              process.nextTick(cb, null, n);
+              return undefined;
+            }
+            return n;
+          };
       default:
         return undefined;
     }

@@ -38,8 +38,10 @@ const KEY = Symbol.for('sysgenid.register');
 const RETRY_MS = 1000;
 // The protocol's PROBLEM carries at most 200 characters.
 const problemLine = (guard: CryptoGuard): string =>
-  (`OpenSSL not reseeded (${guard.problem}): TLS, key generation, (EC)DH not clone-safe; ` +
-    'JS random APIs use the kernel RNG').slice(0, 200);
+  (
+    `OpenSSL not reseeded (${guard.problem}): TLS, key generation, (EC)DH not clone-safe; ` +
+    'JS random APIs use the kernel RNG'
+  ).slice(0, 200);
 
 function registration(): Registration | undefined {
   return (globalThis as Record<symbol, Registration | undefined>)[KEY];
@@ -84,8 +86,10 @@ async function watch(reg: Registration, opts: RegisterOptions): Promise<void> {
       if (!announced) {
         announced = true;
         const page = reg.guard.state().pagePath ? 'checks the page' : 'has no page yet';
-        process.stderr.write(`sysgenid/register: cannot reach sysgenidd (${(err as Error).message}); ` +
-          `the guard ${page}, retrying every ${RETRY_MS / 1000} s\n`);
+        process.stderr.write(
+          `sysgenid/register: cannot reach sysgenidd (${(err as Error).message}); ` +
+            `the guard ${page}, retrying every ${RETRY_MS / 1000} s\n`,
+        );
       }
       await new Promise((r) => setTimeout(r, RETRY_MS).unref());
     }

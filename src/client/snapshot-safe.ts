@@ -36,7 +36,10 @@ function kernelRandom(buf: Buffer): void {
 
 function formatUuid(b: Buffer, o: number): string {
   const h = (i: number): string => HEX[b[o + i] as number] as string;
-  return `${h(0)}${h(1)}${h(2)}${h(3)}-${h(4)}${h(5)}-${h(6)}${h(7)}-${h(8)}${h(9)}-${h(10)}${h(11)}${h(12)}${h(13)}${h(14)}${h(15)}`;
+  return (
+    `${h(0)}${h(1)}${h(2)}${h(3)}-${h(4)}${h(5)}-${h(6)}${h(7)}-${h(8)}${h(9)}-` +
+    `${h(10)}${h(11)}${h(12)}${h(13)}${h(14)}${h(15)}`
+  );
 }
 
 /** Random bytes and UUIDs whose cached state never survives a generation change. */

@@ -61,7 +61,6 @@ export interface HandleOptions {
   readonly retryMaxMs?: number;
 }
 
-
 type Handler = (generation: number) => unknown;
 
 interface GenerationWaiter {
@@ -164,7 +163,8 @@ export class Watcher extends EventEmitter<WatcherEvents> {
     if (!isU32(generation)) throw new SysgenidError('EINVAL', `${generation} is not a u32 generation`);
     const conn = this.#conn;
     if (!conn || conn.closed) {
-      if (generation !== this.#generation) throw new SysgenidError('EINVAL', `acknowledged ${generation} but the generation is ${this.#generation}`);
+      if (generation !== this.#generation)
+        throw new SysgenidError('EINVAL', `acknowledged ${generation} but the generation is ${this.#generation}`);
       this.#handled = generation;
       return;
     }
@@ -214,9 +214,10 @@ export class Watcher extends EventEmitter<WatcherEvents> {
     while (!this.#closed) {
       let gen: number;
       try {
-        gen = this.outdated && this.#generation !== last
-          ? this.#generation
-          : await this.#waitFor((g) => g !== this.#handled && g !== last);
+        gen =
+          this.outdated && this.#generation !== last
+            ? this.#generation
+            : await this.#waitFor((g) => g !== this.#handled && g !== last);
       } catch (err) {
         if ((err as SysgenidError).code === 'ECLOSED') return;
         throw err;
@@ -371,23 +372,27 @@ export class Watcher extends EventEmitter<WatcherEvents> {
     let closedEarly: { err: SysgenidError | undefined } | undefined;
     const where = (): string => (this.#path = clientPaths(this.#opts.dir).watch);
     // eslint-disable-next-line prefer-const -- the callbacks read it before openWhenUp() returns
-    conn = await openWhenUp(where, {
-      generation: (g) => {
-        if (!conn) early.push(g);
-        else if (this.#conn === conn) this.#onGeneration(g);
+    conn = await openWhenUp(
+      where,
+      {
+        generation: (g) => {
+          if (!conn) early.push(g);
+          else if (this.#conn === conn) this.#onGeneration(g);
+        },
+        close: (err) => {
+          if (!conn) closedEarly = { err };
+          else if (this.#conn === conn) this.#onClose(err);
+        },
+        // Only sent after SUBSCRIBE, which is sent once the connection is this watcher's.
+        lifecycle: (request) => {
+          if (this.#conn !== conn) return;
+          // Connect resolves after SUBSCRIBE, so a QUIESCE pushed at once would find nobody listening yet.
+          if (this.listenerCount('lifecycle') > 0) this.emit('lifecycle', request);
+          else this.#heldLifecycle.push(request);
+        },
       },
-      close: (err) => {
-        if (!conn) closedEarly = { err };
-        else if (this.#conn === conn) this.#onClose(err);
-      },
-      // Only sent after SUBSCRIBE, which is sent once the connection is this watcher's.
-      lifecycle: (request) => {
-        if (this.#conn !== conn) return;
-        // Connect resolves after SUBSCRIBE, so a QUIESCE pushed at once would find nobody listening yet.
-        if (this.listenerCount('lifecycle') > 0) this.emit('lifecycle', request);
-        else this.#heldLifecycle.push(request);
-      },
-    }, { timeoutMs, waitForDaemonMs: waitMs });
+      { timeoutMs, waitForDaemonMs: waitMs },
+    );
     if (this.#closed) {
       conn.close();
       return;

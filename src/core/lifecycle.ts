@@ -67,7 +67,13 @@ type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 type CycleRecord = Mutable<Omit<CycleReport, 'steps'>> & { readonly steps: Array<Mutable<Step>> };
 
 export type LifecycleEffect =
-  | { readonly kind: 'ask'; readonly id: number; readonly step: StepKind; readonly cycle: number; readonly generation: number }
+  | {
+      readonly kind: 'ask';
+      readonly id: number;
+      readonly step: StepKind;
+      readonly cycle: number;
+      readonly generation: number;
+    }
   /** Finish the requests (QUIESCE/UNQUIESCE) waiting on this report. */
   | { readonly kind: 'reply'; readonly requesters: readonly number[]; readonly report: CycleReport }
   /** Arm the single timer for `at` (replacing any other), or cancel it (null). */
@@ -187,7 +193,11 @@ export class LifecycleMachine {
     this.#subs.set(id, sub);
     // A subscriber that arrives while the machine is (being) quiesced is quiesced too, so that it is
     // un-quiesced with the others; its answer does not decide the cycle that was already running.
-    if (this.#state !== 'running' && !(this.#state === 'adjusting' && !this.#adjustingQuiesced) && this.#state !== 'unquiescing') {
+    if (
+      this.#state !== 'running' &&
+      !(this.#state === 'adjusting' && !this.#adjustingQuiesced) &&
+      this.#state !== 'unquiescing'
+    ) {
       sub.quiesced = true;
       this.#emit({ kind: 'ask', id, step: 'quiesce', cycle: this.#cycle, generation: this.#generation });
     }
@@ -221,9 +231,10 @@ export class LifecycleMachine {
    * quiesce it was holding up moves on to the next subscriber.
    */
   exclude(id: number, now: number): void {
-    const step = this.#current?.endedAt === null
-      ? this.#current.steps.find((s) => s.id === id && s.outcome === 'asked')
-      : undefined;
+    const step =
+      this.#current?.endedAt === null
+        ? this.#current.steps.find((s) => s.id === id && s.outcome === 'asked')
+        : undefined;
     if (!this.#subs.delete(id)) return;
     this.#queue = this.#queue.filter((q) => q !== id);
     if (step) {
@@ -299,7 +310,7 @@ export class LifecycleMachine {
       return;
     }
     step.outcome = ok ? 'done' : 'failed';
-    step.error = ok ? null : (error || 'failed');
+    step.error = ok ? null : error || 'failed';
     if (this.#waitingFor === id) {
       this.#waitingFor = undefined;
       this.#advance(now);
@@ -342,7 +353,11 @@ export class LifecycleMachine {
 
   /** The timer fired. Whatever deadline has passed takes effect. */
   tick(now: number): void {
-    if (this.#deadline !== null && now >= this.#deadline && (this.#state === 'quiescing' || this.#state === 'unquiescing')) {
+    if (
+      this.#deadline !== null &&
+      now >= this.#deadline &&
+      (this.#state === 'quiescing' || this.#state === 'unquiescing')
+    ) {
       this.#deadline = null;
       this.#expireCycle(now);
     }
@@ -363,8 +378,16 @@ export class LifecycleMachine {
 
   #emptyReport(kind: StepKind, now: number): CycleRecord {
     return {
-      cycle: this.#cycle, kind, ok: true, reason: null, outcome: 'ok', startedAt: now, endedAt: now,
-      generationAtStart: this.#generation, generationAtEnd: this.#generation, steps: [],
+      cycle: this.#cycle,
+      kind,
+      ok: true,
+      reason: null,
+      outcome: 'ok',
+      startedAt: now,
+      endedAt: now,
+      generationAtStart: this.#generation,
+      generationAtEnd: this.#generation,
+      steps: [],
     };
   }
 
@@ -373,8 +396,16 @@ export class LifecycleMachine {
     const order = this.order();
     const ids = kind === 'quiesce' ? order.reverse() : order.filter((id) => this.#subs.get(id)?.quiesced);
     this.#current = {
-      cycle: this.#cycle, kind, ok: true, reason: null, outcome: null, startedAt: now, endedAt: null,
-      generationAtStart: this.#generation, generationAtEnd: null, steps: [],
+      cycle: this.#cycle,
+      kind,
+      ok: true,
+      reason: null,
+      outcome: null,
+      startedAt: now,
+      endedAt: null,
+      generationAtStart: this.#generation,
+      generationAtEnd: null,
+      steps: [],
     };
     this.#queue = ids;
     this.#requesters = requesters;
@@ -427,7 +458,14 @@ export class LifecycleMachine {
         const sub = this.#subs.get(id);
         if (!sub) continue;
         sub.quiesced = false;
-        report.steps.push(stepOf(sub, { outcome: 'late', error: 'told after the deadline; not waited for', askedAt: now, answeredAt: null }));
+        report.steps.push(
+          stepOf(sub, {
+            outcome: 'late',
+            error: 'told after the deadline; not waited for',
+            askedAt: now,
+            answeredAt: null,
+          }),
+        );
         this.#emit({ kind: 'ask', id, step: 'unquiesce', cycle: report.cycle, generation: this.#generation });
       }
       this.#queue = [];
@@ -438,7 +476,14 @@ export class LifecycleMachine {
   #skip(report: CycleRecord, id: number): void {
     const sub = this.#subs.get(id);
     if (!sub) return;
-    report.steps.push(stepOf(sub, { outcome: 'skipped', error: 'not asked: the quiesce had already failed', askedAt: null, answeredAt: null }));
+    report.steps.push(
+      stepOf(sub, {
+        outcome: 'skipped',
+        error: 'not asked: the quiesce had already failed',
+        askedAt: null,
+        answeredAt: null,
+      }),
+    );
   }
 
   #close(report: CycleRecord, now: number, reason: string | null, outcome?: CycleOutcome): void {
@@ -447,7 +492,13 @@ export class LifecycleMachine {
     const bad = report.steps.filter((s) => s.outcome === 'failed' || s.outcome === 'late' || s.outcome === 'gone');
     report.ok = reason === null && bad.length === 0;
     report.outcome = outcome ?? (report.ok ? 'ok' : bad.some((s) => s.outcome !== 'late') ? 'failed' : 'late');
-    report.reason = reason ?? (bad.length > 0 ? bad.map((s) => `${s.name ?? `#${s.id}`} ${s.outcome}${s.error ? ` (${s.error})` : ''}${whoSuffix(s)}`).join('; ') : null);
+    report.reason =
+      reason ??
+      (bad.length > 0
+        ? bad
+            .map((s) => `${s.name ?? `#${s.id}`} ${s.outcome}${s.error ? ` (${s.error})` : ''}${whoSuffix(s)}`)
+            .join('; ')
+        : null);
     this.#last = { ...this.#last, [report.kind]: report };
   }
 
@@ -494,7 +545,17 @@ export class LifecycleMachine {
     this.#requesters = [];
     const failure = this.#pendingFailure;
     this.#pendingFailure = undefined;
-    if (failure) this.#emit({ kind: 'reply', requesters: failure.requesters, report: { ...failure.report, reason: `${failure.report.reason}; every subscriber asked was un-quiesced (${report.ok ? 'ok' : report.reason})` } });
+    if (failure)
+      this.#emit({
+        kind: 'reply',
+        requesters: failure.requesters,
+        report: {
+          ...failure.report,
+          reason:
+            `${failure.report.reason}; every subscriber asked was un-quiesced ` +
+            `(${report.ok ? 'ok' : report.reason})`,
+        },
+      });
     if (this.#outdated > 0) this.#enterAdjusting(false, now);
     else this.#setState('running', now);
     this.#armTimer();
@@ -521,8 +582,14 @@ export class LifecycleMachine {
       return;
     }
     if (late !== null) {
-      this.#emit({ kind: 'log', level: 'warn', late: true, message: `lifecycle: ${late}; un-quiescing anyway ` +
-        '(the late watchers stay outdated, so "sysgenid ready" keeps failing)' });
+      this.#emit({
+        kind: 'log',
+        level: 'warn',
+        late: true,
+        message:
+          `lifecycle: ${late}; un-quiescing anyway ` +
+          '(the late watchers stay outdated, so "sysgenid ready" keeps failing)',
+      });
     }
     const deferred = this.#deferredResume;
     this.#deferredResume = undefined;
@@ -535,7 +602,9 @@ export class LifecycleMachine {
   }
 
   #armTimer(): void {
-    const times = [this.#deadline, this.#state === 'adjusting' ? this.#adjustDeadline : null].filter((t): t is number => t !== null);
+    const times = [this.#deadline, this.#state === 'adjusting' ? this.#adjustDeadline : null].filter(
+      (t): t is number => t !== null,
+    );
     this.#emit({ kind: 'timer', at: times.length > 0 ? Math.min(...times) : null });
   }
 }

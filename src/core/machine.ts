@@ -5,11 +5,13 @@
 // checks the composition against an independent reference.
 
 import { SysgenidError } from './errors.js';
+import { type Effect, GenerationMachine, type WaitResult, type WatcherId, type WatcherInfo } from './generation.js';
 import {
-  type Effect, GenerationMachine, type WaitResult, type WatcherId, type WatcherInfo,
-} from './generation.js';
-import {
-  type CycleReport, type LifecycleEffect, LifecycleMachine, type LifecycleMachineOptions, type SubscriberOwner,
+  type CycleReport,
+  type LifecycleEffect,
+  LifecycleMachine,
+  type LifecycleMachineOptions,
+  type SubscriberOwner,
 } from './lifecycle.js';
 
 /** Everything the owner carries out: notify, read, wait (generation); ask, reply, timer, log (lifecycle). */
@@ -21,8 +23,17 @@ export type SubscriberAnswer = 'quiesced' | 'unquiesced' | 'failed';
 /** The lifecycle as the owner may read it (status); every change goes through the machine. */
 export type LifecycleView = Pick<
   LifecycleMachine,
-  | 'state' | 'since' | 'ready' | 'current' | 'last' | 'adjustDeadline' | 'adjustingQuiesced'
-  | 'isSubscribed' | 'subscriber' | 'order' | 'subscribersOf'
+  | 'state'
+  | 'since'
+  | 'ready'
+  | 'current'
+  | 'last'
+  | 'adjustDeadline'
+  | 'adjustingQuiesced'
+  | 'isSubscribed'
+  | 'subscriber'
+  | 'order'
+  | 'subscribersOf'
 >;
 
 /** Who subscribes, and how many subscribers that uid may have (undefined: no cap, as for root). */
@@ -159,7 +170,10 @@ export class CoreMachine {
    * can each hold up a quiesce for its whole budget).
    */
   subscribe(
-    id: WatcherId, name: string | null, priority: number, as: SubscribeAs = { uid: null, pid: null },
+    id: WatcherId,
+    name: string | null,
+    priority: number,
+    as: SubscribeAs = { uid: null, pid: null },
   ): ReturnType<LifecycleMachine['subscribe']> {
     if (!this.#generation.has(id) || this.#generation.isObserver(id)) {
       throw new SysgenidError('EINVAL', 'only a watcher on the watch socket can subscribe to the lifecycle');

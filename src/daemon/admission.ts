@@ -66,7 +66,8 @@ export class Admission {
       const watchPool = maxConnections - controlReserve;
       if (this.#total - this.#control >= watchPool || this.#total >= maxConnections) {
         return refusal(
-          `the daemon is at its limit of ${watchPool} connections on watch.sock (${controlReserve} more are kept for control.sock)`,
+          `the daemon is at its limit of ${watchPool} connections on watch.sock (${controlReserve} more are ` +
+            `kept for control.sock)`,
         );
       }
       if (typeof bucket === 'number' && !this.#exempt.has(bucket) && this.openBy(bucket) >= perUser) {

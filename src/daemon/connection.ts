@@ -82,7 +82,8 @@ export class Connection {
     this.#out = new Output(socket, maxBacklog, { tooSlow: (why) => this.#host.tooSlow(this, why) });
     this.#splitter = new LineSplitter(MAX_REQUEST_LINE, {
       line: (text) => this.#enqueue(this.#parse(text)),
-      overflow: () => this.#enqueue(new SysgenidError('E2BIG', `request line longer than ${MAX_REQUEST_LINE} bytes; skipped`)),
+      overflow: () =>
+        this.#enqueue(new SysgenidError('E2BIG', `request line longer than ${MAX_REQUEST_LINE} bytes; skipped`)),
     });
     socket.on('data', (chunk: Buffer) => this.#splitter.push(chunk));
     socket.on('error', () => {

@@ -4,7 +4,10 @@
 // STATUS document status-view.ts, the restore backends backends/runner.ts.
 
 import {
-  DEFAULT_ADJUST_TIMEOUT_MS, DEFAULT_MAX_SUBSCRIBERS_PER_USER, DEFAULT_RESUME_TIMEOUT_MS, MAX_BUMP_MIN,
+  DEFAULT_ADJUST_TIMEOUT_MS,
+  DEFAULT_MAX_SUBSCRIBERS_PER_USER,
+  DEFAULT_RESUME_TIMEOUT_MS,
+  MAX_BUMP_MIN,
 } from '../defaults.js';
 import fs from 'node:fs';
 import type net from 'node:net';
@@ -12,7 +15,14 @@ import type { CycleReport } from '../core/lifecycle.js';
 import { CoreMachine, type MachineEffect } from '../core/machine.js';
 import { SysgenidError } from '../core/errors.js';
 import { cycleReportDocument } from '../protocol/cycle-report.js';
-import { encodeGen, encodeHello, encodeOk, encodeQuiesce, encodeUnquiesce, type Request } from '../protocol/messages.js';
+import {
+  encodeGen,
+  encodeHello,
+  encodeOk,
+  encodeQuiesce,
+  encodeUnquiesce,
+  type Request,
+} from '../protocol/messages.js';
 import { type RuntimePaths, runtimePaths } from '../protocol/runtime-dir.js';
 import type { DaemonStatus, DevLinkStatus } from '../protocol/status.js';
 import { Connection, type ConnectionHost, type ConnectionKind, type Reply, describeConnection } from './connection.js';
@@ -84,7 +94,6 @@ interface Resources {
   readonly initial: number;
 }
 
-
 export class Daemon implements ConnectionHost {
   readonly paths: RuntimePaths;
   readonly #opts: DaemonOptions;
@@ -144,8 +153,10 @@ export class Daemon implements ConnectionHost {
       status: (withList) => this.status(withList),
       bump: (min, source) => this.bump(min, source),
       problemReported: (conn, message) => this.problemReported(conn, message),
-      subscriberCap: (uid) => (uid === 0 || uid === (process.geteuid?.() ?? 0) ? undefined
-        : (opts.maxSubscribersPerUser ?? DEFAULT_MAX_SUBSCRIBERS_PER_USER)),
+      subscriberCap: (uid) =>
+        uid === 0 || uid === (process.geteuid?.() ?? 0)
+          ? undefined
+          : (opts.maxSubscribersPerUser ?? DEFAULT_MAX_SUBSCRIBERS_PER_USER),
       connection: (id) => this.#conns.get(id),
       connections: () => this.#conns.values(),
       disconnect: (target, by) => {
@@ -204,7 +215,8 @@ export class Daemon implements ConnectionHost {
       daemon.#dirTimer = setInterval(() => daemon.#checkDir(false), opts.dirCheckMs ?? 1000).unref();
       opts.log.info(
         `ready: generation ${r.initial}, watch socket ${paths.watch}, control socket ${paths.control} ` +
-          `(gid ${opts.controlGid}), page ${paths.page}, up to ${daemon.#maxConnections} connections, native addon ${addonState()}`,
+          `(gid ${opts.controlGid}), page ${paths.page}, up to ${daemon.#maxConnections} connections, native ` +
+          `addon ${addonState()}`,
       );
       return daemon;
     } catch (err) {
@@ -228,8 +240,10 @@ export class Daemon implements ConnectionHost {
       r.floor?.save(generation);
       r.page.write(generation);
       r.store.save({ generation });
-      opts.log.warn(`generation reset from ${r.initial} to ${generation} by --reset-generation (page ${r.paths.page}` +
-        `${r.floor ? `, floor ${r.floor.path}` : ''}); every reader of the page sees a change`);
+      opts.log.warn(
+        `generation reset from ${r.initial} to ${generation} by --reset-generation (page ${r.paths.page}` +
+          `${r.floor ? `, floor ${r.floor.path}` : ''}); every reader of the page sees a change`,
+      );
       return r.initial;
     } finally {
       r.page.close();
@@ -305,8 +319,11 @@ export class Daemon implements ConnectionHost {
   /** The hook for backends, the kernel's sysgenid_bump_generation(): a new generation, now. */
   bump(min: number, source: string, record: StateUpdate = {}): number {
     if (min > MAX_BUMP_MIN) {
-      throw new SysgenidError('EINVAL', `a minimum above ${MAX_BUMP_MIN} would leave the counter no room below its ` +
-        'u32 ceiling; to move it there deliberately, stop the daemon and use sysgenidd --reset-generation');
+      throw new SysgenidError(
+        'EINVAL',
+        `a minimum above ${MAX_BUMP_MIN} would leave the counter no room below its ` +
+          'u32 ceiling; to move it there deliberately, stop the daemon and use sysgenidd --reset-generation',
+      );
     }
     const next = this.#core.nextGeneration(min);
     const previous = this.#core.generation;
@@ -335,32 +352,37 @@ export class Daemon implements ConnectionHost {
     const at = Date.now();
     this.#core.advance(next, at);
     this.#lastBump = { generation: next, source, at: new Date(at).toISOString(), pageWrittenMonoMs: writtenAt };
-    this.#log.info(`generation ${previous} -> ${next} (${source}); ${this.#core.outdated} of ${this.#core.watchers} ` +
-      `watchers outdated ${fields({ generation: next, previous, source, outdated: this.#core.outdated })}`);
+    this.#log.info(
+      `generation ${previous} -> ${next} (${source}); ${this.#core.outdated} of ${this.#core.watchers} ` +
+        `watchers outdated ${fields({ generation: next, previous, source, outdated: this.#core.outdated })}`,
+    );
     this.#observers.bumped(source, next);
     void this.#hooks.run({ generation: next, previous, source });
     return next;
   }
 
   status(withList: boolean): DaemonStatus {
-    return statusDocument({
-      dir: this.paths.dir,
-      core: this.#core,
-      conns: this.#conns,
-      maxConnections: this.#maxConnections,
-      startedAt: this.#startedAt,
-      lastBump: this.#lastBump,
-      backends: this.#backends.statuses(),
-      hooks: this.#hooks,
-      autoResume: this.#opts.autoResume ?? true,
-      devLink: this.#devLink,
-      counter: {
-        floor: this.#floor?.path ?? null,
-        floorProblem: this.#floorProblem,
-        maxBumpMin: MAX_BUMP_MIN,
+    return statusDocument(
+      {
+        dir: this.paths.dir,
+        core: this.#core,
+        conns: this.#conns,
+        maxConnections: this.#maxConnections,
+        startedAt: this.#startedAt,
+        lastBump: this.#lastBump,
+        backends: this.#backends.statuses(),
+        hooks: this.#hooks,
+        autoResume: this.#opts.autoResume ?? true,
+        devLink: this.#devLink,
+        counter: {
+          floor: this.#floor?.path ?? null,
+          floorProblem: this.#floorProblem,
+          maxBumpMin: MAX_BUMP_MIN,
+        },
+        runtimeDir: { lost: this.#dirLost, problem: this.#dirProblem, orphanPages: this.#page.orphans },
       },
-      runtimeDir: { lost: this.#dirLost, problem: this.#dirProblem, orphanPages: this.#page.orphans },
-    }, withList);
+      withList,
+    );
   }
 
   async close(): Promise<void> {
@@ -381,7 +403,12 @@ export class Daemon implements ConnectionHost {
     this.#log.info(`stopped at generation ${this.#core.generation}`);
   }
 
-  #accepted(kind: ConnectionKind, socket: net.Socket, bucket: Bucket, cred: { pid: number; uid: number } | undefined): void {
+  #accepted(
+    kind: ConnectionKind,
+    socket: net.Socket,
+    bucket: Bucket,
+    cred: { pid: number; uid: number } | undefined,
+  ): void {
     const id = this.#nextId++;
     const conn = new Connection(id, kind, socket, this, this.#opts.maxBacklog, bucket);
     if (cred) {
@@ -418,8 +445,11 @@ export class Daemon implements ConnectionHost {
     this.#dirRecovering = true;
     if (this.#dirProblem === null) {
       this.#dirLost++;
-      this.#log.error(`the runtime directory ${paths.dir} (or its sockets) vanished while running; the page readers ` +
-        `mapped is still written (generation ${this.#core.generation}); recreating the directory, the page and the sockets`);
+      this.#log.error(
+        `the runtime directory ${paths.dir} (or its sockets) vanished while running; the page readers ` +
+          `mapped is still written (generation ${this.#core.generation}); recreating the directory, the page ` +
+          `and the sockets`,
+      );
     }
     void this.#recoverDir().finally(() => {
       this.#dirRecovering = false;
@@ -447,11 +477,14 @@ export class Daemon implements ConnectionHost {
       if (!exists(paths.state)) this.#store.reopen();
       await this.#listener.listen(this.#lock);
       this.#dirProblem = null;
-      this.#log.error(`recreated the runtime directory ${paths.dir}: a page with generation ` +
-        `${this.#core.generation} for new readers, the state record and the sockets`);
+      this.#log.error(
+        `recreated the runtime directory ${paths.dir}: a page with generation ` +
+          `${this.#core.generation} for new readers, the state record and the sockets`,
+      );
     } catch (err) {
       // Tried again at the next check or bump; bumps keep reaching the mapped page meanwhile.
-      const problem = `the runtime directory ${paths.dir} is gone and could not be recreated: ${(err as Error).message}`;
+      const problem =
+        `the runtime directory ${paths.dir} is gone and could not be recreated: ` + `${(err as Error).message}`;
       if (problem !== this.#dirProblem) this.#log.error(problem);
       this.#dirProblem = problem;
     }
@@ -479,7 +512,8 @@ export class Daemon implements ConnectionHost {
       return;
     }
     conn.problemLoggedAt = now;
-    const more = last && last.suppressed > 0 ? ` (${last.suppressed} more from ${bucketName(conn.bucket)} not logged)` : '';
+    const more =
+      last && last.suppressed > 0 ? ` (${last.suppressed} more from ${bucketName(conn.bucket)} not logged)` : '';
     this.#problemLoggedAt.set(conn.bucket, { at: now, suppressed: 0 });
     this.#log.warn(`${describeConnection(conn)} reports: ${message}${more} ${watcherFields(conn)}`);
   }

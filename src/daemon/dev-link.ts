@@ -49,8 +49,10 @@ export function linkDevice(linkPath: string, page: string, log: Logger): LinkOut
     return outcome;
   };
   if (!readableByAll) {
-    log.warn(`--dev-link: unprivileged processes cannot open ${page} (a directory on its path is not searchable by ` +
-      'others, or the page is not readable): AWS-LC in them silently reports the generation ID unsupported');
+    log.warn(
+      `--dev-link: unprivileged processes cannot open ${page} (a directory on its path is not searchable by ` +
+        'others, or the page is not readable): AWS-LC in them silently reports the generation ID unsupported',
+    );
   }
   try {
     fs.symlinkSync(page, linkPath);
@@ -89,8 +91,10 @@ export function linkDevice(linkPath: string, page: string, log: Logger): LinkOut
       log.warn(`${linkPath} is a stale link to ${target} (${stale}) but cannot be replaced: ${(err as Error).message}`);
       return done('refused', target, `stale (${stale}); replacing failed: ${(err as Error).message}`);
     }
-    log.warn(`replaced the stale link ${linkPath} -> ${target} (${stale}) with a link to ${page}; ` +
-      'processes that mapped the old page before now keep reading it');
+    log.warn(
+      `replaced the stale link ${linkPath} -> ${target} (${stale}) with a link to ${page}; ` +
+        'processes that mapped the old page before now keep reading it',
+    );
     return done('replaced', target, `replaced a stale link: ${stale}`);
   }
   log.warn(`${linkPath} already exists${target ? ` (a link to ${target})` : ''}; not replacing it`);

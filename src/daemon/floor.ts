@@ -28,7 +28,10 @@ export function defaultStateDir(env: NodeJS.ProcessEnv, uid: number): string {
 
 /** The floor file for the runtime directory `dir`, and whether it lives in a state directory. */
 export function floorPath(
-  dir: string, stateDir: string | undefined, env: NodeJS.ProcessEnv, uid: number,
+  dir: string,
+  stateDir: string | undefined,
+  env: NodeJS.ProcessEnv,
+  uid: number,
 ): { file: string; inStateDir: boolean } {
   if (stateDir !== undefined) return { file: path.join(path.resolve(stateDir), 'floor'), inStateDir: true };
   const withoutOverride = { ...env, SYSGENID_DIR: undefined };
@@ -61,7 +64,9 @@ export class CounterFloor {
    * another owner, a directory it cannot create): the daemon then runs without a floor, loudly.
    */
   static open(
-    file: string, bootId: string | undefined, inStateDir: boolean,
+    file: string,
+    bootId: string | undefined,
+    inStateDir: boolean,
   ): { floor: CounterFloor; loaded?: FloorRecord; note?: string } {
     // A state directory is created like the runtime directory: every directory above checked, no link
     // followed. Beside the runtime directory, its parent was checked already (and may be a sticky /tmp).
@@ -126,21 +131,35 @@ export function recoverGeneration(input: RecoveryInput): Recovery {
     const beyondFloor = floor !== undefined && page > floor;
     const implausible = floor === undefined && page > MAX_BUMP_MIN && page !== (state ?? -1) + 1;
     if (beyondFloor || implausible) {
-      const against = [state === undefined ? 'no state record' : `the state record's ${state}`,
-        floor === undefined ? 'no floor' : `the floor ${floor}`].join(' and ');
-      notes.push({ level: 'error', message: `the page holds ${page}, implausible against ${against}: taken as ` +
-        'damaged and not used (it would move the counter towards its ceiling)' });
+      const against = [
+        state === undefined ? 'no state record' : `the state record's ${state}`,
+        floor === undefined ? 'no floor' : `the floor ${floor}`,
+      ].join(' and ');
+      notes.push({
+        level: 'error',
+        message:
+          `the page holds ${page}, implausible against ${against}: taken as ` +
+          'damaged and not used (it would move the counter towards its ceiling)',
+      });
       fromPage = undefined;
     }
   }
   const initial = Math.max(state ?? 0, fromPage ?? 0, floor ?? 0);
   if (floor !== undefined && floor === initial && floor > Math.max(state ?? 0, fromPage ?? 0)) {
-    notes.push({ level: 'error', message: `the runtime directory lost the counter (page ${page ?? 'missing'}, ` +
-      `state ${state ?? 'missing'}): starting from the counter floor ${floor} in ${input.floorPath}, so the ` +
-      'generation does not go back within this boot (readers that mapped the old page stay at its last value)' });
+    notes.push({
+      level: 'error',
+      message:
+        `the runtime directory lost the counter (page ${page ?? 'missing'}, ` +
+        `state ${state ?? 'missing'}): starting from the counter floor ${floor} in ${input.floorPath}, so the ` +
+        'generation does not go back within this boot (readers that mapped the old page stay at its last value)',
+    });
   } else if (page === undefined && state === undefined && floor === undefined) {
-    notes.push({ level: 'info', message: `starting at generation 0: no page, no state record and no counter floor ` +
-      `of this boot in ${input.floorPath} (a first start in this boot; otherwise all three were lost)` });
+    notes.push({
+      level: 'info',
+      message:
+        `starting at generation 0: no page, no state record and no counter floor ` +
+        `of this boot in ${input.floorPath} (a first start in this boot; otherwise all three were lost)`,
+    });
   }
   return { initial, notes };
 }

@@ -190,9 +190,10 @@ export function requestHandlers(ctx: HandlerContext): Handlers {
 
 /** A connection as an administrator's log line names it: id, name, uid and pid as far as known. */
 export function describeWho(conn: Connection): string {
-  const base = conn.kind === 'control'
-    ? `control connection ${conn.id}${conn.pid ? ` pid ${conn.pid}` : ''}`
-    : describeConnection(conn);
+  const base =
+    conn.kind === 'control'
+      ? `control connection ${conn.id}${conn.pid ? ` pid ${conn.pid}` : ''}`
+      : describeConnection(conn);
   return conn.uid === undefined ? base : `${base} uid ${conn.uid}`;
 }
 

@@ -78,7 +78,11 @@ export class HookRunner {
   #sweepTimer: NodeJS.Timeout | undefined;
 
   constructor(
-    dir: string | undefined, timeoutMs: number, log: Logger, env: NodeJS.ProcessEnv = {}, opts: HookRunnerOptions = {},
+    dir: string | undefined,
+    timeoutMs: number,
+    log: Logger,
+    env: NodeJS.ProcessEnv = {},
+    opts: HookRunnerOptions = {},
   ) {
     this.dir = dir;
     this.#timeoutMs = timeoutMs;
@@ -90,8 +94,10 @@ export class HookRunner {
       const rc = native.setChildSubreaper(true);
       this.#subreaper = rc === 0;
       if (rc !== 0) {
-        log.warn(`hooks: cannot become a child subreaper (errno ${-rc}); ` +
-          'a hook\'s daemonized descendants are found by environment only');
+        log.warn(
+          `hooks: cannot become a child subreaper (errno ${-rc}); ` +
+            "a hook's daemonized descendants are found by environment only",
+        );
       }
     }
   }
@@ -125,7 +131,8 @@ export class HookRunner {
     try {
       names = fs.readdirSync(this.dir);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.#log.warn(`hooks: cannot read ${this.dir}: ${(err as Error).message}`);
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+        this.#log.warn(`hooks: cannot read ${this.dir}: ${(err as Error).message}`);
       return [];
     }
     const uid = process.geteuid?.() ?? 0;
@@ -142,8 +149,10 @@ export class HookRunner {
         fd = fs.openSync(file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ELOOP') {
-          this.#log.warn(`hooks: skipping ${file}: a symbolic link; a hook must be a regular file in ${this.dir} ` +
-            '(copy the program, or call it from a script)');
+          this.#log.warn(
+            `hooks: skipping ${file}: a symbolic link; a hook must be a regular file in ${this.dir} ` +
+              '(copy the program, or call it from a script)',
+          );
         }
         continue;
       }
@@ -155,7 +164,9 @@ export class HookRunner {
       // Like run-parts under root: a hook someone else could rewrite would run with our rights.
       if ((st.uid !== 0 && st.uid !== uid) || (st.mode & 0o022) !== 0) {
         fs.closeSync(fd);
-        this.#log.warn(`hooks: skipping ${file}: it must belong to root or uid ${uid} and not be writable by group or others`);
+        this.#log.warn(
+          `hooks: skipping ${file}: it must belong to root or uid ${uid} and not be writable by group or others`,
+        );
         continue;
       }
       hooks.push({ file, fd });
@@ -290,7 +301,8 @@ export class HookRunner {
         fs.closeSync(hook.fd);
         const ms = Math.round(performance.now() - started);
         if (spawnError) this.#log.warn(`hook ${name}: failed to run: ${spawnError}`);
-        else if (code !== 0 && !timedOut) this.#log.warn(`hook ${name}: exited with ${signal ?? `status ${code}`} after ${ms} ms`);
+        else if (code !== 0 && !timedOut)
+          this.#log.warn(`hook ${name}: exited with ${signal ?? `status ${code}`} after ${ms} ms`);
         else if (!timedOut) this.#log.debug(`hook ${name}: done in ${ms} ms`);
         resolve({ hook: name, code, signal, timedOut, ms, ...(spawnError ? { error: spawnError } : {}) });
       });

@@ -16,7 +16,10 @@ import type { ActivatedSockets } from './socket-activation.js';
 
 /** A client that got past admission, with its peer credentials when the addon could read them. */
 export type Accepted = (
-  kind: ConnectionKind, socket: net.Socket, bucket: Bucket, cred: { pid: number; uid: number } | undefined,
+  kind: ConnectionKind,
+  socket: net.Socket,
+  bucket: Bucket,
+  cred: { pid: number; uid: number } | undefined,
 ) => void;
 
 export interface ListenerOptions {
@@ -61,8 +64,10 @@ export class Listener {
       return;
     }
     if (activated) {
-      log.warn('the socket files the service manager bound are gone; binding new ones here (restart ' +
-        'sysgenidd.socket and sysgenidd-control.socket to hand sockets over again)');
+      log.warn(
+        'the socket files the service manager bound are gone; binding new ones here (restart ' +
+          'sysgenidd.socket and sysgenidd-control.socket to hand sockets over again)',
+      );
     }
     // Closed before binding again: libuv unlinks a server's path when it closes. Its connections stay.
     void this.#closeServers();
@@ -82,7 +87,10 @@ export class Listener {
     try {
       fs.chownSync(paths.control, process.geteuid?.() ?? 0, controlGid);
     } catch (err) {
-      throw new StartupError(`cannot give ${paths.control} to group ${controlGid}: ${(err as Error).message} (choose a group you belong to with --group)`);
+      throw new StartupError(
+        `cannot give ${paths.control} to group ${controlGid}: ${(err as Error).message} (choose a group you ` +
+          `belong to with --group)`,
+      );
     }
     fs.chmodSync(paths.control, 0o660);
     for (const f of [paths.watch, paths.control]) lock.adopt(f);
@@ -120,8 +128,13 @@ export class Listener {
   async #listenActivated(sockets: ActivatedSockets): Promise<void> {
     const { paths, log } = this.#o;
     if (sockets.watch === undefined || sockets.control === undefined) {
-      const got = [sockets.watch === undefined ? '' : 'watch', sockets.control === undefined ? '' : 'control',
-        ...sockets.unknown.map((u) => u.name)].filter(Boolean).join(', ');
+      const got = [
+        sockets.watch === undefined ? '' : 'watch',
+        sockets.control === undefined ? '' : 'control',
+        ...sockets.unknown.map((u) => u.name),
+      ]
+        .filter(Boolean)
+        .join(', ');
       throw new StartupError(
         `socket activation: need descriptors named "watch" and "control" (LISTEN_FDNAMES), got ${got || 'none'}`,
       );
@@ -134,7 +147,10 @@ export class Listener {
     log.info(
       `sockets from the service manager: watch.sock (fd ${sockets.watch}), control.sock (fd ${sockets.control})`,
     );
-    for (const [file, loosest] of [[paths.watch, 0o666], [paths.control, 0o660]] as const) {
+    for (const [file, loosest] of [
+      [paths.watch, 0o666],
+      [paths.control, 0o660],
+    ] as const) {
       try {
         const mode = fs.statSync(file).mode & 0o777;
         if ((mode & ~loosest) !== 0) {
@@ -199,10 +215,12 @@ export class Listener {
     if (now - this.#refusedSince >= 1000) {
       const what =
         perUser === undefined
-          ? `connection limit reached (${this.#o.maxConnections}, from the descriptor limit); refused ${this.#refusedCount} ` +
+          ? `connection limit reached (${this.#o.maxConnections}, from the descriptor limit); refused ` +
+            `${this.#refusedCount} ` +
             `client(s) with EMFILE. Raise LimitNOFILE / ulimit -n or --max-connections`
           : `per-user connection limit reached by ${bucketName(perUser)} ` +
-            `(${this.#o.admission.limits.perUser}, --max-per-user); refused ${this.#refusedCount} client(s) with EMFILE`;
+            `(${this.#o.admission.limits.perUser}, --max-per-user); refused ${this.#refusedCount} client(s) ` +
+            `with EMFILE`;
       this.#o.log.error(what);
       this.#refusedSince = now;
       this.#refusedCount = 0;

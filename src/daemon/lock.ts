@@ -149,8 +149,10 @@ export async function acquirePidLock(file: string, dir: string, handedOver = fal
   const native = addon();
   const name = lockName(dir);
   const busy = (pid: number | undefined, how: string): StartupError =>
-    new StartupError(`another sysgenidd${pid ? ` (pid ${pid})` : ''} already owns ${dir} (${how}); ` +
-      'stop it first, or use another SYSGENID_DIR');
+    new StartupError(
+      `another sysgenidd${pid ? ` (pid ${pid})` : ''} already owns ${dir} (${how}); ` +
+        'stop it first, or use another SYSGENID_DIR',
+    );
 
   let fd = -1;
   if (native?.flock) {
@@ -190,7 +192,10 @@ export async function acquirePidLock(file: string, dir: string, handedOver = fal
     if (bound instanceof net.Server) {
       server = bound;
     } else if (bound.code === 'EADDRINUSE') {
-      throw busy(pidInFile(file), `the lock socket @${name} is bound; without the native addon any local user can hold that name`);
+      throw busy(
+        pidInFile(file),
+        `the lock socket @${name} is bound; without the native addon any local user can hold that name`,
+      );
     } else {
       throw new StartupError(`cannot bind the lock socket @${name}: ${bound.message}`);
     }

@@ -34,8 +34,10 @@ async function main(): Promise<number> {
       } catch (err) {
         // By name: install-units.js comes from dist/src, with its own copy of the UsageError class.
         const usage = (err as Error).name === 'UsageError';
-        process.stderr.write(`sysgenidd install-units: ${(err as Error).message}\n` +
-          (usage ? 'Run "sysgenidd install-units --help" for usage.\n' : ''));
+        process.stderr.write(
+          `sysgenidd install-units: ${(err as Error).message}\n` +
+            (usage ? 'Run "sysgenidd install-units --help" for usage.\n' : ''),
+        );
         return usage ? 2 : 1;
       }
     }
@@ -82,10 +84,13 @@ async function main(): Promise<number> {
     if (!daemon) return;
     log.info(`${signal}: shutting down`);
     notifier.stopping(`stopping (${signal}) at generation ${daemon.generation}`);
-    Promise.all([daemon.close(), metrics?.close()]).then(() => finish(0), (err: Error) => {
-      log.error(`shutdown failed: ${err.message}`);
-      finish(1);
-    });
+    Promise.all([daemon.close(), metrics?.close()]).then(
+      () => finish(0),
+      (err: Error) => {
+        log.error(`shutdown failed: ${err.message}`);
+        finish(1);
+      },
+    );
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
@@ -96,7 +101,9 @@ async function main(): Promise<number> {
       // Only now, and only when asked: a daemon without metrics never loads prom-client nor node:http.
       const { Metrics } = await lazyModule<typeof MetricsModule>('metrics.js');
       metrics = await Metrics.start(daemon, log, {
-        listen: opts.metricsListen, file: opts.metricsFile, fileIntervalMs: opts.metricsIntervalMs,
+        listen: opts.metricsListen,
+        file: opts.metricsFile,
+        fileIntervalMs: opts.metricsIntervalMs,
       });
       daemon.observe(metrics);
       const http = metrics.address ? `http://${metrics.address.host}:${metrics.address.port}` : '';
@@ -116,14 +123,15 @@ async function main(): Promise<number> {
   if (notifier.enabled) notifier.ready(statusLine(running.status(false)));
   // STATUS= on every change but at most every 100 ms: a bump with thousands of acknowledgements is one line.
   let statusTimer: NodeJS.Timeout | undefined;
-  if (notifier.enabled) running.observe({
-    changed: () => {
-      statusTimer ??= setTimeout(() => {
-        statusTimer = undefined;
-        notifier.status(statusLine(running.status(false)));
-      }, 100);
-    },
-  });
+  if (notifier.enabled)
+    running.observe({
+      changed: () => {
+        statusTimer ??= setTimeout(() => {
+          statusTimer = undefined;
+          notifier.status(statusLine(running.status(false)));
+        }, 100);
+      },
+    });
   if (stopRequested) {
     const signal = stopRequested;
     stopRequested = undefined;

@@ -6,7 +6,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import {
-  DEFAULT_ADJUST_TIMEOUT_MS, DEFAULT_HOOK_TIMEOUT_MS, DEFAULT_MAX_BACKLOG, DEFAULT_MAX_SUBSCRIBERS_PER_USER,
+  DEFAULT_ADJUST_TIMEOUT_MS,
+  DEFAULT_HOOK_TIMEOUT_MS,
+  DEFAULT_MAX_BACKLOG,
+  DEFAULT_MAX_SUBSCRIBERS_PER_USER,
   DEFAULT_METRICS_INTERVAL_MS,
   DEFAULT_RESUME_TIMEOUT_MS,
 } from '../defaults.js';
@@ -56,8 +59,8 @@ ${backendsHelp(registry)}
   --max-per-user N       watch connections one user other than root may hold (default: a quarter
                          of the watch pool, at most 1024; needs the native addon to know the user)
   --max-subscribers-per-user N
-                         lifecycle subscribers one user other than root may have (default: ${DEFAULT_MAX_SUBSCRIBERS_PER_USER};
-                         needs the native addon to know the user)
+                         lifecycle subscribers one user other than root may have
+                         (default: ${DEFAULT_MAX_SUBSCRIBERS_PER_USER}; needs the native addon to know the user)
   --max-backlog BYTES    unread output a client may leave before it is disconnected (default: ${DEFAULT_MAX_BACKLOG})
   --metrics-listen ADDR  serve Prometheus metrics, /readyz and /healthz over HTTP on ADDR:
                          PORT (loopback), HOST:PORT or [V6]:PORT (default: no listener)
@@ -82,10 +85,13 @@ const HELP_WIDTH = 100;
 
 function backendsHelp(registry: readonly BackendEntry[]): string {
   const optIn = registry.filter((b) => !b.auto).map((b) => b.label ?? b.name);
-  const optInText = optIn.length === 0 ? ''
-    : `${optIn.length === 1 ? optIn[0] : `${optIn.slice(0, -1).join(', ')} and ${optIn.at(-1)}`} ` +
-      `${optIn.length === 1 ? 'is' : 'are'} opt-in; `;
-  const text = 'restore detection besides forced updates: "auto" (every one this machine supports), "none", ' +
+  const optInText =
+    optIn.length === 0
+      ? ''
+      : `${optIn.length === 1 ? optIn[0] : `${optIn.slice(0, -1).join(', ')} and ${optIn.at(-1)}`} ` +
+        `${optIn.length === 1 ? 'is' : 'are'} opt-in; `;
+  const text =
+    'restore detection besides forced updates: "auto" (every one this machine supports), "none", ' +
     `or a comma list of: ${backendNames(registry).join(', ')} (${optInText}auto = ${autoBackends(registry).join(',')})`;
   const lines: string[] = [];
   let line = '  --backends LIST       ';
@@ -108,7 +114,10 @@ export function parseBackends(spec: string, registry: readonly BackendEntry[] = 
   if (spec === 'none' || spec === 'forced') return [];
   const known = backendNames(registry);
   const backends: string[] = [];
-  for (const name of spec.split(',').map((x) => x.trim()).filter(Boolean)) {
+  for (const name of spec
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean)) {
     if (name === 'forced') continue;
     if (!known.includes(name)) {
       throw new UsageError(`--backends: unknown backend ${JSON.stringify(name)}; known: ${known.join(', ')}, forced`);
@@ -155,7 +164,8 @@ export class UsageError extends Error {
 function positiveInt(flag: string, value: string | undefined, fallback: number | undefined): number | undefined {
   if (value === undefined) return fallback;
   const n = /^[0-9]+$/.test(value) ? Number(value) : NaN;
-  if (!Number.isSafeInteger(n) || n <= 0) throw new UsageError(`${flag} needs a positive whole number, got ${JSON.stringify(value)}`);
+  if (!Number.isSafeInteger(n) || n <= 0)
+    throw new UsageError(`${flag} needs a positive whole number, got ${JSON.stringify(value)}`);
   return n;
 }
 
@@ -230,12 +240,14 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
   }
   const uid = process.geteuid?.() ?? 0;
   const logLevel = values['log-level'] ?? 'info';
-  if (!isLevel(logLevel)) throw new UsageError(`--log-level must be error, warn, info or debug, got ${JSON.stringify(logLevel)}`);
+  if (!isLevel(logLevel))
+    throw new UsageError(`--log-level must be error, warn, info or debug, got ${JSON.stringify(logLevel)}`);
 
   let controlGid: number;
   if (values.group !== undefined) {
     const gid = resolveGroup(values.group);
-    if (gid === undefined) throw new UsageError(`--group: no group named ${JSON.stringify(values.group)} in /etc/group`);
+    if (gid === undefined)
+      throw new UsageError(`--group: no group named ${JSON.stringify(values.group)} in /etc/group`);
     controlGid = gid;
   } else if (uid === 0) {
     controlGid = resolveGroup('sysgenid') ?? 0;
@@ -247,7 +259,8 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
   const tooLong = socketPathProblem(dir);
   if (tooLong) throw new UsageError(tooLong);
   const devLinkPath = values['dev-link-path'];
-  if (devLinkPath !== undefined && !path.isAbsolute(devLinkPath)) throw new UsageError('--dev-link-path must be an absolute path');
+  if (devLinkPath !== undefined && !path.isAbsolute(devLinkPath))
+    throw new UsageError('--dev-link-path must be an absolute path');
 
   const listenSpec = values['metrics-listen'];
   const metricsListen = listenSpec === undefined ? undefined : parseListen(listenSpec);
@@ -285,7 +298,9 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     maxConnections: positiveInt('--max-connections', values['max-connections'], undefined),
     maxPerUser: positiveInt('--max-per-user', values['max-per-user'], undefined),
     maxSubscribersPerUser: positiveInt(
-      '--max-subscribers-per-user', values['max-subscribers-per-user'], DEFAULT_MAX_SUBSCRIBERS_PER_USER,
+      '--max-subscribers-per-user',
+      values['max-subscribers-per-user'],
+      DEFAULT_MAX_SUBSCRIBERS_PER_USER,
     ) as number,
     maxBacklog: positiveInt('--max-backlog', values['max-backlog'], DEFAULT_MAX_BACKLOG) as number,
     autoResume: values['no-auto-resume'] !== true,

@@ -1,5 +1,6 @@
 // One client's output, bounded in bytes and in the memory that holds them. Once the kernel's socket
-// buffer is full, what comes is appended to one buffer and handed to the stream when it drains, so a client that never reads
+// buffer is full, what comes is appended to one buffer and handed to the stream when it drains, so a client that
+// never reads
 // costs its unread bytes and not an object per notification (1000 such clients over 5000 bumps held
 // 280 MB of heap for 42 MB of bytes when every line was its own stream write). A reply too large for
 // the bound (a STATUS listing every watcher) is streamed in chunks as the client reads, with a deadline,
@@ -85,7 +86,10 @@ export class Output {
       done();
       return;
     }
-    const timer = setTimeout(() => this.#fail(`it did not read a ${text.length}-byte reply within ${deadlineMs} ms`), deadlineMs);
+    const timer = setTimeout(
+      () => this.#fail(`it did not read a ${text.length}-byte reply within ${deadlineMs} ms`),
+      deadlineMs,
+    );
     // Whatever was queued before this reply goes first; what comes after it waits in the buffer.
     const head = this.#len > 0 ? (this.#buf as Buffer).subarray(0, this.#len) : undefined;
     this.#buf = undefined;

@@ -11,8 +11,13 @@ import { decodeU32, encodeU32 } from '../protocol/page-format.js';
 import { PAGE_SIZE } from '../protocol/runtime-dir.js';
 import { StartupError, hintFor } from './runtime-dir.js';
 
-const { O_RDWR, O_CREAT, O_EXCL, O_NOFOLLOW, O_CLOEXEC = 0o2000000 } =
-  fs.constants as typeof fs.constants & { O_CLOEXEC?: number };
+const {
+  O_RDWR,
+  O_CREAT,
+  O_EXCL,
+  O_NOFOLLOW,
+  O_CLOEXEC = 0o2000000,
+} = fs.constants as typeof fs.constants & { O_CLOEXEC?: number };
 
 /** Open a file the daemon owns for in-place updates, refusing symlinks and files someone else owns. */
 export function openOwnedFile(file: string, mode: number, what: string): { fd: number; st: fs.Stats } {
@@ -121,7 +126,8 @@ export class Page {
       if (this.#orphans.length > MAX_ORPHANS) fs.closeSync(this.#orphans.shift() as number);
       this.#fd = fresh.#fd;
       this.write(value);
-      problem = `the page ${this.path} was ${onDisk ? 'replaced' : 'removed'} by someone else; recreated it with ` +
+      problem =
+        `the page ${this.path} was ${onDisk ? 'replaced' : 'removed'} by someone else; recreated it with ` +
         `generation ${value} for new readers (readers that mapped the old file are still updated)`;
     }
     return problem;

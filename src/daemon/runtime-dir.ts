@@ -15,8 +15,10 @@ export function ensureRuntimeDir(dir: string, mode: number): void {
   const uid = process.geteuid?.() ?? 0;
   const parentProblem = untrustedPath(path.dirname(dir));
   if (parentProblem) {
-    throw new StartupError(`refusing the runtime directory ${dir}: ${parentProblem}; every directory above it must ` +
-      `belong to root or to uid ${uid} and not be writable by others (sticky directories such as /tmp excepted)`);
+    throw new StartupError(
+      `refusing the runtime directory ${dir}: ${parentProblem}; every directory above it must ` +
+        `belong to root or to uid ${uid} and not be writable by others (sticky directories such as /tmp excepted)`,
+    );
   }
   try {
     fs.mkdirSync(path.dirname(dir), { recursive: true, mode: 0o755 });
@@ -30,18 +32,27 @@ export function ensureRuntimeDir(dir: string, mode: number): void {
     }
   }
   const st = fs.lstatSync(dir);
-  if (st.isSymbolicLink()) throw new StartupError(`${dir} is a symbolic link; refusing to use it (remove it, or set SYSGENID_DIR)`);
+  if (st.isSymbolicLink())
+    throw new StartupError(`${dir} is a symbolic link; refusing to use it (remove it, or set SYSGENID_DIR)`);
   if (!st.isDirectory()) throw new StartupError(`${dir} exists and is not a directory`);
   if (st.uid !== uid) {
-    throw new StartupError(`${dir} belongs to uid ${st.uid}, not to this user (uid ${uid}); refusing to use a directory someone else controls`);
+    throw new StartupError(
+      `${dir} belongs to uid ${st.uid}, not to this user (uid ${uid}); refusing to use a directory someone else ` +
+        `controls`,
+    );
   }
   if ((st.mode & 0o022) !== 0) {
-    throw new StartupError(`${dir} is writable by group or others (mode ${(st.mode & 0o777).toString(8)}); fix it with chmod go-w`);
+    throw new StartupError(
+      `${dir} is writable by group or others (mode ${(st.mode & 0o777).toString(8)}); fix it with chmod go-w`,
+    );
   }
   try {
     fs.accessSync(dir, fs.constants.W_OK);
   } catch (err) {
-    throw new StartupError(`the runtime directory ${dir} is not writable: ${(err as Error).message}` + hintFor((err as NodeJS.ErrnoException).code));
+    throw new StartupError(
+      `the runtime directory ${dir} is not writable: ${(err as Error).message}` +
+        hintFor((err as NodeJS.ErrnoException).code),
+    );
   }
 }
 
@@ -53,8 +64,10 @@ export function socketPathProblem(dir: string): string | undefined {
   const longest = path.join(dir, 'control.sock');
   const n = Buffer.byteLength(longest);
   if (n <= MAX_SOCKET_PATH) return undefined;
-  return `the socket path ${longest} is ${n} bytes; a Unix socket path holds at most ${MAX_SOCKET_PATH} ` +
-    '(choose a shorter --dir)';
+  return (
+    `the socket path ${longest} is ${n} bytes; a Unix socket path holds at most ${MAX_SOCKET_PATH} ` +
+    '(choose a shorter --dir)'
+  );
 }
 
 export function hintFor(code: string | undefined): string {

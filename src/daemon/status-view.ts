@@ -83,7 +83,8 @@ function lifecycleStatus(src: StatusSource, now: number): DaemonStatus['lifecycl
   const current = lc.current && lc.current.endedAt === null ? cycleReportDocument(lc.current) : null;
   let late: Array<{ id: number; name: string | null }> = [];
   if (lc.state === 'adjusting') {
-    late = [...core.list()].filter((w) => w.tracked && w.acked !== core.generation)
+    late = [...core.list()]
+      .filter((w) => w.tracked && w.acked !== core.generation)
       .map((w) => ({ id: w.id, name: conns.get(w.id)?.name ?? null }));
   }
   return {
@@ -93,9 +94,14 @@ function lifecycleStatus(src: StatusSource, now: number): DaemonStatus['lifecycl
     subscribers: lc.order().length,
     autoResume: src.autoResume,
     current,
-    adjusting: lc.state === 'adjusting'
-      ? { quiesced: lc.adjustingQuiesced, deadlineInMs: lc.adjustDeadline === null ? null : lc.adjustDeadline - now, outdated: late }
-      : null,
+    adjusting:
+      lc.state === 'adjusting'
+        ? {
+            quiesced: lc.adjustingQuiesced,
+            deadlineInMs: lc.adjustDeadline === null ? null : lc.adjustDeadline - now,
+            outdated: late,
+          }
+        : null,
     lastQuiesce: lc.last.quiesce ? cycleReportDocument(lc.last.quiesce) : null,
     lastUnquiesce: lc.last.unquiesce ? cycleReportDocument(lc.last.unquiesce) : null,
   };

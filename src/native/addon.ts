@@ -118,7 +118,8 @@ function load(): void {
       file = nodeGypBuild.path(root);
     } catch (err) {
       const first = (err as Error).message.split('\n')[0];
-      reason = `not built and no prebuilt binary for ${process.platform}-${process.arch} (${first}); ` +
+      reason =
+        `not built and no prebuilt binary for ${process.platform}-${process.arch} (${first}); ` +
         'run npm rebuild with a C toolchain';
       return;
     }
@@ -128,7 +129,8 @@ function load(): void {
     loadedFrom = path.relative(root, file);
     reason = loadedFrom.startsWith('prebuilds') ? `loaded (prebuilt ${loadedFrom})` : 'loaded';
   } catch (err) {
-    reason = `${path.relative(root, file)} does not load (${(err as Error).message.split('\n')[0]}); ` +
+    reason =
+      `${path.relative(root, file)} does not load (${(err as Error).message.split('\n')[0]}); ` +
       'run npm rebuild with a C toolchain';
   }
 }

@@ -154,10 +154,11 @@ export class FdStream {
         if (errno === EAGAIN) {
           // Retried on the next readiness or poll: replies are small, the bound keeps them so.
           if (!this.#timer && !this.#watch) this.#arm();
-          else if (!this.#timer) this.#timer = setTimeout(() => {
-            this.#timer = undefined;
-            this.#flush();
-          }, this.#pollMs);
+          else if (!this.#timer)
+            this.#timer = setTimeout(() => {
+              this.#timer = undefined;
+              this.#flush();
+            }, this.#pollMs);
           return;
         }
         if (this.#port) {

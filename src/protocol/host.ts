@@ -45,7 +45,10 @@ export function parseHostRequest(line: string): HostRequest {
   const space = trimmed.indexOf(' ');
   const verb = (space === -1 ? trimmed : trimmed.slice(0, space)).toUpperCase();
   if (verb === 'RESTORED') {
-    const args = trimmed.slice(space + 1).trim().split(/ +/);
+    const args = trimmed
+      .slice(space + 1)
+      .trim()
+      .split(/ +/);
     if (space === -1 || args.length !== 2) {
       throw new SysgenidError('EINVAL', 'RESTORED takes a minimum generation and the entropy in hex');
     }
@@ -54,8 +57,10 @@ export function parseHostRequest(line: string): HostRequest {
     const hex = args[1] as string;
     const bytes = hex.length / 2;
     if (!HEX.test(hex) || bytes < MIN_ENTROPY_BYTES || bytes > MAX_ENTROPY_BYTES) {
-      throw new SysgenidError('EINVAL',
-        `RESTORED: the entropy is ${MIN_ENTROPY_BYTES} to ${MAX_ENTROPY_BYTES} bytes in hex (an even count of 0-9a-f)`);
+      throw new SysgenidError(
+        'EINVAL',
+        `RESTORED: the entropy is ${MIN_ENTROPY_BYTES} to ${MAX_ENTROPY_BYTES} bytes in hex (an even count of 0-9a-f)`,
+      );
     }
     return { verb, min, entropy: Buffer.from(hex, 'hex') };
   }

@@ -3,7 +3,12 @@
 
 import { isU32 } from '../core/generation.js';
 import {
-  DEFAULT_PRIORITY, DEFAULT_QUIESCE_TIMEOUT_MS, DEFAULT_UNQUIESCE_TIMEOUT_MS, MAX_PRIORITY, MAX_TIMEOUT_MS, MIN_PRIORITY,
+  DEFAULT_PRIORITY,
+  DEFAULT_QUIESCE_TIMEOUT_MS,
+  DEFAULT_UNQUIESCE_TIMEOUT_MS,
+  MAX_PRIORITY,
+  MAX_TIMEOUT_MS,
+  MIN_PRIORITY,
 } from '../defaults.js';
 import { type ErrorCode, SysgenidError, isErrorCode } from './errors.js';
 
@@ -48,9 +53,29 @@ export type Request =
  * missing here does not compile either.
  */
 export const VERBS = [
-  'NAME', 'PID', 'READ', 'ACK', 'TRACK', 'WAIT', 'RESUME', 'OBSERVE', 'STATUS', 'BUMP',
-  'SUBSCRIBE', 'UNSUBSCRIBE', 'QUIESCED', 'UNQUIESCED', 'FAILED', 'PROBLEM', 'QUIESCE', 'UNQUIESCE',
-  'EXCLUDE', 'DISCONNECT', 'PING', 'HELP', 'QUIT',
+  'NAME',
+  'PID',
+  'READ',
+  'ACK',
+  'TRACK',
+  'WAIT',
+  'RESUME',
+  'OBSERVE',
+  'STATUS',
+  'BUMP',
+  'SUBSCRIBE',
+  'UNSUBSCRIBE',
+  'QUIESCED',
+  'UNQUIESCED',
+  'FAILED',
+  'PROBLEM',
+  'QUIESCE',
+  'UNQUIESCE',
+  'EXCLUDE',
+  'DISCONNECT',
+  'PING',
+  'HELP',
+  'QUIT',
 ] as const satisfies readonly Request['verb'][];
 
 export type Verb = (typeof VERBS)[number];
@@ -72,7 +97,8 @@ export function parseU32(text: string): number | undefined {
 function u32Arg(verb: string, arg: string | undefined, what: string): number {
   if (arg === undefined) throw new SysgenidError('EINVAL', `${verb} needs ${what}`);
   const n = parseU32(arg);
-  if (n === undefined) throw new SysgenidError('EINVAL', `${verb}: ${what} must be a decimal u32, got ${JSON.stringify(arg)}`);
+  if (n === undefined)
+    throw new SysgenidError('EINVAL', `${verb}: ${what} must be a decimal u32, got ${JSON.stringify(arg)}`);
   return n;
 }
 
@@ -112,7 +138,8 @@ export function parseRequest(line: string): Request {
     }
     case 'READ': {
       const mode = args[0]?.toUpperCase();
-      if (mode !== undefined && mode !== 'NONBLOCK') throw new SysgenidError('EINVAL', 'READ takes nothing or NONBLOCK');
+      if (mode !== undefined && mode !== 'NONBLOCK')
+        throw new SysgenidError('EINVAL', 'READ takes nothing or NONBLOCK');
       noMore(verb, args.slice(1));
       return { verb, nonblock: mode === 'NONBLOCK' };
     }
@@ -149,7 +176,10 @@ export function parseRequest(line: string): Request {
       if (args[0] !== undefined) {
         if (!/^-?[0-9]{1,4}$/.test(args[0])) {
           const range = `from ${MIN_PRIORITY} to ${MAX_PRIORITY}`;
-          throw new SysgenidError('EINVAL', `SUBSCRIBE: priority must be an integer ${range}, got ${JSON.stringify(args[0])}`);
+          throw new SysgenidError(
+            'EINVAL',
+            `SUBSCRIBE: priority must be an integer ${range}, got ${JSON.stringify(args[0])}`,
+          );
         }
         priority = Number(args[0]);
         if (priority < MIN_PRIORITY || priority > MAX_PRIORITY) {
@@ -170,7 +200,8 @@ export function parseRequest(line: string): Request {
       const message = tail.slice((args[0] as string).length).trim();
       // Required (docs/PROTOCOL.md): the message is what the quiesce's report and its caller see.
       if (message === '') throw new SysgenidError('EINVAL', 'FAILED: needs a message saying what failed');
-      if (message.length > MAX_MESSAGE) throw new SysgenidError('EINVAL', `FAILED: at most ${MAX_MESSAGE} characters of message`);
+      if (message.length > MAX_MESSAGE)
+        throw new SysgenidError('EINVAL', `FAILED: at most ${MAX_MESSAGE} characters of message`);
       return { verb, cycle, message };
     }
     case 'PROBLEM': {
@@ -179,10 +210,17 @@ export function parseRequest(line: string): Request {
     }
     case 'QUIESCE':
     case 'UNQUIESCE': {
-      const timeoutMs = args[0] === undefined
-        ? (verb === 'QUIESCE' ? DEFAULT_QUIESCE_TIMEOUT_MS : DEFAULT_UNQUIESCE_TIMEOUT_MS)
-        : timeoutArg(verb, args[0]);
-      if (timeoutMs === 0) throw new SysgenidError('EINVAL', `${verb}: the timeout must be above 0: a machine is never left waiting forever`);
+      const timeoutMs =
+        args[0] === undefined
+          ? verb === 'QUIESCE'
+            ? DEFAULT_QUIESCE_TIMEOUT_MS
+            : DEFAULT_UNQUIESCE_TIMEOUT_MS
+          : timeoutArg(verb, args[0]);
+      if (timeoutMs === 0)
+        throw new SysgenidError(
+          'EINVAL',
+          `${verb}: the timeout must be above 0: a machine is never left waiting forever`,
+        );
       noMore(verb, args.slice(1));
       return { verb, timeoutMs };
     }
@@ -216,36 +254,62 @@ export function parseRequest(line: string): Request {
 /** Encode a request for the wire (the client side). */
 export function encodeRequest(req: Request): string {
   switch (req.verb) {
-    case 'NAME': return `NAME ${req.name}\n`;
-    case 'PID': return `PID ${req.pid}\n`;
-    case 'READ': return req.nonblock ? 'READ NONBLOCK\n' : 'READ\n';
-    case 'ACK': return `ACK ${req.generation}\n`;
-    case 'RESUME': return `RESUME ${req.generation}\n`;
-    case 'TRACK': return req.on ? 'TRACK ON\n' : 'TRACK OFF\n';
-    case 'WAIT': return `WAIT ${req.timeoutMs}\n`;
-    case 'STATUS': return req.brief ? 'STATUS BRIEF\n' : 'STATUS\n';
-    case 'BUMP': return `BUMP ${req.min}\n`;
-    case 'SUBSCRIBE': return `SUBSCRIBE ${req.priority}\n`;
-    case 'QUIESCED': return `QUIESCED ${req.cycle}\n`;
-    case 'UNQUIESCED': return `UNQUIESCED ${req.cycle}\n`;
-    case 'FAILED': return `FAILED ${req.cycle} ${sanitizeMessage(req.message)}\n`;
-    case 'PROBLEM': return req.message ? `PROBLEM ${sanitizeMessage(req.message)}\n` : 'PROBLEM\n';
-    case 'QUIESCE': return `QUIESCE ${req.timeoutMs}\n`;
-    case 'UNQUIESCE': return `UNQUIESCE ${req.timeoutMs}\n`;
-    case 'EXCLUDE': return 'uid' in req.target ? `EXCLUDE UID ${req.target.uid}\n` : `EXCLUDE ${req.target.id}\n`;
-    case 'DISCONNECT': return `DISCONNECT ${req.id}\n`;
-    default: return `${req.verb}\n`;
+    case 'NAME':
+      return `NAME ${req.name}\n`;
+    case 'PID':
+      return `PID ${req.pid}\n`;
+    case 'READ':
+      return req.nonblock ? 'READ NONBLOCK\n' : 'READ\n';
+    case 'ACK':
+      return `ACK ${req.generation}\n`;
+    case 'RESUME':
+      return `RESUME ${req.generation}\n`;
+    case 'TRACK':
+      return req.on ? 'TRACK ON\n' : 'TRACK OFF\n';
+    case 'WAIT':
+      return `WAIT ${req.timeoutMs}\n`;
+    case 'STATUS':
+      return req.brief ? 'STATUS BRIEF\n' : 'STATUS\n';
+    case 'BUMP':
+      return `BUMP ${req.min}\n`;
+    case 'SUBSCRIBE':
+      return `SUBSCRIBE ${req.priority}\n`;
+    case 'QUIESCED':
+      return `QUIESCED ${req.cycle}\n`;
+    case 'UNQUIESCED':
+      return `UNQUIESCED ${req.cycle}\n`;
+    case 'FAILED':
+      return `FAILED ${req.cycle} ${sanitizeMessage(req.message)}\n`;
+    case 'PROBLEM':
+      return req.message ? `PROBLEM ${sanitizeMessage(req.message)}\n` : 'PROBLEM\n';
+    case 'QUIESCE':
+      return `QUIESCE ${req.timeoutMs}\n`;
+    case 'UNQUIESCE':
+      return `UNQUIESCE ${req.timeoutMs}\n`;
+    case 'EXCLUDE':
+      return 'uid' in req.target ? `EXCLUDE UID ${req.target.uid}\n` : `EXCLUDE ${req.target.id}\n`;
+    case 'DISCONNECT':
+      return `DISCONNECT ${req.id}\n`;
+    default:
+      return `${req.verb}\n`;
   }
 }
 
 /** A name as a watcher may send it: printable ASCII, trimmed, at most MAX_NAME characters. */
 export function sanitizeName(name: string): string {
-  return name.replace(/[^\x20-\x7e]/g, '?').trim().slice(0, MAX_NAME);
+  return name
+    .replace(/[^\x20-\x7e]/g, '?')
+    .trim()
+    .slice(0, MAX_NAME);
 }
 
 /** A message as FAILED and PROBLEM carry it: one line of printable ASCII, at most MAX_MESSAGE characters. */
 export function sanitizeMessage(text: string): string {
-  return text.replace(/[^\x20-\x7e]/g, '?').replace(/\s+/g, ' ').trim().slice(0, MAX_MESSAGE);
+  return text
+    .replace(/[^\x20-\x7e]/g, '?')
+    .replace(/\s+/g, ' ')
+    .trim()
+    .slice(0, MAX_MESSAGE);
 }
 
 // Server to client.

@@ -14,9 +14,18 @@ export const CACHE = path.join(REPO, '.cache', 'e2e');
 
 /** Modules CRIU needs in the guest, loaded in this order after their dependencies. */
 const CRIU_MODULES = [
-  'lib/libcrc32c', 'net/netfilter/nfnetlink', 'net/netfilter/nf_tables', 'net/ipv4/inet_diag',
-  'net/ipv4/tcp_diag', 'net/ipv4/udp_diag', 'net/ipv4/raw_diag', 'net/unix/unix_diag',
-  'net/netlink/netlink_diag', 'net/packet/af_packet_diag', 'drivers/net/tun', 'drivers/net/veth',
+  'lib/libcrc32c',
+  'net/netfilter/nfnetlink',
+  'net/netfilter/nf_tables',
+  'net/ipv4/inet_diag',
+  'net/ipv4/tcp_diag',
+  'net/ipv4/udp_diag',
+  'net/ipv4/raw_diag',
+  'net/unix/unix_diag',
+  'net/netlink/netlink_diag',
+  'net/packet/af_packet_diag',
+  'drivers/net/tun',
+  'drivers/net/veth',
 ];
 
 export interface Guest {
@@ -51,11 +60,17 @@ function requireTools(): { qemu: string; busybox: string; criu: string } {
   const busybox = fs.existsSync('/bin/busybox') ? '/bin/busybox' : which('busybox');
   const criu = which('criu');
   const missing = [
-    qemu ? '' : 'qemu-system-x86', busybox ? '' : 'busybox-static', criu ? '' : 'criu',
-    which('cpio') ? '' : 'cpio', which('dpkg') ? '' : 'dpkg', which('apt-get') ? '' : 'apt',
+    qemu ? '' : 'qemu-system-x86',
+    busybox ? '' : 'busybox-static',
+    criu ? '' : 'criu',
+    which('cpio') ? '' : 'cpio',
+    which('dpkg') ? '' : 'dpkg',
+    which('apt-get') ? '' : 'apt',
   ].filter(Boolean);
   if (missing.length > 0 || !qemu || !busybox || !criu) {
-    throw new MissingToolError(`the end-to-end test needs: apt-get install --no-install-recommends ${missing.join(' ')}`);
+    throw new MissingToolError(
+      `the end-to-end test needs: apt-get install --no-install-recommends ${missing.join(' ')}`,
+    );
   }
   // The guest has no libraries for it: it must be the static build.
   let dynamic = true;
@@ -74,14 +89,27 @@ function kernelPackage(): { pkg: string; dir: string } {
   fs.mkdirSync(root, { recursive: true });
   let pkg: string | undefined;
   try {
-    const out = execFileSync('apt-cache', ['search', '--names-only', '^linux-image-6\\.12\\.[0-9]+\\+deb[0-9]+-cloud-amd64-unsigned$'], { encoding: 'utf8' });
-    pkg = out.split('\n').map((l) => l.split(' ')[0] ?? '').filter(Boolean)
-      .sort((a, b) => a.localeCompare(b, 'en', { numeric: true })).pop();
+    const out = execFileSync(
+      'apt-cache',
+      ['search', '--names-only', '^linux-image-6\\.12\\.[0-9]+\\+deb[0-9]+-cloud-amd64-unsigned$'],
+      { encoding: 'utf8' },
+    );
+    pkg = out
+      .split('\n')
+      .map((l) => l.split(' ')[0] ?? '')
+      .filter(Boolean)
+      .sort((a, b) => a.localeCompare(b, 'en', { numeric: true }))
+      .pop();
   } catch {
     pkg = undefined;
   }
   // Offline or without package lists: use what an earlier run extracted.
-  if (!pkg) pkg = fs.readdirSync(root).filter((d) => fs.existsSync(path.join(root, d, 'done'))).sort().pop();
+  if (!pkg)
+    pkg = fs
+      .readdirSync(root)
+      .filter((d) => fs.existsSync(path.join(root, d, 'done')))
+      .sort()
+      .pop();
   if (!pkg) throw new MissingToolError('no linux-image-6.12.*-cloud-amd64-unsigned package found: run apt-get update');
   const dir = path.join(root, pkg);
   if (!fs.existsSync(path.join(dir, 'done'))) {
@@ -124,7 +152,11 @@ function moduleDepends(ko: Buffer): string[] {
   const at = ko.indexOf('\0depends=');
   if (at < 0) return [];
   const end = ko.indexOf(0, at + 1);
-  return ko.subarray(at + 9, end).toString('latin1').split(',').filter(Boolean);
+  return ko
+    .subarray(at + 9, end)
+    .toString('latin1')
+    .split(',')
+    .filter(Boolean);
 }
 
 function addModules(tree: string, kernelRoot: string): string[] {
@@ -150,7 +182,11 @@ function addModules(tree: string, kernelRoot: string): string[] {
 /** Writes a newc cpio archive of `tree` (the format the kernel unpacks as its initramfs), gzip-compressed. */
 function packInitramfs(tree: string, out: string): number {
   const list = execFileSync('find', ['.', '-mindepth', '1'], { cwd: tree, maxBuffer: 64 << 20 });
-  const cpio = execFileSync('cpio', ['-o', '-H', 'newc', '--quiet', '-R', '0:0'], { cwd: tree, input: list, maxBuffer: 1 << 30 });
+  const cpio = execFileSync('cpio', ['-o', '-H', 'newc', '--quiet', '-R', '0:0'], {
+    cwd: tree,
+    input: list,
+    maxBuffer: 1 << 30,
+  });
   const gz = zlib.gzipSync(cpio, { level: 1 });
   fs.writeFileSync(out, gz);
   return gz.length;
@@ -166,7 +202,20 @@ export function buildGuest(work: string): Guest {
 
   const tree = path.join(work, 'tree');
   fs.rmSync(tree, { recursive: true, force: true });
-  for (const d of ['bin', 'sbin', 'usr/bin', 'usr/sbin', 'proc', 'sys', 'dev', 'tmp', 'run', 'root', 'etc', 'var/tmp']) {
+  for (const d of [
+    'bin',
+    'sbin',
+    'usr/bin',
+    'usr/sbin',
+    'proc',
+    'sys',
+    'dev',
+    'tmp',
+    'run',
+    'root',
+    'etc',
+    'var/tmp',
+  ]) {
     fs.mkdirSync(path.join(tree, d), { recursive: true });
   }
 
@@ -191,7 +240,10 @@ export function buildGuest(work: string): Guest {
   for (const lib of new Set([...sharedLibraries(node), ...sharedLibraries(tools.criu)])) copyInto(tree, lib);
   addModules(tree, kroot);
 
-  fs.writeFileSync(path.join(tree, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n');
+  fs.writeFileSync(
+    path.join(tree, 'etc/passwd'),
+    'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n',
+  );
   fs.writeFileSync(path.join(tree, 'etc/group'), 'root:x:0:\nnogroup:x:65534:\n');
 
   // The project as `npm install` leaves it: built output, the addon, package.json (for "type": "module").
@@ -210,16 +262,29 @@ export function buildGuest(work: string): Guest {
   fs.symlinkSync('..', path.join(tree, app, 'node_modules/sysgenid'));
   // The programs as they ship (package.json "bin"): the bundles.
   for (const name of ['sysgenid', 'sysgenidd']) {
-    fs.writeFileSync(path.join(tree, 'usr/bin', name), `#!/bin/sh\nexec /usr/bin/node /${app}/dist/${name}.cjs "$@"\n`, { mode: 0o755 });
+    fs.writeFileSync(
+      path.join(tree, 'usr/bin', name),
+      `#!/bin/sh\nexec /usr/bin/node /${app}/dist/${name}.cjs "$@"\n`,
+      { mode: 0o755 },
+    );
   }
   // CRIU takes a path for its action script (docs/backends/criu.md).
-  fs.writeFileSync(path.join(tree, 'usr/sbin/sysgenid-criu-action'), '#!/bin/sh\nexec sysgenid criu-action "$@"\n', { mode: 0o755 });
+  fs.writeFileSync(path.join(tree, 'usr/sbin/sysgenid-criu-action'), '#!/bin/sh\nexec sysgenid criu-action "$@"\n', {
+    mode: 0o755,
+  });
   copyInto(tree, path.join(REPO, 'test/e2e/guest/init.sh'), 'init', 0o755);
 
   const initrd = path.join(work, 'initrd.cpio.gz');
   const initrdBytes = packInitramfs(tree, initrd);
   fs.rmSync(tree, { recursive: true, force: true });
-  return { kernel: path.join(kroot, 'boot', vmlinuz), initrd, qemu: tools.qemu, kernelPackage: pkg, initrdBytes, buildMs: Date.now() - started };
+  return {
+    kernel: path.join(kroot, 'boot', vmlinuz),
+    initrd,
+    qemu: tools.qemu,
+    kernelPackage: pkg,
+    initrdBytes,
+    buildMs: Date.now() - started,
+  };
 }
 
 /** The guest kernel and QEMU alone, for scenarios that build their own root file system (systemd.e2e.ts). */

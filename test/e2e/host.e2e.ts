@@ -60,15 +60,29 @@ const hostSocket = (name: string): string => path.join(work, `${name}.host`);
 
 async function boot(name: string, incoming?: string): Promise<Vm> {
   const extraArgs = [
-    '-device', 'virtio-serial-pci,id=vser0',
-    '-chardev', `socket,id=host0,path=${hostSocket(name)},server=on,wait=off`,
-    '-device', `virtserialport,bus=vser0.0,chardev=host0,name=${PORT_NAME}`,
+    '-device',
+    'virtio-serial-pci,id=vser0',
+    '-chardev',
+    `socket,id=host0,path=${hostSocket(name)},server=on,wait=off`,
+    '-device',
+    `virtserialport,bus=vser0.0,chardev=host0,name=${PORT_NAME}`,
     // A second monitor for the snapshot command the host command runs.
-    '-qmp', `unix:${path.join(work, `${name}.qmp2`)},server=on,wait=off`,
+    '-qmp',
+    `unix:${path.join(work, `${name}.qmp2`)},server=on,wait=off`,
   ];
   const vm = await Vm.start({
-    name, qemu: guest.qemu, kernel: guest.kernel, initrd: guest.initrd, append: 'e2e=host', guid: crypto.randomUUID(),
-    vmgenid: false, extraArgs, memMb: 1024, smp: 1, runDir: work, ...(incoming ? { incoming } : {}),
+    name,
+    qemu: guest.qemu,
+    kernel: guest.kernel,
+    initrd: guest.initrd,
+    append: 'e2e=host',
+    guid: crypto.randomUUID(),
+    vmgenid: false,
+    extraArgs,
+    memMb: 1024,
+    smp: 1,
+    runDir: work,
+    ...(incoming ? { incoming } : {}),
   });
   vms.push(vm);
   return vm;
@@ -111,126 +125,189 @@ after(async () => {
   if (lines.length) fs.writeFileSync(path.join(CACHE, 'last-host-report.txt'), lines.join('\n') + '\n');
 });
 
-test('from the host, over virtio-serial, without a VM Generation ID: lifecycle, restore notices with entropy, ' +
-  'negative control', async (t) => {
-  if (skip) return t.skip(skip);
-  const source = await boot('source');
-  const t0 = performance.now();
-  const ready = (await source.report<Report>('READY', 240_000)).value;
-  const hostBackend = ready.backends.find((b) => b.name === 'host');
-  say(`source: ready in ${((performance.now() - t0) / 1000).toFixed(1)} s, generation ${ready.generation}, ` +
-    `${ready.watchers} watchers; host backend: ${hostBackend?.live ? 'live' : 'off'}: ${hostBackend?.detail}`);
-  const portFound = /virtio-serial: org\.sysgenid\.host\.0 \(\/dev\/vport\d+p\d+\) open/;
-  check(source, hostBackend?.live === true && portFound.test(hostBackend.detail),
-    'the host backend found the virtio-serial port by its name (no udev in the guest)');
-  check(source, ready.forks.length === 0 && ready.generation === 0, 'no VM Generation ID, generation 0');
+test(
+  'from the host, over virtio-serial, without a VM Generation ID: lifecycle, restore notices with entropy, ' +
+    'negative control',
+  async (t) => {
+    if (skip) return t.skip(skip);
+    const source = await boot('source');
+    const t0 = performance.now();
+    const ready = (await source.report<Report>('READY', 240_000)).value;
+    const hostBackend = ready.backends.find((b) => b.name === 'host');
+    say(
+      `source: ready in ${((performance.now() - t0) / 1000).toFixed(1)} s, generation ${ready.generation}, ` +
+        `${ready.watchers} watchers; host backend: ${hostBackend?.live ? 'live' : 'off'}: ${hostBackend?.detail}`,
+    );
+    const portFound = /virtio-serial: org\.sysgenid\.host\.0 \(\/dev\/vport\d+p\d+\) open/;
+    check(
+      source,
+      hostBackend?.live === true && portFound.test(hostBackend.detail),
+      'the host backend found the virtio-serial port by its name (no udev in the guest)',
+    );
+    check(source, ready.forks.length === 0 && ready.generation === 0, 'no VM Generation ID, generation 0');
 
-  // The host-initiated lifecycle: quiesce (the HTTP example drains and stops accepting), the QEMU
-  // snapshot as the command, resume.
-  const snap = path.join(work, 'snap.mig');
-  const life = await host(['--serial', hostSocket('source'), 'snapshot',
-    '--quiesce-timeout', '60000', '--timeout', '60000',
-    '--', process.execPath, SNAPSHOT_CMD, path.join(work, 'source.qmp2'), snap]);
-  check(source, life.code === 0, `sysgenid host snapshot succeeded (${life.code})\n${life.stderr}`);
-  check(source, /quiesced in \d+ ms: .*http-server :8080/.test(life.stderr),
-    `the HTTP example quiesced\n${life.stderr}`);
-  check(source, /resumed in \d+ ms: .*http-server :8080/.test(life.stderr), `the HTTP example resumed\n${life.stderr}`);
-  const snapMb = (fs.statSync(snap).size / 1e6).toFixed(0);
-  say(`source: sysgenid host snapshot (quiesce, QEMU snapshot of ${snapMb} MB, resume) ` +
-    `in ${(life.ms / 1000).toFixed(1)} s:\n#   ${life.stderr.trim().split('\n').join('\n#   ')}`);
-  const from = source.lines.length;
-  source.type('report');
-  const orig = (await source.report<Report>('REPORT', 60_000, from)).value;
-  check(source, orig.generation === 0 && orig.lifecycle.state === 'running', 'the original runs on at generation 0');
-  await source.kill();
+    // The host-initiated lifecycle: quiesce (the HTTP example drains and stops accepting), the QEMU
+    // snapshot as the command, resume.
+    const snap = path.join(work, 'snap.mig');
+    const life = await host([
+      '--serial',
+      hostSocket('source'),
+      'snapshot',
+      '--quiesce-timeout',
+      '60000',
+      '--timeout',
+      '60000',
+      '--',
+      process.execPath,
+      SNAPSHOT_CMD,
+      path.join(work, 'source.qmp2'),
+      snap,
+    ]);
+    check(source, life.code === 0, `sysgenid host snapshot succeeded (${life.code})\n${life.stderr}`);
+    check(
+      source,
+      /quiesced in \d+ ms: .*http-server :8080/.test(life.stderr),
+      `the HTTP example quiesced\n${life.stderr}`,
+    );
+    check(
+      source,
+      /resumed in \d+ ms: .*http-server :8080/.test(life.stderr),
+      `the HTTP example resumed\n${life.stderr}`,
+    );
+    const snapMb = (fs.statSync(snap).size / 1e6).toFixed(0);
+    say(
+      `source: sysgenid host snapshot (quiesce, QEMU snapshot of ${snapMb} MB, resume) ` +
+        `in ${(life.ms / 1000).toFixed(1)} s:\n#   ${life.stderr.trim().split('\n').join('\n#   ')}`,
+    );
+    const from = source.lines.length;
+    source.type('report');
+    const orig = (await source.report<Report>('REPORT', 60_000, from)).value;
+    check(source, orig.generation === 0 && orig.lifecycle.state === 'running', 'the original runs on at generation 0');
+    await source.kill();
 
-  const plan = [
-    { name: 'host-a', notice: true },
-    { name: 'host-b', notice: true },
-    { name: 'ctrl-a', notice: false },
-    { name: 'ctrl-b', notice: false },
-  ];
-  const clones = await Promise.all(plan.map((p) => boot(p.name, snap)));
-  await Promise.all(clones.map((vm) => vm.waitLoaded(120_000)));
-  for (const vm of clones) await vm.qmp('cont');
+    const plan = [
+      { name: 'host-a', notice: true },
+      { name: 'host-b', notice: true },
+      { name: 'ctrl-a', notice: false },
+      { name: 'ctrl-b', notice: false },
+    ];
+    const clones = await Promise.all(plan.map((p) => boot(p.name, snap)));
+    await Promise.all(clones.map((vm) => vm.waitLoaded(120_000)));
+    for (const vm of clones) await vm.qmp('cont');
 
-  const results = new Map<string, { random: string; report: Report; restored?: Awaited<ReturnType<typeof host>> }>();
-  await Promise.all(plan.map(async (p, i) => {
-    const vm = clones[i] as Vm;
-    if (p.notice) {
-      // Restored without a new VM Generation ID: only the host can tell it. Fresh entropy each.
-      const r = await host(['--serial', hostSocket(p.name), 'restored',
-        '--timeout', '120000', '--connect-timeout', '30000']);
-      check(vm, r.code === 0,
-        `sysgenid host restored succeeded and the kernel CRNG was reseeded (${r.code})\n${r.stderr}`);
-      // Read right after the host command returned: what the guest kernel hands out now.
+    const results = new Map<string, { random: string; report: Report; restored?: Awaited<ReturnType<typeof host>> }>();
+    await Promise.all(
+      plan.map(async (p, i) => {
+        const vm = clones[i] as Vm;
+        if (p.notice) {
+          // Restored without a new VM Generation ID: only the host can tell it. Fresh entropy each.
+          const r = await host([
+            '--serial',
+            hostSocket(p.name),
+            'restored',
+            '--timeout',
+            '120000',
+            '--connect-timeout',
+            '30000',
+          ]);
+          check(
+            vm,
+            r.code === 0,
+            `sysgenid host restored succeeded and the kernel CRNG was reseeded (${r.code})\n${r.stderr}`,
+          );
+          // Read right after the host command returned: what the guest kernel hands out now.
+          const at = vm.lines.length;
+          vm.type('random');
+          const random = (await vm.report<{ kernelRandom: string }>('RANDOM', 60_000, at)).value.kernelRandom;
+          const bumped = (await vm.report<Report>('BUMPED', 120_000)).value;
+          results.set(p.name, { random, report: bumped, restored: r });
+        } else {
+          const at = vm.lines.length;
+          vm.type('random');
+          const random = (await vm.report<{ kernelRandom: string }>('RANDOM', 60_000, at)).value.kernelRandom;
+          results.set(p.name, { random, report: undefined as unknown as Report });
+        }
+      }),
+    );
+    // The negative control has had as long as the others to notice anything; now ask it.
+    for (const [i, p] of plan.entries()) {
+      if (p.notice) continue;
+      const vm = clones[i] as Vm;
       const at = vm.lines.length;
-      vm.type('random');
-      const random = (await vm.report<{ kernelRandom: string }>('RANDOM', 60_000, at)).value.kernelRandom;
-      const bumped = (await vm.report<Report>('BUMPED', 120_000)).value;
-      results.set(p.name, { random, report: bumped, restored: r });
-    } else {
-      const at = vm.lines.length;
-      vm.type('random');
-      const random = (await vm.report<{ kernelRandom: string }>('RANDOM', 60_000, at)).value.kernelRandom;
-      results.set(p.name, { random, report: undefined as unknown as Report });
+      vm.type('report');
+      (results.get(p.name) as { report: Report }).report = (await vm.report<Report>('REPORT', 60_000, at)).value;
     }
-  }));
-  // The negative control has had as long as the others to notice anything; now ask it.
-  for (const [i, p] of plan.entries()) {
-    if (p.notice) continue;
-    const vm = clones[i] as Vm;
-    const at = vm.lines.length;
-    vm.type('report');
-    (results.get(p.name) as { report: Report }).report = (await vm.report<Report>('REPORT', 60_000, at)).value;
-  }
 
-  const table: string[] = [];
-  for (const [i, p] of plan.entries()) {
-    const vm = clones[i] as Vm;
-    type Result = { random: string; report: Report; restored?: { stderr: string; ms: number } };
-    const { random, report: r, restored } = results.get(p.name) as Result;
-    const tracked = r.list.filter((w) => w.tracked);
-    const adjusted = tracked.filter((w) => w.acked === r.generation && !w.outdated).length;
-    if (p.notice) {
-      check(vm, r.generation === 1 && r.lastBump?.source.startsWith('host: restore notice over virtio-serial') === true,
-        `generation 1 from the host's notice (${r.generation}, ${r.lastBump?.source})`);
-      check(vm, r.forks.length === 0, 'no VM-fork record: the kernel saw no new generation ID');
-      check(vm, r.outdated === 0 && adjusted === tracked.length, 'every tracked watcher re-adjusted to generation 1');
-      check(vm, r.app.generation === 1 && r.app.sessionKey !== ready.app.sessionKey, 'the app regenerated its secret');
-      check(vm, /kernel CRNG reseeded with 64 bytes/.test(restored?.stderr ?? ''),
-        'the guest kernel CRNG was reseeded');
-      check(vm, /every watcher re-adjusted/.test(restored?.stderr ?? ''),
-        'the host command returned only once the guest said every watcher re-adjusted (its WAIT)');
-      // The lifecycle: restored quiesced; re-opened only after re-adjusting (automatic un-quiesce).
-      const at = vm.lines.length;
-      vm.type('server-log');
-      const serverLog = (await vm.report<{ text: string }>('SERVER-LOG', 60_000, at)).value.text;
-      const regenerated = serverLog.indexOf('generation 1: new session key');
-      const reopened = serverLog.indexOf('resumed at generation 1 (a restored copy)');
-      check(vm, regenerated >= 0 && reopened > regenerated,
-        `the HTTP server re-opened only after regenerating its key\n${serverLog}`);
-    } else {
-      check(vm, r.generation === 0 && r.lastBump === null && r.outdated === 0,
-        `no notice: generation stays 0 (${r.generation})`);
-      check(vm, r.app.sessionKey === ready.app.sessionKey, 'no notice: the app keeps the source\'s secret');
-      check(vm, r.lifecycle.state === 'quiesced', `no notice: still quiesced as snapshotted (${r.lifecycle.state})`);
+    const table: string[] = [];
+    for (const [i, p] of plan.entries()) {
+      const vm = clones[i] as Vm;
+      type Result = { random: string; report: Report; restored?: { stderr: string; ms: number } };
+      const { random, report: r, restored } = results.get(p.name) as Result;
+      const tracked = r.list.filter((w) => w.tracked);
+      const adjusted = tracked.filter((w) => w.acked === r.generation && !w.outdated).length;
+      if (p.notice) {
+        check(
+          vm,
+          r.generation === 1 && r.lastBump?.source.startsWith('host: restore notice over virtio-serial') === true,
+          `generation 1 from the host's notice (${r.generation}, ${r.lastBump?.source})`,
+        );
+        check(vm, r.forks.length === 0, 'no VM-fork record: the kernel saw no new generation ID');
+        check(vm, r.outdated === 0 && adjusted === tracked.length, 'every tracked watcher re-adjusted to generation 1');
+        check(
+          vm,
+          r.app.generation === 1 && r.app.sessionKey !== ready.app.sessionKey,
+          'the app regenerated its secret',
+        );
+        check(
+          vm,
+          /kernel CRNG reseeded with 64 bytes/.test(restored?.stderr ?? ''),
+          'the guest kernel CRNG was reseeded',
+        );
+        check(
+          vm,
+          /every watcher re-adjusted/.test(restored?.stderr ?? ''),
+          'the host command returned only once the guest said every watcher re-adjusted (its WAIT)',
+        );
+        // The lifecycle: restored quiesced; re-opened only after re-adjusting (automatic un-quiesce).
+        const at = vm.lines.length;
+        vm.type('server-log');
+        const serverLog = (await vm.report<{ text: string }>('SERVER-LOG', 60_000, at)).value.text;
+        const regenerated = serverLog.indexOf('generation 1: new session key');
+        const reopened = serverLog.indexOf('resumed at generation 1 (a restored copy)');
+        check(
+          vm,
+          regenerated >= 0 && reopened > regenerated,
+          `the HTTP server re-opened only after regenerating its key\n${serverLog}`,
+        );
+      } else {
+        check(
+          vm,
+          r.generation === 0 && r.lastBump === null && r.outdated === 0,
+          `no notice: generation stays 0 (${r.generation})`,
+        );
+        check(vm, r.app.sessionKey === ready.app.sessionKey, "no notice: the app keeps the source's secret");
+        check(vm, r.lifecycle.state === 'quiesced', `no notice: still quiesced as snapshotted (${r.lifecycle.state})`);
+      }
+      const bytes = /reseeded with (\d+) bytes/.exec(restored?.stderr ?? '')?.[1] ?? 'NO';
+      const reseeded = p.notice ? `${bytes} bytes` : '-';
+      table.push(
+        `${p.name.padEnd(7)} ${(p.notice ? 'yes' : 'no').padEnd(6)} ${String(r.generation).padEnd(10)} ` +
+          `${(p.notice ? `${adjusted}/${tracked.length}` : 'none told').padEnd(9)} ${reseeded.padEnd(9)} ` +
+          `${random.slice(0, 24)}... ` +
+          `${p.notice ? `${((restored?.ms ?? 0) / 1000).toFixed(2)} s` : '-'}`,
+      );
     }
-    const bytes = /reseeded with (\d+) bytes/.exec(restored?.stderr ?? '')?.[1] ?? 'NO';
-    const reseeded = p.notice ? `${bytes} bytes` : '-';
-    table.push(`${p.name.padEnd(7)} ${(p.notice ? 'yes' : 'no').padEnd(6)} ${String(r.generation).padEnd(10)} ` +
-      `${(p.notice ? `${adjusted}/${tracked.length}` : 'none told').padEnd(9)} ${reseeded.padEnd(9)} ` +
-      `${random.slice(0, 24)}... ` +
-      `${p.notice ? `${((restored?.ms ?? 0) / 1000).toFixed(2)} s` : '-'}`);
-  }
-  const rnd = (n: string): string => (results.get(n) as { random: string }).random;
-  const same = (a: string, b: string): string => (rnd(a) === rnd(b) ? 'THE SAME' : 'different');
-  say('clones restored without a VM Generation ID (host notice over virtio-serial):');
-  say('clone   notice generation watchers  reseeded  kernel randomness after (getrandom pool)   host command');
-  for (const row of table) say(row);
-  say(`kernel randomness: host-a vs host-b ${same('host-a', 'host-b')}; ` +
-    `negative control ctrl-a vs ctrl-b (no notice) ${same('ctrl-a', 'ctrl-b')}; ` +
-    `ctrl-a vs host-a ${same('ctrl-a', 'host-a')}`);
-  assert.notEqual(rnd('host-a'), rnd('host-b'), 'the two notified clones\' kernels hand out different bytes');
-  await Promise.all(clones.map((vm) => vm.kill()));
-});
+    const rnd = (n: string): string => (results.get(n) as { random: string }).random;
+    const same = (a: string, b: string): string => (rnd(a) === rnd(b) ? 'THE SAME' : 'different');
+    say('clones restored without a VM Generation ID (host notice over virtio-serial):');
+    say('clone   notice generation watchers  reseeded  kernel randomness after (getrandom pool)   host command');
+    for (const row of table) say(row);
+    say(
+      `kernel randomness: host-a vs host-b ${same('host-a', 'host-b')}; ` +
+        `negative control ctrl-a vs ctrl-b (no notice) ${same('ctrl-a', 'ctrl-b')}; ` +
+        `ctrl-a vs host-a ${same('ctrl-a', 'host-a')}`,
+    );
+    assert.notEqual(rnd('host-a'), rnd('host-b'), "the two notified clones' kernels hand out different bytes");
+    await Promise.all(clones.map((vm) => vm.kill()));
+  },
+);

@@ -58,10 +58,12 @@ export class Vm {
     child.stderr?.on('data', (d: Buffer) => {
       this.#stderr += d.toString();
     });
-    this.exited = new Promise((resolve) => child.on('exit', (code) => {
-      for (const w of this.#lineWaiters) w();
-      resolve(code);
-    }));
+    this.exited = new Promise((resolve) =>
+      child.on('exit', (code) => {
+        for (const w of this.#lineWaiters) w();
+        resolve(code);
+      }),
+    );
   }
 
   static async start(opts: VmOptions): Promise<Vm> {
@@ -70,13 +72,35 @@ export class Vm {
     fs.rmSync(ser, { force: true });
     fs.rmSync(qmp, { force: true });
     const args = [
-      '-nographic', '-monitor', 'none', '-nodefaults', '-no-user-config',
-      '-chardev', `socket,id=s0,path=${ser},server=on,wait=on`, '-serial', 'chardev:s0',
-      '-qmp', `unix:${qmp},server=on,wait=off`,
-      '-accel', 'tcg', '-cpu', 'max', '-machine', 'q35', '-smp', String(opts.smp), '-m', String(opts.memMb),
-      '-kernel', opts.kernel, '-initrd', opts.initrd,
-      '-append', `console=ttyS0 loglevel=4 panic=-1 ${opts.append}`,
-      ...(opts.vmgenid === false ? [] : ['-device', `vmgenid,id=vmgenid0,guid=${opts.guid}`]), '-no-reboot',
+      '-nographic',
+      '-monitor',
+      'none',
+      '-nodefaults',
+      '-no-user-config',
+      '-chardev',
+      `socket,id=s0,path=${ser},server=on,wait=on`,
+      '-serial',
+      'chardev:s0',
+      '-qmp',
+      `unix:${qmp},server=on,wait=off`,
+      '-accel',
+      'tcg',
+      '-cpu',
+      'max',
+      '-machine',
+      'q35',
+      '-smp',
+      String(opts.smp),
+      '-m',
+      String(opts.memMb),
+      '-kernel',
+      opts.kernel,
+      '-initrd',
+      opts.initrd,
+      '-append',
+      `console=ttyS0 loglevel=4 panic=-1 ${opts.append}`,
+      ...(opts.vmgenid === false ? [] : ['-device', `vmgenid,id=vmgenid0,guid=${opts.guid}`]),
+      '-no-reboot',
       ...(opts.extraArgs ?? []),
     ];
     if (opts.incoming) args.push('-incoming', `exec:cat ${opts.incoming}`);
@@ -94,7 +118,8 @@ export class Vm {
     vm.#serial.on('data', (d: Buffer) => vm.#onConsole(d.toString('latin1')));
     vm.#serial.on('error', () => undefined);
     while (!fs.existsSync(qmp)) {
-      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`${opts.name}: no QMP socket: ${vm.#stderr.trim()}`);
+      if (child.exitCode !== null || Date.now() > deadline)
+        throw new Error(`${opts.name}: no QMP socket: ${vm.#stderr.trim()}`);
       await sleep(20);
     }
     vm.#qmp = await connectUnix(qmp);
@@ -145,9 +170,13 @@ export class Vm {
   }
 
   /** The first console line (from index `from`) matching `re`; rejects on timeout or QEMU exit. */
-  async waitFor(re: RegExp, timeoutMs: number, from = 0): Promise<{ match: RegExpExecArray; line: ConsoleLine; index: number }> {
+  async waitFor(
+    re: RegExp,
+    timeoutMs: number,
+    from = 0,
+  ): Promise<{ match: RegExpExecArray; line: ConsoleLine; index: number }> {
     const deadline = performance.now() + timeoutMs;
-    for (let i = from; ; ) {
+    for (let i = from; ;) {
       for (; i < this.lines.length; i++) {
         const line = this.lines[i] as ConsoleLine;
         const match = re.exec(line.text);
@@ -203,7 +232,8 @@ export class Vm {
     for (;;) {
       const st = (await this.qmp('query-migrate')) as { status?: string; 'error-desc'?: string };
       if (st.status === 'completed') return;
-      if (st.status === 'failed' || st.status === 'cancelled') throw new Error(`${this.name}: migration ${st.status}: ${st['error-desc'] ?? ''}`);
+      if (st.status === 'failed' || st.status === 'cancelled')
+        throw new Error(`${this.name}: migration ${st.status}: ${st['error-desc'] ?? ''}`);
       if (Date.now() > deadline) throw new Error(`${this.name}: the snapshot did not complete within ${timeoutMs} ms`);
       await sleep(50);
     }

@@ -36,7 +36,10 @@ function restoredDir(pid: string, explicit: string | undefined): string {
  * restored tree runs: a new generation, then un-quiesce once every watcher has re-adjusted.
  */
 export async function criuAction(
-  dir: string | undefined, strict: boolean, env: NodeJS.ProcessEnv, timeoutMs = DEFAULT_QUIESCE_TIMEOUT_MS,
+  dir: string | undefined,
+  strict: boolean,
+  env: NodeJS.ProcessEnv,
+  timeoutMs = DEFAULT_QUIESCE_TIMEOUT_MS,
 ): Promise<number> {
   const action = env.CRTOOLS_SCRIPT_ACTION;
   if (action === undefined) {
@@ -61,7 +64,8 @@ export async function criuAction(
     if (action === 'post-dump') {
       const resumeArgs = ['resume', '--dir', full, '--timeout', String(timeoutMs)];
       const child = spawn(process.execPath, [...process.execArgv, process.argv[1] as string, ...resumeArgs], {
-        detached: true, stdio: 'ignore',
+        detached: true,
+        stdio: 'ignore',
       });
       child.unref();
       process.stdout.write(`sysgenid: ${tree}: will resume it when CRIU lets it run again (${inside})\n`);
@@ -75,9 +79,8 @@ export async function criuAction(
   } catch (err) {
     const e = err as SysgenidError;
     if (action === 'pre-dump' && (e.code === 'EBUSY' || e.code === 'EACCES')) throw err;
-    const skipped = action === 'post-resume'
-      ? 'no generation bump'
-      : `no ${action === 'pre-dump' ? 'quiesce' : 'resume'}`;
+    const skipped =
+      action === 'post-resume' ? 'no generation bump' : `no ${action === 'pre-dump' ? 'quiesce' : 'resume'}`;
     process.stderr.write(`sysgenid: ${tree}: ${skipped}: ${e.code ?? ''} ${e.message}\n`);
     if (strict) throw err;
     return EXIT.OK;

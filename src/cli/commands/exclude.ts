@@ -8,7 +8,7 @@ import { COMMON_HELP, u32Option } from '../options.js';
 
 export default defineCommand({
   name: 'exclude',
-  summary: "take a watcher or subscriber out of waits and the lifecycle (root or the control group)",
+  summary: 'take a watcher or subscriber out of waits and the lifecycle (root or the control group)',
   help: `Usage: sysgenid exclude [--json] ID
        sysgenid exclude [--json] --uid UID
 

@@ -54,9 +54,15 @@ ${JSON_HELP}
   -h, --help             show this help
 `,
   options: {
-    firecracker: { type: 'string' }, cid: { type: 'string' }, serial: { type: 'string' }, port: { type: 'string' },
-    min: { type: 'string' }, 'entropy-bytes': { type: 'string' }, timeout: { type: 'string' },
-    'quiesce-timeout': { type: 'string' }, 'allow-no-reseed': { type: 'boolean' },
+    firecracker: { type: 'string' },
+    cid: { type: 'string' },
+    serial: { type: 'string' },
+    port: { type: 'string' },
+    min: { type: 'string' },
+    'entropy-bytes': { type: 'string' },
+    timeout: { type: 'string' },
+    'quiesce-timeout': { type: 'string' },
+    'allow-no-reseed': { type: 'boolean' },
     'connect-timeout': { type: 'string' },
     ...JSON_OPTION,
   },
@@ -138,12 +144,16 @@ async function restored(link: HostLink, values: Values, timeoutMs: number): Prom
   }
   const t0 = performance.now();
   const r = await link.restored(min, bytes);
-  process.stderr.write(`sysgenid host restored: generation ${r.generation}` +
-    `${r.bumped ? '' : ` (already at least ${min}: no bump)`}; kernel CRNG ` +
-    `${r.reseeded ? `reseeded with ${r.entropyBytes} bytes` : `NOT reseeded: ${r.reseedError ?? 'unknown'}`}\n`);
+  process.stderr.write(
+    `sysgenid host restored: generation ${r.generation}` +
+      `${r.bumped ? '' : ` (already at least ${min}: no bump)`}; kernel CRNG ` +
+      `${r.reseeded ? `reseeded with ${r.entropyBytes} bytes` : `NOT reseeded: ${r.reseedError ?? 'unknown'}`}\n`,
+  );
   await link.wait(timeoutMs);
-  process.stderr.write(`sysgenid host restored: every watcher re-adjusted ` +
-    `(${(performance.now() - t0).toFixed(0)} ms after the notice was sent)\n`);
+  process.stderr.write(
+    `sysgenid host restored: every watcher re-adjusted ` +
+      `(${(performance.now() - t0).toFixed(0)} ms after the notice was sent)\n`,
+  );
   if (values.json === true) printJson({ ...r, readjustedMs: Math.round(performance.now() - t0) });
   else process.stdout.write(`${r.generation}\n`);
   if (!r.reseeded && values['allow-no-reseed'] !== true) return EXIT_NOT_RESEEDED;
@@ -154,8 +164,11 @@ async function snapshot(link: HostLink, values: Values, cmd: string[], resumeMs:
   if (cmd.length === 0) {
     throw new UsageError('host snapshot needs the command that takes the snapshot: -- CMD [ARG...]');
   }
-  const quiesceMs = u32Option('quiesce-timeout', values['quiesce-timeout'] as string | undefined,
-    DEFAULT_QUIESCE_TIMEOUT_MS);
+  const quiesceMs = u32Option(
+    'quiesce-timeout',
+    values['quiesce-timeout'] as string | undefined,
+    DEFAULT_QUIESCE_TIMEOUT_MS,
+  );
   const report = cycle(await link.request(`QUIESCE ${quiesceMs}`, lifecycleDeadline(quiesceMs)));
   if (!report.ok) {
     process.stderr.write(`sysgenid host snapshot: quiesce failed, ${cmd[0]} not run: ${report.reason}\n`);
@@ -178,6 +191,6 @@ function cycle(json: string): CycleReport {
   try {
     return JSON.parse(json) as CycleReport;
   } catch {
-    throw new SysgenidError('EPROTO', 'the guest\'s lifecycle report is not JSON');
+    throw new SysgenidError('EPROTO', "the guest's lifecycle report is not JSON");
   }
 }

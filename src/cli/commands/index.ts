@@ -19,5 +19,18 @@ import host from './host.js';
 import watch from './watch.js';
 
 export const COMMANDS: readonly Command[] = [
-  status, get, read, watch, bump, wait, quiesce, resume, snapshot, ready, exclude, disconnect, criuAction, host,
+  status,
+  get,
+  read,
+  watch,
+  bump,
+  wait,
+  quiesce,
+  resume,
+  snapshot,
+  ready,
+  exclude,
+  disconnect,
+  criuAction,
+  host,
 ];

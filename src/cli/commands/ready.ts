@@ -27,10 +27,13 @@ export function readiness(s: DaemonStatus, name: string | undefined): Verdict {
   const list = s.list ?? [];
   const mine = name === undefined ? list : list.filter((w) => w.name === name);
   const outdated = mine.filter((w) => w.tracked && w.outdated);
-  const held = name === undefined
-    ? lc.state !== 'running'
-    : lc.state === 'quiescing' || lc.state === 'quiesced' || lc.state === 'unquiescing' ||
-      (lc.state === 'adjusting' && lc.adjusting?.quiesced === true);
+  const held =
+    name === undefined
+      ? lc.state !== 'running'
+      : lc.state === 'quiescing' ||
+        lc.state === 'quiesced' ||
+        lc.state === 'unquiescing' ||
+        (lc.state === 'adjusting' && lc.adjusting?.quiesced === true);
   if (held) reasons.push(`lifecycle ${lc.state} for ${formatMs(lc.sinceMs)}`);
   if (name !== undefined && mine.length === 0) reasons.push(`no watcher named ${JSON.stringify(name)} is connected`);
   if (outdated.length > 0) {
@@ -68,15 +71,21 @@ ${COMMON_HELP}
     const v = readiness(s, values.name);
     if (values.json) {
       printJson({
-        ready: v.ready, name: values.name ?? null, generation: s.generation, state: s.lifecycle.state,
-        watchers: v.matched ?? s.watchers, reasons: v.ready ? [] : v.reasons,
+        ready: v.ready,
+        name: values.name ?? null,
+        generation: s.generation,
+        state: s.lifecycle.state,
+        watchers: v.matched ?? s.watchers,
+        reasons: v.ready ? [] : v.reasons,
         outdated: v.outdated.map((w) => ({ id: w.id, name: w.name, acked: w.acked, problem: w.problem })),
       });
     } else if (!quiet) {
       const who = values.name === undefined ? '' : ` ${values.name}`;
-      process.stdout.write(v.ready
-        ? `ready${who}: generation ${s.generation}, ${v.matched ?? s.watchers} watcher(s), none outdated\n`
-        : `not ready${who}: ${v.reasons.join('; ')}\n`);
+      process.stdout.write(
+        v.ready
+          ? `ready${who}: generation ${s.generation}, ${v.matched ?? s.watchers} watcher(s), none outdated\n`
+          : `not ready${who}: ${v.reasons.join('; ')}\n`,
+      );
     }
     return v.ready ? EXIT.OK : EXIT.FAILURE;
   },

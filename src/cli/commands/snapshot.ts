@@ -37,7 +37,9 @@ Exit: CMD's failure is 1 (the machine is resumed first); otherwise as quiesce an
 ${COMMON_HELP}
 `,
   options: {
-    'quiesce-timeout': { type: 'string' }, 'adjust-timeout': { type: 'string' }, settle: { type: 'string' },
+    'quiesce-timeout': { type: 'string' },
+    'adjust-timeout': { type: 'string' },
+    settle: { type: 'string' },
     ...JSON_OPTION,
   },
   positionals: true,
@@ -53,17 +55,28 @@ ${COMMON_HELP}
     const report = await quiesce({ ...base, timeoutMs: quiesceTimeoutMs });
     if (!report.ok) {
       process.stderr.write(
-        `sysgenid snapshot: quiesce failed, ${cmd[0]} not run: ${report.reason}\n${describeReport(report)}\n`);
+        `sysgenid snapshot: quiesce failed, ${cmd[0]} not run: ${report.reason}\n${describeReport(report)}\n`,
+      );
       if (values.json) {
-        printJson({ ok: false, copy: false, generationBefore: before, generationAfter: before, commandExit: null,
-          quiesce: report, resume: null });
+        printJson({
+          ok: false,
+          copy: false,
+          generationBefore: before,
+          generationAfter: before,
+          commandExit: null,
+          quiesce: report,
+          resume: null,
+        });
       }
       return quiesceExit(report);
     }
     process.stderr.write(`sysgenid snapshot: ${describeReport(report)}; running ${cmd.join(' ')}\n`);
     // Opened before CMD, so a restore that happens during it is reported at once, whenever it is read.
     const stopReading = new AbortController();
-    const next = readNext({ ...base, signal: stopReading.signal }).then((g) => g, () => undefined);
+    const next = readNext({ ...base, signal: stopReading.signal }).then(
+      (g) => g,
+      () => undefined,
+    );
     const code = await runCommand(cmd, before, 'snapshot');
     let after = before;
     if (code !== 0) {
@@ -77,19 +90,27 @@ ${COMMON_HELP}
       const moved = await Promise.race([next, settled]);
       stopReading.abort();
       after = moved ?? (await status(base)).generation;
-      process.stderr.write(after !== before
-        ? `sysgenid snapshot: generation ${before} -> ${after}: this is a restored copy; ` +
-          'resuming once every watcher has re-adjusted\n'
-        : `sysgenid snapshot: generation still ${before}: this is the original; resuming\n`);
+      process.stderr.write(
+        after !== before
+          ? `sysgenid snapshot: generation ${before} -> ${after}: this is a restored copy; ` +
+              'resuming once every watcher has re-adjusted\n'
+          : `sysgenid snapshot: generation still ${before}: this is the original; resuming\n`,
+      );
     }
     const resumed = await resumeSummary(base, await unquiesce({ ...base, timeoutMs: adjustTimeoutMs }));
     process.stderr.write(`sysgenid snapshot: ${resumed.text}\n`);
     if (!resumed.ok) process.stderr.write(`sysgenid snapshot: ${resumed.reason}\n`);
     const ok = code === 0 && resumed.ok;
     if (values.json) {
-      printJson({ ok, copy: after !== before, generationBefore: before, generationAfter: after, commandExit: code,
-        quiesce: report, resume: { ok: resumed.ok, reason: resumed.reason, resumedBy: resumed.resumedBy,
-          report: resumed.report } });
+      printJson({
+        ok,
+        copy: after !== before,
+        generationBefore: before,
+        generationAfter: after,
+        commandExit: code,
+        quiesce: report,
+        resume: { ok: resumed.ok, reason: resumed.reason, resumedBy: resumed.resumedBy, report: resumed.report },
+      });
     }
     if (code !== 0) {
       process.stderr.write(`sysgenid snapshot: ${cmd[0]} exited with ${code}\n`);

@@ -32,21 +32,36 @@ ${COMMON_HELP}
         const s = await status({ ...base, list: true }).catch(() => undefined);
         const late = s?.list?.filter((w) => w.tracked && w.outdated) ?? [];
         if (values.json) {
-          printJson({ ok: false, exitCode: EXIT.TIMEOUT, error: { code: 'ETIME', message: (err as Error).message },
-            generation: s?.generation ?? null, waitedMs: Date.now() - started,
-            outdated: late.map((w) => ({ id: w.id, name: w.name, pid: w.pid, acked: w.acked,
-              outdatedMs: w.outdatedMs, problem: w.problem })) });
+          printJson({
+            ok: false,
+            exitCode: EXIT.TIMEOUT,
+            error: { code: 'ETIME', message: (err as Error).message },
+            generation: s?.generation ?? null,
+            waitedMs: Date.now() - started,
+            outdated: late.map((w) => ({
+              id: w.id,
+              name: w.name,
+              pid: w.pid,
+              acked: w.acked,
+              outdatedMs: w.outdatedMs,
+              problem: w.problem,
+            })),
+          });
           return EXIT.TIMEOUT;
         }
         process.stderr.write(
-          `sysgenid wait: ${late.length || 'some'} watcher(s) still outdated after ${timeoutMs} ms\n`);
+          `sysgenid wait: ${late.length || 'some'} watcher(s) still outdated after ${timeoutMs} ms\n`,
+        );
         for (const w of late) {
-          const who = w.pid === null
-            ? 'pid unknown'
-            : `pid ${w.pid}${w.pidVerified ? '' : ' (declared)'}${w.command ? ` ${w.command}` : ''}` +
-              `${w.uid === null ? '' : ` uid ${w.uid}`}`;
-          process.stderr.write(`  watcher ${w.id} ${w.name ?? '-'}: ${who}, acknowledged ${w.acked}, ` +
-            `outdated for ${formatMs(w.outdatedMs ?? 0)}\n`);
+          const who =
+            w.pid === null
+              ? 'pid unknown'
+              : `pid ${w.pid}${w.pidVerified ? '' : ' (declared)'}${w.command ? ` ${w.command}` : ''}` +
+                `${w.uid === null ? '' : ` uid ${w.uid}`}`;
+          process.stderr.write(
+            `  watcher ${w.id} ${w.name ?? '-'}: ${who}, acknowledged ${w.acked}, ` +
+              `outdated for ${formatMs(w.outdatedMs ?? 0)}\n`,
+          );
         }
       }
       throw err;

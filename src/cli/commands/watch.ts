@@ -33,8 +33,12 @@ this waits for one.
 ${COMMON_HELP}
 `,
   options: {
-    name: { type: 'string' }, count: { type: 'string' }, untracked: { type: 'boolean' }, retry: { type: 'string' },
-    'wait-for-daemon': { type: 'string' }, ...JSON_OPTION,
+    name: { type: 'string' },
+    count: { type: 'string' },
+    untracked: { type: 'boolean' },
+    retry: { type: 'string' },
+    'wait-for-daemon': { type: 'string' },
+    ...JSON_OPTION,
   },
   positionals: true,
   async run({ values, dir, positionals: cmd }) {
@@ -51,8 +55,9 @@ ${COMMON_HELP}
       tracked: values.untracked !== true,
       waitForDaemon: waitMs,
     });
-    watcher.on('disconnect',
-      (err) => process.stderr.write(`sysgenid watch: lost the daemon (${err.code}); reconnecting\n`));
+    watcher.on('disconnect', (err) =>
+      process.stderr.write(`sysgenid watch: lost the daemon (${err.code}); reconnecting\n`),
+    );
     watcher.on('reconnect', (g) => process.stderr.write(`sysgenid watch: reconnected at generation ${g}\n`));
     let handled = 0;
     const done = new Promise<void>((resolve) => {
@@ -71,21 +76,26 @@ ${COMMON_HELP}
     const reported = new WeakSet<Error>();
     watcher.on('retry', (generation, err, attempt, retryInMs) => {
       reported.add(err);
-      process.stderr.write(`sysgenid watch: ${err.message}; generation ${generation} stays unacknowledged; ` +
-        `trying again in ${formatMs(retryInMs)} (attempt ${attempt})\n`);
+      process.stderr.write(
+        `sysgenid watch: ${err.message}; generation ${generation} stays unacknowledged; ` +
+          `trying again in ${formatMs(retryInMs)} (attempt ${attempt})\n`,
+      );
       if (json) printJson({ generation, handled: false, attempts: attempt, error: err.message, retryInMs });
     });
     watcher.on('error', (err) => {
       if (!reported.has(err)) process.stderr.write(`sysgenid watch: ${err.message}\n`);
     });
-    watcher.handle(async (generation) => {
-      if (cmd.length === 0) {
-        if (!json) process.stdout.write(`${generation}\n`);
-        return;
-      }
-      const code = await runCommand(cmd, generation);
-      if (code !== 0) throw new Error(`${cmd[0]} exited with ${code}`);
-    }, { retryMinMs, retryMaxMs: Math.max(retryMinMs, RETRY_MAX_MS) });
+    watcher.handle(
+      async (generation) => {
+        if (cmd.length === 0) {
+          if (!json) process.stdout.write(`${generation}\n`);
+          return;
+        }
+        const code = await runCommand(cmd, generation);
+        if (code !== 0) throw new Error(`${cmd[0]} exited with ${code}`);
+      },
+      { retryMinMs, retryMaxMs: Math.max(retryMinMs, RETRY_MAX_MS) },
+    );
     await done;
     return EXIT.OK;
   },

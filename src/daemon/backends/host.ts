@@ -19,8 +19,14 @@ import { POLL_READABLE } from '../../native/addon.js';
 import { FdStream } from '../../native/fd-stream.js';
 import { LineSplitter } from '../../protocol/framing.js';
 import {
-  DEFAULT_HOST_SERIAL_NAME, DEFAULT_HOST_VSOCK_PORT, HOST_FORWARDED, type HostRequest, MAX_HOST_LINE,
-  type RestoredReply, VSOCK_CID_HOST, parseHostRequest,
+  DEFAULT_HOST_SERIAL_NAME,
+  DEFAULT_HOST_VSOCK_PORT,
+  HOST_FORWARDED,
+  type HostRequest,
+  MAX_HOST_LINE,
+  type RestoredReply,
+  VSOCK_CID_HOST,
+  parseHostRequest,
 } from '../../protocol/host.js';
 import { encodeErr, encodeOk } from '../../protocol/messages.js';
 import type { BackendContext, BackendReport, RestoreBackend } from './backend.js';
@@ -172,7 +178,9 @@ export function reseedKernel(native: Addon | undefined, entropy: Buffer): string
 
 /** /dev/virtio-ports/NAME (udev's link), else the vportNpM whose sysfs name is NAME (no udev). */
 export function findSerialPort(
-  nameOrPath: string, sysfs = '/sys/class/virtio-ports', dev = '/dev',
+  nameOrPath: string,
+  sysfs = '/sys/class/virtio-ports',
+  dev = '/dev',
 ): string | undefined {
   if (nameOrPath.includes('/')) return fs.existsSync(nameOrPath) ? nameOrPath : undefined;
   const link = path.join(dev, 'virtio-ports', nameOrPath);
@@ -269,8 +277,11 @@ export class HostBackend implements RestoreBackend {
     if (min === 0 || before < min) {
       const next = ctx.restored(`host: restore notice over ${channel}`, undefined, min);
       if (next === undefined) {
-        throw new SysgenidError('EIO', `the generation could not move (see the daemon's log); kernel pool ` +
-          (problem ? `not reseeded: ${problem}` : 'reseeded'));
+        throw new SysgenidError(
+          'EIO',
+          `the generation could not move (see the daemon's log); kernel pool ` +
+            (problem ? `not reseeded: ${problem}` : 'reseeded'),
+        );
       }
       generation = next;
       bumped = true;
@@ -278,10 +289,15 @@ export class HostBackend implements RestoreBackend {
     const what = problem
       ? `kernel CRNG NOT reseeded (${problem})`
       : `kernel CRNG reseeded with ${entropy.length} bytes`;
-    ctx.log.info(`host: restore notice over ${channel}: ${what}; ` +
-      (bumped ? `generation ${before} -> ${generation}` : `generation ${before} already at least ${min}, no bump`));
+    ctx.log.info(
+      `host: restore notice over ${channel}: ${what}; ` +
+        (bumped ? `generation ${before} -> ${generation}` : `generation ${before} already at least ${min}, no bump`),
+    );
     return {
-      generation, bumped, reseeded: problem === undefined, ...(problem ? { reseedError: problem } : {}),
+      generation,
+      bumped,
+      reseeded: problem === undefined,
+      ...(problem ? { reseedError: problem } : {}),
       entropyBytes: entropy.length,
     };
   }
@@ -349,8 +365,11 @@ export class HostBackend implements RestoreBackend {
       if (peer.cid !== VSOCK_CID_HOST) {
         fs.closeSync(peer.fd);
         this.#refused++;
-        this.#problem('vsock', `refused a connection from CID ${peer.cid} (only the host, CID ${VSOCK_CID_HOST}, ` +
-          `is accepted; ${this.#refused} refused so far)`);
+        this.#problem(
+          'vsock',
+          `refused a connection from CID ${peer.cid} (only the host, CID ${VSOCK_CID_HOST}, ` +
+            `is accepted; ${this.#refused} refused so far)`,
+        );
         continue;
       }
       this.#hostConnection(native, peer.fd, `vsock (host port ${peer.port})`);
@@ -401,23 +420,28 @@ export class HostBackend implements RestoreBackend {
     }
     const channel = `virtio-serial ${device}`;
     let session: HostSession | undefined;
-    const stream = new FdStream(fd, ctx.addon, {
-      data: (chunk) => {
-        this.#setSerialHost(true, device);
-        session?.push(chunk);
+    const stream = new FdStream(
+      fd,
+      ctx.addon,
+      {
+        data: (chunk) => {
+          this.#setSerialHost(true, device);
+          session?.push(chunk);
+        },
+        idle: (idle) => {
+          if (idle) session?.reset();
+          this.#setSerialHost(!idle, device);
+        },
+        end: (why) => {
+          session?.close();
+          this.#serial = undefined;
+          this.#problem(channel, `closed (${why}); opening it again`);
+          this.#serialTimer = setTimeout(() => this.#openSerial(), SERIAL_RETRY_MS);
+          this.#serialTimer.unref();
+        },
       },
-      idle: (idle) => {
-        if (idle) session?.reset();
-        this.#setSerialHost(!idle, device);
-      },
-      end: (why) => {
-        session?.close();
-        this.#serial = undefined;
-        this.#problem(channel, `closed (${why}); opening it again`);
-        this.#serialTimer = setTimeout(() => this.#openSerial(), SERIAL_RETRY_MS);
-        this.#serialTimer.unref();
-      },
-    }, { port: true });
+      { port: true },
+    );
     session = new HostSession(channel, this.#service, (line) => stream.write(line));
     this.#serial = { stream, session, device };
     this.#setSerialHost(false, device);

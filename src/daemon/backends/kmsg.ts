@@ -32,7 +32,8 @@ export function parseKmsgRecord(text: string): KmsgRecord | undefined {
   const prio = Number(fields[0]);
   const seq = Number(fields[1]);
   const usec = Number(fields[2]);
-  if (!Number.isSafeInteger(prio) || !Number.isSafeInteger(seq) || !Number.isSafeInteger(usec) || prio < 0 || seq < 0) return undefined;
+  if (!Number.isSafeInteger(prio) || !Number.isSafeInteger(seq) || !Number.isSafeInteger(usec) || prio < 0 || seq < 0)
+    return undefined;
   const nl = text.indexOf('\n', semi);
   return { facility: prio >> 3, level: prio & 7, seq, usec, message: text.slice(semi + 1, nl === -1 ? undefined : nl) };
 }
@@ -42,7 +43,12 @@ export function parseKmsgRecord(text: string): KmsgRecord | undefined {
  * (EPIPE) are reported through `onOverwritten` and skipped; returns why reading stopped if it was not
  * simply drained.
  */
-export function drainRecords(fd: number, buf: Buffer, onRecord: (r: KmsgRecord) => void, onOverwritten: () => void): string | undefined {
+export function drainRecords(
+  fd: number,
+  buf: Buffer,
+  onRecord: (r: KmsgRecord) => void,
+  onOverwritten: () => void,
+): string | undefined {
   for (;;) {
     let n: number;
     try {
@@ -67,7 +73,12 @@ export function readKernelLog(file: string = KMSG_PATH): KmsgRecord[] {
   const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
   const out: KmsgRecord[] = [];
   try {
-    const failure = drainRecords(fd, Buffer.alloc(RECORD_BUFFER), (r) => out.push(r), () => undefined);
+    const failure = drainRecords(
+      fd,
+      Buffer.alloc(RECORD_BUFFER),
+      (r) => out.push(r),
+      () => undefined,
+    );
     if (failure) throw new Error(`reading ${file} failed: ${failure}`);
   } finally {
     fs.closeSync(fd);
@@ -128,7 +139,8 @@ export class KmsgBackend implements RestoreBackend {
       drainFd = fs.openSync(this.path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      const hint = e.code === 'EACCES' || e.code === 'EPERM' ? ' (needs root or CAP_SYSLOG when kernel.dmesg_restrict=1)' : '';
+      const hint =
+        e.code === 'EACCES' || e.code === 'EPERM' ? ' (needs root or CAP_SYSLOG when kernel.dmesg_restrict=1)' : '';
       return { live: false, detail: `cannot read ${this.path}: ${e.code ?? e.message}${hint}` };
     }
     const since = seqOf(ctx.memo);
@@ -136,11 +148,16 @@ export class KmsgBackend implements RestoreBackend {
     let missed = 0;
     let failure: string | undefined;
     try {
-      failure = drainRecords(drainFd, this.#buf, (r) => {
-        backlog++;
-        this.#lastSeq = r.seq;
-        if (since !== undefined && r.seq > since && this.#handle(r)) missed++;
-      }, () => this.#overwritten());
+      failure = drainRecords(
+        drainFd,
+        this.#buf,
+        (r) => {
+          backlog++;
+          this.#lastSeq = r.seq;
+          if (since !== undefined && r.seq > since && this.#handle(r)) missed++;
+        },
+        () => this.#overwritten(),
+      );
     } finally {
       fs.closeSync(drainFd);
     }
@@ -180,7 +197,12 @@ export class KmsgBackend implements RestoreBackend {
       this.#fail(`poll failed (${status})`);
       return;
     }
-    const failure = drainRecords(fd, this.#buf, (r) => this.#record(r), () => this.#overwritten());
+    const failure = drainRecords(
+      fd,
+      this.#buf,
+      (r) => this.#record(r),
+      () => this.#overwritten(),
+    );
     if (failure) this.#fail(failure);
   }
 

@@ -39,7 +39,7 @@ export class TimeJumpDetector {
     if (prev.ns !== undefined && s.ns !== undefined && prev.ns !== s.ns) {
       return `time namespace changed (${prev.ns} -> ${s.ns})`;
     }
-    const drift = (s.realtimeMs - prev.realtimeMs) - (s.monotonicMs - prev.monotonicMs);
+    const drift = s.realtimeMs - prev.realtimeMs - (s.monotonicMs - prev.monotonicMs);
     if (Math.abs(drift) >= this.thresholdMs) {
       return `realtime moved ${Math.round(drift)} ms against monotonic`;
     }
@@ -70,7 +70,10 @@ export class TimeJumpBackend implements RestoreBackend {
     this.#timer.unref();
     this.#status = {
       live: true,
-      detail: `heuristic: every ${TIMEJUMP_INTERVAL_MS} ms, a new time namespace${first.ns ? ` (now ${first.ns})` : ' (unsupported here)'} or realtime moving ${TIMEJUMP_THRESHOLD_MS} ms against monotonic`,
+      detail:
+        `heuristic: every ${TIMEJUMP_INTERVAL_MS} ms, a new time ` +
+        `namespace${first.ns ? ` (now ${first.ns})` : ' (unsupported here)'} or realtime moving ` +
+        `${TIMEJUMP_THRESHOLD_MS} ms against monotonic`,
     };
   }
 

@@ -61,7 +61,10 @@ export class UeventBackend implements RestoreBackend {
       return;
     }
     const synth = this.#acceptSynthetic ? ', synthetic SYNTH_ARG_NEWVMGENID=1 accepted' : '';
-    this.#status = { live: true, detail: `kernel uevents with NEW_VMGENID=1 (only Linux 6.8.0 to 6.8.7 sends them${synth})` };
+    this.#status = {
+      live: true,
+      detail: `kernel uevents with NEW_VMGENID=1 (only Linux 6.8.0 to 6.8.7 sends them${synth})`,
+    };
   }
 
   stop(): void {

@@ -163,7 +163,9 @@ export class VmclockBackend implements RestoreBackend {
     } else {
       this.#timer = setInterval(() => this.#check(), FALLBACK_INTERVAL_MS);
       this.#timer.unref();
-      how = `re-read every ${FALLBACK_INTERVAL_MS} ms (${!notifies ? 'the device sends no notifications' : !native ? 'no native addon' : 'not a device'})`;
+      how =
+        `re-read every ${FALLBACK_INTERVAL_MS} ms ` +
+        `(${!notifies ? 'the device sends no notifications' : !native ? 'no native addon' : 'not a device'})`;
     }
     return { live: true, detail: `${this.#path}: vm_generation_counter ${first.generation}, ${how}` };
   }
@@ -178,7 +180,10 @@ export class VmclockBackend implements RestoreBackend {
     const from = this.#last as bigint;
     this.#last = r.generation;
     this.#saved = r.generation;
-    this.#status = { live: true, detail: this.#status.detail.replace(/vm_generation_counter \d+/, `vm_generation_counter ${r.generation}`) };
+    this.#status = {
+      live: true,
+      detail: this.#status.detail.replace(/vm_generation_counter \d+/, `vm_generation_counter ${r.generation}`),
+    };
     this.#ctx?.restored(`vmclock: vm_generation_counter ${from} -> ${r.generation}`, String(r.generation));
   }
 }

@@ -9,7 +9,15 @@ import fs from 'node:fs';
 import net from 'node:net';
 import readline from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type DaemonStatus, type Watcher, connect, forceUpdate, readNext, status, waitForWatchers } from '../../../src/client/index.js';
+import {
+  type DaemonStatus,
+  type Watcher,
+  connect,
+  forceUpdate,
+  readNext,
+  status,
+  waitForWatchers,
+} from '../../../src/client/index.js';
 import { VM_FORK_MESSAGE, readKernelLog } from '../../../src/daemon/backends/kmsg.js';
 
 const OUT = '/run/e2e';
@@ -38,7 +46,8 @@ async function cryptoValues(prefix: string, pid: number): Promise<Record<string,
   const before = new Set(fs.readdirSync(OUT));
   process.kill(pid, 'SIGUSR2');
   const file = await until(`${base} values from pid ${pid}`, 60_000, () =>
-    fs.readdirSync(OUT).find((f) => f.startsWith(`${base}-${pid}-`) && f.endsWith('.json') && !before.has(f)));
+    fs.readdirSync(OUT).find((f) => f.startsWith(`${base}-${pid}-`) && f.endsWith('.json') && !before.has(f)),
+  );
   return (readJson(`${OUT}/${file}`) as { values: Record<string, string> }).values;
 }
 
@@ -76,7 +85,8 @@ async function until<T>(what: string, timeoutMs: number, fn: () => Promise<T | u
     } catch (err) {
       lastErr = err;
     }
-    if (monoMs() > deadline) throw new Error(`timed out waiting for ${what}${lastErr ? `: ${(lastErr as Error).message}` : ''}`);
+    if (monoMs() > deadline)
+      throw new Error(`timed out waiting for ${what}${lastErr ? `: ${(lastErr as Error).message}` : ''}`);
     await sleep(50);
   }
 }
@@ -101,11 +111,24 @@ function forkRecords(): Array<{ seq: number; kernelMs: number; monoMs: number; t
   const { offsetMs } = kernelClockOffsetMs();
   return readKernelLog()
     .filter((r) => r.message === VM_FORK_MESSAGE)
-    .map((r) => ({ seq: r.seq, kernelMs: r.usec / 1000, monoMs: r.usec / 1000 - offsetMs, text: r.message, facility: r.facility }));
+    .map((r) => ({
+      seq: r.seq,
+      kernelMs: r.usec / 1000,
+      monoMs: r.usec / 1000 - offsetMs,
+      text: r.message,
+      facility: r.facility,
+    }));
 }
 
 function watcherSummary(s: DaemonStatus): unknown {
-  return (s.list ?? []).map((w) => ({ id: w.id, name: w.name, tracked: w.tracked, acked: w.acked, outdated: w.outdated, pid: w.pid }));
+  return (s.list ?? []).map((w) => ({
+    id: w.id,
+    name: w.name,
+    tracked: w.tracked,
+    acked: w.acked,
+    outdated: w.outdated,
+    pid: w.pid,
+  }));
 }
 
 function shellSecrets(): Record<string, string> {
@@ -143,15 +166,26 @@ async function vmScenario(): Promise<void> {
   start('sysgenidd', '/usr/bin/sysgenidd', daemonArgs);
   await until('the daemon', 30_000, () => status());
   start('secret-app', '/usr/bin/node', [`${GUEST}/secret-app.js`]);
-  start('shell-watcher', '/usr/bin/sysgenid', ['watch', '--name', 'shell', '--', 'sh', '-c', `cat /proc/sys/kernel/random/uuid > ${OUT}/shell-$SYSGENID`]);
+  start('shell-watcher', '/usr/bin/sysgenid', [
+    'watch',
+    '--name',
+    'shell',
+    '--',
+    'sh',
+    '-c',
+    `cat /proc/sys/kernel/random/uuid > ${OUT}/shell-$SYSGENID`,
+  ]);
   start('page-probe', '/usr/bin/node', [`${GUEST}/page-probe.js`]);
   // Issue 13: one unmodified program run with the flag and once without it (the negative control).
-  start('crypto-flag', '/usr/bin/node', ['--import', 'sysgenid/register', CRYPTO_APP],
-    { CRYPTO_OUT: `${OUT}/crypto-flag` });
+  start('crypto-flag', '/usr/bin/node', ['--import', 'sysgenid/register', CRYPTO_APP], {
+    CRYPTO_OUT: `${OUT}/crypto-flag`,
+  });
   start('crypto-plain', '/usr/bin/node', [CRYPTO_APP], { CRYPTO_OUT: `${OUT}/crypto-plain` });
   // The flag without the addon: it cannot reseed OpenSSL, answers the JS calls from the kernel, and says so.
-  start('crypto-noaddon', '/usr/bin/node', ['--import', 'sysgenid/register', CRYPTO_APP],
-    { CRYPTO_OUT: `${OUT}/crypto-noaddon`, SYSGENID_NO_ADDON: '1' });
+  start('crypto-noaddon', '/usr/bin/node', ['--import', 'sysgenid/register', CRYPTO_APP], {
+    CRYPTO_OUT: `${OUT}/crypto-noaddon`,
+    SYSGENID_NO_ADDON: '1',
+  });
   // The lifecycle scenario: the HTTP example, and a client that asks it all the time.
   start('http-server', '/usr/bin/node', ['/app/examples/http-server.js'], { PORT: '8080' });
   start('http-prober', '/usr/bin/node', [`${GUEST}/http-prober.js`], { PORT: '8080' });
@@ -159,12 +193,15 @@ async function vmScenario(): Promise<void> {
   const ready = await until('every watcher', 60_000, async () => {
     const s = await status({ list: true });
     const names = new Set((s.list ?? []).map((w) => w.name));
-    const all = ['secret-app', 'shell', 'untracked', 'http-server :8080'].every((n) => names.has(n)) &&
+    const all =
+      ['secret-app', 'shell', 'untracked', 'http-server :8080'].every((n) => names.has(n)) &&
       [...names].some((n) => n?.startsWith('register node-crypto-app.js')) &&
       ['flag', 'plain', 'noaddon'].every((v) => readJson(`${OUT}/crypto-${v}-start.json`)) &&
       [...names].filter((n) => n?.startsWith('register node-crypto-app.js')).length === 2;
     const prober = readJson(`${OUT}/http-prober.json`) as { answers: number } | null;
-    return all && readJson(`${OUT}/secret-app.json`) && readJson(`${OUT}/page-probe.json`) && (prober?.answers ?? 0) > 0 ? s : undefined;
+    return all && readJson(`${OUT}/secret-app.json`) && readJson(`${OUT}/page-probe.json`) && (prober?.answers ?? 0) > 0
+      ? s
+      : undefined;
   });
 
   const report = async (): Promise<Record<string, unknown>> => {
@@ -214,15 +251,23 @@ async function vmScenario(): Promise<void> {
     flag: await cryptoValues(`${OUT}/crypto-flag`, children.get('crypto-flag')?.pid as number),
     plain: await cryptoValues(`${OUT}/crypto-plain`, children.get('crypto-plain')?.pid as number),
     noAddon: await cryptoValues(`${OUT}/crypto-noaddon`, children.get('crypto-noaddon')?.pid as number),
-    noAddonProblem: (await status({ list: true })).list?.find((w) => w.pid === children.get('crypto-noaddon')?.pid)
-      ?.problem ?? null,
-    noAddonLog: fs.readFileSync(`${OUT}/crypto-noaddon.log`, 'utf8').split('\n')
-      .filter((l) => l.startsWith('sysgenid/register')).slice(0, 3),
+    noAddonProblem:
+      (await status({ list: true })).list?.find((w) => w.pid === children.get('crypto-noaddon')?.pid)?.problem ?? null,
+    noAddonLog: fs
+      .readFileSync(`${OUT}/crypto-noaddon.log`, 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('sysgenid/register'))
+      .slice(0, 3),
     start: { flag: readJson(`${OUT}/crypto-flag-start.json`), plain: readJson(`${OUT}/crypto-plain-start.json`) },
   };
   emit('BUMPED', {
-    ...(await report()), observed: generation, seenAtMs, ackedAtMs, waitError,
-    cliWait: { status: cli.status, stderr: cli.stderr }, nodeCrypto,
+    ...(await report()),
+    observed: generation,
+    seenAtMs,
+    ackedAtMs,
+    waitError,
+    cliWait: { status: cli.status, stderr: cli.stderr },
+    nodeCrypto,
   });
   // The host scenario drives the lifecycle from the host and compares generations: no warm bump.
   if (scenario === 'host') return;
@@ -237,8 +282,16 @@ async function vmScenario(): Promise<void> {
   await waitForWatchers({ timeoutMs: 60_000 });
   const warmAckedAtMs = monoMs();
   const s = await status();
-  const seen = (readJson(`${OUT}/page-probe.json`) as { seen: Array<{ generation: number; atMs: number }> }).seen.find((x) => x.generation === warm);
-  emit('WARM', { generation: warm, requestedAtMs, pageWrittenMonoMs: s.lastBump?.pageWrittenMonoMs ?? null, probeSeenMs: seen?.atMs ?? null, ackedAtMs: warmAckedAtMs });
+  const seen = (readJson(`${OUT}/page-probe.json`) as { seen: Array<{ generation: number; atMs: number }> }).seen.find(
+    (x) => x.generation === warm,
+  );
+  emit('WARM', {
+    generation: warm,
+    requestedAtMs,
+    pageWrittenMonoMs: s.lastBump?.pageWrittenMonoMs ?? null,
+    probeSeenMs: seen?.atMs ?? null,
+    ackedAtMs: warmAckedAtMs,
+  });
 }
 
 /**
@@ -254,33 +307,40 @@ function setupSnapshot(report: () => Promise<Record<string, unknown>>): void {
   const sock = `${OUT}/agent.sock`;
   let waiting: net.Socket | undefined;
   let snapshotting: ChildProcess | undefined;
-  net.createServer((c) => {
-    c.setEncoding('utf8');
-    c.once('data', async () => {
-      waiting = c;
-      let refusedNow = false;
-      try {
-        await new Promise<void>((resolve, reject) => {
-          const probe = net.createConnection(8080, '127.0.0.1', () => {
-            probe.destroy();
-            reject(new Error('accepting'));
+  net
+    .createServer((c) => {
+      c.setEncoding('utf8');
+      c.once('data', async () => {
+        waiting = c;
+        let refusedNow = false;
+        try {
+          await new Promise<void>((resolve, reject) => {
+            const probe = net.createConnection(8080, '127.0.0.1', () => {
+              probe.destroy();
+              reject(new Error('accepting'));
+            });
+            probe.on('error', () => resolve());
           });
-          probe.on('error', () => resolve());
-        });
-        refusedNow = true;
-      } catch {
-        refusedNow = false;
-      }
-      emit('SNAPSHOT-NOW', { ...(await report()), httpRefused: refusedNow });
-    });
-  }).listen(sock);
+          refusedNow = true;
+        } catch {
+          refusedNow = false;
+        }
+        emit('SNAPSHOT-NOW', { ...(await report()), httpRefused: refusedNow });
+      });
+    })
+    .listen(sock);
   onCommand('snapshot', () => {
     let reported = (): void => undefined;
     snapshotReported = new Promise((resolve) => (reported = resolve));
     const log = fs.openSync(`${OUT}/snapshot.log`, 'w');
-    snapshotting = spawn('/usr/bin/sysgenid', ['snapshot', '--adjust-timeout', '60000', '--', '/usr/bin/node', `${GUEST}/snapshot-cmd.js`], {
-      stdio: ['ignore', log, log], env: { ...process.env, AGENT_SOCKET: sock },
-    });
+    snapshotting = spawn(
+      '/usr/bin/sysgenid',
+      ['snapshot', '--adjust-timeout', '60000', '--', '/usr/bin/node', `${GUEST}/snapshot-cmd.js`],
+      {
+        stdio: ['ignore', log, log],
+        env: { ...process.env, AGENT_SOCKET: sock },
+      },
+    );
     fs.closeSync(log);
     snapshotting.on('exit', async (code) => {
       // Let the prober see the re-opened server a few times.
@@ -301,7 +361,11 @@ function setupSnapshot(report: () => Promise<Record<string, unknown>>): void {
 
 // ---------------------------------------------------------------- e2e=criu: a process tree restored twice
 
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): { status: number | null; out: string; ms: number } {
+function run(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): { status: number | null; out: string; ms: number } {
   const t0 = monoMs();
   const r = spawnSync(cmd, args, { encoding: 'utf8', env: { ...process.env, ...env } });
   return { status: r.status, out: `${r.stdout ?? ''}${r.stderr ?? ''}`, ms: monoMs() - t0 };
@@ -310,7 +374,15 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): { status
 function must(what: string, r: { status: number | null; out: string }, log?: string): void {
   if (r.status === 0) return;
   let detail = r.out;
-  if (log && fs.existsSync(log)) detail += '\n' + fs.readFileSync(log, 'utf8').split('\n').filter((l) => /Error|error|fail/.test(l)).slice(-30).join('\n');
+  if (log && fs.existsSync(log))
+    detail +=
+      '\n' +
+      fs
+        .readFileSync(log, 'utf8')
+        .split('\n')
+        .filter((l) => /Error|error|fail/.test(l))
+        .slice(-30)
+        .join('\n');
   throw new Error(`${what} failed (${r.status}): ${detail}`);
 }
 
@@ -346,17 +418,35 @@ async function criuScenario(): Promise<void> {
   await until('the tree watcher', 60_000, async () => {
     const s = await status({ dir: tree, list: true });
     const names = (s.list ?? []).map((w) => w.name ?? '');
-    return names.includes('criu-app') && fs.readdirSync(OUT).some((f) => f.startsWith('criu-app-')) &&
+    return names.includes('criu-app') &&
+      fs.readdirSync(OUT).some((f) => f.startsWith('criu-app-')) &&
       names.some((n) => n.startsWith('register node-crypto-app.js')) &&
-      readJson(`${OUT}/criu-crypto-flag-start.json`) && readJson(`${OUT}/criu-crypto-plain-start.json`) ? s : undefined;
+      readJson(`${OUT}/criu-crypto-flag-start.json`) &&
+      readJson(`${OUT}/criu-crypto-plain-start.json`)
+      ? s
+      : undefined;
   });
 
   // The action script quiesces the tree at pre-dump, so nothing is in flight in the image.
-  const dumped = run('criu', ['dump', '-t', String(init), '-D', dump, '-o', 'dump.log', '-v4', '--file-locks',
-    '--action-script', '/usr/sbin/sysgenid-criu-action']);
+  const dumped = run('criu', [
+    'dump',
+    '-t',
+    String(init),
+    '-D',
+    dump,
+    '-o',
+    'dump.log',
+    '-v4',
+    '--file-locks',
+    '--action-script',
+    '/usr/sbin/sysgenid-criu-action',
+  ]);
   must('criu dump', dumped, `${dump}/dump.log`);
   // What the source app published last: its state as dumped (quiesced).
-  const source = fs.readdirSync(OUT).filter((f) => /^criu-app-\d+\.json$/.test(f)).map((f) => readJson(`${OUT}/${f}`));
+  const source = fs
+    .readdirSync(OUT)
+    .filter((f) => /^criu-app-\d+\.json$/.test(f))
+    .map((f) => readJson(`${OUT}/${f}`));
   // The tree's runtime directory as it was at the dump: every copy is restored onto such a directory.
   must('save the tree directory', run('cp', ['-a', tree, `${tree}.saved`]));
 
@@ -365,14 +455,38 @@ async function criuScenario(): Promise<void> {
   const cryptoSeen = new Set(cryptoApps().map((a) => a.pid));
   for (const name of ['A', 'B']) {
     if (name !== 'A') must('lay out the directory', run('cp', ['-a', `${tree}.saved`, tree]));
-    const restored = run('criu', ['restore', '-D', dump, '-d', '-o', `restore-${name}.log`, '-v4', '--file-locks',
-      '--action-script', '/usr/sbin/sysgenid-criu-action']);
+    const restored = run('criu', [
+      'restore',
+      '-D',
+      dump,
+      '-d',
+      '-o',
+      `restore-${name}.log`,
+      '-v4',
+      '--file-locks',
+      '--action-script',
+      '/usr/sbin/sysgenid-criu-action',
+    ]);
     must(`criu restore ${name}`, restored, `${dump}/restore-${name}.log`);
     const t0 = monoMs();
     const waited = run('/usr/bin/sysgenid', ['wait', '--timeout', '60000'], { SYSGENID_DIR: tree });
     const s = await status({ dir: tree, list: true });
-    const restoreActions = fs.readFileSync(`${dump}/restore-${name}.log`, 'utf8').split('\n').filter((l) => l.startsWith('sysgenid:'));
-    copies.push({ name, restoreActions, restoreMs: restored.ms, waitMs: monoMs() - t0, wait: waited, generation: s.generation, outdated: s.outdated, lastBump: s.lastBump, list: watcherSummary(s), lifecycle: s.lifecycle });
+    const restoreActions = fs
+      .readFileSync(`${dump}/restore-${name}.log`, 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('sysgenid:'));
+    copies.push({
+      name,
+      restoreActions,
+      restoreMs: restored.ms,
+      waitMs: monoMs() - t0,
+      wait: waited,
+      generation: s.generation,
+      outdated: s.outdated,
+      lastBump: s.lastBump,
+      list: watcherSummary(s),
+      lifecycle: s.lifecycle,
+    });
     // The copy keeps its files through its open descriptors; the path is free for the next copy.
     // Node's own crypto in this copy's unmodified program, with and without the flag (issue 13).
     const apps = cryptoApps().filter((a) => !cryptoSeen.has(a.pid));
@@ -391,22 +505,52 @@ async function criuScenario(): Promise<void> {
   }
   // Give both copies' apps the moment to publish what they regenerated.
   await until('both copies acknowledged', 30_000, () => {
-    const files = fs.readdirSync(OUT).filter((f) => /^criu-app-\d+\.json$/.test(f)).map((f) => readJson(`${OUT}/${f}`) as { generation: number; ackedAtMs: number | null });
-    return files.filter((f) => f.generation === 1 && f.ackedAtMs !== null && (f as { resumed?: unknown }).resumed).length >= 2 ? true : undefined;
+    const files = fs
+      .readdirSync(OUT)
+      .filter((f) => /^criu-app-\d+\.json$/.test(f))
+      .map((f) => readJson(`${OUT}/${f}`) as { generation: number; ackedAtMs: number | null });
+    return files.filter((f) => f.generation === 1 && f.ackedAtMs !== null && (f as { resumed?: unknown }).resumed)
+      .length >= 2
+      ? true
+      : undefined;
   }).catch(() => undefined);
-  const apps = fs.readdirSync(OUT).filter((f) => /^criu-app-\d+\.json$/.test(f)).map((f) => readJson(`${OUT}/${f}`));
-  const live = await Promise.all(['A', 'B'].map(async (n) => {
-    const s = await status({ dir: `${tree}-${n}`, list: true });
-    return { name: n, generation: s.generation, outdated: s.outdated, watchers: s.watchers, lifecycle: s.lifecycle.state };
-  }));
+  const apps = fs
+    .readdirSync(OUT)
+    .filter((f) => /^criu-app-\d+\.json$/.test(f))
+    .map((f) => readJson(`${OUT}/${f}`));
+  const live = await Promise.all(
+    ['A', 'B'].map(async (n) => {
+      const s = await status({ dir: `${tree}-${n}`, list: true });
+      return {
+        name: n,
+        generation: s.generation,
+        outdated: s.outdated,
+        watchers: s.watchers,
+        lifecycle: s.lifecycle.state,
+      };
+    }),
+  );
   // CRIU writes its action script's output into its own log, not to its stdout.
-  const actionLines = (file: string): string[] => fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.startsWith('sysgenid:')).slice(0, 20);
+  const actionLines = (file: string): string[] =>
+    fs
+      .readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('sysgenid:'))
+      .slice(0, 20);
   const cryptoStart = {
-    flag: readJson(`${OUT}/criu-crypto-flag-start.json`), plain: readJson(`${OUT}/criu-crypto-plain-start.json`),
+    flag: readJson(`${OUT}/criu-crypto-flag-start.json`),
+    plain: readJson(`${OUT}/criu-crypto-plain-start.json`),
   };
   emit('CRIU', {
-    modules, dumpMs: dumped.ms, dumpActions: actionLines(`${dump}/dump.log`), source, copies, apps, live,
-    crypto, cryptoStart,
+    modules,
+    dumpMs: dumped.ms,
+    dumpActions: actionLines(`${dump}/dump.log`),
+    source,
+    copies,
+    apps,
+    live,
+    crypto,
+    cryptoStart,
   });
 }
 

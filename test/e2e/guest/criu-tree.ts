@@ -9,7 +9,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { status } from '../../../src/client/index.js';
 
 const here = new URL('.', import.meta.url).pathname;
-const daemon = spawn('/usr/bin/node', [`${here}../../../sysgenidd.cjs`, '--backends', 'none', '--no-hooks'], { stdio: 'inherit' });
+const daemon = spawn('/usr/bin/node', [`${here}../../../sysgenidd.cjs`, '--backends', 'none', '--no-hooks'], {
+  stdio: 'inherit',
+});
 const env = { ...process.env, APP_NAME: 'criu-app', LIFECYCLE: '1' };
 for (;;) {
   try {
@@ -22,10 +24,14 @@ for (;;) {
 const app = spawn('/usr/bin/node', [`${here}secret-app.js`], { stdio: 'inherit', env });
 // Issue 13: an unmodified program with `-r sysgenid/register` (the CommonJS entry) and without it.
 const cryptoApp = `${here}node-crypto-app.js`;
-const cryptoEnv = (variant: string): NodeJS.ProcessEnv =>
-  ({ ...process.env, CRYPTO_OUT: `/run/e2e/criu-crypto-${variant}` });
-const flagged = spawn('/usr/bin/node', ['-r', 'sysgenid/register', cryptoApp],
-  { stdio: 'inherit', env: cryptoEnv('flag') });
+const cryptoEnv = (variant: string): NodeJS.ProcessEnv => ({
+  ...process.env,
+  CRYPTO_OUT: `/run/e2e/criu-crypto-${variant}`,
+});
+const flagged = spawn('/usr/bin/node', ['-r', 'sysgenid/register', cryptoApp], {
+  stdio: 'inherit',
+  env: cryptoEnv('flag'),
+});
 const plain = spawn('/usr/bin/node', [cryptoApp], { stdio: 'inherit', env: cryptoEnv('plain') });
 const stop = (): void => {
   app.kill();

@@ -24,12 +24,20 @@ async function handshake(): Promise<string> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   try {
     return await new Promise<string>((resolve, reject) => {
-      const c = tls.connect({ ...TLS, port: (server.address() as AddressInfo).port, host: '127.0.0.1',
-        pskCallback: () => ({ psk: PSK, identity: 'e2e' }), checkServerIdentity: () => undefined }, () => {
-        const ekm = c.exportKeyingMaterial(32, 'EXPORTER-sysgenid-e2e', Buffer.alloc(0)).toString('hex');
-        c.end();
-        resolve(ekm);
-      });
+      const c = tls.connect(
+        {
+          ...TLS,
+          port: (server.address() as AddressInfo).port,
+          host: '127.0.0.1',
+          pskCallback: () => ({ psk: PSK, identity: 'e2e' }),
+          checkServerIdentity: () => undefined,
+        },
+        () => {
+          const ekm = c.exportKeyingMaterial(32, 'EXPORTER-sysgenid-e2e', Buffer.alloc(0)).toString('hex');
+          c.end();
+          resolve(ekm);
+        },
+      );
       c.on('error', reject);
     });
   } finally {
@@ -44,8 +52,11 @@ async function values(): Promise<Record<string, string>> {
     getRandomValues: Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString('hex'),
     randomInt: String(crypto.randomInt(1e12)),
     randomUUID: crypto.randomUUID(),
-    generateKeyPairSync: crypto.generateKeyPairSync('ed25519').publicKey.export({ format: 'der', type: 'spki' })
-      .toString('hex').slice(-64),
+    generateKeyPairSync: crypto
+      .generateKeyPairSync('ed25519')
+      .publicKey.export({ format: 'der', type: 'spki' })
+      .toString('hex')
+      .slice(-64),
     ecdhGenerateKeys: crypto.createECDH('prime256v1').generateKeys('hex').slice(2, 66),
     tlsExportKeyingMaterial: await handshake(),
   };

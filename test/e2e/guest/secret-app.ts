@@ -42,13 +42,13 @@ if (process.env.LIFECYCLE === '1') {
   publish(state);
   lifecycle.register({
     name: 'secrets',
-    beforeSnapshot: () => publish(state = { ...state, quiescedAtMs: monoMs(), resumed: null }),
-    afterRestore: (generation) => publish(state = { ...regenerate(generation), quiescedAtMs: state.quiescedAtMs }),
-    onResume: ({ restored }) => publish(state = { ...state, resumed: { restored, atMs: monoMs() } }),
+    beforeSnapshot: () => publish((state = { ...state, quiescedAtMs: monoMs(), resumed: null })),
+    afterRestore: (generation) => publish((state = { ...regenerate(generation), quiescedAtMs: state.quiescedAtMs })),
+    onResume: ({ restored }) => publish((state = { ...state, resumed: { restored, atMs: monoMs() } })),
   });
   // Acknowledged by the library once afterRestore succeeded; noted here for the report.
   lifecycle.on('restored', (_g, failures) => {
-    if (failures.length === 0) publish(state = { ...state, ackedAtMs: monoMs() });
+    if (failures.length === 0) publish((state = { ...state, ackedAtMs: monoMs() }));
   });
 } else {
   const watcher = await connect({ name: process.env.APP_NAME ?? 'secret-app' });
