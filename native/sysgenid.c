@@ -46,16 +46,40 @@ static napi_value throw_errno(napi_env env, const char *what, int err) {
   return NULL;
 }
 
+// The arguments of a call: `argc` and `argv[n]` in scope (argc may come back smaller).
+#define ARGS(n)                                                                                    \
+  size_t argc = (n);                                                                               \
+  napi_value argv[(n)];                                                                            \
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL))
+
+static napi_value int32_value(napi_env env, int32_t n) {
+  napi_value v;
+  CHECK(napi_create_int32(env, n, &v));
+  return v;
+}
+
 static void unmap(napi_env env, void *data, void *hint) {
   (void)env;
   munmap(data, (size_t)(uintptr_t)hint);
 }
 
 // mapFile(path: string, length: number): ArrayBuffer (read-only: a JS write would fault)
+// Map `length` bytes of `fd` read-only and shared, close `fd`, and hand the mapping to JS.
+static napi_value map_fd(napi_env env, int fd, uint32_t length) {
+  void *p = mmap(NULL, length, PROT_READ, MAP_SHARED, fd, 0);
+  int err = errno;
+  close(fd);
+  if (p == MAP_FAILED) return throw_errno(env, "mmap", err);
+  napi_value buf;
+  if (napi_create_external_arraybuffer(env, p, length, unmap, (void *)(uintptr_t)length, &buf) != napi_ok) {
+    munmap(p, length);
+    return throw_errno(env, "external ArrayBuffer refused (V8 sandbox?)", ENOTSUP);
+  }
+  return buf;
+}
+
 static napi_value map_file(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(2);
   char path[4096];
   size_t len = 0;
   CHECK(napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len));
@@ -69,23 +93,12 @@ static napi_value map_file(napi_env env, napi_callback_info info) {
     close(fd);
     return throw_errno(env, "page shorter than the mapping", err);
   }
-  void *p = mmap(NULL, length, PROT_READ, MAP_SHARED, fd, 0);
-  int err = errno;
-  close(fd);
-  if (p == MAP_FAILED) return throw_errno(env, "mmap", err);
-  napi_value buf;
-  if (napi_create_external_arraybuffer(env, p, length, unmap, (void *)(uintptr_t)length, &buf) != napi_ok) {
-    munmap(p, length);
-    return throw_errno(env, "external ArrayBuffer refused (V8 sandbox?)", ENOTSUP);
-  }
-  return buf;
+  return map_fd(env, fd, length);
 }
 
 // peerCred(fd: number): { pid, uid, gid }
 static napi_value peer_cred(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(1);
   int32_t fd;
   CHECK(napi_get_value_int32(env, argv[0], &fd));
   struct ucred cred;
@@ -170,9 +183,7 @@ static napi_value watch_close(napi_env env, napi_callback_info info) {
 // 2 writable, 4 disconnect, 8 priority (libuv's UV_READABLE...). The watch keeps the loop alive and
 // stays active until close(), whether or not the returned object is kept.
 static napi_value watch_fd(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(3);
   int32_t fd, events;
   CHECK(napi_get_value_int32(env, argv[0], &fd));
   CHECK(napi_get_value_int32(env, argv[1], &events));
@@ -218,17 +229,13 @@ static napi_value uevent_open(napi_env env, napi_callback_info info) {
   }
   int size = 1 << 20;
   setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
-  napi_value v;
-  CHECK(napi_create_int32(env, fd, &v));
-  return v;
+  return int32_value(env, fd);
 }
 
 // ueventRecv(fd): { pid, fields: string[] } for one message, or null when none is queued. `pid` is
 // the sender's netlink port: 0 only for the kernel.
 static napi_value uevent_recv(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(1);
   int32_t fd;
   CHECK(napi_get_value_int32(env, argv[0], &fd));
   char buf[8192];
@@ -265,9 +272,7 @@ static napi_value uevent_recv(napi_env env, napi_callback_info info) {
 // take the whole message; the caller queues the rest through the socket's own stream (which it must
 // only bypass when that stream has nothing pending, or the order of bytes would change).
 static napi_value broadcast(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(3);
   napi_typedarray_type t1, t3;
   size_t nfds, nwritten, len;
   void *fdp, *wp, *data;
@@ -306,9 +311,7 @@ static napi_value broadcast(napi_env env, napi_callback_info info) {
 
 // flock(fd, op): 0, or -errno (EWOULDBLOCK when LOCK_NB and someone else holds it)
 static napi_value flock_fd(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(2);
   int32_t fd = -1, op = 0;
   CHECK(napi_get_value_int32(env, argv[0], &fd));
   CHECK(napi_get_value_int32(env, argv[1], &op));
@@ -316,29 +319,21 @@ static napi_value flock_fd(napi_env env, napi_callback_info info) {
   do {
     rc = flock(fd, op);
   } while (rc < 0 && errno == EINTR);
-  napi_value v;
-  CHECK(napi_create_int32(env, rc < 0 ? -errno : 0, &v));
-  return v;
+  return int32_value(env, rc < 0 ? -errno : 0);
 }
 
 // setChildSubreaper(on: boolean): 0 or -errno
 static napi_value set_child_subreaper(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(1);
   bool on = true;
   if (argc > 0) CHECK(napi_get_value_bool(env, argv[0], &on));
   int rc = prctl(PR_SET_CHILD_SUBREAPER, on ? 1 : 0, 0, 0, 0);
-  napi_value v;
-  CHECK(napi_create_int32(env, rc < 0 ? -errno : 0, &v));
-  return v;
+  return int32_value(env, rc < 0 ? -errno : 0);
 }
 
 // reapPid(pid): the pid if it was reaped, 0 if it still runs, -errno (ECHILD: not our child)
 static napi_value reap_pid(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(1);
   int32_t pid = 0;
   CHECK(napi_get_value_int32(env, argv[0], &pid));
   int rc;
@@ -351,18 +346,14 @@ static napi_value reap_pid(napi_env env, napi_callback_info info) {
     } while (rc < 0 && errno == EINTR);
     if (rc < 0) rc = -errno;
   }
-  napi_value v;
-  CHECK(napi_create_int32(env, rc, &v));
-  return v;
+  return int32_value(env, rc);
 }
 // --- end of process and lock control ---
 
 // sdNotify(path, message): 0 or -errno. `path` is NOTIFY_SOCKET as systemd sets it: a file path, or an
 // abstract name written with a leading '@'.
 static napi_value sd_notify(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(2);
   struct sockaddr_un addr;
   memset(&addr, 0, sizeof addr);
   addr.sun_family = AF_UNIX;
@@ -392,9 +383,7 @@ static napi_value sd_notify(napi_env env, napi_callback_info info) {
     }
   }
   free(msg);
-  napi_value v;
-  CHECK(napi_create_int32(env, rc, &v));
-  return v;
+  return int32_value(env, rc);
 }
 // ---------------------------------------------------------------- register: reseed OpenSSL in this process
 // src/client/register.ts calls these on every new generation. OpenSSL's DRBGs notice a fork through
@@ -540,9 +529,7 @@ static napi_value openssl_state(napi_env env, napi_callback_info info) {
 
 // mapDevice(path, length): like mapFile, for a character device (st_size 0) such as /dev/vmclock0.
 static napi_value map_device(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(2);
   char path[4096];
   size_t len = 0;
   CHECK(napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len));
@@ -550,16 +537,7 @@ static napi_value map_device(napi_env env, napi_callback_info info) {
   if (argc > 1) CHECK(napi_get_value_uint32(env, argv[1], &length));
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return throw_errno(env, "open", errno);
-  void *p = mmap(NULL, length, PROT_READ, MAP_SHARED, fd, 0);
-  int err = errno;
-  close(fd);
-  if (p == MAP_FAILED) return throw_errno(env, "mmap", err);
-  napi_value buf;
-  if (napi_create_external_arraybuffer(env, p, length, unmap, (void *)(uintptr_t)length, &buf) != napi_ok) {
-    munmap(p, length);
-    return throw_errno(env, "external ArrayBuffer refused (V8 sandbox?)", ENOTSUP);
-  }
-  return buf;
+  return map_fd(env, fd, length);
 }
 // ---------------------------------------------------------------- end of register
 
@@ -574,9 +552,7 @@ static napi_value map_device(napi_env env, napi_callback_info info) {
 
 // vsockListen(port: number): fd of a non-blocking AF_VSOCK stream socket listening on (any CID, port).
 static napi_value vsock_listen(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(1);
   uint32_t port;
   CHECK(napi_get_value_uint32(env, argv[0], &port));
   int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -587,18 +563,14 @@ static napi_value vsock_listen(napi_env env, napi_callback_info info) {
     close(fd);
     return throw_errno(env, "vsock bind/listen", err);
   }
-  napi_value v;
-  CHECK(napi_create_int32(env, fd, &v));
-  return v;
+  return int32_value(env, fd);
 }
 
 // vsockAccept(fd): { fd, cid, port } of one pending connection (non-blocking, close-on-exec), or null when
 // none is pending. `cid` is the peer's context id, -1 when the listening socket is not AF_VSOCK (tests
 // hand it a Unix socket); the caller decides whom to keep.
 static napi_value vsock_accept(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(1);
   int32_t lfd;
   CHECK(napi_get_value_int32(env, argv[0], &lfd));
   struct sockaddr_storage peer;
@@ -633,9 +605,7 @@ static napi_value vsock_accept(napi_env env, napi_callback_info info) {
 
 // vsockConnect(cid, port): fd of a connected AF_VSOCK stream socket (blocking connect, then non-blocking).
 static napi_value vsock_connect(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(2);
   uint32_t cid, port;
   CHECK(napi_get_value_uint32(env, argv[0], &cid));
   CHECK(napi_get_value_uint32(env, argv[1], &port));
@@ -653,9 +623,7 @@ static napi_value vsock_connect(napi_env env, napi_callback_info info) {
   }
   int flags = fcntl(fd, F_GETFL);
   fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-  napi_value v;
-  CHECK(napi_create_int32(env, fd, &v));
-  return v;
+  return int32_value(env, fd);
 }
 
 // reseedKernel(entropy: Buffer): 0 or -errno. Adds the bytes to the kernel's input pool with
@@ -664,9 +632,7 @@ static napi_value vsock_connect(napi_env env, napi_callback_info info) {
 // CAP_SYS_ADMIN. Returns the first failure: -errno of RNDADDENTROPY, or -(1000 + errno) of RNDRESEEDCRNG
 // so that the caller can say which step failed.
 static napi_value reseed_kernel(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(1);
   void *data;
   size_t len;
   CHECK(napi_get_buffer_info(env, argv[0], &data, &len));
@@ -690,9 +656,7 @@ static napi_value reseed_kernel(napi_env env, napi_callback_info info) {
     }
   }
   if (fd >= 0) close(fd);
-  napi_value v;
-  CHECK(napi_create_int32(env, rc, &v));
-  return v;
+  return int32_value(env, rc);
 }
 // --- end of the host channel ---
 

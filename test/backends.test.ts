@@ -20,7 +20,7 @@ import { Daemon, type DaemonOptions } from '../src/daemon/daemon.js';
 import { createLogger } from '../src/daemon/log.js';
 import { USAGE, UsageError, parseBackends, usage } from '../src/daemon/options.js';
 import { RECORD_SIZE, StateStore } from '../src/daemon/state-store.js';
-import { startDaemon, statusOf, tmpDir } from './helpers.js';
+import { inProcessOptions, startDaemon, statusOf, tmpDir } from './helpers.js';
 
 const bootId = currentBootId();
 const noBootId = bootId === undefined ? 'no boot id here' : false;
@@ -73,18 +73,13 @@ interface InProcess {
 /** The daemon in this process, for what the command line cannot reach: a test registry, a fake kernel log. */
 async function startInProcess(t: TestContext, dir: string, opts: Partial<DaemonOptions>): Promise<InProcess> {
   let log = '';
-  const daemon = await Daemon.start({
-    dir,
-    log: createLogger('debug', (line) => (log += line), false),
-    controlGid: process.getegid?.() ?? 0,
-    hooksDir: undefined,
-    hookTimeoutMs: 1000,
-    devLink: undefined,
-    maxConnections: undefined,
-    maxBacklog: 65_536,
-    backends: [],
-    ...opts,
-  });
+  const daemon = await Daemon.start(
+    inProcessOptions(
+      dir,
+      createLogger('debug', (line) => (log += line), false),
+      opts,
+    ),
+  );
   t.after(() => daemon.close());
   return { daemon, log: () => log };
 }

@@ -9,6 +9,8 @@ import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { SysgenidError } from '../src/core/errors.js';
+import type { DaemonOptions } from '../src/daemon/daemon.js';
+import type { Logger } from '../src/daemon/log.js';
 import { runtimePaths, type RuntimePaths } from '../src/protocol/runtime-dir.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -303,4 +305,23 @@ export function errorCode(fn: () => unknown): string | undefined {
     return err.code;
   }
   return undefined;
+}
+
+/**
+ * Options for a daemon run inside the test process (Daemon.start), for what the command line cannot
+ * reach (a test registry, a fake kernel log): no hooks, no backends, the command line's limits.
+ */
+export function inProcessOptions(dir: string, log: Logger, extra: Partial<DaemonOptions> = {}): DaemonOptions {
+  return {
+    dir,
+    log,
+    controlGid: process.getegid?.() ?? 0,
+    hooksDir: undefined,
+    hookTimeoutMs: 1000,
+    devLink: undefined,
+    maxConnections: undefined,
+    maxBacklog: 65_536,
+    backends: [],
+    ...extra,
+  };
 }

@@ -10,7 +10,7 @@ import { Daemon } from '../src/daemon/daemon.js';
 import { createLogger } from '../src/daemon/log.js';
 import { currentBootId } from '../src/daemon/backends/backend.js';
 import { VM_FORK_MESSAGE, classify, parseKmsgRecord, readKernelLog } from '../src/daemon/backends/kmsg.js';
-import { DAEMON, eventually, startDaemon, statusOf, tmpDir } from './helpers.js';
+import { DAEMON, eventually, inProcessOptions, startDaemon, statusOf, tmpDir } from './helpers.js';
 
 const canReadKmsg = (() => {
   try {
@@ -131,18 +131,10 @@ describe('kmsg backend on a stand-in kernel log', () => {
     // Closing the last writer ends a read still blocked in the thread pool (the pure-JS follow loop).
     t.after(() => fs.closeSync(writer));
     let log = '';
-    const daemon = await Daemon.start({
-      dir: path.join(tmp, 'run'),
-      log: createLogger('debug', (line) => (log += line), false),
-      controlGid: process.getegid?.() ?? 0,
-      hooksDir: undefined,
-      hookTimeoutMs: 1000,
-      devLink: undefined,
-      maxConnections: undefined,
-      maxBacklog: 65_536,
-      backends: ['kmsg'],
-      backendConfig: { kmsg: { path: fifo } },
-    });
+    const logger = createLogger('debug', (line) => (log += line), false);
+    const daemon = await Daemon.start(
+      inProcessOptions(path.join(tmp, 'run'), logger, { backends: ['kmsg'], backendConfig: { kmsg: { path: fifo } } }),
+    );
     t.after(() => daemon.close());
     await eventually(() => /kmsg/.test(log), 5000, 'kmsg backend started');
     fs.writeSync(writer, `13,50,5000000,-;${VM_FORK_MESSAGE}\n`);

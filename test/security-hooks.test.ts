@@ -103,12 +103,15 @@ it(
     // Keeps its environment: found by its SYSGENID_HOOK token, with or without the addon.
     script(
       path.join(hooks, '10-daemonize'),
-      `setsid sh -c 'echo $$ > ${out}/kept.pid; exec sleep 300' </dev/null >/dev/null 2>&1 &\nexit 0`,
+      // The hook waits for the pid file, so that it does not end (and its descendants get killed) first.
+      `setsid sh -c 'echo $$ > ${out}/kept.pid; exec sleep 300' </dev/null >/dev/null 2>&1 &\n` +
+        `while [ ! -s ${out}/kept.pid ]; do sleep 0.05; done\nexit 0`,
     );
     // Clears its environment: only the subreaper (addon) finds it.
     script(
       path.join(hooks, '20-daemonize-clean'),
-      `env -i setsid sh -c 'echo $$ > ${out}/clean.pid; exec sleep 300' </dev/null >/dev/null 2>&1 &\nexit 0`,
+      `env -i setsid sh -c 'echo $$ > ${out}/clean.pid; exec sleep 300' </dev/null >/dev/null 2>&1 &\n` +
+        `while [ ! -s ${out}/clean.pid ]; do sleep 0.05; done\nexit 0`,
     );
     const d = await startDaemon(t, { args: ['--hooks-dir', hooks, '--hook-timeout', '5000'] });
     const pids: number[] = [];

@@ -169,24 +169,25 @@ export async function readNext(opts: ClientOptions & { readonly nonblock?: boole
  * it succeeded: on failure every subscriber asked has already been un-quiesced. EBUSY if the machine is
  * already quiesced or a step is in progress.
  */
-export async function quiesce(
-  opts: ClientOptions & { readonly timeoutMs?: number } = {},
-): Promise<CycleReportDocument> {
-  const timeoutMs = opts.timeoutMs ?? DEFAULT_QUIESCE_TIMEOUT_MS;
-  checkTimeout('quiesce', timeoutMs);
-  return JSON.parse(await oneShot('control', opts, { verb: 'QUIESCE', timeoutMs })) as CycleReportDocument;
+export function quiesce(opts: ClientOptions & { readonly timeoutMs?: number } = {}): Promise<CycleReportDocument> {
+  return lifecycleCycle('QUIESCE', opts.timeoutMs ?? DEFAULT_QUIESCE_TIMEOUT_MS, opts);
 }
 
 /**
  * Un-quiesce (control socket). After a restore it first waits, up to `timeoutMs`, for every tracked
  * watcher to acknowledge the new generation. Resolves with the un-quiesce's report.
  */
-export async function unquiesce(
-  opts: ClientOptions & { readonly timeoutMs?: number } = {},
+export function unquiesce(opts: ClientOptions & { readonly timeoutMs?: number } = {}): Promise<CycleReportDocument> {
+  return lifecycleCycle('UNQUIESCE', opts.timeoutMs ?? DEFAULT_UNQUIESCE_TIMEOUT_MS, opts);
+}
+
+async function lifecycleCycle(
+  verb: 'QUIESCE' | 'UNQUIESCE',
+  timeoutMs: number,
+  opts: ClientOptions,
 ): Promise<CycleReportDocument> {
-  const timeoutMs = opts.timeoutMs ?? DEFAULT_UNQUIESCE_TIMEOUT_MS;
-  checkTimeout('unquiesce', timeoutMs);
-  return JSON.parse(await oneShot('control', opts, { verb: 'UNQUIESCE', timeoutMs })) as CycleReportDocument;
+  checkTimeout(verb.toLowerCase(), timeoutMs);
+  return JSON.parse(await oneShot('control', opts, { verb, timeoutMs })) as CycleReportDocument;
 }
 
 /**
