@@ -120,7 +120,20 @@ async function detection(rounds: number): Promise<{ pageMs: number[]; watcherMs:
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sysgenid-bench-'));
   const daemon = spawn(
     process.execPath,
-    [DAEMON, '--dir', dir, '--no-hooks', '--backends', 'uevent', '--uevent-synthetic', '--log-level', 'error'],
+    // --state-dir keeps the counter floor inside the temporary directory too.
+    [
+      DAEMON,
+      '--dir',
+      dir,
+      '--state-dir',
+      dir,
+      '--no-hooks',
+      '--backends',
+      'uevent',
+      '--uevent-synthetic',
+      '--log-level',
+      'error',
+    ],
     { env, stdio: 'ignore' },
   );
   let watcher: ChildProcess | undefined;
@@ -263,10 +276,14 @@ async function cycle(
   const daemon =
     server === 'epoll'
       ? spawn(reference as string, [dir], { stdio: 'ignore' })
-      : spawn(process.execPath, [DAEMON, '--dir', dir, '--no-hooks', '--backends', 'none', '--log-level', 'error'], {
-          env: server === 'daemon-js' ? { ...env, SYSGENID_NO_ADDON: '1' } : env,
-          stdio: 'ignore',
-        });
+      : spawn(
+          process.execPath,
+          [DAEMON, '--dir', dir, '--state-dir', dir, '--no-hooks', '--backends', 'none', '--log-level', 'error'],
+          {
+            env: server === 'daemon-js' ? { ...env, SYSGENID_NO_ADDON: '1' } : env,
+            stdio: 'ignore',
+          },
+        );
   const children: ChildProcess[] = [];
   try {
     const ctl = client(await connectWhenUp(path.join(dir, 'control.sock')));

@@ -19,6 +19,9 @@ command -v runuser >/dev/null || skip "needs runuser (util-linux)"
 [ -e /run/sysgenid ] && skip "/run/sysgenid exists: another daemon may own it"
 unset SYSGENID_DIR
 
+# The system daemon keeps its counter floor in /var/lib/sysgenid: removed afterwards if this made it.
+state_existed=0
+[ -e /var/lib/sysgenid ] && state_existed=1
 work="$(mktemp -d /tmp/sysgenid-quickstart-XXXXXX)"
 chmod 755 "$work"
 daemon=""
@@ -32,6 +35,7 @@ cleanup() {
     for _ in $(seq 50); do kill -0 -- "-$daemon" 2>/dev/null || break; sleep 0.1; done
   fi
   rm -rf "$work" /run/sysgenid
+  [ "$state_existed" = 1 ] || rm -rf /var/lib/sysgenid
 }
 trap cleanup EXIT
 
