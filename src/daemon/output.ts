@@ -1,11 +1,10 @@
 // One client's output, bounded in bytes and in the memory that holds them. Once the kernel's socket
-// buffer is full, what comes is appended to one buffer and handed to the stream when it drains, so a client that
-// never reads
-// costs its unread bytes and not an object per notification (1000 such clients over 5000 bumps held
-// 280 MB of heap for 42 MB of bytes when every line was its own stream write). A reply too large for
-// the bound (a STATUS listing every watcher) is streamed in chunks as the client reads, with a deadline,
-// and only while the daemon has granted it one of a few slots (admission.ts), so unread large replies
-// cannot add up to memory that grows with the square of the connection count.
+// buffer is full, what comes is appended to one buffer and handed to the stream when it drains, so a
+// client that never reads costs its unread bytes and not an object per notification (1000 such clients
+// over 5000 bumps held 280 MB of heap for 42 MB of bytes when every line was its own stream write). A
+// reply too large for the bound (a STATUS listing every watcher) is streamed in chunks as the client
+// reads, with a deadline, and only while the daemon has granted it one of a few slots (admission.ts), so
+// unread large replies cannot add up to memory that grows with the square of the connection count.
 
 import type net from 'node:net';
 import { handleWriteQueue, socketFd } from '../native/socket-fd.js';

@@ -1,8 +1,7 @@
 // The one place that reads a socket's descriptor out of Node's private `_handle`. Node has no public
-// API for it, and the native broadcast and SO_PEERCRED (daemon, pid lock, client) all need it. If a Node upgrade
-// renames the
-// internals, this says so loudly once instead of silently turning notifications slow and peer
-// credentials unverified.
+// API for it, and the native broadcast and SO_PEERCRED (daemon, pid lock, client) all need it. If a
+// Node upgrade renames the internals, this says so loudly once instead of silently turning
+// notifications slow and peer credentials unverified.
 
 import type net from 'node:net';
 import type { Addon } from './addon.js';
