@@ -7,11 +7,21 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { it } from 'node:test';
+import { type TestContext, it } from 'node:test';
 import { status } from '../src/client/index.js';
 import { addon } from '../src/native/addon.js';
 import { bump, eventually, sleep, startDaemon } from './helpers.js';
 import { AS_NOBODY, NOBODY, alive, isRoot, sharedTmp } from './security-helpers.js';
+
+/** A shared temporary directory with an empty hooks.d and an out/ where the hooks leave their marks. */
+function hookDirs(t: TestContext): { base: string; hooks: string; out: string } {
+  const base = sharedTmp(t);
+  const hooks = path.join(base, 'hooks.d');
+  fs.mkdirSync(hooks);
+  const out = path.join(base, 'out');
+  fs.mkdirSync(out);
+  return { base, hooks, out };
+}
 
 function script(file: string, body: string, mode = 0o755): void {
   fs.writeFileSync(file, `#!/bin/sh\n${body}\n`);
@@ -22,12 +32,8 @@ it(
   'a hooks directory another user can write runs nothing, however fast they swap links in it',
   { skip: !isRoot && 'needs root' },
   async (t) => {
-    const base = sharedTmp(t);
-    const hooks = path.join(base, 'hooks.d');
-    fs.mkdirSync(hooks);
+    const { base, hooks, out } = hookDirs(t);
     fs.chmodSync(hooks, 0o777);
-    const out = path.join(base, 'out');
-    fs.mkdirSync(out);
     fs.chmodSync(out, 0o777);
     const benign = path.join(base, 'benign.sh');
     script(benign, `touch ${out}/benign.$SYSGENID`);
@@ -72,11 +78,7 @@ it(
   'a symlinked hook is refused with a log line, even to a root-owned program; a script still runs by descriptor',
   { skip: !isRoot && 'needs root' },
   async (t) => {
-    const base = sharedTmp(t);
-    const hooks = path.join(base, 'hooks.d');
-    fs.mkdirSync(hooks);
-    const out = path.join(base, 'out');
-    fs.mkdirSync(out);
+    const { base, hooks, out } = hookDirs(t);
     const target = path.join(base, 'root-program.sh');
     script(target, `touch ${out}/link-ran`);
     fs.symlinkSync(target, path.join(hooks, '10-link'));
@@ -95,11 +97,7 @@ it(
   'a hook that daemonizes (double fork + setsid) does not outlive its run',
   { skip: !isRoot && 'needs root' },
   async (t) => {
-    const base = sharedTmp(t);
-    const hooks = path.join(base, 'hooks.d');
-    fs.mkdirSync(hooks);
-    const out = path.join(base, 'out');
-    fs.mkdirSync(out);
+    const { hooks, out } = hookDirs(t);
     // Keeps its environment: found by its SYSGENID_HOOK token, with or without the addon.
     script(
       path.join(hooks, '10-daemonize'),
@@ -162,11 +160,7 @@ it(
   'bumps beyond the cap are coalesced: at most one run waits, and it reports the latest generation',
   { skip: !isRoot && 'needs root' },
   async (t) => {
-    const base = sharedTmp(t);
-    const hooks = path.join(base, 'hooks.d');
-    fs.mkdirSync(hooks);
-    const out = path.join(base, 'out');
-    fs.mkdirSync(out);
+    const { hooks, out } = hookDirs(t);
     script(path.join(hooks, '10-slow'), `echo "$SYSGENID_PREVIOUS" > ${out}/run.$SYSGENID; sleep 1`);
     const d = await startDaemon(t, { args: ['--hooks-dir', hooks, '--hook-timeout', '5000'] });
     for (let i = 0; i < 40; i++) await bump(d.dir);
