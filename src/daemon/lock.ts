@@ -178,6 +178,11 @@ export async function acquirePidLock(file: string, dir: string, handedOver = fal
   // With flock the kernel holds the lock. The abstract socket is only the pure-JS daemon's lock: bound by
   // every daemon, it kept a second CRIU copy of a daemon's tree from being restored beside the first in
   // one network namespace. Each kind still refuses a directory the other kind holds.
+  // A pid file removed under a running daemon takes its flock with it: the sockets tell the truth. The
+  // probes are independent connection attempts, started together rather than one after the other.
+  const paths = runtimePaths(dir);
+  const socks = handedOver ? [] : [paths.watch, paths.control];
+  const answering = Promise.all(socks.map((sock) => socketAnswers(sock)));
   let server: net.Server | undefined;
   if (fd >= 0) {
     const uid = await holderUid(name);
@@ -200,14 +205,12 @@ export async function acquirePidLock(file: string, dir: string, handedOver = fal
       throw new StartupError(`cannot bind the lock socket @${name}: ${bound.message}`);
     }
   }
-  // A pid file removed under a running daemon takes its flock with it: the sockets tell the truth.
-  const paths = runtimePaths(dir);
-  for (const sock of handedOver ? [] : [paths.watch, paths.control]) {
-    if (await socketAnswers(sock)) {
-      if (fd >= 0) fs.closeSync(fd);
-      server?.close();
-      throw busy(undefined, `a daemon still answers on ${sock}, although ${file} was not locked`);
-    }
+  const answers = await answering;
+  const live = socks.find((_, i) => answers[i]);
+  if (live !== undefined) {
+    if (fd >= 0) fs.closeSync(fd);
+    server?.close();
+    throw busy(undefined, `a daemon still answers on ${live}, although ${file} was not locked`);
   }
   if (fd < 0) fd = openPidFile(file);
   const previous = readPid(fd);
