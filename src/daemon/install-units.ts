@@ -6,9 +6,8 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { packageRoot } from '../package-root.js';
-import { UsageError } from './options.js';
+import { UsageError, parseFlags } from './options.js';
 
 export const UNIT_FILES = ['sysgenidd.service', 'sysgenidd.socket', 'sysgenidd-control.socket'] as const;
 const ENV_FILE = 'sysgenidd.env';
@@ -102,23 +101,13 @@ daemon's options, SYSGENIDD_OPTS) when it does not exist yet. With the default D
 
 /** `sysgenidd install-units ...`: the exit code. */
 export function installUnits(argv: string[], out: (s: string) => void = (s) => process.stdout.write(s)): number {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        dest: { type: 'string' },
-        node: { type: 'string' },
-        user: { type: 'string' },
-        now: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  const values = parseFlags(argv, {
+    dest: { type: 'string' },
+    node: { type: 'string' },
+    user: { type: 'string' },
+    now: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  });
   if (values.help) {
     out(INSTALL_UNITS_USAGE);
     return 0;

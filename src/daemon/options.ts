@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { type ParseArgsConfig, parseArgs } from 'node:util';
 import {
   DEFAULT_ADJUST_TIMEOUT_MS,
   DEFAULT_HOOK_TIMEOUT_MS,
@@ -157,6 +157,21 @@ export interface ParsedOptions {
   readonly resetGeneration: number | undefined;
 }
 
+type Options = NonNullable<ParseArgsConfig['options']>;
+type StrictFlags<O extends Options> = { args: string[]; options: O; strict: true; allowPositionals: false };
+
+/** Flags of one of sysgenidd's command lines (strict, no positionals); a mistake is a UsageError. */
+export function parseFlags<const O extends Options>(
+  args: string[],
+  options: O,
+): ReturnType<typeof parseArgs<StrictFlags<O>>>['values'] {
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
 export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
@@ -199,45 +214,35 @@ export function defaultHooksDir(env: NodeJS.ProcessEnv, uid: number): string {
 }
 
 export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): ParsedOptions {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        dir: { type: 'string' },
-        group: { type: 'string' },
-        'hooks-dir': { type: 'string' },
-        'no-hooks': { type: 'boolean', default: false },
-        'hook-timeout': { type: 'string' },
-        'dev-link': { type: 'boolean', default: false },
-        'dev-link-path': { type: 'string' },
-        'max-connections': { type: 'string' },
-        'max-per-user': { type: 'string' },
-        'max-subscribers-per-user': { type: 'string' },
-        backends: { type: 'string' },
-        'vmclock-path': { type: 'string' },
-        'host-vsock-port': { type: 'string' },
-        'host-serial': { type: 'string' },
-        'uevent-synthetic': { type: 'boolean', default: false },
-        'max-backlog': { type: 'string' },
-        'adjust-timeout': { type: 'string' },
-        'no-auto-resume': { type: 'boolean', default: false },
-        'resume-timeout': { type: 'string' },
-        'metrics-listen': { type: 'string' },
-        'metrics-file': { type: 'string' },
-        'metrics-interval': { type: 'string' },
-        'state-dir': { type: 'string' },
-        'reset-generation': { type: 'string' },
-        'log-level': { type: 'string' },
-        help: { type: 'boolean', short: 'h', default: false },
-        version: { type: 'boolean', short: 'V', default: false },
-      },
-    }));
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  const values = parseFlags(argv, {
+    dir: { type: 'string' },
+    group: { type: 'string' },
+    'hooks-dir': { type: 'string' },
+    'no-hooks': { type: 'boolean', default: false },
+    'hook-timeout': { type: 'string' },
+    'dev-link': { type: 'boolean', default: false },
+    'dev-link-path': { type: 'string' },
+    'max-connections': { type: 'string' },
+    'max-per-user': { type: 'string' },
+    'max-subscribers-per-user': { type: 'string' },
+    backends: { type: 'string' },
+    'vmclock-path': { type: 'string' },
+    'host-vsock-port': { type: 'string' },
+    'host-serial': { type: 'string' },
+    'uevent-synthetic': { type: 'boolean', default: false },
+    'max-backlog': { type: 'string' },
+    'adjust-timeout': { type: 'string' },
+    'no-auto-resume': { type: 'boolean', default: false },
+    'resume-timeout': { type: 'string' },
+    'metrics-listen': { type: 'string' },
+    'metrics-file': { type: 'string' },
+    'metrics-interval': { type: 'string' },
+    'state-dir': { type: 'string' },
+    'reset-generation': { type: 'string' },
+    'log-level': { type: 'string' },
+    help: { type: 'boolean', short: 'h', default: false },
+    version: { type: 'boolean', short: 'V', default: false },
+  });
   const uid = process.geteuid?.() ?? 0;
   const logLevel = values['log-level'] ?? 'info';
   if (!isLevel(logLevel))
