@@ -48,10 +48,6 @@ export class Admission {
     this.#exempt = new Set(exemptUids);
   }
 
-  get total(): number {
-    return this.#total;
-  }
-
   /** Connections open now, per bucket (for status). */
   openBy(bucket: Bucket): number {
     return this.#open.get(bucket) ?? 0;
