@@ -135,12 +135,6 @@ function load(): void {
   }
 }
 
-/** Which file the addon was loaded from, relative to the package root (undefined: not loaded). */
-export function addonFile(): string | undefined {
-  if (!tried) load();
-  return loadedFrom;
-}
-
 /** The addon, or undefined when the pure-JS fallback is in use. */
 export function addon(): Addon | undefined {
   if (!tried) load();
