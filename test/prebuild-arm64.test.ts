@@ -9,6 +9,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { it } from 'node:test';
+import { dependencyClosure, fillOnce, unpackPackages } from './e2e/debian.js';
 import { ROOT, tmpDir } from './helpers.js';
 
 const QEMU = 'qemu-aarch64-static';
@@ -24,53 +25,29 @@ const skip =
 function arm64Node(): string {
   const cache = path.join(ROOT, '.cache', 'arm64-node');
   const root = path.join(cache, 'root');
-  if (fs.existsSync(path.join(cache, 'done'))) return root;
-  fs.rmSync(cache, { recursive: true, force: true });
-  const state = path.join(cache, 'apt');
-  for (const d of ['state/lists/partial', 'cache/archives/partial', 'debs'])
-    fs.mkdirSync(path.join(cache, d === 'debs' ? d : `apt/${d}`), { recursive: true });
-  fs.writeFileSync(path.join(state, 'state/status'), '');
-  // Lists for arm64 kept here: the machine's own apt configuration is left as it is.
-  const apt = [
-    '-q',
-    '-o',
-    'APT::Architecture=arm64',
-    '-o',
-    'APT::Architectures::=arm64',
-    '-o',
-    `Dir::State=${state}/state`,
-    '-o',
-    `Dir::State::status=${state}/state/status`,
-    '-o',
-    `Dir::Cache=${state}/cache`,
-  ];
-  execFileSync('apt-get', [...apt, 'update'], { stdio: 'ignore' });
-  const deps = execFileSync(
-    'apt-cache',
-    [
-      ...apt,
-      'depends',
-      '--recurse',
-      '--no-recommends',
-      '--no-suggests',
-      '--no-conflicts',
-      '--no-breaks',
-      '--no-replaces',
-      '--no-enhances',
-      'nodejs',
-    ],
-    { encoding: 'utf8' },
-  )
-    .split('\n')
-    .filter((l) => l && !l.startsWith(' ') && !l.startsWith('<'))
-    .map((l) => l.trim())
-    .filter((n) => !['libelogind0', 'cdebconf'].includes(n));
-  execFileSync('apt-get', [...apt, 'download', ...new Set(deps)], { cwd: path.join(cache, 'debs'), stdio: 'ignore' });
-  for (const deb of fs.readdirSync(path.join(cache, 'debs')))
-    execFileSync('dpkg', ['-x', path.join(cache, 'debs', deb), root]);
-  fs.rmSync(path.join(cache, 'debs'), { recursive: true, force: true });
-  fs.rmSync(state, { recursive: true, force: true });
-  fs.writeFileSync(path.join(cache, 'done'), `${new Date().toISOString()}\n`);
+  fillOnce(cache, () => {
+    // Lists for arm64 kept here: the machine's own apt configuration is left as it is.
+    const state = path.join(cache, 'apt');
+    for (const d of ['state/lists/partial', 'cache/archives/partial'])
+      fs.mkdirSync(path.join(state, d), { recursive: true });
+    fs.writeFileSync(path.join(state, 'state/status'), '');
+    const apt = [
+      '-q',
+      '-o',
+      'APT::Architecture=arm64',
+      '-o',
+      'APT::Architectures::=arm64',
+      '-o',
+      `Dir::State=${state}/state`,
+      '-o',
+      `Dir::State::status=${state}/state/status`,
+      '-o',
+      `Dir::Cache=${state}/cache`,
+    ];
+    execFileSync('apt-get', [...apt, 'update'], { stdio: 'ignore' });
+    unpackPackages(dependencyClosure(['nodejs'], apt), root, apt);
+    fs.rmSync(state, { recursive: true, force: true });
+  });
   return root;
 }
 

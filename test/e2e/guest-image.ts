@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import zlib from 'node:zlib';
+import { fillOnce, unpackPackages } from './debian.js';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const CACHE = path.join(REPO, '.cache', 'e2e');
@@ -83,10 +84,10 @@ function requireTools(): { qemu: string; busybox: string; criu: string } {
   return { qemu, busybox, criu };
 }
 
-/** The newest 6.12 cloud kernel Debian offers (the version moves with security updates), downloaded once. */
-function kernelPackage(): { pkg: string; dir: string } {
-  const root = path.join(CACHE, 'kernel');
-  fs.mkdirSync(root, { recursive: true });
+/** The newest 6.12 cloud kernel Debian offers (the version moves with security updates), unpacked once. */
+function kernelPackage(): { pkg: string; root: string; vmlinuz: string } {
+  const cache = path.join(CACHE, 'kernel');
+  fs.mkdirSync(cache, { recursive: true });
   let pkg: string | undefined;
   try {
     const out = execFileSync(
@@ -103,26 +104,20 @@ function kernelPackage(): { pkg: string; dir: string } {
   } catch {
     pkg = undefined;
   }
-  // Offline or without package lists: use what an earlier run extracted.
+  // Offline or without package lists: use what an earlier run unpacked.
   if (!pkg)
     pkg = fs
-      .readdirSync(root)
-      .filter((d) => fs.existsSync(path.join(root, d, 'done')))
+      .readdirSync(cache)
+      .filter((d) => fs.existsSync(path.join(cache, d, 'done')))
       .sort()
       .pop();
   if (!pkg) throw new MissingToolError('no linux-image-6.12.*-cloud-amd64-unsigned package found: run apt-get update');
-  const dir = path.join(root, pkg);
-  if (!fs.existsSync(path.join(dir, 'done'))) {
-    fs.rmSync(dir, { recursive: true, force: true });
-    fs.mkdirSync(dir, { recursive: true });
-    execFileSync('apt-get', ['download', '-q', pkg], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
-    const deb = fs.readdirSync(dir).find((f) => f.endsWith('.deb'));
-    if (!deb) throw new Error(`apt-get download ${pkg} left no .deb in ${dir}`);
-    execFileSync('dpkg', ['-x', deb, 'x'], { cwd: dir });
-    fs.rmSync(path.join(dir, deb));
-    fs.writeFileSync(path.join(dir, 'done'), `${new Date().toISOString()}\n`);
-  }
-  return { pkg, dir };
+  const name = pkg;
+  const root = path.join(cache, name, 'x');
+  fillOnce(path.join(cache, name), () => unpackPackages([name], root));
+  const vmlinuz = fs.readdirSync(path.join(root, 'boot')).find((f) => f.startsWith('vmlinuz-'));
+  if (!vmlinuz) throw new Error(`no vmlinuz in ${pkg}`);
+  return { pkg, root, vmlinuz: path.join(root, 'boot', vmlinuz) };
 }
 
 /** Shared libraries and the loader a dynamically linked binary needs, as ldd names them. */
@@ -136,15 +131,40 @@ function sharedLibraries(binary: string): string[] {
   return libs;
 }
 
-function copyInto(tree: string, src: string, dest: string = src, mode?: number): void {
+/** Copies the file `src` (a link: its target) to `dest` inside the guest's tree. */
+export function copyInto(tree: string, src: string, dest: string = src, mode?: number): void {
   const target = path.join(tree, dest);
   fs.mkdirSync(path.dirname(target), { recursive: true });
+  // A link already there (Debian's trees have many) would be written through, possibly to the host's own file.
+  fs.rmSync(target, { force: true });
   fs.copyFileSync(fs.realpathSync(src), target);
   if (mode !== undefined) fs.chmodSync(target, mode);
 }
 
 function copyTree(tree: string, src: string, dest: string): void {
   fs.cpSync(src, path.join(tree, dest), { recursive: true, dereference: true });
+}
+
+/** The libraries `binaries` need that the tree lacks (a Debian root keeps its own versions). */
+function addLibraries(tree: string, binaries: readonly string[]): void {
+  for (const lib of new Set(binaries.flatMap(sharedLibraries))) {
+    if (!fs.existsSync(path.join(tree, lib))) copyInto(tree, lib);
+  }
+}
+
+/**
+ * The node that runs the tests, at `dest` in the tree, with its libraries: the same binary, so that the
+ * addon built for it loads in the guest too. `others` are binaries whose libraries are added with it.
+ */
+export function addNode(tree: string, dest: string, others: readonly string[] = []): void {
+  const node = fs.realpathSync(process.execPath);
+  copyInto(tree, node, dest, 0o755);
+  try {
+    execFileSync('strip', ['--strip-unneeded', path.join(tree, dest)]);
+  } catch {
+    // Only size is lost.
+  }
+  addLibraries(tree, [node, ...others]);
 }
 
 /** Module names a .ko declares in its modinfo "depends=" field. */
@@ -180,7 +200,7 @@ function addModules(tree: string, kernelRoot: string): string[] {
 }
 
 /** Writes a newc cpio archive of `tree` (the format the kernel unpacks as its initramfs), gzip-compressed. */
-function packInitramfs(tree: string, out: string): number {
+export function packInitramfs(tree: string, out: string): number {
   const list = execFileSync('find', ['.', '-mindepth', '1'], { cwd: tree, maxBuffer: 64 << 20 });
   const cpio = execFileSync('cpio', ['-o', '-H', 'newc', '--quiet', '-R', '0:0'], {
     cwd: tree,
@@ -195,10 +215,7 @@ function packInitramfs(tree: string, out: string): number {
 export function buildGuest(work: string): Guest {
   const started = Date.now();
   const tools = requireTools();
-  const { pkg, dir } = kernelPackage();
-  const kroot = path.join(dir, 'x');
-  const vmlinuz = fs.readdirSync(path.join(kroot, 'boot')).find((f) => f.startsWith('vmlinuz-'));
-  if (!vmlinuz) throw new Error(`no vmlinuz in ${pkg}`);
+  const kernel = kernelPackage();
 
   const tree = path.join(work, 'tree');
   fs.rmSync(tree, { recursive: true, force: true });
@@ -228,17 +245,9 @@ export function buildGuest(work: string): Guest {
     fs.symlinkSync('/bin/busybox', link);
   }
 
-  // The same node that runs the tests, so that the addon built for it loads in the guest too.
-  const node = fs.realpathSync(process.execPath);
-  copyInto(tree, node, 'usr/bin/node', 0o755);
-  try {
-    execFileSync('strip', ['--strip-unneeded', path.join(tree, 'usr/bin/node')]);
-  } catch {
-    // Only size is lost.
-  }
   copyInto(tree, tools.criu, 'usr/sbin/criu', 0o755);
-  for (const lib of new Set([...sharedLibraries(node), ...sharedLibraries(tools.criu)])) copyInto(tree, lib);
-  addModules(tree, kroot);
+  addNode(tree, 'usr/bin/node', [tools.criu]);
+  addModules(tree, kernel.root);
 
   fs.writeFileSync(
     path.join(tree, 'etc/passwd'),
@@ -278,10 +287,10 @@ export function buildGuest(work: string): Guest {
   const initrdBytes = packInitramfs(tree, initrd);
   fs.rmSync(tree, { recursive: true, force: true });
   return {
-    kernel: path.join(kroot, 'boot', vmlinuz),
+    kernel: kernel.vmlinuz,
     initrd,
     qemu: tools.qemu,
-    kernelPackage: pkg,
+    kernelPackage: kernel.pkg,
     initrdBytes,
     buildMs: Date.now() - started,
   };
@@ -293,9 +302,6 @@ export function guestKernel(): { kernel: string; qemu: string; kernelPackage: st
   if (!qemu) {
     throw new MissingToolError('the end-to-end test needs: apt-get install --no-install-recommends qemu-system-x86');
   }
-  const { pkg, dir } = kernelPackage();
-  const kroot = path.join(dir, 'x');
-  const vmlinuz = fs.readdirSync(path.join(kroot, 'boot')).find((f) => f.startsWith('vmlinuz-'));
-  if (!vmlinuz) throw new Error(`no vmlinuz in ${pkg}`);
-  return { kernel: path.join(kroot, 'boot', vmlinuz), qemu, kernelPackage: pkg };
+  const { pkg, vmlinuz } = kernelPackage();
+  return { kernel: vmlinuz, qemu, kernelPackage: pkg };
 }

@@ -8,21 +8,12 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import zlib from 'node:zlib';
-import { CACHE, MissingToolError, REPO } from './guest-image.js';
+import { dependencyClosure, fillOnce, unpackPackages } from './debian.js';
+import { CACHE, MissingToolError, REPO, addNode, packInitramfs } from './guest-image.js';
 import { packTarball, pathWithoutCompiler } from '../package-helpers.js';
 
 /** What the root file system is made of; apt-cache adds their dependencies. */
 const PACKAGES = ['systemd', 'systemd-sysv', 'bash', 'coreutils', 'util-linux', 'mount', 'passwd', 'procps', 'dbus'];
-/** Alternatives apt-cache lists beside the ones Debian installs by default (elogind for libsystemd0, cdebconf). */
-const NOT_THESE = new Set([
-  'libelogind0',
-  'cdebconf',
-  'libdebian-installer4',
-  'libnewt0.52',
-  'libslang2',
-  'libtextwrap1',
-]);
 
 export interface SystemdGuest {
   readonly initrd: string;
@@ -35,74 +26,22 @@ export interface SystemdGuest {
   readonly installLog: string;
 }
 
-function dependencyClosure(): string[] {
-  const out = execFileSync(
-    'apt-cache',
-    [
-      'depends',
-      '--recurse',
-      '--no-recommends',
-      '--no-suggests',
-      '--no-conflicts',
-      '--no-breaks',
-      '--no-replaces',
-      '--no-enhances',
-      ...PACKAGES,
-    ],
-    { encoding: 'utf8', maxBuffer: 16 << 20 },
-  );
-  const names = new Set<string>();
-  for (const line of out.split('\n')) {
-    if (line === '' || line.startsWith(' ') || line.startsWith('<')) continue;
-    const name = line.trim().replace(/:amd64$/, '');
-    if (!NOT_THESE.has(name)) names.add(name);
-  }
-  return [...names].sort();
-}
-
 /** Debian's packages unpacked into one tree, once; later runs reuse it. */
 function baseRoot(): { root: string; packages: number } {
-  const dir = path.join(CACHE, 'systemd');
-  const root = path.join(dir, 'root');
-  const done = path.join(dir, 'done');
-  if (fs.existsSync(done)) return { root, packages: Number(fs.readFileSync(done, 'utf8').split(' ')[0]) };
-  let pkgs: string[];
-  try {
-    pkgs = dependencyClosure();
-  } catch (err) {
-    throw new MissingToolError(
-      `apt-cache depends failed (${(err as Error).message.split('\n')[0]}): run apt-get update`,
-    );
-  }
-  fs.rmSync(dir, { recursive: true, force: true });
-  const debs = path.join(dir, 'debs');
-  fs.mkdirSync(debs, { recursive: true });
-  execFileSync('apt-get', ['download', '-q', ...pkgs], { cwd: debs, stdio: ['ignore', 'ignore', 'pipe'] });
-  fs.mkdirSync(root, { recursive: true });
-  for (const deb of fs.readdirSync(debs).filter((f) => f.endsWith('.deb'))) {
-    execFileSync('dpkg', ['-x', path.join(debs, deb), root]);
-  }
-  fs.rmSync(debs, { recursive: true, force: true });
-  fs.writeFileSync(done, `${pkgs.length} packages, ${new Date().toISOString()}\n`);
-  return { root, packages: pkgs.length };
-}
-
-function sharedLibraries(binary: string): string[] {
-  const out = execFileSync('ldd', [binary], { encoding: 'utf8' });
-  const libs: string[] = [];
-  for (const line of out.split('\n')) {
-    const m = /=>\s+(\/\S+)/.exec(line) ?? /^\s*(\/\S+)\s+\(/.exec(line);
-    if (m?.[1]) libs.push(m[1]);
-  }
-  return libs;
-}
-
-function copyFile(tree: string, src: string, dest: string = src, mode?: number): void {
-  const target = path.join(tree, dest);
-  fs.mkdirSync(path.dirname(target), { recursive: true });
-  fs.rmSync(target, { force: true });
-  fs.copyFileSync(fs.realpathSync(src), target);
-  if (mode !== undefined) fs.chmodSync(target, mode);
+  const root = path.join(CACHE, 'systemd', 'root');
+  const done = fillOnce(path.join(CACHE, 'systemd'), () => {
+    let pkgs: string[];
+    try {
+      pkgs = dependencyClosure(PACKAGES);
+    } catch (err) {
+      throw new MissingToolError(
+        `apt-cache depends failed (${(err as Error).message.split('\n')[0]}): run apt-get update`,
+      );
+    }
+    unpackPackages(pkgs, root);
+    return `${pkgs.length} packages`;
+  });
+  return { root, packages: Number(done.split(' ')[0]) };
 }
 
 export function buildSystemdGuest(work: string): SystemdGuest {
@@ -162,15 +101,8 @@ export function buildSystemdGuest(work: string): SystemdGuest {
     fs.symlinkSync('/dev/null', path.join(tree, 'etc/systemd/system', unit));
   }
 
-  // This machine's node, as /usr/local/bin/node (where a tarball install of Node puts it).
-  const node = fs.realpathSync(process.execPath);
-  copyFile(tree, node, 'usr/local/bin/node', 0o755);
-  try {
-    execFileSync('strip', ['--strip-unneeded', path.join(tree, 'usr/local/bin/node')]);
-  } catch {
-    // Only size is lost.
-  }
-  for (const lib of sharedLibraries(node)) if (!fs.existsSync(path.join(tree, lib))) copyFile(tree, lib);
+  // Where a tarball install of Node puts it.
+  addNode(tree, 'usr/local/bin/node');
 
   // The package as an operator installs it: the packed tarball, npm i -g, no compiler on PATH.
   const tarball = packTarball(work);
@@ -211,14 +143,7 @@ WantedBy=multi-user.target
   fs.symlinkSync('/lib/systemd/systemd', path.join(tree, 'init'));
 
   const initrd = path.join(work, 'systemd-initrd.cpio.gz');
-  const list = execFileSync('find', ['.', '-mindepth', '1'], { cwd: tree, maxBuffer: 64 << 20 });
-  const cpio = execFileSync('cpio', ['-o', '-H', 'newc', '--quiet', '-R', '0:0'], {
-    cwd: tree,
-    input: list,
-    maxBuffer: 1 << 30,
-  });
-  const gz = zlib.gzipSync(cpio, { level: 1 });
-  fs.writeFileSync(initrd, gz);
+  const initrdBytes = packInitramfs(tree, initrd);
   const shared = ['usr/lib/x86_64-linux-gnu/systemd', 'lib/systemd', 'usr/lib/systemd']
     .flatMap((d) => {
       try {
@@ -233,7 +158,7 @@ WantedBy=multi-user.target
   fs.rmSync(tree, { recursive: true, force: true });
   return {
     initrd,
-    initrdBytes: gz.length,
+    initrdBytes,
     tarball,
     packages,
     systemdVersion: version,
