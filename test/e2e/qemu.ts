@@ -106,28 +106,38 @@ export class Vm {
     if (opts.incoming) args.push('-incoming', `exec:cat ${opts.incoming}`);
     const child = spawn(opts.qemu, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     const vm = new Vm(opts, child);
+    try {
+      await vm.#connect(ser, qmp);
+    } catch (err) {
+      // Not yet in the caller's hands, so nobody else would stop it (no pid: it never ran).
+      if (child.pid !== undefined) await vm.kill();
+      throw err;
+    }
+    return vm;
+  }
+
+  async #connect(ser: string, qmp: string): Promise<void> {
     const deadline = Date.now() + 20_000;
     // QEMU creates the serial socket and waits for a client before it runs anything.
     while (!fs.existsSync(ser)) {
-      if (child.exitCode !== null || Date.now() > deadline) {
-        throw new Error(`${opts.name}: QEMU did not start (exit ${child.exitCode}): ${vm.#stderr.trim()}`);
+      if (this.process.exitCode !== null || Date.now() > deadline) {
+        throw new Error(`${this.name}: QEMU did not start (exit ${this.process.exitCode}): ${this.#stderr.trim()}`);
       }
       await sleep(20);
     }
-    vm.#serial = await connectUnix(ser);
-    vm.#serial.on('data', (d: Buffer) => vm.#onConsole(d.toString('latin1')));
-    vm.#serial.on('error', () => undefined);
+    this.#serial = await connectUnix(ser);
+    this.#serial.on('data', (d: Buffer) => this.#onConsole(d.toString('latin1')));
+    this.#serial.on('error', () => undefined);
     while (!fs.existsSync(qmp)) {
-      if (child.exitCode !== null || Date.now() > deadline)
-        throw new Error(`${opts.name}: no QMP socket: ${vm.#stderr.trim()}`);
+      if (this.process.exitCode !== null || Date.now() > deadline)
+        throw new Error(`${this.name}: no QMP socket: ${this.#stderr.trim()}`);
       await sleep(20);
     }
-    vm.#qmp = await connectUnix(qmp);
-    vm.#qmp.on('data', (d: Buffer) => vm.#onQmp(d.toString()));
-    vm.#qmp.on('error', () => undefined);
-    await vm.#nextQmp(); // greeting
-    await vm.qmp('qmp_capabilities');
-    return vm;
+    this.#qmp = await connectUnix(qmp);
+    this.#qmp.on('data', (d: Buffer) => this.#onQmp(d.toString()));
+    this.#qmp.on('error', () => undefined);
+    await this.#nextQmp(); // greeting
+    await this.qmp('qmp_capabilities');
   }
 
   #onConsole(text: string): void {
@@ -203,6 +213,13 @@ export class Vm {
   async report<T>(tag: string, timeoutMs: number, from = 0): Promise<{ value: T; at: number; index: number }> {
     const { match, line, index } = await this.waitFor(new RegExp(`^E2E ${tag} (\\{.*\\})\\s*$`), timeoutMs, from);
     return { value: JSON.parse(match[1] as string) as T, at: line.at, index };
+  }
+
+  /** Types `command` and waits for the report it answers with, printed after it (not an earlier one). */
+  async ask<T>(command: string, tag: string, timeoutMs: number): Promise<T> {
+    const from = this.lines.length;
+    this.type(command);
+    return (await this.report<T>(tag, timeoutMs, from)).value;
   }
 
   /** The last console lines, for a failure message. */
