@@ -6,19 +6,21 @@
 
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { after, before, test } from 'node:test';
-import { CACHE, type Guest, MissingToolError, buildGuest } from './guest-image.js';
-import { Vm } from './qemu.js';
+import { buildGuest, guestSummary } from './guest-image.js';
+import { Scenario, check } from './harness.js';
+import type { Vm } from './qemu.js';
 
-const only = process.env.E2E_ONLY; // vm | criu
-const work = fs.mkdtempSync(path.join(os.tmpdir(), 'sysgenid-e2e-'));
-const vms: Vm[] = [];
-const lines: string[] = [];
-let guest: Guest;
-let skip: string | false = false;
+const scenario = Scenario.setUp({
+  name: 'clone',
+  selectedBy: ['vm', 'criu'],
+  reportFile: 'last-report.txt',
+  build: (work, say) => {
+    const guest = buildGuest(work);
+    say(`guest: ${guestSummary(guest)}`);
+    return guest;
+  },
+});
+const { say } = scenario;
 
 interface AppState {
   generation: number;
@@ -123,68 +125,15 @@ function assertNodeCrypto(vm: Vm, label: string, x: NodeCrypto, y: NodeCrypto): 
   }
 }
 
-function say(line: string): void {
-  lines.push(line);
-  process.stdout.write(`# ${line}\n`);
+function boot(name: string, guid: string, append: string, memMb: number, smp: number, incoming?: string): Promise<Vm> {
+  const { qemu, kernel, initrd } = scenario.guest;
+  return scenario.boot({ name, qemu, kernel, initrd, append, guid, memMb, smp, incoming });
 }
 
-async function boot(
-  name: string,
-  guid: string,
-  append: string,
-  memMb: number,
-  smp: number,
-  incoming?: string,
-): Promise<Vm> {
-  const vm = await Vm.start({
-    name,
-    qemu: guest.qemu,
-    kernel: guest.kernel,
-    initrd: guest.initrd,
-    append,
-    guid,
-    memMb,
-    smp,
-    runDir: work,
-    ...(incoming ? { incoming } : {}),
-  });
-  vms.push(vm);
-  return vm;
-}
-
-/** An assertion whose failure message carries the guest's console. */
-function check(vm: Vm, ok: boolean, what: string): void {
-  assert.ok(ok, `${vm.name}: ${what}\n${vm.tail()}`);
-}
-
-before(() => {
-  try {
-    guest = buildGuest(work);
-  } catch (err) {
-    if (err instanceof MissingToolError && !process.env.CI) {
-      skip = err.message;
-      return;
-    }
-    throw err;
-  }
-  say(
-    `guest: ${guest.kernelPackage}, initramfs ${(guest.initrdBytes / 1e6).toFixed(1)} MB, built in ` +
-      `${(guest.buildMs / 1000).toFixed(1)} s`,
-  );
-});
-
-after(async () => {
-  await Promise.all(vms.map((vm) => vm.kill()));
-  if (process.env.E2E_KEEP) say(`kept ${work}`);
-  else fs.rmSync(work, { recursive: true, force: true });
-  if (lines.length) fs.writeFileSync(path.join(CACHE, 'last-report.txt'), lines.join('\n') + '\n');
-});
-
-test(
+scenario.test(
   'a running VM snapshotted and restored as three clones: new IDs re-adjust, the same ID does not',
-  { skip: only === 'criu' },
-  async (t) => {
-    if (skip) return t.skip(skip);
+  'vm',
+  async () => {
     const sourceGuid = crypto.randomUUID();
     const source = await boot('source', sourceGuid, 'e2e=vm', 1024, 1);
     const bootStart = performance.now();
@@ -234,12 +183,7 @@ test(
         `snapshot in the guest); HTTP key ${sourceKey}, ${now.http.answers} answers so far`,
     );
 
-    const snap = path.join(work, 'snap.mig');
-    const s0 = performance.now();
-    await source.snapshotTo(snap, 120_000);
-    say(
-      `snapshot: ${(fs.statSync(snap).size / 1e6).toFixed(0)} MB in ${((performance.now() - s0) / 1000).toFixed(1)} s`,
-    );
+    const snap = await scenario.snapshot(source, 'snap.mig');
     // The original goes on: the snapshot is done, it resumes with its own identity.
     await source.qmp('cont');
     source.type('snapshot-done');
@@ -291,9 +235,7 @@ test(
     );
     // The negative control has had as long as the others to notice anything; now ask it.
     const same = clones[2] as Vm;
-    const from = same.lines.length;
-    same.type('report');
-    results.set(same.name, (await same.report<Report>('REPORT', 60_000, from)).value);
+    results.set(same.name, await same.ask<Report>('report', 'REPORT', 60_000));
 
     const secrets = new Set<string>([ready.app.sessionKey]);
     for (const [i, p] of plan.entries()) {
@@ -492,11 +434,10 @@ interface CriuReport {
   crypto: Array<{ copy: string } & NodeCrypto>;
 }
 
-test(
+scenario.test(
   'a process tree dumped by CRIU and restored twice side by side: both copies bump and re-adjust',
-  { skip: only === 'vm' },
-  async (t) => {
-    if (skip) return t.skip(skip);
+  'criu',
+  async () => {
     const vm = await boot('criu', crypto.randomUUID(), 'e2e=criu', 2048, 2);
     const t0 = performance.now();
     const { value: r } = await vm.report<CriuReport>('(?:CRIU|ERROR)', 300_000);

@@ -296,6 +296,14 @@ export function buildGuest(work: string): Guest {
   };
 }
 
+/** For the report: which kernel, how large the initramfs, how long the build took. */
+export function guestSummary(guest: Guest): string {
+  return (
+    `${guest.kernelPackage}, initramfs ${(guest.initrdBytes / 1e6).toFixed(1)} MB, built in ` +
+    `${(guest.buildMs / 1000).toFixed(1)} s`
+  );
+}
+
 /** The guest kernel and QEMU alone, for scenarios that build their own root file system (systemd.e2e.ts). */
 export function guestKernel(): { kernel: string; qemu: string; kernelPackage: string } {
   const qemu = which('qemu-system-x86_64');

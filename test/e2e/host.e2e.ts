@@ -9,23 +9,27 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { after, before, test } from 'node:test';
-import { CACHE, type Guest, MissingToolError, buildGuest } from './guest-image.js';
-import { Vm } from './qemu.js';
+import { buildGuest, guestSummary } from './guest-image.js';
+import { Scenario, check } from './harness.js';
+import type { Vm } from './qemu.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const CLI = path.resolve(here, '../../sysgenid.cjs');
 const SNAPSHOT_CMD = path.join(here, 'host-snapshot-cmd.js');
 const PORT_NAME = 'org.sysgenid.host.0';
-const only = process.env.E2E_ONLY;
-const work = fs.mkdtempSync(path.join(os.tmpdir(), 'sysgenid-e2e-host-'));
-const vms: Vm[] = [];
-const lines: string[] = [];
-let guest: Guest;
-let skip: string | false = false;
+const scenario = Scenario.setUp({
+  name: 'host',
+  selectedBy: ['host'],
+  reportFile: 'last-host-report.txt',
+  build: (work, say) => {
+    const guest = buildGuest(work);
+    say(`host scenario guest: ${guestSummary(guest)}`);
+    return guest;
+  },
+});
+const { say, work } = scenario;
 
 interface Report {
   generation: number;
@@ -46,19 +50,10 @@ interface Report {
   forks: unknown[];
 }
 
-function say(line: string): void {
-  lines.push(line);
-  process.stdout.write(`# ${line}\n`);
-}
-
-function check(vm: Vm, ok: boolean, what: string): void {
-  assert.ok(ok, `${vm.name}: ${what}\n${vm.tail()}`);
-}
-
 /** The chardev socket of a VM's host channel. */
 const hostSocket = (name: string): string => path.join(work, `${name}.host`);
 
-async function boot(name: string, incoming?: string): Promise<Vm> {
+function boot(name: string, incoming?: string): Promise<Vm> {
   const extraArgs = [
     '-device',
     'virtio-serial-pci,id=vser0',
@@ -70,22 +65,25 @@ async function boot(name: string, incoming?: string): Promise<Vm> {
     '-qmp',
     `unix:${path.join(work, `${name}.qmp2`)},server=on,wait=off`,
   ];
-  const vm = await Vm.start({
+  const { qemu, kernel, initrd } = scenario.guest;
+  return scenario.boot({
     name,
-    qemu: guest.qemu,
-    kernel: guest.kernel,
-    initrd: guest.initrd,
+    qemu,
+    kernel,
+    initrd,
     append: 'e2e=host',
     guid: crypto.randomUUID(),
     vmgenid: false,
     extraArgs,
     memMb: 1024,
     smp: 1,
-    runDir: work,
-    ...(incoming ? { incoming } : {}),
+    incoming,
   });
-  vms.push(vm);
-  return vm;
+}
+
+/** What the guest kernel's getrandom hands out now. */
+async function kernelRandom(vm: Vm): Promise<string> {
+  return (await vm.ask<{ kernelRandom: string }>('random', 'RANDOM', 60_000)).kernelRandom;
 }
 
 /** `sysgenid host ...` on this host: exit code, output and how long it took. */
@@ -101,35 +99,11 @@ function host(args: string[]): Promise<{ code: number | null; stdout: string; st
   });
 }
 
-before(() => {
-  if (only && only !== 'host') {
-    skip = `E2E_ONLY=${only}`;
-    return;
-  }
-  try {
-    guest = buildGuest(work);
-  } catch (err) {
-    if (err instanceof MissingToolError && !process.env.CI) {
-      skip = err.message;
-      return;
-    }
-    throw err;
-  }
-  say(`host scenario guest: ${guest.kernelPackage}, initramfs ${(guest.initrdBytes / 1e6).toFixed(1)} MB`);
-});
-
-after(async () => {
-  await Promise.all(vms.map((vm) => vm.kill()));
-  if (process.env.E2E_KEEP) say(`kept ${work}`);
-  else fs.rmSync(work, { recursive: true, force: true });
-  if (lines.length) fs.writeFileSync(path.join(CACHE, 'last-host-report.txt'), lines.join('\n') + '\n');
-});
-
-test(
+scenario.test(
   'from the host, over virtio-serial, without a VM Generation ID: lifecycle, restore notices with entropy, ' +
     'negative control',
-  async (t) => {
-    if (skip) return t.skip(skip);
+  'host',
+  async () => {
     const source = await boot('source');
     const t0 = performance.now();
     const ready = (await source.report<Report>('READY', 240_000)).value;
@@ -179,9 +153,7 @@ test(
       `source: sysgenid host snapshot (quiesce, QEMU snapshot of ${snapMb} MB, resume) ` +
         `in ${(life.ms / 1000).toFixed(1)} s:\n#   ${life.stderr.trim().split('\n').join('\n#   ')}`,
     );
-    const from = source.lines.length;
-    source.type('report');
-    const orig = (await source.report<Report>('REPORT', 60_000, from)).value;
+    const orig = await source.ask<Report>('report', 'REPORT', 60_000);
     check(source, orig.generation === 0 && orig.lifecycle.state === 'running', 'the original runs on at generation 0');
     await source.kill();
 
@@ -216,16 +188,11 @@ test(
             `sysgenid host restored succeeded and the kernel CRNG was reseeded (${r.code})\n${r.stderr}`,
           );
           // Read right after the host command returned: what the guest kernel hands out now.
-          const at = vm.lines.length;
-          vm.type('random');
-          const random = (await vm.report<{ kernelRandom: string }>('RANDOM', 60_000, at)).value.kernelRandom;
+          const random = await kernelRandom(vm);
           const bumped = (await vm.report<Report>('BUMPED', 120_000)).value;
           results.set(p.name, { random, report: bumped, restored: r });
         } else {
-          const at = vm.lines.length;
-          vm.type('random');
-          const random = (await vm.report<{ kernelRandom: string }>('RANDOM', 60_000, at)).value.kernelRandom;
-          results.set(p.name, { random, report: undefined as unknown as Report });
+          results.set(p.name, { random: await kernelRandom(vm), report: undefined as unknown as Report });
         }
       }),
     );
@@ -233,9 +200,7 @@ test(
     for (const [i, p] of plan.entries()) {
       if (p.notice) continue;
       const vm = clones[i] as Vm;
-      const at = vm.lines.length;
-      vm.type('report');
-      (results.get(p.name) as { report: Report }).report = (await vm.report<Report>('REPORT', 60_000, at)).value;
+      (results.get(p.name) as { report: Report }).report = await vm.ask<Report>('report', 'REPORT', 60_000);
     }
 
     const table: string[] = [];
@@ -269,9 +234,7 @@ test(
           'the host command returned only once the guest said every watcher re-adjusted (its WAIT)',
         );
         // The lifecycle: restored quiesced; re-opened only after re-adjusting (automatic un-quiesce).
-        const at = vm.lines.length;
-        vm.type('server-log');
-        const serverLog = (await vm.report<{ text: string }>('SERVER-LOG', 60_000, at)).value.text;
+        const serverLog = (await vm.ask<{ text: string }>('server-log', 'SERVER-LOG', 60_000)).text;
         const regenerated = serverLog.indexOf('generation 1: new session key');
         const reopened = serverLog.indexOf('resumed at generation 1 (a restored copy)');
         check(

@@ -5,23 +5,35 @@
 // hardening; then the host clones the guest and the kmsg backend, sandboxed, must notice. See
 // docs/deploy.md and docs/e2e.md. `E2E_ONLY=systemd npm run test:e2e` runs this scenario alone.
 
-import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
-import { CACHE, MissingToolError, guestKernel } from './guest-image.js';
-import { Vm } from './qemu.js';
-import { type SystemdGuest, buildSystemdGuest } from './systemd-image.js';
+import { guestKernel } from './guest-image.js';
+import { Scenario, check } from './harness.js';
+import type { Vm } from './qemu.js';
+import { buildSystemdGuest } from './systemd-image.js';
 
-const only = process.env.E2E_ONLY;
-const work = fs.mkdtempSync(path.join(os.tmpdir(), 'sysgenid-e2e-systemd-'));
-const vms: Vm[] = [];
-const lines: string[] = [];
-let guest: SystemdGuest;
-let kernel: { kernel: string; qemu: string; kernelPackage: string };
-let skip: string | false = false;
+const scenario = Scenario.setUp({
+  name: 'systemd',
+  selectedBy: ['systemd'],
+  reportFile: 'last-report-systemd.txt',
+  build: (work, say) => {
+    const kernel = guestKernel();
+    const image = buildSystemdGuest(work);
+    say(
+      `systemd guest: ${kernel.kernelPackage}, systemd ${image.systemdVersion} from ${image.packages} Debian ` +
+        `packages, initramfs ${(image.initrdBytes / 1e6).toFixed(1)} MB, built in ${(image.buildMs / 1000).toFixed(1)} s`,
+    );
+    say(
+      `package: ${path.basename(image.tarball)} installed with npm i -g and no compiler on PATH: ` +
+        `${image.installLog
+          .split('\n')
+          .filter((l) => l.startsWith('sysgenid:'))
+          .join(' ')}`,
+    );
+    return { kernel, image };
+  },
+});
+const { say } = scenario;
 
 interface ServiceProps {
   ActiveState: string;
@@ -70,69 +82,25 @@ interface Cloned {
   journal: string[];
 }
 
-function say(line: string): void {
-  lines.push(line);
-  process.stdout.write(`# ${line}\n`);
-}
-
-function check(vm: Vm, ok: boolean, what: string): void {
-  assert.ok(ok, `${vm.name}: ${what}\n${vm.tail()}`);
-}
-
-async function boot(name: string, guid: string, incoming?: string): Promise<Vm> {
-  const vm = await Vm.start({
+function boot(name: string, guid: string, incoming?: string): Promise<Vm> {
+  const { kernel, image } = scenario.guest;
+  return scenario.boot({
     name,
     qemu: kernel.qemu,
     kernel: kernel.kernel,
-    initrd: guest.initrd,
+    initrd: image.initrd,
     guid,
     memMb: 1536,
     smp: 1,
-    runDir: work,
     append: 'systemd.show_status=error systemd.log_level=warning rw',
-    ...(incoming ? { incoming } : {}),
+    incoming,
   });
-  vms.push(vm);
-  return vm;
 }
 
-before(() => {
-  if (only && only !== 'systemd') return;
-  try {
-    kernel = guestKernel();
-    guest = buildSystemdGuest(work);
-  } catch (err) {
-    if (err instanceof MissingToolError && !process.env.CI) {
-      skip = err.message;
-      return;
-    }
-    throw err;
-  }
-  say(
-    `systemd guest: ${kernel.kernelPackage}, systemd ${guest.systemdVersion} from ${guest.packages} Debian packages, ` +
-      `initramfs ${(guest.initrdBytes / 1e6).toFixed(1)} MB, built in ${(guest.buildMs / 1000).toFixed(1)} s`,
-  );
-  say(
-    `package: ${path.basename(guest.tarball)} installed with npm i -g and no compiler on PATH: ` +
-      `${guest.installLog
-        .split('\n')
-        .filter((l) => l.startsWith('sysgenid:'))
-        .join(' ')}`,
-  );
-});
-
-after(async () => {
-  await Promise.all(vms.map((vm) => vm.kill()));
-  if (process.env.E2E_KEEP) say(`kept ${work}`);
-  else fs.rmSync(work, { recursive: true, force: true });
-  if (lines.length) fs.writeFileSync(path.join(CACHE, 'last-report-systemd.txt'), lines.join('\n') + '\n');
-});
-
-test(
+scenario.test(
   'under systemd as PID 1: socket activation, READY=1, a restart that keeps the page, the hardening, a clone',
-  { skip: Boolean(only && only !== 'systemd') },
-  async (t) => {
-    if (skip) return t.skip(skip);
+  'systemd',
+  async () => {
     const sourceGuid = crypto.randomUUID();
     const source = await boot('systemd', sourceGuid);
     const t0 = performance.now();
@@ -219,12 +187,7 @@ test(
     check(source, sec.exposure !== null && sec.exposure <= 2.0, `exposure ${sec.exposure}`);
 
     const ready = (await source.report<{ generation: number; inode: number }>('CLONE_READY', 60_000)).value;
-    const snap = path.join(work, 'systemd.mig');
-    const s0 = performance.now();
-    await source.snapshotTo(snap, 120_000);
-    say(
-      `snapshot: ${(fs.statSync(snap).size / 1e6).toFixed(0)} MB in ${((performance.now() - s0) / 1000).toFixed(1)} s`,
-    );
+    const snap = await scenario.snapshot(source, 'systemd.mig');
     await source.kill();
     const clone = await boot('systemd-clone', crypto.randomUUID(), snap);
     await clone.waitLoaded(120_000);
