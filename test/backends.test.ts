@@ -264,7 +264,6 @@ describe('a daemon upgraded in place keeps its kernel log position', { skip: noB
     const file = path.join(dir, name);
     execFileSync('mkfifo', [file]);
     const writer = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_NONBLOCK);
-    // Closing the last writer ends a read still blocked in the thread pool (the pure-JS follow loop).
     t.after(() => fs.closeSync(writer));
     for (const r of records) fs.writeSync(writer, r);
     return file;

@@ -62,6 +62,15 @@ describe(
       assert.equal(s.generation, 0, 'the boot-time backlog is not new');
     });
 
+    it('stops at once on SIGTERM while it waits for the next record', async (t) => {
+      // Without the addon, a blocking read in the thread pool once kept the process until the kernel's next
+      // record: Node joins the pool at exit. The run with SYSGENID_NO_ADDON=1 is the one that hung.
+      const d = await startDaemon(t, { args: ['--backends', 'kmsg'] });
+      await eventually(() => /backend kmsg: live/.test(d.log()), 5000, 'kmsg live');
+      const code = await Promise.race([d.stop(), new Promise((r) => setTimeout(r, 5000, 'still running'))]);
+      assert.equal(code, 0, `exit after SIGTERM:\n${d.log()}`);
+    });
+
     it('counts a VM fork that happened while the daemon was down, once', async (t) => {
       const fork = readKernelLog().find((r) => r.message === VM_FORK_MESSAGE && r.facility === 0);
       if (!fork) {
@@ -128,7 +137,6 @@ describe('kmsg backend on a stand-in kernel log', () => {
     const fifo = path.join(tmp, 'kmsg');
     execFileSync('mkfifo', [fifo]);
     const writer = fs.openSync(fifo, fs.constants.O_RDWR | fs.constants.O_NONBLOCK);
-    // Closing the last writer ends a read still blocked in the thread pool (the pure-JS follow loop).
     t.after(() => fs.closeSync(writer));
     let log = '';
     const logger = createLogger('debug', (line) => (log += line), false);

@@ -163,7 +163,7 @@ function daemonOptions(opts: ParsedOptions, log: Logger): DaemonOptions {
 
 main().then(
   (code) => {
-    // Exit explicitly: the kernel-log backend may hold a read in the thread pool until the next record.
+    // Exit explicitly: nothing the shutdown left behind (a hook it gave up waiting for) keeps the process.
     process.exit(code);
   },
   (err: Error) => {

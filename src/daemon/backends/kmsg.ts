@@ -3,9 +3,11 @@
 // QEMU with a new guid=, Hyper-V, EC2). Only facility-0 records are the kernel's: a write to /dev/kmsg
 // from userspace is filed under LOG_USER, so a spoofed line never bumps.
 //
-// With the native addon the descriptor is non-blocking and watched by libuv's own poll; without it the
-// follow loop is a blocking read() in libuv's thread pool. Both wake as soon as the kernel appends a
-// record; the fallback costs one pool thread.
+// One non-blocking descriptor reads the backlog and then follows. With the native addon it is watched
+// by libuv's own poll and wakes as soon as the kernel appends a record. Without it Node cannot poll a
+// character device, so a timer drains it every FALLBACK_POLL_MS: a blocking read() in libuv's thread
+// pool would wake at once too, but it cannot be cancelled, and at exit Node joins the pool's threads, so
+// a daemon stopped between two kernel records never exited (it hung until systemd's SIGKILL).
 
 import fs from 'node:fs';
 import type { FdWatch } from '../../native/addon.js';
@@ -15,6 +17,8 @@ import type { BackendContext, BackendReport, Memo, RestoreBackend } from './back
 export const VM_FORK_MESSAGE = 'random: crng reseeded due to virtual machine fork';
 export const KMSG_PATH = '/dev/kmsg';
 const RECORD_BUFFER = 8192;
+/** How often the pure-JS fallback drains /dev/kmsg: the most a VM fork's bump waits without the addon. */
+export const FALLBACK_POLL_MS = 50;
 
 export interface KmsgRecord {
   readonly facility: number;
@@ -106,6 +110,7 @@ export class KmsgBackend implements RestoreBackend {
   readonly #buf = Buffer.alloc(RECORD_BUFFER);
   #fd: number | undefined;
   #watch: FdWatch | undefined;
+  #timer: NodeJS.Timeout | undefined;
   #lastSeq = -1;
   #stopped = false;
   #status: BackendReport = { live: false, detail: 'not started' };
@@ -134,9 +139,9 @@ export class KmsgBackend implements RestoreBackend {
 
   #start(ctx: BackendContext): BackendReport {
     const { log } = ctx;
-    let drainFd: number;
+    let fd: number;
     try {
-      drainFd = fs.openSync(this.path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+      fd = fs.openSync(this.path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       const hint =
@@ -146,38 +151,39 @@ export class KmsgBackend implements RestoreBackend {
     const since = seqOf(ctx.memo);
     let backlog = 0;
     let missed = 0;
-    let failure: string | undefined;
-    try {
-      failure = drainRecords(
-        drainFd,
-        this.#buf,
-        (r) => {
-          backlog++;
-          this.#lastSeq = r.seq;
-          if (since !== undefined && r.seq > since && this.#handle(r)) missed++;
-        },
-        () => this.#overwritten(),
-      );
-    } finally {
-      fs.closeSync(drainFd);
+    const failure = drainRecords(
+      fd,
+      this.#buf,
+      (r) => {
+        backlog++;
+        this.#lastSeq = r.seq;
+        if (since !== undefined && r.seq > since && this.#handle(r)) missed++;
+      },
+      () => this.#overwritten(),
+    );
+    if (failure) {
+      fs.closeSync(fd);
+      return { live: false, detail: `cannot read ${this.path}: ${failure}` };
     }
-    if (failure) return { live: false, detail: `cannot read ${this.path}: ${failure}` };
     if (missed > 0) log.warn(`kmsg: ${missed} VM fork(s) happened while no daemon was running; counted them`);
     if (this.#lastSeq >= 0 && this.#lastSeq !== since) ctx.remember(this.#lastSeq);
+    // The same descriptor follows from where the backlog ended.
+    this.#fd = fd;
     const native = ctx.addon;
     try {
-      this.#fd = fs.openSync(this.path, fs.constants.O_RDONLY | (native ? fs.constants.O_NONBLOCK : 0));
       if (native) {
-        const fd = this.#fd;
         this.#watch = native.watchFd(fd, POLL_READABLE, (status) => this.#drainReady(fd, status));
       } else {
-        this.#follow();
+        this.#timer = setInterval(() => this.#drainReady(fd, 0), FALLBACK_POLL_MS);
+        // The daemon's sockets keep it alive; this timer must not keep a stopping one.
+        this.#timer.unref();
       }
     } catch (err) {
+      this.stop();
       return { live: false, detail: `cannot follow ${this.path}: ${(err as Error).message}` };
     }
     const from = since === undefined ? `skipped a backlog of ${backlog} records` : `resumed after seq ${since}`;
-    const how = native ? 'poll' : 'blocking read in the thread pool';
+    const how = native ? 'poll' : `drained every ${FALLBACK_POLL_MS} ms without the native addon`;
     return { live: true, detail: `following ${this.path} for "${VM_FORK_MESSAGE}" (facility 0, ${how}); ${from}` };
   }
 
@@ -185,12 +191,13 @@ export class KmsgBackend implements RestoreBackend {
     this.#stopped = true;
     this.#watch?.close();
     this.#watch = undefined;
-    // A read blocked in the pool keeps its thread until the next record; the daemon exits regardless.
-    if (this.#fd !== undefined) fs.close(this.#fd, () => {});
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    if (this.#fd !== undefined) fs.closeSync(this.#fd);
     this.#fd = undefined;
   }
 
-  /** Readiness from the addon's poll: read every record there is, then wait again. */
+  /** Readiness from the addon's poll, or the fallback's timer: read every record there is, then wait again. */
   #drainReady(fd: number, status: number): void {
     if (this.#stopped) return;
     if (status < 0) {
@@ -213,7 +220,7 @@ export class KmsgBackend implements RestoreBackend {
   }
 
   #record(r: KmsgRecord | undefined): void {
-    // The follow descriptor replays the whole buffer; what the backlog pass saw is skipped.
+    // A sequence number already handled is never counted twice.
     if (r && r.seq > this.#lastSeq) {
       this.#lastSeq = r.seq;
       this.#handle(r);
@@ -238,25 +245,5 @@ export class KmsgBackend implements RestoreBackend {
     if (verdict !== 'fork') return false;
     this.#ctx?.restored(`kmsg: VM fork (seq ${r.seq})`, r.seq);
     return true;
-  }
-
-  #follow(): void {
-    const fd = this.#fd;
-    if (fd === undefined || this.#stopped) return;
-    fs.read(fd, this.#buf, 0, RECORD_BUFFER, null, (err, n) => {
-      if (this.#stopped) return;
-      if (err) {
-        const e = err;
-        if (e.code === 'EPIPE') {
-          this.#overwritten();
-          this.#follow();
-          return;
-        }
-        this.#fail(e.code ?? e.message);
-        return;
-      }
-      if (n > 0) this.#record(parseKmsgRecord(this.#buf.toString('utf8', 0, n)));
-      this.#follow();
-    });
   }
 }
