@@ -13,6 +13,27 @@ import { build } from 'esbuild';
 import fs from 'node:fs';
 import path from 'node:path';
 
+// esbuild turns every module's `import fs from 'node:fs'` into its own copy of the built-in's namespace
+// (__toESM: a getter per export, for each of 30 importing modules), which alone took about a millisecond
+// of the daemon's start-up. The modules imported by default share one require() of each instead: a
+// virtual module whose default export is that require(). A named import of one of them would fail the
+// build ("No matching export"), never silently misbehave.
+const DEFAULT_IMPORTED = new Set(['crypto', 'fs', 'http', 'net', 'os', 'path', 'tls']);
+const sharedBuiltins = {
+  name: 'shared-builtins',
+  setup(b) {
+    b.onResolve({ filter: /^node:/ }, (args) => {
+      if (args.namespace === 'shared-builtins') return { path: args.path, external: true };
+      if (!DEFAULT_IMPORTED.has(args.path.slice(5)) || args.kind !== 'import-statement') return undefined;
+      return { path: args.path, namespace: 'shared-builtins' };
+    });
+    b.onLoad({ filter: /.*/, namespace: 'shared-builtins' }, (args) => ({
+      contents: `export default require(${JSON.stringify(args.path)});`,
+      loader: 'js',
+    }));
+  },
+};
+
 const entries = {
   sysgenidd: 'dist/src/daemon/main.js',
   sysgenid: 'dist/src/cli/main.js',
@@ -35,6 +56,7 @@ for (const [name, entry] of Object.entries(entries)) {
     // src/daemon/metrics.ts and install-units.ts are not in the bundle at all: main.ts imports them from
     // dist/src when a run needs them (a dynamic import of a bundled module would make esbuild wrap every
     // module for lazy initialisation, which costs start-up). prom-client comes with metrics.ts.
+    plugins: [sharedBuiltins],
     logLevel: 'warning',
   });
   if (name !== 'index') fs.chmodSync(outfile, 0o755);

@@ -56,10 +56,29 @@ function bindAbstract(name: string): Promise<net.Server | NodeJS.ErrnoException>
   });
 }
 
+/**
+ * Whether a listening socket is bound to the abstract `name` in this network namespace, from the kernel's
+ * table (the same scope as the name itself); undefined when the table cannot be read.
+ */
+function abstractBound(name: string): boolean | undefined {
+  let table: string;
+  try {
+    table = fs.readFileSync('/proc/net/unix', 'latin1');
+  } catch {
+    return undefined;
+  }
+  // The table prints an abstract name as the last field of its line, each NUL as '@': the leading one,
+  // and the padding Node binds (the whole sun_path). A false match only costs the connection attempt.
+  return table.includes(` @${name}@`) || table.includes(` @${name}\n`);
+}
+
 /** The uid bound to an abstract name (addon only), or undefined when it cannot be told. */
 function holderUid(name: string): Promise<number | undefined> {
   const native = addon();
   if (!native) return Promise.resolve(undefined);
+  // Connecting costs a socket and a trip through the event loop on every start; the table answers the
+  // common case (no such name) at once.
+  if (abstractBound(name) === false) return Promise.resolve(undefined);
   return new Promise((resolve) => {
     const socket = net.createConnection({ path: `\0${name}` });
     socket.once('error', () => resolve(undefined));
@@ -73,6 +92,13 @@ function holderUid(name: string): Promise<number | undefined> {
 
 /** Whether something accepts connections on this socket path (a live daemon), within a second. */
 function socketAnswers(file: string): Promise<boolean> {
+  // Nothing can answer at a path where there is no file (a first start, or after a clean shutdown):
+  // spared the connection attempt, which would cost a socket and a trip through the event loop.
+  try {
+    fs.lstatSync(file);
+  } catch {
+    return Promise.resolve(false);
+  }
   return new Promise((resolve) => {
     const socket = net.createConnection({ path: file });
     const timer = setTimeout(() => {
