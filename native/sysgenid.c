@@ -52,6 +52,14 @@ static napi_value throw_errno(napi_env env, const char *what, int err) {
   napi_value argv[(n)];                                                                            \
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL))
 
+// Declare `name` and read argument i into it (after ARGS): JS numbers as C integers, or a thrown TypeError.
+#define INT32_ARG(i, name)                                                                         \
+  int32_t name;                                                                                    \
+  CHECK(napi_get_value_int32(env, argv[(i)], &name))
+#define UINT32_ARG(i, name)                                                                        \
+  uint32_t name;                                                                                   \
+  CHECK(napi_get_value_uint32(env, argv[(i)], &name))
+
 static napi_value int32_value(napi_env env, int32_t n) {
   napi_value v;
   CHECK(napi_create_int32(env, n, &v));
@@ -63,7 +71,6 @@ static void unmap(napi_env env, void *data, void *hint) {
   munmap(data, (size_t)(uintptr_t)hint);
 }
 
-// mapFile(path: string, length: number): ArrayBuffer (read-only: a JS write would fault)
 // Map `length` bytes of `fd` read-only and shared, close `fd`, and hand the mapping to JS.
 static napi_value map_fd(napi_env env, int fd, uint32_t length) {
   void *p = mmap(NULL, length, PROT_READ, MAP_SHARED, fd, 0);
@@ -78,7 +85,9 @@ static napi_value map_fd(napi_env env, int fd, uint32_t length) {
   return buf;
 }
 
-static napi_value map_file(napi_env env, napi_callback_info info) {
+// Open (path, length = 4096)'s path read-only and map `length` bytes of it. A regular file must hold them
+// all (a read past its end would fault); a character device reports no size to check.
+static napi_value map_path(napi_env env, napi_callback_info info, int check_size) {
   ARGS(2);
   char path[4096];
   size_t len = 0;
@@ -88,19 +97,30 @@ static napi_value map_file(napi_env env, napi_callback_info info) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return throw_errno(env, "open", errno);
   struct stat st;
-  if (fstat(fd, &st) < 0 || st.st_size < (off_t)length) {
-    int err = errno ? errno : EINVAL;
-    close(fd);
-    return throw_errno(env, "page shorter than the mapping", err);
+  if (check_size) {
+    int err = fstat(fd, &st) < 0 ? errno : st.st_size < (off_t)length ? EINVAL : 0;
+    if (err) {
+      close(fd);
+      return throw_errno(env, "page shorter than the mapping", err);
+    }
   }
   return map_fd(env, fd, length);
+}
+
+// mapFile(path: string, length: number): ArrayBuffer (read-only: a JS write would fault)
+static napi_value map_file(napi_env env, napi_callback_info info) {
+  return map_path(env, info, 1);
+}
+
+// mapDevice(path, length): like mapFile, for a character device (st_size 0) such as /dev/vmclock0.
+static napi_value map_device(napi_env env, napi_callback_info info) {
+  return map_path(env, info, 0);
 }
 
 // peerCred(fd: number): { pid, uid, gid }
 static napi_value peer_cred(napi_env env, napi_callback_info info) {
   ARGS(1);
-  int32_t fd;
-  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  INT32_ARG(0, fd);
   struct ucred cred;
   socklen_t sl = sizeof cred;
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &sl) < 0) return throw_errno(env, "SO_PEERCRED", errno);
@@ -184,9 +204,8 @@ static napi_value watch_close(napi_env env, napi_callback_info info) {
 // stays active until close(), whether or not the returned object is kept.
 static napi_value watch_fd(napi_env env, napi_callback_info info) {
   ARGS(3);
-  int32_t fd, events;
-  CHECK(napi_get_value_int32(env, argv[0], &fd));
-  CHECK(napi_get_value_int32(env, argv[1], &events));
+  INT32_ARG(0, fd);
+  INT32_ARG(1, events);
   uv_loop_t *loop;
   CHECK(napi_get_uv_event_loop(env, &loop));
   fd_watch *w = calloc(1, sizeof *w);
@@ -236,8 +255,7 @@ static napi_value uevent_open(napi_env env, napi_callback_info info) {
 // the sender's netlink port: 0 only for the kernel.
 static napi_value uevent_recv(napi_env env, napi_callback_info info) {
   ARGS(1);
-  int32_t fd;
-  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  INT32_ARG(0, fd);
   char buf[8192];
   struct sockaddr_nl from;
   socklen_t fl = sizeof from;
@@ -312,9 +330,8 @@ static napi_value broadcast(napi_env env, napi_callback_info info) {
 // flock(fd, op): 0, or -errno (EWOULDBLOCK when LOCK_NB and someone else holds it)
 static napi_value flock_fd(napi_env env, napi_callback_info info) {
   ARGS(2);
-  int32_t fd = -1, op = 0;
-  CHECK(napi_get_value_int32(env, argv[0], &fd));
-  CHECK(napi_get_value_int32(env, argv[1], &op));
+  INT32_ARG(0, fd);
+  INT32_ARG(1, op);
   int rc;
   do {
     rc = flock(fd, op);
@@ -334,8 +351,7 @@ static napi_value set_child_subreaper(napi_env env, napi_callback_info info) {
 // reapPid(pid): the pid if it was reaped, 0 if it still runs, -errno (ECHILD: not our child)
 static napi_value reap_pid(napi_env env, napi_callback_info info) {
   ARGS(1);
-  int32_t pid = 0;
-  CHECK(napi_get_value_int32(env, argv[0], &pid));
+  INT32_ARG(0, pid);
   int rc;
   if (pid <= 0) {
     rc = -EINVAL;
@@ -527,18 +543,6 @@ static napi_value openssl_state(napi_env env, napi_callback_info info) {
   return reg_run(env, 0);
 }
 
-// mapDevice(path, length): like mapFile, for a character device (st_size 0) such as /dev/vmclock0.
-static napi_value map_device(napi_env env, napi_callback_info info) {
-  ARGS(2);
-  char path[4096];
-  size_t len = 0;
-  CHECK(napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len));
-  uint32_t length = 4096;
-  if (argc > 1) CHECK(napi_get_value_uint32(env, argv[1], &length));
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return throw_errno(env, "open", errno);
-  return map_fd(env, fd, length);
-}
 // ---------------------------------------------------------------- end of register
 
 // --- the host channel: vsock sockets and the kernel pool reseed (src/daemon/backends/host.ts, sysgenid host) ---
@@ -553,8 +557,7 @@ static napi_value map_device(napi_env env, napi_callback_info info) {
 // vsockListen(port: number): fd of a non-blocking AF_VSOCK stream socket listening on (any CID, port).
 static napi_value vsock_listen(napi_env env, napi_callback_info info) {
   ARGS(1);
-  uint32_t port;
-  CHECK(napi_get_value_uint32(env, argv[0], &port));
+  UINT32_ARG(0, port);
   int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return throw_errno(env, "vsock socket", errno);
   struct sockaddr_vm addr = {.svm_family = AF_VSOCK, .svm_port = port, .svm_cid = VMADDR_CID_ANY};
@@ -571,8 +574,7 @@ static napi_value vsock_listen(napi_env env, napi_callback_info info) {
 // hand it a Unix socket); the caller decides whom to keep.
 static napi_value vsock_accept(napi_env env, napi_callback_info info) {
   ARGS(1);
-  int32_t lfd;
-  CHECK(napi_get_value_int32(env, argv[0], &lfd));
+  INT32_ARG(0, lfd);
   struct sockaddr_storage peer;
   socklen_t len = sizeof peer;
   int fd;
@@ -606,9 +608,8 @@ static napi_value vsock_accept(napi_env env, napi_callback_info info) {
 // vsockConnect(cid, port): fd of a connected AF_VSOCK stream socket (blocking connect, then non-blocking).
 static napi_value vsock_connect(napi_env env, napi_callback_info info) {
   ARGS(2);
-  uint32_t cid, port;
-  CHECK(napi_get_value_uint32(env, argv[0], &cid));
-  CHECK(napi_get_value_uint32(env, argv[1], &port));
+  UINT32_ARG(0, cid);
+  UINT32_ARG(1, port);
   int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return throw_errno(env, "vsock socket", errno);
   struct sockaddr_vm addr = {.svm_family = AF_VSOCK, .svm_port = port, .svm_cid = cid};

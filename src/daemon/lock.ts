@@ -17,7 +17,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { LOCK_EX, LOCK_NB, addon } from '../native/addon.js';
 import { peerCredOf } from '../native/socket-fd.js';
-import { pidFileLocked } from '../protocol/liveness.js';
+import { pidFileLocked, unixSocketTable } from '../protocol/liveness.js';
 import { runtimePaths } from '../protocol/runtime-dir.js';
 import { trustedUids } from '../protocol/trust.js';
 import { StartupError } from './runtime-dir.js';
@@ -61,12 +61,8 @@ function bindAbstract(name: string): Promise<net.Server | NodeJS.ErrnoException>
  * table (the same scope as the name itself); undefined when the table cannot be read.
  */
 function abstractBound(name: string): boolean | undefined {
-  let table: string;
-  try {
-    table = fs.readFileSync('/proc/net/unix', 'latin1');
-  } catch {
-    return undefined;
-  }
+  const table = unixSocketTable();
+  if (table === undefined) return undefined;
   // The table prints an abstract name as the last field of its line, each NUL as '@': the leading one,
   // and the padding Node binds (the whole sun_path). A false match only costs the connection attempt.
   return table.includes(` @${name}@`) || table.includes(` @${name}\n`);

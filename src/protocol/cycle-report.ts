@@ -1,47 +1,38 @@
 // The report of a quiesce or un-quiesce cycle as it goes on the wire: the QUIESCE and UNQUIESCE replies
-// and the lifecycle part of STATUS (docs/PROTOCOL.md, docs/lifecycle.md). Declared here, read-only, and
-// copied field by field from the core's working record, so that a change inside the core fails to
-// compile here instead of silently changing the protocol.
+// and the lifecycle part of STATUS (docs/PROTOCOL.md, docs/lifecycle.md). Read-only, with the wire's own
+// enumerations, and copied field by field from the core's record: a field the core adds never reaches the
+// wire by itself, and one it renames or a value it adds to an enumeration fails to compile here instead
+// of silently changing the protocol.
 
-import type { CycleOutcome, CycleReport } from '../core/lifecycle.js';
-
-export type { CycleOutcome };
+import type { CycleReport, Step } from '../core/lifecycle.js';
 
 export type LifecycleState = 'running' | 'quiescing' | 'quiesced' | 'adjusting' | 'unquiescing';
 export type StepKind = 'quiesce' | 'unquiesce';
+/** How a cycle ended (docs/lifecycle.md). */
+export type CycleOutcome = 'ok' | 'failed' | 'late' | 'interrupted' | 'aborted';
 /**
  * asked: waiting for its answer; late: the deadline passed first; skipped: the cycle ended before its turn;
  * excluded: an administrator excluded it (EXCLUDE) before it answered, which does not fail the cycle.
  */
 export type StepOutcome = 'asked' | 'done' | 'failed' | 'late' | 'gone' | 'skipped' | 'excluded';
 
-/** One subscriber's part in a cycle. */
-export interface CycleStepDocument {
-  readonly id: number;
-  readonly name: string | null;
-  readonly priority: number;
+/**
+ * One subscriber's part in a cycle. The fields are the core's (with its comments); the enumerations are
+ * the wire's own lists above, so a value the core adds fails to compile in cycleReportDocument().
+ */
+export interface CycleStepDocument extends Readonly<
+  Pick<Step, 'id' | 'name' | 'priority' | 'error' | 'askedAt' | 'answeredAt' | 'uid' | 'pid'>
+> {
   readonly outcome: StepOutcome;
-  readonly error: string | null;
-  readonly askedAt: number | null;
-  readonly answeredAt: number | null;
-  /** Its uid (SO_PEERCRED) and pid (verified, or its own word), or null when unknown: whom EXCLUDE would hit. */
-  readonly uid: number | null;
-  readonly pid: number | null;
 }
 
-export interface CycleReportDocument {
-  readonly cycle: number;
+/** A quiesce or un-quiesce cycle, built the same way as CycleStepDocument. */
+export interface CycleReportDocument extends Readonly<
+  Pick<CycleReport, 'cycle' | 'ok' | 'reason' | 'startedAt' | 'endedAt' | 'generationAtStart' | 'generationAtEnd'>
+> {
   readonly kind: StepKind;
-  /** Every subscriber answered in time and none failed (an un-quiesce with late ones is not ok). */
-  readonly ok: boolean;
-  /** Why it is not ok, in one line; null when ok. */
-  readonly reason: string | null;
   /** ok, failed, late, interrupted or aborted; null while the cycle runs (what to match on, not reason). */
   readonly outcome: CycleOutcome | null;
-  readonly startedAt: number;
-  readonly endedAt: number | null;
-  readonly generationAtStart: number;
-  readonly generationAtEnd: number | null;
   readonly steps: readonly CycleStepDocument[];
 }
 

@@ -40,13 +40,18 @@ export function pidFileLocked(dir: string): boolean {
   return locks.split('\n').some((l) => /\bFLOCK\s+ADVISORY\s+WRITE\b/.test(l) && l.includes(id));
 }
 
-function socketListening(dir: string): boolean | undefined {
-  let table: string;
+/** The kernel's table of Unix sockets in this network namespace, or undefined when it cannot be read. */
+export function unixSocketTable(): string | undefined {
   try {
-    table = fs.readFileSync('/proc/net/unix', 'latin1');
+    return fs.readFileSync('/proc/net/unix', 'latin1');
   } catch {
     return undefined;
   }
+}
+
+function socketListening(dir: string): boolean | undefined {
+  const table = unixSocketTable();
+  if (table === undefined) return undefined;
   const want = path.join(dir, WATCH_SOCKET);
   let real: string | undefined;
   try {
