@@ -24,6 +24,8 @@ export interface Invocation<O extends OptionsConfig> {
   readonly values: OptionValues<O>;
   /** --dir, when given. */
   readonly dir: string | undefined;
+  /** The client options every call to the daemon takes: `{ dir }` when --dir was given, else `{}`. */
+  readonly client: { readonly dir?: string };
   /** The arguments after the options (only for commands with `positionals`). */
   readonly positionals: string[];
 }

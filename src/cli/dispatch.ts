@@ -78,7 +78,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const dir = typeof values.dir === 'string' ? values.dir : undefined;
   // No option is declared `multiple`, so no value is an array.
-  return command.run({ values: values, dir, positionals: parsed.positionals });
+  return command.run({ values: values, dir, client: dir ? { dir } : {}, positionals: parsed.positionals });
 }
 
 /**

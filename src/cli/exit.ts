@@ -1,7 +1,7 @@
 // How the sysgenid command ends: its exit codes, which are part of the contract (docs/CLI.md) so that
 // shell scripts can tell a timeout from an interruption, and how a failure maps to one of them.
 
-import { SysgenidError } from '../protocol/errors.js';
+import { SysgenidError, type ErrorCode } from '../protocol/errors.js';
 
 export const EXIT = {
   OK: 0,
@@ -24,23 +24,18 @@ export const EXIT = {
 /** The command line itself is wrong: exit 2 and point at --help. */
 export class UsageError extends Error {}
 
+/** The daemon's error codes that have an exit code of their own; every other one is a FAILURE. */
+const EXIT_FOR_ERROR: Partial<Record<ErrorCode, number>> = {
+  EAGAIN: EXIT.NO_CHANGE,
+  ETIME: EXIT.TIMEOUT,
+  EINTR: EXIT.INTERRUPTED,
+  EACCES: EXIT.DENIED,
+  ENOTCONN: EXIT.UNREACHABLE,
+  EBUSY: EXIT.BUSY,
+};
+
 export function exitCodeFor(err: unknown): number {
   if (err instanceof UsageError) return EXIT.USAGE;
   if (!(err instanceof SysgenidError)) return EXIT.FAILURE;
-  switch (err.code) {
-    case 'EAGAIN':
-      return EXIT.NO_CHANGE;
-    case 'ETIME':
-      return EXIT.TIMEOUT;
-    case 'EINTR':
-      return EXIT.INTERRUPTED;
-    case 'EACCES':
-      return EXIT.DENIED;
-    case 'ENOTCONN':
-      return EXIT.UNREACHABLE;
-    case 'EBUSY':
-      return EXIT.BUSY;
-    default:
-      return EXIT.FAILURE;
-  }
+  return EXIT_FOR_ERROR[err.code] ?? EXIT.FAILURE;
 }

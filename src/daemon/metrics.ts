@@ -60,91 +60,76 @@ export class Metrics {
     const registry = new prom.Registry();
     this.#registry = registry;
     const status = (): DaemonStatus => source.status(false);
-    new prom.Gauge({
-      name: 'sysgenid_generation',
-      help: 'The current system generation.',
-      registers: [registry],
-      collect() {
-        this.set(status().generation);
-      },
-    });
+    // A gauge read from STATUS at each scrape: one value, or one per label set.
+    const fromStatus = (
+      name: string,
+      help: string,
+      read: (s: DaemonStatus) => number | Array<[Record<string, string>, number]>,
+      labelNames: string[] = [],
+    ): void => {
+      new prom.Gauge({
+        name,
+        help,
+        labelNames,
+        registers: [registry],
+        collect() {
+          const value = read(status());
+          if (typeof value === 'number') return this.set(value);
+          // Label sets that are gone (a build label that changed) must not linger.
+          this.reset();
+          for (const [labels, v] of value) this.set(labels, v);
+        },
+      });
+    };
+    fromStatus('sysgenid_generation', 'The current system generation.', (s) => s.generation);
     this.#bumps = new prom.Counter({
       name: 'sysgenid_bumps_total',
       help: 'New generations since the daemon started, by what caused them.',
       labelNames: ['source'],
       registers: [registry],
     });
-    new prom.Gauge({
-      name: 'sysgenid_watchers',
-      help: 'Connected watchers, tracked (waited for) or untracked.',
-      labelNames: ['tracking'],
-      registers: [registry],
-      collect() {
-        const s = status();
-        this.set({ tracking: 'tracked' }, s.tracked);
-        this.set({ tracking: 'untracked' }, s.watchers - s.tracked);
-      },
-    });
-    new prom.Gauge({
-      name: 'sysgenid_watchers_outdated',
-      help: 'Tracked watchers that have not acknowledged the current generation.',
-      registers: [registry],
-      collect() {
-        this.set(status().outdated);
-      },
-    });
+    fromStatus(
+      'sysgenid_watchers',
+      'Connected watchers, tracked (waited for) or untracked.',
+      (s) => [
+        [{ tracking: 'tracked' }, s.tracked],
+        [{ tracking: 'untracked' }, s.watchers - s.tracked],
+      ],
+      ['tracking'],
+    );
+    fromStatus(
+      'sysgenid_watchers_outdated',
+      'Tracked watchers that have not acknowledged the current generation.',
+      (s) => s.outdated,
+    );
     this.#settle = new prom.Histogram({
       name: 'sysgenid_restore_acknowledged_seconds',
       help: 'From a new generation written to the page until every tracked watcher acknowledged it.',
       buckets: SETTLE_BUCKETS,
       registers: [registry],
     });
-    new prom.Gauge({
-      name: 'sysgenid_lifecycle_state',
-      help: 'The lifecycle state: 1 for the current one, 0 for the others.',
-      labelNames: ['state'],
-      registers: [registry],
-      collect() {
-        const now = status().lifecycle.state;
-        for (const state of LIFECYCLE_STATES) this.set({ state }, state === now ? 1 : 0);
-      },
-    });
-    new prom.Gauge({
-      name: 'sysgenid_ready',
-      help: 'Lifecycle running and no tracked watcher outdated (sysgenid ready).',
-      registers: [registry],
-      collect() {
-        this.set(status().lifecycle.ready ? 1 : 0);
-      },
-    });
-    new prom.Gauge({
-      name: 'sysgenid_backend_up',
-      help: 'Whether each restore backend is live (1) or off (0).',
-      labelNames: ['backend'],
-      registers: [registry],
-      collect() {
-        for (const b of status().backends) this.set({ backend: b.name }, b.live ? 1 : 0);
-      },
-    });
-    new prom.Gauge({
-      name: 'sysgenid_connections',
-      help: 'Open connections on both sockets.',
-      registers: [registry],
-      collect() {
-        this.set(status().connections);
-      },
-    });
-    new prom.Gauge({
-      name: 'sysgenid_build_info',
-      help: 'Always 1; the labels say which daemon this is.',
-      labelNames: ['version', 'node', 'addon'],
-      registers: [registry],
-      collect() {
-        const s = status();
-        this.reset();
-        this.set({ version: VERSION, node: process.version, addon: s.native.startsWith('loaded') ? 'yes' : 'no' }, 1);
-      },
-    });
+    fromStatus(
+      'sysgenid_lifecycle_state',
+      'The lifecycle state: 1 for the current one, 0 for the others.',
+      (s) => LIFECYCLE_STATES.map((state) => [{ state }, state === s.lifecycle.state ? 1 : 0]),
+      ['state'],
+    );
+    fromStatus('sysgenid_ready', 'Lifecycle running and no tracked watcher outdated (sysgenid ready).', (s) =>
+      s.lifecycle.ready ? 1 : 0,
+    );
+    fromStatus(
+      'sysgenid_backend_up',
+      'Whether each restore backend is live (1) or off (0).',
+      (s) => s.backends.map((b) => [{ backend: b.name }, b.live ? 1 : 0]),
+      ['backend'],
+    );
+    fromStatus('sysgenid_connections', 'Open connections on both sockets.', (s) => s.connections);
+    fromStatus(
+      'sysgenid_build_info',
+      'Always 1; the labels say which daemon this is.',
+      (s) => [[{ version: VERSION, node: process.version, addon: s.native.startsWith('loaded') ? 'yes' : 'no' }, 1]],
+      ['version', 'node', 'addon'],
+    );
   }
 
   /** Loads prom-client and starts what the options ask for. */

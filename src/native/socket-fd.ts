@@ -33,28 +33,28 @@ function handleOf(socket: net.Socket): PipeHandle | undefined {
 }
 
 /**
- * The socket's descriptor, or -1 when it has none (closed, or not yet open). A handle that exists but
- * carries no numeric `fd` means Node's internals changed: warned once.
+ * A number libuv keeps on the socket's handle, or -1 when there is no handle (closed, or not yet open).
+ * A handle that exists but carries no such number means Node's internals changed: warned once.
  */
-export function socketFd(socket: net.Socket): number {
+function handleNumber(socket: net.Socket, field: 'fd' | 'writeQueueSize'): number {
   const h = handleOf(socket);
   if (!h) return -1;
-  if (typeof h.fd !== 'number') {
-    internalsChanged('fd');
+  const value = h[field];
+  if (typeof value !== 'number') {
+    internalsChanged(field);
     return -1;
   }
-  return h.fd;
+  return value;
+}
+
+/** The socket's descriptor, or -1 when it has none. */
+export function socketFd(socket: net.Socket): number {
+  return handleNumber(socket, 'fd');
 }
 
 /** Bytes libuv still holds for this socket (beyond the stream's own queue), or -1 if unknown. */
 export function handleWriteQueue(socket: net.Socket): number {
-  const h = handleOf(socket);
-  if (!h) return -1;
-  if (typeof h.writeQueueSize !== 'number') {
-    internalsChanged('writeQueueSize');
-    return -1;
-  }
-  return h.writeQueueSize;
+  return handleNumber(socket, 'writeQueueSize');
 }
 
 /**

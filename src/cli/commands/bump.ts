@@ -19,8 +19,8 @@ ${COMMON_HELP}
 `,
   options: { min: { type: 'string' }, ...JSON_OPTION },
   positionals: false,
-  async run({ values, dir }) {
-    const generation = await forceUpdate({ ...(dir ? { dir } : {}), min: u32Option('min', values.min, 0) });
+  async run({ values, client }) {
+    const generation = await forceUpdate({ ...client, min: u32Option('min', values.min, 0) });
     if (values.json) printJson({ generation });
     else process.stdout.write(`${generation}\n`);
     return EXIT.OK;

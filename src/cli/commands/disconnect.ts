@@ -21,10 +21,10 @@ ${COMMON_HELP}
 `,
   options: { json: { type: 'boolean' } },
   positionals: true,
-  async run({ values, dir, positionals }) {
+  async run({ values, client, positionals }) {
     if (positionals.length !== 1) throw new UsageError('disconnect needs one connection ID');
     const id = idArgument(positionals[0] as string);
-    await disconnect({ ...(dir ? { dir } : {}), id });
+    await disconnect({ ...client, id });
     process.stdout.write(values.json ? `${JSON.stringify({ disconnected: id })}\n` : `disconnected ${id}\n`);
     return EXIT.OK;
   },

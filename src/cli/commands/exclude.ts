@@ -25,15 +25,14 @@ ${COMMON_HELP}
 `,
   options: { uid: { type: 'string' }, json: { type: 'boolean' } },
   positionals: true,
-  async run({ values, dir, positionals }) {
-    const base = dir ? { dir } : {};
+  async run({ values, client, positionals }) {
     let n: number;
     if (values.uid !== undefined) {
       if (positionals.length > 0) throw new UsageError('give either an ID or --uid UID, not both');
-      n = await exclude({ ...base, uid: u32Option('uid', values.uid, 0) });
+      n = await exclude({ ...client, uid: u32Option('uid', values.uid, 0) });
     } else {
       if (positionals.length !== 1) throw new UsageError('exclude needs one connection ID (or --uid UID)');
-      n = await exclude({ ...base, id: idArgument(positionals[0] as string) });
+      n = await exclude({ ...client, id: idArgument(positionals[0] as string) });
     }
     process.stdout.write(values.json ? `${JSON.stringify({ excluded: n })}\n` : `excluded ${n} watcher(s)\n`);
     return EXIT.OK;

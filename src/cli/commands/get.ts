@@ -18,8 +18,8 @@ ${COMMON_HELP}
 `,
   options: { ...JSON_OPTION },
   positionals: false,
-  async run({ values, dir }) {
-    const generation = await currentGeneration(dir ? { dir } : {});
+  async run({ values, client }) {
+    const generation = await currentGeneration(client);
     if (values.json) printJson({ generation });
     else process.stdout.write(`${generation}\n`);
     return EXIT.OK;

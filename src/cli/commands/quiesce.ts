@@ -24,9 +24,9 @@ ${COMMON_HELP}
 `,
   options: { timeout: { type: 'string' }, ...JSON_OPTION },
   positionals: false,
-  async run({ values, dir }) {
+  async run({ values, client }) {
     const report = await quiesce({
-      ...(dir ? { dir } : {}),
+      ...client,
       timeoutMs: u32Option('timeout', values.timeout, DEFAULT_QUIESCE_TIMEOUT_MS),
     });
     if (values.json) {

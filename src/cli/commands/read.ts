@@ -20,8 +20,8 @@ ${COMMON_HELP}
 `,
   options: { nonblock: { type: 'boolean' }, ...JSON_OPTION },
   positionals: false,
-  async run({ values, dir }) {
-    const generation = await readNext({ ...(dir ? { dir } : {}), nonblock: values.nonblock === true });
+  async run({ values, client }) {
+    const generation = await readNext({ ...client, nonblock: values.nonblock === true });
     if (values.json) printJson({ generation });
     else process.stdout.write(`${generation}\n`);
     return EXIT.OK;

@@ -65,9 +65,9 @@ ${COMMON_HELP}
 `,
   options: { name: { type: 'string' }, quiet: { type: 'boolean' }, ...JSON_OPTION },
   positionals: false,
-  async run({ values, dir }) {
+  async run({ values, client }) {
     const quiet = values.quiet === true;
-    const s = await status({ ...(dir ? { dir } : {}), list: true });
+    const s = await status({ ...client, list: true });
     const v = readiness(s, values.name);
     if (values.json) {
       printJson({

@@ -22,10 +22,9 @@ ${COMMON_HELP}
 `,
   options: { timeout: { type: 'string' }, ...JSON_OPTION },
   positionals: false,
-  async run({ values, dir }) {
-    const base = dir ? { dir } : {};
+  async run({ values, client }) {
     const timeoutMs = u32Option('timeout', values.timeout, DEFAULT_UNQUIESCE_TIMEOUT_MS);
-    const summary = await resumeSummary(base, await unquiesce({ ...base, timeoutMs }));
+    const summary = await resumeSummary(client, await unquiesce({ ...client, timeoutMs }));
     if (values.json) {
       const { ok, reason, resumedBy, report } = summary;
       printJson({ ok, reason, resumedBy, report });

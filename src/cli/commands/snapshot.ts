@@ -43,16 +43,15 @@ ${COMMON_HELP}
     ...JSON_OPTION,
   },
   positionals: true,
-  async run({ values, dir, positionals: cmd }) {
-    const base = dir ? { dir } : {};
+  async run({ values, client, positionals: cmd }) {
     const quiesceTimeoutMs = u32Option('quiesce-timeout', values['quiesce-timeout'], DEFAULT_QUIESCE_TIMEOUT_MS);
     const adjustTimeoutMs = u32Option('adjust-timeout', values['adjust-timeout'], DEFAULT_ADJUST_TIMEOUT_MS);
     const settleMs = u32Option('settle', values.settle, SETTLE_MS);
     if (cmd.length === 0) {
       throw new UsageError('snapshot needs the command that takes the snapshot: sysgenid snapshot -- CMD [ARG...]');
     }
-    const before = (await status(base)).generation;
-    const report = await quiesce({ ...base, timeoutMs: quiesceTimeoutMs });
+    const before = (await status(client)).generation;
+    const report = await quiesce({ ...client, timeoutMs: quiesceTimeoutMs });
     if (!report.ok) {
       process.stderr.write(
         `sysgenid snapshot: quiesce failed, ${cmd[0]} not run: ${report.reason}\n${describeReport(report)}\n`,
@@ -73,7 +72,7 @@ ${COMMON_HELP}
     process.stderr.write(`sysgenid snapshot: ${describeReport(report)}; running ${cmd.join(' ')}\n`);
     // Opened before CMD, so a restore that happens during it is reported at once, whenever it is read.
     const stopReading = new AbortController();
-    const next = readNext({ ...base, signal: stopReading.signal }).then(
+    const next = readNext({ ...client, signal: stopReading.signal }).then(
       (g) => g,
       () => undefined,
     );
@@ -89,7 +88,7 @@ ${COMMON_HELP}
       const settled = new Promise<undefined>((r) => setTimeout(() => r(undefined), settleMs).unref());
       const moved = await Promise.race([next, settled]);
       stopReading.abort();
-      after = moved ?? (await status(base)).generation;
+      after = moved ?? (await status(client)).generation;
       process.stderr.write(
         after !== before
           ? `sysgenid snapshot: generation ${before} -> ${after}: this is a restored copy; ` +
@@ -97,7 +96,7 @@ ${COMMON_HELP}
           : `sysgenid snapshot: generation still ${before}: this is the original; resuming\n`,
       );
     }
-    const resumed = await resumeSummary(base, await unquiesce({ ...base, timeoutMs: adjustTimeoutMs }));
+    const resumed = await resumeSummary(client, await unquiesce({ ...client, timeoutMs: adjustTimeoutMs }));
     process.stderr.write(`sysgenid snapshot: ${resumed.text}\n`);
     if (!resumed.ok) process.stderr.write(`sysgenid snapshot: ${resumed.reason}\n`);
     const ok = code === 0 && resumed.ok;

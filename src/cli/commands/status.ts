@@ -20,8 +20,8 @@ ${COMMON_HELP}
 `,
   options: { json: { type: 'boolean' }, brief: { type: 'boolean' } },
   positionals: false,
-  async run({ values, dir }) {
-    const s = await status({ ...(dir ? { dir } : {}), list: !values.brief });
+  async run({ values, client }) {
+    const s = await status({ ...client, list: !values.brief });
     process.stdout.write(values.json ? `${JSON.stringify(s, null, 2)}\n` : formatStatus(s));
     return EXIT.OK;
   },

@@ -21,15 +21,14 @@ ${COMMON_HELP}
 `,
   options: { timeout: { type: 'string' }, ...JSON_OPTION },
   positionals: false,
-  async run({ values, dir }) {
-    const base = dir ? { dir } : {};
+  async run({ values, client }) {
     const timeoutMs = u32Option('timeout', values.timeout, 0);
     const started = Date.now();
     try {
-      await waitForWatchers({ ...base, timeoutMs });
+      await waitForWatchers({ ...client, timeoutMs });
     } catch (err) {
       if ((err as SysgenidError).code === 'ETIME') {
-        const s = await status({ ...base, list: true }).catch(() => undefined);
+        const s = await status({ ...client, list: true }).catch(() => undefined);
         const late = s?.list?.filter((w) => w.tracked && w.outdated) ?? [];
         if (values.json) {
           printJson({

@@ -41,7 +41,7 @@ ${COMMON_HELP}
     ...JSON_OPTION,
   },
   positionals: true,
-  async run({ values, dir, positionals: cmd }) {
+  async run({ values, client, positionals: cmd }) {
     const count = u32Option('count', values.count, 0);
     if (values.count !== undefined && count === 0) {
       throw new UsageError('--count needs at least 1 (leave it out to watch for ever)');
@@ -50,7 +50,7 @@ ${COMMON_HELP}
     const waitMs = u32Option('wait-for-daemon', values['wait-for-daemon'], DEFAULT_WAIT_FOR_DAEMON_MS);
     const json = values.json === true;
     const watcher = await connect({
-      ...(dir ? { dir } : {}),
+      ...client,
       name: values.name ?? (cmd.length > 0 ? `watch ${cmd.join(' ')}`.slice(0, MAX_NAME) : 'sysgenid watch'),
       tracked: values.untracked !== true,
       waitForDaemon: waitMs,
