@@ -211,18 +211,7 @@ export class LifecycleMachine {
 
   /** A subscriber left (UNSUBSCRIBE or disconnect). If it was being waited for, the cycle moves on. */
   unsubscribe(id: number, now: number): void {
-    if (!this.#subs.delete(id)) return;
-    this.#queue = this.#queue.filter((q) => q !== id);
-    const step = this.#current?.steps.find((s) => s.id === id && s.outcome === 'asked');
-    if (step && this.#current?.endedAt === null) {
-      step.outcome = 'gone';
-      step.error = 'disconnected before answering';
-      step.answeredAt = now;
-      if (this.#waitingFor === id) {
-        this.#waitingFor = undefined;
-        this.#advance(now);
-      }
-    }
+    this.#leave(id, now, 'gone', 'disconnected before answering');
   }
 
   /**
@@ -231,15 +220,20 @@ export class LifecycleMachine {
    * quiesce it was holding up moves on to the next subscriber.
    */
   exclude(id: number, now: number): void {
+    this.#leave(id, now, 'excluded', 'excluded by an administrator before answering');
+  }
+
+  /** The subscriber leaves; a step of the running cycle it has not answered ends with `outcome`. */
+  #leave(id: number, now: number, outcome: 'gone' | 'excluded', error: string): void {
+    if (!this.#subs.delete(id)) return;
+    this.#queue = this.#queue.filter((q) => q !== id);
     const step =
       this.#current?.endedAt === null
         ? this.#current.steps.find((s) => s.id === id && s.outcome === 'asked')
         : undefined;
-    if (!this.#subs.delete(id)) return;
-    this.#queue = this.#queue.filter((q) => q !== id);
     if (step) {
-      step.outcome = 'excluded';
-      step.error = 'excluded by an administrator before answering';
+      step.outcome = outcome;
+      step.error = error;
       step.answeredAt = now;
     }
     if (this.#waitingFor === id) {

@@ -84,6 +84,15 @@ export function traversableByAll(dir: string): boolean {
   return true;
 }
 
+/** What stat or lstat says of `file`, or undefined when it cannot say (then connect() reports why). */
+function statOrNothing(file: string, stat: (f: string) => fs.Stats): fs.Stats | undefined {
+  try {
+    return stat(file);
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Why a client must not believe what it finds in the daemon directory `dir`, or undefined: the
  * directory and every one above it must belong to root or to the caller (a directory another user
@@ -94,12 +103,8 @@ export function untrustedDaemonDir(dir: string, uid: number = process.geteuid?.(
   const trusted = trustedUids(uid);
   const problem = untrustedPath(dir, trusted);
   if (problem) return problem;
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(dir);
-  } catch {
-    return undefined;
-  }
+  const st = statOrNothing(dir, fs.statSync);
+  if (!st) return undefined;
   if ((st.mode & 0o022) !== 0) return `${dir} is writable by group or others (mode ${(st.mode & 0o7777).toString(8)})`;
   return undefined;
 }
@@ -111,12 +116,8 @@ export function untrustedDaemonDir(dir: string, uid: number = process.geteuid?.(
 export function untrustedDaemonFile(file: string, uid: number = process.geteuid?.() ?? 0): string | undefined {
   const dirProblem = untrustedDaemonDir(path.dirname(file), uid);
   if (dirProblem) return dirProblem;
-  let st: fs.Stats;
-  try {
-    st = fs.lstatSync(file);
-  } catch {
-    return undefined;
-  }
+  const st = statOrNothing(file, fs.lstatSync);
+  if (!st) return undefined;
   if (st.isSymbolicLink()) return `${file} is a symbolic link`;
   if (!trustedUids(uid).has(st.uid)) return `${file} belongs to uid ${st.uid}, not to root or uid ${uid}`;
   return undefined;
