@@ -39,7 +39,12 @@ it('keeps serving after the reader of its log pipe has gone, and cleans up on SI
       // already gone
     }
   });
-  await eventually(() => fs.existsSync(paths.watch) && fs.existsSync(paths.pid), 10_000, 'daemon up');
+  // control.sock is bound after watch.sock: the bumps below need both.
+  await eventually(
+    () => fs.existsSync(paths.watch) && fs.existsSync(paths.control) && fs.existsSync(paths.pid),
+    10_000,
+    'daemon up',
+  );
   await eventually(() => first.length > 0, 5000, 'head read its line');
   // Every bump logs a line or more at debug level, into a pipe nobody reads any more.
   for (let i = 0; i < 20; i++) await bump(dir);
