@@ -6,7 +6,7 @@ import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { EXIT } from '../src/cli/exit.js';
-import { CLI, RawClient, bump, eventually, runNode, sleep, startDaemon, statusOf, tmpDir } from './helpers.js';
+import { CLI, RawClient, bump, eventually, launch, runNode, sleep, startDaemon, statusOf, tmpDir } from './helpers.js';
 
 const cli = (dir: string, ...args: string[]) => runNode(CLI, [...args, '--dir', dir]);
 
@@ -161,16 +161,9 @@ describe('sysgenid CLI', () => {
     const base = tmpDir(t);
     fs.chmodSync(base, 0o755);
     const d = await startDaemon(t, { dir: path.join(base, 'run') });
-    const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      const child = spawn('runuser', ['-u', 'nobody', '--', process.execPath, CLI, 'bump', '--dir', d.dir], {
-        stdio: ['ignore', 'ignore', 'pipe'],
-      });
-      let stderr = '';
-      child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-      child.on('close', (code) => resolve({ code, stderr }));
-    });
-    assert.equal(r.code, EXIT.DENIED, r.stderr);
-    assert.match(r.stderr, /EACCES: permission denied on .*control\.sock/);
+    const r = launch(['runuser', '-u', 'nobody', '--', process.execPath, CLI, 'bump', '--dir', d.dir]);
+    assert.equal(await r.closed, EXIT.DENIED, r.stderr());
+    assert.match(r.stderr(), /EACCES: permission denied on .*control\.sock/);
     assert.equal((await statusOf(d.dir)).generation, 0);
   });
 });

@@ -7,28 +7,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { it } from 'node:test';
 import { runtimePaths } from '../src/protocol/runtime-dir.js';
-import { DAEMON, bump, eventually, sleep, statusOf, tmpDir } from './helpers.js';
+import { bump, daemonArgv, eventually, sleep, statusOf, tmpDir } from './helpers.js';
 
 it('keeps serving after the reader of its log pipe has gone, and cleans up on SIGTERM', async (t) => {
   const dir = path.join(tmpDir(t), 'run');
   const paths = runtimePaths(dir);
-  const shell = spawn(
-    'sh',
-    [
-      '-c',
-      `"$0" "$@" 2>&1 | head -1`,
-      process.execPath,
-      DAEMON,
-      '--dir',
-      dir,
-      '--no-hooks',
-      '--backends',
-      'none',
-      '--log-level',
-      'debug',
-    ],
-    { stdio: ['ignore', 'pipe', 'ignore'] },
-  );
+  const shell = spawn('sh', ['-c', `"$0" "$@" 2>&1 | head -1`, ...daemonArgv(dir, ['--log-level', 'debug'])], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
   let first = '';
   shell.stdout.setEncoding('utf8').on('data', (s: string) => (first += s));
   const pid = (): number => Number(fs.readFileSync(paths.pid, 'utf8').trim());

@@ -48,12 +48,14 @@ export interface StartOptions {
   readonly expectFailure?: boolean;
 }
 
-export async function startDaemon(t: TestContext | undefined, opts: StartOptions = {}): Promise<DaemonHandle> {
-  const dir = opts.dir ?? path.join(tmpDir(t), 'run');
-  const extra = opts.args ?? [];
-  // This machine may itself be restored from a snapshot mid-test (a real VM-fork record): tests that
-  // count generations run without restore backends unless they ask for one.
-  const args = [
+/**
+ * The command line that runs sysgenidd on `dir` with `extra`, without hooks or restore backends unless
+ * `extra` names them: this machine may itself be restored from a snapshot mid-test (a real VM-fork
+ * record), and tests that count generations must not see it.
+ */
+export function daemonArgv(dir: string, extra: readonly string[] = []): string[] {
+  return [
+    process.execPath,
     DAEMON,
     '--dir',
     dir,
@@ -61,13 +63,18 @@ export async function startDaemon(t: TestContext | undefined, opts: StartOptions
     ...(extra.includes('--backends') ? [] : ['--backends', 'none']),
     ...extra,
   ];
+}
+
+export async function startDaemon(t: TestContext | undefined, opts: StartOptions = {}): Promise<DaemonHandle> {
+  const dir = opts.dir ?? path.join(tmpDir(t), 'run');
+  const argv = daemonArgv(dir, opts.args);
   const env = { ...process.env, SYSGENID_DIR: dir, NODE_EXTRA_CA_CERTS: '', ...opts.env };
   const child = opts.shellPrefix
-    ? spawn('sh', ['-c', `${opts.shellPrefix} exec "$0" "$@"`, process.execPath, ...args], {
+    ? spawn('sh', ['-c', `${opts.shellPrefix} exec "$0" "$@"`, ...argv], {
         env,
         stdio: ['ignore', 'ignore', 'pipe'],
       })
-    : spawn(process.execPath, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    : spawn(argv[0] as string, argv.slice(1), { env, stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   const listeners = new Set<() => void>();
   child.stderr?.setEncoding('utf8');
@@ -261,26 +268,58 @@ export async function statusOf(dir: string): Promise<
   }
 }
 
-export function runNode(
+/** A process started by launch(), with what it has written so far. */
+export interface Launched {
+  readonly child: ChildProcess;
+  stdout(): string;
+  stderr(): string;
+  /** Its exit code, once it has ended and all its output is read. */
+  readonly closed: Promise<number | null>;
+}
+
+/**
+ * Start `argv` with its output collected and `input` (or nothing) on its stdin. Given a test, it is sent
+ * `stop` if still running when the test ends, and the test waits until it is gone.
+ */
+export function launch(
+  argv: readonly string[],
+  opts: { t?: TestContext; env?: NodeJS.ProcessEnv; input?: string; stop?: NodeJS.Signals } = {},
+): Launched {
+  const child = spawn(argv[0] as string, argv.slice(1), {
+    env: { ...process.env, NODE_EXTRA_CA_CERTS: '', ...opts.env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+  child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+  child.stdin.end(opts.input);
+  const closed = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  opts.t?.after(async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(opts.stop ?? 'SIGKILL');
+    await closed;
+  });
+  return { child, stdout: () => stdout, stderr: () => stderr, closed };
+}
+
+/** Run `argv` to its end with `input` on its stdin; its exit code and output. */
+export async function runProgram(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv = {},
+  input?: string,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const p = launch(argv, { env, input });
+  const code = await p.closed;
+  return { code, stdout: p.stdout(), stderr: p.stderr() };
+}
+
+export const runNode = (
   script: string,
   args: string[],
   env: NodeJS.ProcessEnv = {},
   input?: string,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [script, ...args], {
-      env: { ...process.env, NODE_EXTRA_CA_CERTS: '', ...env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    if (input !== undefined) child.stdin.end(input);
-    else child.stdin.end();
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+): Promise<{ code: number | null; stdout: string; stderr: string }> =>
+  runProgram([process.execPath, script, ...args], env, input);
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

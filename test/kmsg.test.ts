@@ -2,7 +2,7 @@
 // of the machine it runs on), and against a stand-in FIFO for what must be written.
 
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -10,7 +10,7 @@ import { Daemon } from '../src/daemon/daemon.js';
 import { createLogger } from '../src/daemon/log.js';
 import { currentBootId } from '../src/daemon/backends/backend.js';
 import { VM_FORK_MESSAGE, classify, parseKmsgRecord, readKernelLog } from '../src/daemon/backends/kmsg.js';
-import { DAEMON, eventually, inProcessOptions, startDaemon, statusOf, tmpDir } from './helpers.js';
+import { daemonArgv, eventually, inProcessOptions, launch, startDaemon, statusOf, tmpDir } from './helpers.js';
 
 const canReadKmsg = (() => {
   try {
@@ -106,21 +106,16 @@ describe(
       const tmp = tmpDir(t);
       fs.chmodSync(tmp, 0o1777);
       const dir = path.join(tmp, 'run');
-      const child = spawn(
-        'runuser',
-        ['-u', 'nobody', '--', process.execPath, DAEMON, '--dir', dir, '--no-hooks', '--backends', 'kmsg'],
-        { stdio: ['ignore', 'ignore', 'pipe'] },
-      );
-      let log = '';
-      child.stderr.setEncoding('utf8').on('data', (s: string) => (log += s));
       // runuser passes SIGTERM on to the daemon; SIGKILL would orphan it with our pipe open.
-      const closed = new Promise((resolve) => child.on('close', resolve));
-      t.after(async () => {
-        child.kill('SIGTERM');
-        await closed;
+      const daemon = launch(['runuser', '-u', 'nobody', '--', ...daemonArgv(dir, ['--backends', 'kmsg'])], {
+        t,
+        stop: 'SIGTERM',
       });
-      await eventually(() => log.includes('ready'), 10_000, 'daemon ready');
-      assert.match(log, /backend kmsg: off: cannot read \/dev\/kmsg: E(ACCES|PERM) \(needs root or CAP_SYSLOG/);
+      await eventually(() => daemon.stderr().includes('ready'), 10_000, 'daemon ready');
+      assert.match(
+        daemon.stderr(),
+        /backend kmsg: off: cannot read \/dev\/kmsg: E(ACCES|PERM) \(needs root or CAP_SYSLOG/,
+      );
       const s = await statusOf(dir);
       assert.equal(s.generation, 0);
       assert.equal((s.backends as Array<{ name: string; live: boolean }>).find((b) => b.name === 'kmsg')?.live, false);

@@ -5,7 +5,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
-import { DAEMON, DIST, tmpDir } from './helpers.js';
+import { DAEMON, DIST, launch, tmpDir } from './helpers.js';
 
 export const NOBODY = 65534;
 export const isRoot = process.getuid?.() === 0;
@@ -22,27 +22,16 @@ export interface Run {
 }
 
 /** Run a command to its end (killed after `killAfterMs`), as nobody when `nobody` is set. */
-export function run(
+export async function run(
   argv: string[],
   opts: { nobody?: boolean; env?: NodeJS.ProcessEnv; killAfterMs?: number } = {},
 ): Promise<Run> {
-  const full = opts.nobody ? [...AS_NOBODY, ...argv] : argv;
   const started = Date.now();
-  return new Promise((resolve) => {
-    const child = spawn(full[0] as string, full.slice(1), {
-      env: { ...process.env, NODE_EXTRA_CA_CERTS: '', ...opts.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.killAfterMs ?? 30_000);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr, ms: Date.now() - started });
-    });
-  });
+  const p = launch(opts.nobody ? [...AS_NOBODY, ...argv] : argv, { env: opts.env });
+  const timer = setTimeout(() => p.child.kill('SIGKILL'), opts.killAfterMs ?? 30_000);
+  const code = await p.closed;
+  clearTimeout(timer);
+  return { code, signal: p.child.signalCode, stdout: p.stdout(), stderr: p.stderr(), ms: Date.now() - started };
 }
 
 /** A temporary directory nobody can read and search (for scripts the attacker runs). */

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { it } from 'node:test';
 import { activatedSockets } from '../src/daemon/socket-activation.js';
 import { runtimePaths } from '../src/protocol/runtime-dir.js';
-import { DAEMON, ROOT, RawClient, bump, eventually, sleep, startDaemon, tmpDir } from './helpers.js';
+import { ROOT, RawClient, bump, daemonArgv, eventually, launch, sleep, startDaemon, tmpDir } from './helpers.js';
 
 const haveActivate = spawnSync('systemd-socket-activate', ['--version'], { stdio: 'ignore' }).status === 0;
 const havePython = spawnSync('python3', ['--version'], { stdio: 'ignore' }).status === 0;
@@ -83,34 +83,20 @@ it(
     );
     const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
     if (noAddon) env.SYSGENID_NO_ADDON = '1';
-    const child = spawn(
-      'systemd-socket-activate',
+    const activate = launch(
       [
+        'systemd-socket-activate',
         '-l',
         paths.watch,
         '-l',
         paths.control,
         '--fdname=watch:control',
         ...Object.entries(env).map(([k, v]) => `-E${k}=${v}`),
-        process.execPath,
-        DAEMON,
-        '--dir',
-        dir,
-        '--hooks-dir',
-        hooks,
-        '--backends',
-        'none',
+        ...daemonArgv(dir, ['--hooks-dir', hooks]),
       ],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
+      { t },
     );
-    let log = '';
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (log += d));
-    const exited = new Promise((r) => child.on('exit', r));
-    t.after(async () => {
-      child.kill('SIGKILL');
-      await exited;
-    });
-    await eventually(() => /as 4\./.test(log), 10_000, 'systemd-socket-activate listening');
+    await eventually(() => /as 4\./.test(activate.stderr()), 10_000, 'systemd-socket-activate listening');
     const inodes = [paths.watch, paths.control].map((f) => fs.statSync(f).ino);
     assert.equal(fs.existsSync(paths.page), false, 'nothing has started the daemon yet');
 
@@ -118,7 +104,7 @@ it(
     assert.equal(generation, 0, 'the first connection waited in the backlog and was served by the daemon it started');
     c.close();
     assert.equal(await bump(dir), 1, 'the control socket is the handed-over one too');
-    assert.match(log, /sockets from the service manager: watch\.sock \(fd 3\), control\.sock \(fd 4\)/);
+    assert.match(activate.stderr(), /sockets from the service manager: watch\.sock \(fd 3\), control\.sock \(fd 4\)/);
     assert.deepEqual(
       [paths.watch, paths.control].map((f) => fs.statSync(f).ino),
       inodes,
@@ -142,9 +128,9 @@ it(
     // They arrive without FD_CLOEXEC (they had to survive exec); libuv sets it when it adopts them.
     for (const ino of listening)
       assert.ok(!inherited.includes(`socket:[${ino}]`), `a hook inherited socket ${ino}:\n${inherited}`);
-    child.kill('SIGTERM');
-    await exited;
-    assert.match(log, /stopped at generation 1/);
+    activate.child.kill('SIGTERM');
+    await activate.closed;
+    assert.match(activate.stderr(), /stopped at generation 1/);
     assert.ok(
       fs.statSync(paths.watch).isSocket() && fs.statSync(paths.control).isSocket(),
       'the sockets the daemon did not bind are not removed by it',
@@ -165,15 +151,7 @@ it(
         path.join(ROOT, 'test/fixtures/socket-launcher.py'),
         paths.watch,
         paths.control,
-        process.execPath,
-        DAEMON,
-        '--dir',
-        dir,
-        '--no-hooks',
-        '--backends',
-        'none',
-        '--log-level',
-        'warn',
+        ...daemonArgv(dir, ['--log-level', 'warn']),
       ],
       { stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env, NODE_EXTRA_CA_CERTS: '' } },
     );
