@@ -2,14 +2,13 @@
 // and the JSON documents docs/CLI.md describes, field by field.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { COMMANDS } from '../src/cli/commands/index.js';
 import { EXIT } from '../src/cli/exit.js';
 import { connect } from '../src/client/watcher.js';
-import { CLI, ROOT, bump, eventually, runNode, startDaemon, statusOf, tmpDir } from './helpers.js';
+import { CLI, ROOT, bump, eventually, runNode, startCli, startDaemon, statusOf, tmpDir } from './helpers.js';
 
 const cli = (dir: string, ...args: string[]) => runNode(CLI, [...args, '--dir', dir]);
 const json = (text: string): Record<string, unknown> => JSON.parse(text) as Record<string, unknown>;
@@ -134,17 +133,11 @@ describe('--json on every command', () => {
 
   it('watch --json prints one line per generation handled', async (t) => {
     const d = await startDaemon(t);
-    const child = spawn(process.execPath, [CLI, 'watch', '--json', '--count', '1', '--dir', d.dir], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    t.after(() => child.kill('SIGKILL'));
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
-    const exited = new Promise<number | null>((r) => child.on('close', r));
+    const watch = startCli(t, ['watch', '--json', '--count', '1', '--dir', d.dir]);
     await eventually(async () => (await statusOf(d.dir)).watchers === 1, 5000, 'watcher connected');
     await bump(d.dir);
-    assert.equal(await exited, 0);
-    assert.deepEqual(json(out), { generation: 1, handled: true, attempts: 1 });
+    assert.equal(await watch.closed, 0);
+    assert.deepEqual(json(watch.stdout()), { generation: 1, handled: true, attempts: 1 });
   });
 });
 

@@ -3,7 +3,6 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { EXIT } from '../src/cli/exit.js';
 import { CLI, RawClient, bump, eventually, launch, runNode, sleep, startDaemon, statusOf, tmpDir } from './helpers.js';
@@ -107,50 +106,6 @@ describe('sysgenid CLI', () => {
     await bump(d.dir);
     const interrupted = await pending;
     assert.equal(interrupted.code, EXIT.INTERRUPTED, interrupted.stderr);
-  });
-
-  it('watch prints and acknowledges each generation, and stops after --count', async (t) => {
-    const d = await startDaemon(t);
-    const child = spawn(process.execPath, [CLI, 'watch', '--name', 'printer', '--count', '2', '--dir', d.dir], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    t.after(() => child.kill('SIGKILL'));
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
-    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
-    await eventually(async () => (await statusOf(d.dir)).watchers === 1, 5000, 'watcher connected');
-    await bump(d.dir);
-    await eventually(() => out === '1\n', 5000, 'first generation printed');
-    // It prints, then acknowledges: the acknowledgement may land just after the line.
-    await eventually(async () => (await statusOf(d.dir)).outdated === 0, 5000, 'first generation acknowledged');
-    await bump(d.dir);
-    assert.equal(await exited, 0);
-    assert.equal(out, '1\n2\n');
-  });
-
-  it('watch -- CMD runs CMD with SYSGENID and acknowledges only when it exits 0', async (t) => {
-    const d = await startDaemon(t);
-    const base = tmpDir(t);
-    const flag = path.join(base, 'succeed');
-    const log = path.join(base, 'log');
-    const script = `echo "$SYSGENID" >> ${log}; test -e ${flag}`;
-    // A retry only after ten minutes: this test is about the next generation, not the retry.
-    const child = spawn(
-      process.execPath,
-      [CLI, 'watch', '--dir', d.dir, '--retry', '600000', '--', 'sh', '-c', script],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
-    );
-    t.after(() => child.kill());
-    let err = '';
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
-    await eventually(async () => (await statusOf(d.dir)).watchers === 1, 5000, 'watcher connected');
-    await bump(d.dir);
-    await eventually(() => err.includes('generation 1 stays unacknowledged'), 5000, 'failure reported');
-    assert.equal((await statusOf(d.dir)).outdated, 1, 'a failing command leaves it outdated');
-    fs.writeFileSync(flag, '');
-    await bump(d.dir);
-    await eventually(async () => (await statusOf(d.dir)).outdated === 0, 5000, 'acknowledged after success');
-    assert.equal(fs.readFileSync(log, 'utf8'), '1\n2\n');
   });
 
   it('bump by an unprivileged user exits 6 (EACCES) and changes nothing', async (t) => {

@@ -321,6 +321,10 @@ export const runNode = (
 ): Promise<{ code: number | null; stdout: string; stderr: string }> =>
   runProgram([process.execPath, script, ...args], env, input);
 
+/** `sysgenid ARGS` running alongside the test (a watch, a blocking read), killed if still running at its end. */
+export const startCli = (t: TestContext, args: readonly string[]): Launched =>
+  launch([process.execPath, CLI, ...args], { t });
+
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Poll `fn` until it returns a truthy value. */
