@@ -12,7 +12,7 @@ import {
   status,
   waitForWatchers,
 } from '../src/client/index.js';
-import { DAEMON, RawClient, eventually, runNode, sleep, startDaemon, tmpDir } from './helpers.js';
+import { RawClient, eventually, resetGeneration, sleep, startDaemon, tmpDir } from './helpers.js';
 
 async function rejectsWith(p: Promise<unknown>, code: string): Promise<void> {
   await assert.rejects(p, (err: unknown) => {
@@ -147,7 +147,7 @@ describe('client library', () => {
       d.child.kill('SIGKILL');
       await d.exited;
       await eventually(() => !w.connected, 5000, 'disconnect noticed');
-      const reset = await runNode(DAEMON, ['--dir', dir, '--reset-generation', '7']);
+      const reset = await resetGeneration(dir, 7);
       assert.equal(reset.code, 0, reset.stderr);
       d = await startDaemon(t, { dir });
       await eventually(() => reconnects === 1, 10_000, 'reconnected');

@@ -10,26 +10,28 @@ import path from 'node:path';
 import { it } from 'node:test';
 import { MAX_BUMP_MIN } from '../src/defaults.js';
 import { recoverGeneration } from '../src/daemon/floor.js';
-import { decodeU32, encodeU32 } from '../src/protocol/page-format.js';
-import { DAEMON, RawClient, bump, eventually, runNode, startDaemon, statusOf, tmpDir } from './helpers.js';
+import { decodeU32 } from '../src/protocol/page-format.js';
+import {
+  RawClient,
+  bump,
+  eventually,
+  pageValue,
+  resetGeneration,
+  startDaemon,
+  statusOf,
+  stoppedAt,
+  tmpDir,
+  writePage,
+} from './helpers.js';
 
-const pageValue = (file: string): number => decodeU32(fs.readFileSync(file));
 const preadU32 = (fd: number): number => {
   const b = Buffer.alloc(4);
   fs.readSync(fd, b, 0, 4, 0);
   return decodeU32(b);
 };
-const writePage = (file: string, value: number): void => {
-  const fd = fs.openSync(file, 'r+');
-  fs.writeSync(fd, encodeU32(value), 0, 4, 0);
-  fs.closeSync(fd);
-};
 
 it('a runtime directory lost while the daemon is stopped: restarts from the floor, loudly', async (t) => {
-  const dir = path.join(tmpDir(t), 'run');
-  const d = await startDaemon(t, { dir });
-  await bump(dir, 7);
-  await d.stop();
+  const dir = await stoppedAt(t, 7);
   fs.rmSync(dir, { recursive: true });
   const again = await startDaemon(t, { dir });
   assert.equal((await statusOf(dir)).generation, 7, 'not back to 0 within this boot');
@@ -38,10 +40,7 @@ it('a runtime directory lost while the daemon is stopped: restarts from the floo
 });
 
 it('page and state both damaged: a random page does not move the counter towards the ceiling', async (t) => {
-  const dir = path.join(tmpDir(t), 'run');
-  const d = await startDaemon(t, { dir });
-  await bump(dir, 3);
-  await d.stop();
+  const dir = await stoppedAt(t, 3);
   writePage(path.join(dir, 'generation'), 0xfff0_1234);
   fs.writeFileSync(path.join(dir, 'state'), 'garbage\n');
   const again = await startDaemon(t, { dir });
@@ -69,11 +68,18 @@ it('the recovery rule: crash cases are kept, damage is not', () => {
   assert.match(nothing.notes[0]?.message ?? '', /no page, no state record and no counter floor/);
 });
 
+it('takes the larger of page and state after a crash between the two writes', async (t) => {
+  const dir = await stoppedAt(t, 5);
+  // As if the daemon died after writing the floor and the page and before the state file.
+  const floor = `${dir}.floor`;
+  fs.writeFileSync(floor, fs.readFileSync(floor, 'utf8').replace('"generation":5', '"generation":6'));
+  writePage(path.join(dir, 'generation'), 6);
+  await startDaemon(t, { dir });
+  assert.equal((await statusOf(dir)).generation, 6);
+});
+
 it('everything lost and no floor: starts at 0 and says so', async (t) => {
-  const dir = path.join(tmpDir(t), 'run');
-  const d = await startDaemon(t, { dir });
-  await bump(dir, 4);
-  await d.stop();
+  const dir = await stoppedAt(t, 4);
   fs.rmSync(dir, { recursive: true });
   fs.rmSync(`${dir}.floor`);
   const again = await startDaemon(t, { dir });
@@ -115,12 +121,12 @@ it('--reset-generation: refused while a daemon runs; with it stopped, sets page,
   const dir = path.join(tmpDir(t), 'run');
   const d = await startDaemon(t, { dir });
   await bump(dir, 40);
-  const busy = await runNode(DAEMON, ['--dir', dir, '--reset-generation', '2']);
+  const busy = await resetGeneration(dir, 2);
   assert.equal(busy.code, 1);
   assert.match(busy.stderr, /already owns/);
   assert.equal((await statusOf(dir)).generation, 40, 'untouched');
   await d.stop();
-  const r = await runNode(DAEMON, ['--dir', dir, '--reset-generation', '2']);
+  const r = await resetGeneration(dir, 2);
   assert.equal(r.code, 0, r.stderr);
   assert.match(
     r.stderr,
@@ -129,7 +135,7 @@ it('--reset-generation: refused while a daemon runs; with it stopped, sets page,
   assert.equal(pageValue(path.join(dir, 'generation')), 2);
   await startDaemon(t, { dir });
   assert.equal((await statusOf(dir)).generation, 2, 'the floor does not bring the old value back');
-  const bad = await runNode(DAEMON, ['--dir', dir, '--reset-generation', '4294967296']);
+  const bad = await resetGeneration(dir, 4294967296);
   assert.equal(bad.code, 2);
 });
 
@@ -141,6 +147,21 @@ it('BUMP --min leaves room below the ceiling: up to MAX_BUMP_MIN, EINVAL beyond'
   assert.equal((await statusOf(d.dir)).generation, 0);
   assert.equal(await c.request(`BUMP ${MAX_BUMP_MIN}`), `OK ${MAX_BUMP_MIN}`);
   assert.equal(await c.request('BUMP'), `OK ${MAX_BUMP_MIN + 1}`);
+});
+
+it('the counter never wraps at the u32 ceiling', async (t) => {
+  // BUMP cannot take it there (MAX_BUMP_MIN); only a deliberate reset with the daemon stopped can.
+  const dir = path.join(tmpDir(t), 'run');
+  await (await startDaemon(t, { dir })).stop();
+  const reset = await resetGeneration(dir, 4294967295);
+  assert.equal(reset.code, 0, reset.stderr);
+  const d = await startDaemon(t, { dir });
+  assert.equal((await statusOf(d.dir)).generation, 0xffff_ffff);
+  const { c } = await RawClient.open(d.paths.control);
+  t.after(() => c.close());
+  assert.match(await c.request('BUMP'), /^ERR EOVERFLOW /);
+  assert.match(await c.request('BUMP 4294967296'), /^ERR EINVAL /);
+  assert.equal(pageValue(d.paths.page), 0xffff_ffff);
 });
 
 it('the runtime directory removed while running: bumps reach the mapped page; directory, page, sockets come back', async (t) => {

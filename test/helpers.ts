@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { SysgenidError } from '../src/core/errors.js';
 import type { DaemonOptions } from '../src/daemon/daemon.js';
 import type { Logger } from '../src/daemon/log.js';
+import { decodeU32, encodeU32 } from '../src/protocol/page-format.js';
 import { runtimePaths, type RuntimePaths } from '../src/protocol/runtime-dir.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -324,6 +325,29 @@ export const runNode = (
 /** `sysgenid ARGS` running alongside the test (a watch, a blocking read), killed if still running at its end. */
 export const startCli = (t: TestContext, args: readonly string[]): Launched =>
   launch([process.execPath, CLI, ...args], { t });
+
+/** The runtime directory of a daemon that counted up to `generation` and then stopped cleanly. */
+export async function stoppedAt(t: TestContext, generation: number): Promise<string> {
+  const dir = path.join(tmpDir(t), 'run');
+  const d = await startDaemon(t, { dir });
+  await bump(dir, generation);
+  await d.stop();
+  return dir;
+}
+
+/** `sysgenidd --reset-generation VALUE` on `dir`, the deliberate way to set the counter of a stopped daemon. */
+export const resetGeneration = (dir: string, value: number) =>
+  runNode(DAEMON, ['--dir', dir, '--reset-generation', String(value)]);
+
+/** The generation a page file holds. */
+export const pageValue = (file: string): number => decodeU32(fs.readFileSync(file));
+
+/** Overwrite the generation in a page file in place, as damage or a crash between two writes would. */
+export function writePage(file: string, value: number): void {
+  const fd = fs.openSync(file, 'r+');
+  fs.writeSync(fd, encodeU32(value), 0, 4, 0);
+  fs.closeSync(fd);
+}
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
