@@ -11,8 +11,8 @@ import { it } from 'node:test';
 import { forceUpdate, openProbe, status } from '../src/client/index.js';
 import { SysgenidError } from '../src/protocol/errors.js';
 import { resolveClientDir } from '../src/protocol/runtime-dir.js';
-import { CLI, DAEMON, DIST, ROOT, startDaemon, tmpDir } from './helpers.js';
-import { NOBODY, attackerDir, isRoot, run, sharedTmp, spawnDaemon } from './security-helpers.js';
+import { CLI, DIST, ROOT, daemonArgv, startDaemon, tmpDir } from './helpers.js';
+import { NOBODY, attackerDir, isRoot, nobodysDaemon, run, squattedDir } from './security-helpers.js';
 
 const skip = !isRoot && 'needs root to play the attacker as nobody';
 
@@ -33,9 +33,7 @@ it(
   async (t) => {
     const { dir } = attackerDir(t);
     const victim = path.join(dir, 'sysgenid');
-    const r = await run([process.execPath, DAEMON, '--dir', victim, '--no-hooks', '--backends', 'none'], {
-      killAfterMs: 10_000,
-    });
+    const r = await run(daemonArgv(victim), { killAfterMs: 10_000 });
     assert.equal(r.code, 1, `exits 1, not serving: ${r.stderr}`);
     assert.match(r.stderr, new RegExp(`refusing the runtime directory ${victim}: ${dir} belongs to uid ${NOBODY}`));
     assert.ok(!fs.existsSync(path.join(victim, 'generation')), 'nothing created there');
@@ -46,10 +44,7 @@ it(
   'clients refuse a daemon and a directory another user controls (a squatted default directory)',
   { skip },
   async (t) => {
-    const { dir } = attackerDir(t);
-    const squat = path.join(dir, 'run');
-    const evil = spawnDaemon(t, ['--dir', squat, '--no-hooks'], { nobody: true });
-    await evil.waitFor(/ready/);
+    const squat = await squattedDir(t);
     // The library, one-shot and probe alike.
     await rejectsCode(status({ dir: squat }), 'EPERM');
     await rejectsCode(forceUpdate({ dir: squat }), 'EPERM');
@@ -69,12 +64,8 @@ it(
   { skip },
   async (t) => {
     // A root-owned directory whose socket nobody bound: the socket file is nobody's.
-    const base = sharedTmp(t);
-    const dir = path.join(base, 'run');
-    fs.mkdirSync(dir);
-    fs.chownSync(dir, NOBODY, NOBODY);
-    const evil = spawnDaemon(t, ['--dir', dir, '--no-hooks'], { nobody: true });
-    await evil.waitFor(/ready/);
+    const { dir } = attackerDir(t, 'run');
+    await nobodysDaemon(t, dir);
     fs.chownSync(dir, 0, 0);
     fs.chmodSync(dir, 0o755);
     const err = await rejectsCode(status({ dir }), 'EPERM');

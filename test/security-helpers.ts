@@ -92,6 +92,20 @@ export function spawnDaemon(
   };
 }
 
+/** The attacker's own daemon, run as nobody in `dir`; resolves once it is ready. */
+export async function nobodysDaemon(t: TestContext, dir: string): Promise<Spawned> {
+  const d = spawnDaemon(t, ['--dir', dir, '--no-hooks'], { nobody: true });
+  await d.waitFor(/ready/);
+  return d;
+}
+
+/** A runtime directory squatted by the attacker: `run` in a directory nobody owns, nobody's daemon in it. */
+export async function squattedDir(t: TestContext): Promise<string> {
+  const dir = path.join(attackerDir(t).dir, 'run');
+  await nobodysDaemon(t, dir);
+  return dir;
+}
+
 export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { addon } from '../src/native/addon.js';
-import { CLI, RawClient, runNode, startDaemon, statusOf } from './helpers.js';
+import { CLI, type DaemonHandle, RawClient, runNode, startDaemon, statusOf } from './helpers.js';
 import { attackAsNobody, sharedTmp } from './security-helpers.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -26,6 +26,10 @@ function rssKiB(pid: number): number {
   return Number(m?.[1] ?? 0);
 }
 
+/** The attacked daemon, in a directory the attacker (nobody) can reach, logging warnings only. */
+const targetDaemon = (t: TestContext, args: readonly string[] = UNCAPPED): Promise<DaemonHandle> =>
+  startDaemon(t, { dir: path.join(sharedTmp(t), 'run'), args: ['--log-level', 'warn', ...args] });
+
 async function openWatchers(t: TestContext, socket: string, n: number): Promise<RawClient[]> {
   const clients: RawClient[] = [];
   t.after(() => clients.forEach((c) => c.close()));
@@ -38,10 +42,7 @@ describe(
   { skip: !isRoot && 'needs root to run as nobody' },
   () => {
     it('a connection flood by one user leaves root, the control socket and other users served', async (t) => {
-      const d = await startDaemon(t, {
-        dir: path.join(sharedTmp(t), 'run'),
-        args: ['--max-connections', '200', '--max-per-user', '50', '--log-level', 'warn'],
-      });
+      const d = await targetDaemon(t, ['--max-connections', '200', '--max-per-user', '50']);
       const flood = await attack(t, ['flood', d.paths.watch, '1000']);
       const s = await statusOf(d.dir);
       if (native) {
@@ -74,10 +75,7 @@ describe(
       // The reply must be larger than the kernel's socket buffer, or the kernel holds it, not the daemon.
       const watchers = stress ? 3500 : 2000;
       const hogs = stress ? 3500 : 300;
-      const d = await startDaemon(t, {
-        dir: path.join(sharedTmp(t), 'run'),
-        args: ['--log-level', 'warn', ...UNCAPPED],
-      });
+      const d = await targetDaemon(t);
       await openWatchers(t, d.paths.watch, watchers);
       const pid = d.child.pid as number;
       const before = rssKiB(pid);
@@ -101,10 +99,7 @@ describe(
       // The kernel buffers about 2000 GEN lines per socket here; past that they queue in the daemon.
       const n = stress ? 1000 : 300;
       const bumps = stress ? 6000 : 5000;
-      const d = await startDaemon(t, {
-        dir: path.join(sharedTmp(t), 'run'),
-        args: ['--log-level', 'warn', ...UNCAPPED],
-      });
+      const d = await targetDaemon(t);
       const pid = d.child.pid as number;
       const before = rssKiB(pid);
       const lazy = await attack(t, ['unread', d.paths.watch, String(n), 'NAME lazy']);
@@ -129,10 +124,7 @@ describe(
 
     it("one user's PROBLEM reports from many connections are logged about once a second, not once each", async (t) => {
       const n = stress ? 5000 : 300;
-      const d = await startDaemon(t, {
-        dir: path.join(sharedTmp(t), 'run'),
-        args: ['--log-level', 'warn', ...UNCAPPED],
-      });
+      const d = await targetDaemon(t);
       const started = Date.now();
       const flood = await attack(t, ['problem', d.paths.watch, String(n), 'x'.repeat(190)]);
       assert.equal(flood.result.held, n);

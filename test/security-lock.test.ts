@@ -9,8 +9,8 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { it } from 'node:test';
-import { CLI, DAEMON, ROOT, RawClient, bump, startDaemon, tmpDir } from './helpers.js';
-import { AS_NOBODY, attackerDir, isRoot, run, sharedTmp, spawnDaemon } from './security-helpers.js';
+import { CLI, DAEMON, ROOT, RawClient, bump, daemonArgv, startDaemon, tmpDir } from './helpers.js';
+import { AS_NOBODY, isRoot, run, sharedTmp, squattedDir } from './security-helpers.js';
 
 const skip = !isRoot && 'needs root to play the attacker as nobody';
 
@@ -18,17 +18,11 @@ it(
   'a second daemon on a directory whose pid file was removed refuses, and the first keeps its sockets',
   { skip },
   async (t) => {
-    const { dir: mine } = attackerDir(t);
-    const dir = path.join(mine, 'run');
-    const first = spawnDaemon(t, ['--dir', dir, '--no-hooks'], { nobody: true });
-    await first.waitFor(/ready/);
+    const dir = await squattedDir(t);
     const watchIno = fs.statSync(path.join(dir, 'watch.sock')).ino;
     const rm = await run(['rm', '-f', path.join(dir, 'sysgenidd.pid')], { nobody: true });
     assert.equal(rm.code, 0);
-    const second = await run([process.execPath, DAEMON, '--dir', dir, '--no-hooks', '--backends', 'none'], {
-      nobody: true,
-      killAfterMs: 10_000,
-    });
+    const second = await run(daemonArgv(dir), { nobody: true, killAfterMs: 10_000 });
     assert.equal(second.code, 1, `the second daemon must refuse: ${second.stderr}`);
     assert.match(second.stderr, /already owns/);
     assert.equal(fs.statSync(path.join(dir, 'watch.sock')).ino, watchIno, "the first daemon's socket was not removed");
@@ -73,9 +67,7 @@ it(
 it('a --dir too long for a socket path is refused at once with a clear message, never a hung daemon', async (t) => {
   const base = tmpDir(t);
   const dir = path.join(base, 'x'.repeat(Math.max(1, 98 - base.length)));
-  const r = await run([process.execPath, DAEMON, '--dir', dir, '--no-hooks', '--backends', 'none'], {
-    killAfterMs: 10_000,
-  });
+  const r = await run(daemonArgv(dir), { killAfterMs: 10_000 });
   assert.equal(r.signal, null, `the daemon hung and was killed: ${r.stderr}`);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /a Unix socket path holds at most 107/);
@@ -169,10 +161,7 @@ it('the lock is one the kernel holds: flock on the pid file with the addon, an a
   // beside the first in one network namespace.
   assert.equal(abstract, !withAddon, `the abstract lock socket bound ${withAddon ? 'with' : 'without'} the addon`);
   // A daemon of the other kind (addon or pure JS) is excluded too.
-  const other = await run([process.execPath, DAEMON, '--dir', dir, '--no-hooks', '--backends', 'none'], {
-    env: { SYSGENID_NO_ADDON: withAddon ? '1' : '0' },
-    killAfterMs: 10_000,
-  });
+  const other = await run(daemonArgv(dir), { env: { SYSGENID_NO_ADDON: withAddon ? '1' : '0' }, killAfterMs: 10_000 });
   assert.equal(other.code, 1, other.stderr);
   assert.match(other.stderr, /already owns/);
   assert.equal(await d.stop(), 0);
