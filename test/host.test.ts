@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { type TestContext, test } from 'node:test';
-import { type Watcher, connect } from '../src/client/index.js';
+import { connect } from '../src/client/index.js';
 import { HostLink, firecrackerHandshake } from '../src/client/host-link.js';
 import {
   HostSession,
@@ -33,10 +33,12 @@ import {
   errorCode,
   eventually,
   runNode,
+  runProgram,
   startDaemon,
   statusOf,
   tmpDir,
 } from './helpers.js';
+import { onFirstLine } from './fixtures/first-line.js';
 
 const native = addon();
 const root = process.geteuid?.() === 0;
@@ -209,13 +211,7 @@ async function standIn(dir: string, port = 7744): Promise<StandIn> {
   const firecracker = path.join(dir, 'v.sock');
   const connects: string[] = [];
   const server = net.createServer((c) => {
-    let got = '';
-    const onData = (d: Buffer): void => {
-      got += d.toString('latin1');
-      const nl = got.indexOf('\n');
-      if (nl < 0) return;
-      c.off('data', onData);
-      const line = got.slice(0, nl);
+    onFirstLine(c, (line, rest) => {
       connects.push(line);
       if (line !== `CONNECT ${port}`) {
         c.destroy();
@@ -223,13 +219,11 @@ async function standIn(dir: string, port = 7744): Promise<StandIn> {
       }
       c.write('OK 1073741824\n');
       const up = net.createConnection(chardev);
-      const rest = got.slice(nl + 1);
       if (rest) up.write(rest, 'latin1');
       c.pipe(up).pipe(c);
       up.on('error', () => c.destroy());
       c.on('error', () => up.destroy());
-    };
-    c.on('data', onData);
+    });
   });
   await new Promise<void>((r) => server.listen(firecracker, r));
   return {
@@ -297,10 +291,14 @@ const hostArgs = (device: string, ...more: string[]): string[] => [
   ...more,
 ];
 
-/** A daemon with the host backend on a stand-in virtio-serial port, and one watcher named w. */
+/**
+ * A daemon with the host backend on a stand-in virtio-serial port, and one watcher named w that re-adjusts
+ * with `handler` (at once by default).
+ */
 async function guestOverStandIn(
   t: TestContext,
-): Promise<{ dir: string; port: StandIn; d: DaemonHandle; watcher: Watcher }> {
+  handler: () => Promise<void> = async () => undefined,
+): Promise<{ dir: string; port: StandIn; d: DaemonHandle }> {
   const dir = tmpDir(t);
   const port = await standIn(dir);
   t.after(() => port.close());
@@ -308,7 +306,8 @@ async function guestOverStandIn(
   await d.waitForLog(/host: listening on virtio-serial/);
   const watcher = await connect({ dir: d.dir, name: 'w' });
   t.after(() => watcher.close());
-  return { dir, port, d, watcher };
+  watcher.handle(handler);
+  return { dir, port, d };
 }
 type BackendList = { backends: Array<{ name: string; live: boolean; detail: string }> };
 
@@ -316,9 +315,8 @@ test(
   'the daemon over a virtio-serial stand-in: notice, lifecycle, status; reseeded only with the addon, as root',
   { skip: noPython },
   async (t) => {
-    const { port, d, watcher } = await guestOverStandIn(t);
     let handled = 0;
-    watcher.handle(async () => {
+    const { port, d } = await guestOverStandIn(t, async () => {
       await new Promise((r) => setTimeout(r, 100));
       handled++;
     });
@@ -440,8 +438,7 @@ test(
   "sysgenid host through a stand-in of Firecracker's vsock socket and of a QEMU chardev socket",
   { skip: noPython },
   async (t) => {
-    const { dir, port, watcher } = await guestOverStandIn(t);
-    watcher.handle(async () => undefined);
+    const { dir, port } = await guestOverStandIn(t);
     const r = await runNode(CLI, [
       'host',
       '--firecracker',
@@ -559,18 +556,9 @@ test(
   'the examples for orchestrators not written in Node: Python and shell with socat',
   { skip: noPython },
   async (t) => {
-    const { port, d, watcher } = await guestOverStandIn(t);
-    watcher.handle(async () => undefined);
+    const { port, d } = await guestOverStandIn(t);
     const reseeds = native !== undefined && root;
-    const run = (cmd: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> =>
-      new Promise((resolve) => {
-        const c = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-        let stdout = '';
-        let stderr = '';
-        c.stdout?.on('data', (b: Buffer) => (stdout += b.toString()));
-        c.stderr?.on('data', (b: Buffer) => (stderr += b.toString()));
-        c.on('close', (code) => resolve({ code, stdout, stderr }));
-      });
+    const run = (cmd: string, args: string[]) => runProgram([cmd, ...args]);
     const py = await run('python3', [path.join(ROOT, 'examples/host_notice.py'), 'firecracker', port.firecracker]);
     assert.equal(py.code, reseeds ? 0 : 1, py.stderr);
     assert.equal(py.stdout, '1\n');
