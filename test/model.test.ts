@@ -9,15 +9,22 @@
 // daemon; the composed machine runs 20 times as many, 3000 by default).
 
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import path from 'node:path';
 import { it } from 'node:test';
 import fc from 'fast-check';
 import { GenerationMachine } from '../src/core/generation.js';
 import { CoreMachine, type MachineEffect } from '../src/core/machine.js';
 import { cycleReportDocument } from '../src/protocol/cycle-report.js';
-import { decodeU32 } from '../src/protocol/page-format.js';
-import { type DaemonHandle, RawClient, errorCode, eventually, startDaemon, statusOf, tmpDir } from './helpers.js';
+import {
+  type DaemonHandle,
+  RawClient,
+  errorCode,
+  eventually,
+  pageValue,
+  startDaemon,
+  statusOf,
+  tmpDir,
+} from './helpers.js';
 
 interface Real {
   daemon: DaemonHandle;
@@ -63,7 +70,7 @@ async function check(m: Model, r: Real): Promise<void> {
   assert.ok(s.generation >= m.highest, 'the counter never decreases');
   assert.equal(s.outdated, m.core.outdated, 'outdated = tracked watchers whose ack differs from the counter');
   assert.equal(s.tracked, m.core.tracked, 'tracked');
-  assert.equal(decodeU32(fs.readFileSync(path.join(r.dir, 'generation'))), m.core.generation, 'page = counter');
+  assert.equal(pageValue(path.join(r.dir, 'generation')), m.core.generation, 'page = counter');
   m.highest = Math.max(m.highest, s.generation);
 }
 
@@ -82,28 +89,38 @@ class Connect implements Cmd {
   toString = () => 'connect';
 }
 
-class Disconnect implements Cmd {
+/** A step by one connected client, the `i`-th (modulo) of those `candidates` names; checked afterwards. */
+abstract class ClientCmd implements Cmd {
   constructor(readonly i: number) {}
-  check = (m: Readonly<Model>) => m.ids.length > 0;
+  protected candidates(m: Readonly<Model>): readonly number[] {
+    return m.ids;
+  }
+  check(m: Readonly<Model>): boolean {
+    return this.candidates(m).length > 0;
+  }
   async run(m: Model, r: Real): Promise<void> {
-    const id = pick(m.ids, this.i) as number;
-    r.clients.get(id)?.close();
+    const id = pick(this.candidates(m), this.i) as number;
+    await this.step(m, id, r.clients.get(id) as RawClient, r);
+    await check(m, r);
+  }
+  protected abstract step(m: Model, id: number, client: RawClient, r: Real): Promise<void>;
+}
+
+class Disconnect extends ClientCmd {
+  protected async step(m: Model, id: number, client: RawClient, r: Real): Promise<void> {
+    client.close();
     r.clients.delete(id);
     m.core.disconnect(id);
     m.acked.delete(id);
     m.tracked.delete(id);
     m.ids = m.ids.filter((x) => x !== id);
-    await check(m, r);
   }
-  toString = () => `disconnect(${this.i})`;
+  override toString = () => `disconnect(${this.i})`;
 }
 
-class ReadNonBlock implements Cmd {
-  constructor(readonly i: number) {}
-  check = (m: Readonly<Model>) => m.ids.length > 0;
-  async run(m: Model, r: Real): Promise<void> {
-    const id = pick(m.ids, this.i) as number;
-    const reply = await (r.clients.get(id) as RawClient).request('READ NONBLOCK');
+class ReadNonBlock extends ClientCmd {
+  protected async step(m: Model, id: number, client: RawClient): Promise<void> {
+    const reply = await client.request('READ NONBLOCK');
     let expected: string;
     try {
       expected = `OK ${m.core.read(id, true)}`;
@@ -111,34 +128,31 @@ class ReadNonBlock implements Cmd {
       expected = 'ERR EAGAIN';
     }
     assert.equal(reply.startsWith('ERR EAGAIN') ? 'ERR EAGAIN' : reply, expected);
-    await check(m, r);
   }
-  toString = () => `readNonBlock(${this.i})`;
+  override toString = () => `readNonBlock(${this.i})`;
 }
 
-class Read implements Cmd {
-  constructor(readonly i: number) {}
+class Read extends ClientCmd {
   // A blocking read is only issued when it returns at once; a pending one would stall this client.
-  check = (m: Readonly<Model>) => m.ids.some((id) => m.core.isOutdated(id));
-  async run(m: Model, r: Real): Promise<void> {
-    const outdated = m.ids.filter((id) => m.core.isOutdated(id));
-    const id = pick(outdated, this.i) as number;
-    assert.equal(await (r.clients.get(id) as RawClient).request('READ'), `OK ${m.core.read(id, false)}`);
-    await check(m, r);
+  protected override candidates(m: Readonly<Model>): readonly number[] {
+    return m.ids.filter((id) => m.core.isOutdated(id));
   }
-  toString = () => `read(${this.i})`;
+  protected async step(m: Model, id: number, client: RawClient): Promise<void> {
+    assert.equal(await client.request('READ'), `OK ${m.core.read(id, false)}`);
+  }
+  override toString = () => `read(${this.i})`;
 }
 
-class Ack implements Cmd {
+class Ack extends ClientCmd {
   constructor(
-    readonly i: number,
+    i: number,
     readonly offset: number,
-  ) {}
-  check = (m: Readonly<Model>) => m.ids.length > 0;
-  async run(m: Model, r: Real): Promise<void> {
-    const id = pick(m.ids, this.i) as number;
+  ) {
+    super(i);
+  }
+  protected async step(m: Model, id: number, client: RawClient): Promise<void> {
     const value = Math.max(0, m.core.generation + this.offset);
-    const reply = await (r.clients.get(id) as RawClient).request(`ACK ${value}`);
+    const reply = await client.request(`ACK ${value}`);
     let expected: string;
     try {
       m.core.ack(id, value);
@@ -153,33 +167,28 @@ class Ack implements Cmd {
     );
     if (value === m.generation) m.acked.set(id, value);
     assert.equal(reply.startsWith('ERR EINVAL') ? 'ERR EINVAL' : reply, expected);
-    await check(m, r);
   }
-  toString = () => `ack(${this.i}, counter${this.offset >= 0 ? '+' : ''}${this.offset})`;
+  override toString = () => `ack(${this.i}, counter${this.offset >= 0 ? '+' : ''}${this.offset})`;
 }
 
-class Track implements Cmd {
+class Track extends ClientCmd {
   constructor(
-    readonly i: number,
+    i: number,
     readonly on: boolean,
-  ) {}
-  check = (m: Readonly<Model>) => m.ids.length > 0;
-  async run(m: Model, r: Real): Promise<void> {
-    const id = pick(m.ids, this.i) as number;
-    assert.equal(await (r.clients.get(id) as RawClient).request(this.on ? 'TRACK ON' : 'TRACK OFF'), 'OK');
+  ) {
+    super(i);
+  }
+  protected async step(m: Model, id: number, client: RawClient): Promise<void> {
+    assert.equal(await client.request(this.on ? 'TRACK ON' : 'TRACK OFF'), 'OK');
     m.core.setTracking(id, this.on);
     m.tracked.set(id, this.on);
-    await check(m, r);
   }
-  toString = () => `track(${this.i}, ${this.on})`;
+  override toString = () => `track(${this.i}, ${this.on})`;
 }
 
-class Wait implements Cmd {
-  constructor(readonly i: number) {}
-  check = (m: Readonly<Model>) => m.ids.length > 0;
-  async run(m: Model, r: Real): Promise<void> {
-    const id = pick(m.ids, this.i) as number;
-    const reply = await (r.clients.get(id) as RawClient).request('WAIT 15');
+class Wait extends ClientCmd {
+  protected async step(m: Model, id: number, client: RawClient): Promise<void> {
+    const reply = await client.request('WAIT 15');
     // Nothing else happens meanwhile, so a wait that would pend ends in ETIME.
     const result = m.core.wait(id);
     if (result === undefined) m.core.expireWait(id);
@@ -187,9 +196,8 @@ class Wait implements Cmd {
       reply.split(' ').slice(0, 2).join(' ').replace(/^OK.*/, 'OK'),
       result === undefined ? 'ERR ETIME' : result === 'OK' ? 'OK' : `ERR ${result}`,
     );
-    await check(m, r);
   }
-  toString = () => `wait(${this.i})`;
+  override toString = () => `wait(${this.i})`;
 }
 
 class Bump implements Cmd {
@@ -241,9 +249,17 @@ const commands = [
   fc.constant(new Restart()),
 ];
 
+/** fast-check's parameters from the environment (see the top of this file). */
+function parameters(defaultRuns: number, runsPerRun: number): fc.Parameters<unknown> {
+  const env = process.env;
+  return {
+    numRuns: env.SYSGENID_MODEL_RUNS === undefined ? defaultRuns : runsPerRun * Number(env.SYSGENID_MODEL_RUNS),
+    ...(env.SYSGENID_MODEL_SEED !== undefined ? { seed: Number(env.SYSGENID_MODEL_SEED) } : {}),
+    ...(env.SYSGENID_MODEL_PATH ? { path: env.SYSGENID_MODEL_PATH } : {}),
+  };
+}
+
 it('the daemon follows the reference state machine over random sequences (fast-check)', async (t) => {
-  const runs = Number(process.env.SYSGENID_MODEL_RUNS ?? 60);
-  const seed = process.env.SYSGENID_MODEL_SEED === undefined ? undefined : Number(process.env.SYSGENID_MODEL_SEED);
   const base = tmpDir(t);
   let sequences = 0;
   let steps = 0;
@@ -269,12 +285,7 @@ it('the daemon follows the reference state machine over random sequences (fast-c
         await real.daemon.stop('SIGKILL');
       }
     }),
-    {
-      numRuns: runs,
-      ...(seed !== undefined ? { seed } : {}),
-      ...(process.env.SYSGENID_MODEL_PATH ? { path: process.env.SYSGENID_MODEL_PATH } : {}),
-      endOnFailure: false,
-    },
+    { ...parameters(60, 1), endOnFailure: false },
   );
   t.diagnostic(`model test: ${sequences} sequences, ${steps} checked steps`);
 });
@@ -445,93 +456,150 @@ class PConnect implements PureCmd {
   toString = () => (this.control ? 'connect(control)' : 'connect');
 }
 
-class PDisconnect implements PureCmd {
-  constructor(readonly i: number) {}
-  check = (r: Readonly<Ref>) => r.conns.size > 0;
+const notControl = (c: RefConn): boolean => !c.control;
+
+/** The machine answers `op` with the error code `expected`, or does it when that is undefined; then `done`. */
+function expectCode(op: () => unknown, expected: string | undefined, what: string, done: () => void = () => {}): void {
+  assert.equal(errorCode(op), expected, what);
+  if (expected === undefined) done();
+}
+
+/** A step by one connection, the `i`-th (modulo) of those `admits` lets through; settled afterwards. */
+abstract class ConnCmd implements PureCmd {
+  constructor(
+    readonly i: number,
+    readonly admits: (c: RefConn) => boolean = () => true,
+  ) {}
+  /** What settle() is told the step was: a subscription asks a latecomer at once, outside the order. */
+  protected readonly during: 'subscribe' | 'other' = 'other';
+  check(r: Readonly<Ref>): boolean {
+    return ids(r, this.admits).length > 0;
+  }
   run(r: Ref, s: Sys): void {
-    const id = pickId(r, this.i) as number;
-    s.m.disconnect(id, s.now);
+    const id = pickId(r, this.i, this.admits) as number;
+    this.step(r, s, id, r.conns.get(id) as RefConn);
+    settle(r, s, this.during);
+  }
+  protected abstract step(r: Ref, s: Sys, id: number, c: RefConn): void;
+}
+
+/**
+ * A command that is one call on the machine for one connection: `refusal` is the error code the reference
+ * expects it to answer (none: it is done), and `follow` brings the reference along when it is done.
+ */
+function oneCall(
+  name: string,
+  call: (s: Sys, id: number) => unknown,
+  spec: {
+    admits?: (c: RefConn) => boolean;
+    refusal?: (c: RefConn) => string | undefined;
+    what?: string;
+    follow: (c: RefConn, r: Ref, id: number) => void;
+  },
+) {
+  return class extends ConnCmd {
+    constructor(i: number) {
+      super(i, spec.admits);
+    }
+    protected step(r: Ref, s: Sys, id: number, c: RefConn): void {
+      expectCode(
+        () => call(s, id),
+        spec.refusal?.(c),
+        spec.what ?? name,
+        () => spec.follow(c, r, id),
+      );
+    }
+    override toString = () => `${name}(${this.i})`;
+  };
+}
+
+const PDisconnect = oneCall('disconnect', (s, id) => s.m.disconnect(id, s.now), {
+  follow: (_c, r, id) => {
     r.conns.delete(id);
     r.pending.delete(id);
-    settle(r, s);
+  },
+});
+
+const PUnsubscribe = oneCall('unsubscribe', (s, id) => s.m.unsubscribe(id, s.now), {
+  follow: (c) => (c.sub = undefined),
+});
+
+const PObserve = oneCall('observe', (s, id) => s.m.observe(id, s.now), {
+  admits: notControl,
+  refusal: (c) => (c.sub ? 'EINVAL' : undefined),
+  what: 'a subscriber cannot observe',
+  follow: (c) => {
+    c.observer = true;
+    c.tracked = false;
+  },
+});
+
+class PExclude extends oneCall('exclude', (s, id) => s.m.exclude(id, s.now), {
+  refusal: (c) => (c.observer ? 'ENOENT' : undefined),
+  what: 'only a watcher',
+  follow: (c) => {
+    c.excluded = true;
+    c.tracked = false;
+    c.sub = undefined;
+  },
+}) {
+  // A third as often as the other commands, so that most sequences still keep most of their watchers.
+  override check(r: Readonly<Ref>): boolean {
+    return super.check(r) && this.i % 3 === 0;
   }
-  toString = () => `disconnect(${this.i})`;
 }
 
-class PAck implements PureCmd {
+class PAck extends ConnCmd {
   constructor(
-    readonly i: number,
+    i: number,
     readonly exact: boolean,
-  ) {}
-  check = (r: Readonly<Ref>) => ids(r, (c) => !c.control).length > 0;
-  run(r: Ref, s: Sys): void {
-    const id = pickId(r, this.i, (c) => !c.control) as number;
-    const value = this.exact ? r.gen : r.gen + 1;
-    assert.equal(
-      errorCode(() => s.m.ack(id, value, s.now)),
-      this.exact ? undefined : 'EINVAL',
-    );
-    if (this.exact) (r.conns.get(id) as RefConn).acked = value;
-    settle(r, s);
+  ) {
+    super(i, notControl);
   }
-  toString = () => `ack(${this.i}, ${this.exact ? 'current' : 'wrong'})`;
+  protected step(r: Ref, s: Sys, id: number, c: RefConn): void {
+    const value = this.exact ? r.gen : r.gen + 1;
+    expectCode(
+      () => s.m.ack(id, value, s.now),
+      this.exact ? undefined : 'EINVAL',
+      'only the current generation is acknowledged',
+      () => (c.acked = value),
+    );
+  }
+  override toString = () => `ack(${this.i}, ${this.exact ? 'current' : 'wrong'})`;
 }
 
-class PTrack implements PureCmd {
+class PTrack extends ConnCmd {
   constructor(
-    readonly i: number,
+    i: number,
     readonly on: boolean,
-  ) {}
-  check = (r: Readonly<Ref>) => r.conns.size > 0;
-  run(r: Ref, s: Sys): void {
-    const id = pickId(r, this.i) as number;
-    const c = r.conns.get(id) as RefConn;
+  ) {
+    super(i);
+  }
+  protected step(_r: Ref, s: Sys, id: number, c: RefConn): void {
     const expected = c.observer ? 'EINVAL' : c.excluded && this.on ? 'EACCES' : undefined;
-    assert.equal(
-      errorCode(() => s.m.setTracking(id, this.on, s.now)),
+    expectCode(
+      () => s.m.setTracking(id, this.on, s.now),
       expected,
       'an excluded watcher stays untracked',
+      () => (c.tracked = this.on),
     );
-    if (expected === undefined) c.tracked = this.on;
-    settle(r, s);
   }
-  toString = () => `track(${this.i}, ${this.on})`;
+  override toString = () => `track(${this.i}, ${this.on})`;
 }
 
-class PResume implements PureCmd {
+class PResume extends ConnCmd {
   constructor(
-    readonly i: number,
+    i: number,
     readonly delta: number,
-  ) {}
-  check = (r: Readonly<Ref>) => ids(r, (c) => !c.control).length > 0;
-  run(r: Ref, s: Sys): void {
-    const id = pickId(r, this.i, (c) => !c.control) as number;
+  ) {
+    super(i, notControl);
+  }
+  protected step(r: Ref, s: Sys, id: number, c: RefConn): void {
     const handled = Math.max(0, r.gen + this.delta);
     s.m.resume(id, handled, s.now);
-    (r.conns.get(id) as RefConn).acked = handled;
-    settle(r, s);
+    c.acked = handled;
   }
-  toString = () => `resume(${this.i}, counter${this.delta >= 0 ? '+' : ''}${this.delta})`;
-}
-
-class PObserve implements PureCmd {
-  constructor(readonly i: number) {}
-  check = (r: Readonly<Ref>) => ids(r, (c) => !c.control).length > 0;
-  run(r: Ref, s: Sys): void {
-    const id = pickId(r, this.i, (c) => !c.control) as number;
-    const c = r.conns.get(id) as RefConn;
-    assert.equal(
-      errorCode(() => s.m.observe(id, s.now)),
-      c.sub ? 'EINVAL' : undefined,
-      'a subscriber cannot observe',
-    );
-    if (!c.sub) {
-      c.observer = true;
-      c.tracked = false;
-    }
-    settle(r, s);
-  }
-  toString = () => `observe(${this.i})`;
+  override toString = () => `resume(${this.i}, counter${this.delta >= 0 ? '+' : ''}${this.delta})`;
 }
 
 class PBump implements PureCmd {
@@ -549,15 +617,15 @@ class PBump implements PureCmd {
   toString = () => `bump(${this.min})`;
 }
 
-class PSubscribe implements PureCmd {
+class PSubscribe extends ConnCmd {
   constructor(
-    readonly i: number,
+    i: number,
     readonly priority: number,
-  ) {}
-  check = (r: Readonly<Ref>) => r.conns.size > 0;
-  run(r: Ref, s: Sys): void {
-    const id = pickId(r, this.i) as number;
-    const c = r.conns.get(id) as RefConn;
+  ) {
+    super(i);
+  }
+  protected override readonly during = 'subscribe';
+  protected step(r: Ref, s: Sys, id: number, c: RefConn): void {
     const uid = uidOf(id);
     const full =
       uid !== 0 &&
@@ -573,49 +641,14 @@ class PSubscribe implements PureCmd {
             ? 'EINVAL'
             : undefined;
     const as = { uid, pid: pidOf(id), maxPerUid: uid === 0 ? undefined : SUBSCRIBER_CAP };
-    assert.equal(
-      errorCode(() => s.m.subscribe(id, null, this.priority, as)),
+    expectCode(
+      () => s.m.subscribe(id, null, this.priority, as),
       expected,
       "only a watcher subscribes, once per priority, never excluded, within its uid's cap",
+      () => (c.sub ??= { priority: this.priority, seq: r.nextSeq++, quiesced: false }),
     );
-    if (expected === undefined && !c.sub) c.sub = { priority: this.priority, seq: r.nextSeq++, quiesced: false };
-    settle(r, s, 'subscribe');
   }
-  toString = () => `subscribe(${this.i}, ${this.priority})`;
-}
-
-class PUnsubscribe implements PureCmd {
-  constructor(readonly i: number) {}
-  check = (r: Readonly<Ref>) => r.conns.size > 0;
-  run(r: Ref, s: Sys): void {
-    const id = pickId(r, this.i) as number;
-    s.m.unsubscribe(id, s.now);
-    (r.conns.get(id) as RefConn).sub = undefined;
-    settle(r, s);
-  }
-  toString = () => `unsubscribe(${this.i})`;
-}
-
-class PExclude implements PureCmd {
-  constructor(readonly i: number) {}
-  // A third as often as the other commands, so that most sequences still keep most of their watchers.
-  check = (r: Readonly<Ref>) => r.conns.size > 0 && this.i % 3 === 0;
-  run(r: Ref, s: Sys): void {
-    const id = pickId(r, this.i) as number;
-    const c = r.conns.get(id) as RefConn;
-    assert.equal(
-      errorCode(() => s.m.exclude(id, s.now)),
-      c.observer ? 'ENOENT' : undefined,
-      'only a watcher',
-    );
-    if (!c.observer) {
-      c.excluded = true;
-      c.tracked = false;
-      c.sub = undefined;
-    }
-    settle(r, s);
-  }
-  toString = () => `exclude(${this.i})`;
+  override toString = () => `subscribe(${this.i}, ${this.priority})`;
 }
 
 class PAnswer implements PureCmd {
@@ -631,8 +664,8 @@ class PAnswer implements PureCmd {
     const id = (asked ?? pickId(r, this.i)) as number;
     const c = r.conns.get(id) as RefConn;
     const cycle = (c.askedCycle ?? 1) - (this.stale ? 1 : 0);
-    assert.equal(
-      errorCode(() => s.m.answer(id, this.answer, cycle, 'no', s.now)),
+    expectCode(
+      () => s.m.answer(id, this.answer, cycle, 'no', s.now),
       c.sub ? undefined : 'EINVAL',
       'only a subscriber answers',
     );
@@ -741,8 +774,6 @@ const pureCommands = [
 ];
 
 it('the composed machine follows the reference over random sequences, lifecycle included (fast-check)', (t) => {
-  const runs = process.env.SYSGENID_MODEL_RUNS === undefined ? 3000 : 20 * Number(process.env.SYSGENID_MODEL_RUNS);
-  const seed = process.env.SYSGENID_MODEL_SEED === undefined ? undefined : Number(process.env.SYSGENID_MODEL_SEED);
   let sequences = 0;
   let steps = 0;
   let answered = 0;
@@ -767,12 +798,7 @@ it('the composed machine follows the reference over random sequences, lifecycle 
       steps += [...cmds].length;
       answered += ref.answered;
     }),
-    {
-      numRuns: runs,
-      ...(seed !== undefined ? { seed } : {}),
-      ...(process.env.SYSGENID_MODEL_PATH ? { path: process.env.SYSGENID_MODEL_PATH } : {}),
-      includeErrorInReport: true,
-    },
+    { ...parameters(3000, 20), includeErrorInReport: true },
   );
   t.diagnostic(
     `composed model: ${sequences} sequences, ${steps} commands, ${answered} requests answered, ` +
