@@ -163,7 +163,7 @@ function daemonOptions(opts: ParsedOptions, log: Logger): DaemonOptions {
 
 main().then(
   (code) => {
-    // Exit explicitly: nothing the shutdown left behind (a hook it gave up waiting for) keeps the process.
+    // Exit explicitly once shut down, rather than when the event loop happens to drain.
     process.exit(code);
   },
   (err: Error) => {

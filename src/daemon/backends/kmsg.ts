@@ -18,7 +18,7 @@ export const VM_FORK_MESSAGE = 'random: crng reseeded due to virtual machine for
 export const KMSG_PATH = '/dev/kmsg';
 const RECORD_BUFFER = 8192;
 /** How often the pure-JS fallback drains /dev/kmsg: the most a VM fork's bump waits without the addon. */
-export const FALLBACK_POLL_MS = 50;
+const FALLBACK_POLL_MS = 50;
 
 export interface KmsgRecord {
   readonly facility: number;
