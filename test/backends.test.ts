@@ -18,7 +18,7 @@ import { VM_FORK_MESSAGE } from '../src/daemon/backends/kmsg.js';
 import { BACKENDS, type BackendEntry, autoBackends, backendNames } from '../src/daemon/backends/registry.js';
 import { Daemon, type DaemonOptions } from '../src/daemon/daemon.js';
 import { createLogger } from '../src/daemon/log.js';
-import { USAGE, UsageError, parseBackends, usage } from '../src/daemon/options.js';
+import { UsageError, parseBackends, usage, usageText } from '../src/daemon/options.js';
 import { RECORD_SIZE, StateStore } from '../src/daemon/state-store.js';
 import { inProcessOptions, startDaemon, statusOf, tmpDir } from './helpers.js';
 
@@ -139,11 +139,11 @@ describe('the state file keeps memos by backend name', () => {
 });
 
 describe('the registry is the one list of backends', () => {
-  it('every entry creates a backend of its own name, once', () => {
+  it('every entry creates a backend of its own name, once', async () => {
     const names = backendNames();
     assert.deepEqual(names, ['kmsg', 'vmclock', 'uevent', 'timejump', 'host'], 'the order STATUS has always used');
     assert.equal(new Set(names).size, names.length);
-    for (const entry of BACKENDS) assert.equal(entry.create().name, entry.name);
+    for (const entry of BACKENDS) assert.equal((await entry.create()).name, entry.name);
     assert.deepEqual(autoBackends(), ['kmsg', 'vmclock']);
   });
 
@@ -156,7 +156,7 @@ describe('the registry is the one list of backends', () => {
       (e: Error) => e instanceof UsageError && /known: kmsg, vmclock, uevent, timejump, host, forced/.test(e.message),
     );
     assert.match(
-      USAGE,
+      usageText(),
       new RegExp(
         'list of: kmsg, vmclock, uevent, timejump,\\n +host ' +
           '\\(uevent, the timejump heuristic and the host channel are opt-in;',
@@ -178,7 +178,7 @@ describe('the registry is the one list of backends', () => {
       help,
     );
     for (const line of help.split('\n')) assert.ok(line.length <= 100, line);
-    assert.equal(usage(BACKENDS), USAGE);
+    assert.equal(usage(BACKENDS), usageText());
   });
 
   it('STATUS lists forced, the started backends, then the rest in registry order with why they are off', async (t) => {
@@ -200,6 +200,41 @@ describe('the registry is the one list of backends', () => {
     for (const name of ['forced', 'vmclock', 'timejump', 'kmsg', 'uevent', 'host']) {
       assert.match(d.log(), new RegExp(`backend ${name}: (live|off): `));
     }
+  });
+
+  it('a backend loaded at first use is listed from the first request; one that cannot be loaded is off', async (t) => {
+    const dir = path.join(tmpDir(t), 'run');
+    let loaded = 0;
+    let listening: boolean | undefined;
+    const registry: BackendEntry[] = [
+      ...BACKENDS,
+      {
+        name: 'probe',
+        auto: false,
+        // Resolves after a trip through the event loop, as a module import does; before the daemon
+        // listens, or a request in that trip would find the backend missing from STATUS.
+        create: () => {
+          loaded++;
+          listening = fs.existsSync(path.join(dir, 'watch.sock'));
+          return new Promise((resolve) => setImmediate(() => resolve(new ProbeBackend())));
+        },
+      },
+      { name: 'broken', auto: false, create: () => Promise.reject(new Error('Cannot find module host.js')) },
+    ];
+    const { daemon, log } = await startInProcess(t, dir, { registry, backends: ['probe', 'broken'] });
+    assert.equal(loaded, 1);
+    assert.equal(listening, false, 'created before the sockets exist');
+    const backends = daemon.status(false).backends;
+    assert.deepEqual(
+      backends.slice(0, 3).map((b) => [b.name, b.live, b.detail]),
+      [
+        ['forced', true, backends[0]?.detail],
+        ['probe', true, 'probing (setting undefined)'],
+        ['broken', false, 'cannot be loaded: Cannot find module host.js'],
+      ],
+    );
+    assert.match(log(), /backend broken: off: cannot be loaded: Cannot find module host\.js/);
+    assert.equal(daemon.generation, 0, 'the daemon runs on');
   });
 
   it('a backend added by one registry line gets its memo and settings, is reported, bumps, stops', async (t) => {

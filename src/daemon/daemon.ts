@@ -206,6 +206,7 @@ export class Daemon implements ConnectionHost {
     const { paths } = r;
     try {
       const daemon = new Daemon(opts, r, activated);
+      await daemon.#backends.load();
       await daemon.#listener.listen(r.lock);
       if (opts.devLink) {
         linkDevice(opts.devLink, paths.page, opts.log);

@@ -18,11 +18,12 @@
 // environment, are killed, and reaped. Without the addon a descendant that both daemonizes and clears
 // its environment escapes (docs/reliability.md).
 
-import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { addon } from '../native/addon.js';
 import { untrustedPath } from '../protocol/trust.js';
+import { childProcesses } from './lazy.js';
 import type { Logger } from './log.js';
 
 export interface HookResult {
@@ -68,7 +69,7 @@ export class HookRunner {
   readonly #log: Logger;
   readonly #env: NodeJS.ProcessEnv;
   readonly #maxConcurrent: number;
-  readonly #running = new Set<ReturnType<typeof spawn>>();
+  readonly #running = new Set<ChildProcess>();
   readonly #liveTokens = new Set<string>();
   #seq = 0;
   #active = false;
@@ -225,9 +226,9 @@ export class HookRunner {
     const started = performance.now();
     const token = `${process.pid}.${++this.#seq}`;
     return new Promise((resolve) => {
-      let child: ReturnType<typeof spawn>;
+      let child: ChildProcess;
       try {
-        child = spawn(`/proc/${process.pid}/fd/${hook.fd}`, [], {
+        child = childProcesses().spawn(`/proc/${process.pid}/fd/${hook.fd}`, [], {
           argv0: hook.file,
           cwd: '/',
           detached: true,
@@ -394,7 +395,7 @@ function hookToken(pid: number): string | undefined {
   return undefined;
 }
 
-function signalGroup(child: ReturnType<typeof spawn>, signal: NodeJS.Signals): void {
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   if (child.pid === undefined) return;
   try {
     process.kill(-child.pid, signal);

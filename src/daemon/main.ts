@@ -6,22 +6,13 @@ import { type Logger, createLogger } from './log.js';
 import type * as InstallUnitsModule from './install-units.js';
 import type * as MetricsModule from './metrics.js';
 import type { Metrics } from './metrics.js';
-import { type ParsedOptions, USAGE, UsageError, parseOptions } from './options.js';
+import { type ParsedOptions, UsageError, parseOptions, usageText } from './options.js';
 import { StartupError } from './runtime-dir.js';
 import { statusLine } from './observers.js';
 import { SystemdNotifier } from './sd-notify.js';
 import { addon } from '../native/addon.js';
+import { lazyModule } from './lazy.js';
 import { VERSION } from '../version.js';
-
-/**
- * A module only some runs need (metrics, install-units), loaded from the ES modules under dist/src
- * instead of being bundled: the bundle every daemon start parses stays as it was (scripts/bundle.js).
- */
-function lazyModule<T>(name: string): Promise<T> {
-  const here = import.meta.url;
-  const url = here.endsWith('.cjs') ? new URL(`./src/daemon/${name}`, here) : new URL(`./${name}`, here);
-  return import(url.href) as Promise<T>;
-}
 
 async function main(): Promise<number> {
   const argv = process.argv.slice(2);
@@ -51,7 +42,7 @@ async function main(): Promise<number> {
     throw err;
   }
   if (opts.help) {
-    process.stdout.write(USAGE);
+    process.stdout.write(usageText());
     return 0;
   }
   if (opts.version) {

@@ -106,7 +106,10 @@ function backendsHelp(registry: readonly BackendEntry[]): string {
   return lines.join('\n');
 }
 
-export const USAGE = usage(BACKENDS);
+/** `sysgenidd --help`, built when asked for rather than at every start. */
+export function usageText(): string {
+  return usage(BACKENDS);
+}
 
 /** --backends: "auto", "none" (or "forced", the one always on), or a comma list of names. */
 export function parseBackends(spec: string, registry: readonly BackendEntry[] = BACKENDS): string[] {

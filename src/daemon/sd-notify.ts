@@ -6,8 +6,8 @@
 // claim another pid in its credentials); a non-root daemon without the addon needs Type=exec
 // (docs/deploy.md).
 
-import { spawn, spawnSync } from 'node:child_process';
 import type { Addon } from '../native/addon.js';
+import { childProcesses } from './lazy.js';
 import type { Logger } from './log.js';
 
 export class SystemdNotifier {
@@ -83,12 +83,12 @@ export class SystemdNotifier {
     const args = [`--pid=${process.pid}`, ...message.split('\n').filter((l) => !l.startsWith('MAINPID='))];
     // READY and STOPPING are waited for (systemd must see them in order); the watchdog is not.
     if (message.startsWith('WATCHDOG=1')) {
-      const child = spawn('systemd-notify', args, { stdio: 'ignore' });
+      const child = childProcesses().spawn('systemd-notify', args, { stdio: 'ignore' });
       child.on('error', (err) => this.#warnOnce(`cannot run systemd-notify: ${err.message}`));
       child.unref();
       return;
     }
-    const r = spawnSync('systemd-notify', args, {
+    const r = childProcesses().spawnSync('systemd-notify', args, {
       stdio: ['ignore', 'ignore', 'pipe'],
       encoding: 'utf8',
       timeout: 5000,

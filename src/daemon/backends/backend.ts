@@ -6,7 +6,9 @@
 // needed the three members of BackendContext after `remember`, and restored()'s minimum and result):
 //   1. write src/daemon/backends/NAME.ts with a class implementing RestoreBackend; its status() detail
 //      says in words why it is live or off, which `sysgenid status` prints as is;
-//   2. add one line to BACKENDS in registry.ts, saying whether `--backends auto` turns it on.
+//   2. add one line to BACKENDS in registry.ts, saying whether `--backends auto` turns it on. An opt-in
+//      backend that brings much code with it may be loaded only when enabled (`host` is: its `create`
+//      imports the module, and the daemon creates the enabled backends before it listens).
 // `--backends`, `sysgenidd --help`, the STATUS list and the start-up log follow from that line. Settings
 // arrive in ctx.config, the backend's own bag from DaemonOptions.backendConfig[NAME]; bookkeeping that must
 // survive a daemon restart (a position, a last counter) goes through ctx.remember and comes back as

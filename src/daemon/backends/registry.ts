@@ -2,8 +2,9 @@
 // update). `auto: true`: `--backends auto` (the default) turns it on because it reads a real signal;
 // `auto: false`: opt-in, named in --backends to run. See backend.ts for how to add one.
 
+import { lazyModule } from '../lazy.js';
 import type { RestoreBackend } from './backend.js';
-import { HostBackend } from './host.js';
+import type * as HostModule from './host.js';
 import { KmsgBackend } from './kmsg.js';
 import { TimeJumpBackend } from './timejump.js';
 import { UeventBackend } from './uevent.js';
@@ -14,7 +15,11 @@ export interface BackendEntry {
   readonly auto: boolean;
   /** How `sysgenidd --help` calls an opt-in backend, when its name alone says too little. */
   readonly label?: string;
-  readonly create: () => RestoreBackend;
+  /**
+   * A new instance. A promise when its module is loaded only when the backend is enabled: `host` brings
+   * a third of a client library with it, which a daemon without it should not parse at every start.
+   */
+  readonly create: () => RestoreBackend | Promise<RestoreBackend>;
 }
 
 export const BACKENDS: readonly BackendEntry[] = [
@@ -22,7 +27,12 @@ export const BACKENDS: readonly BackendEntry[] = [
   { name: 'vmclock', auto: true, create: () => new VmclockBackend() },
   { name: 'uevent', auto: false, create: () => new UeventBackend() },
   { name: 'timejump', auto: false, label: 'the timejump heuristic', create: () => new TimeJumpBackend() },
-  { name: 'host', auto: false, label: 'the host channel', create: () => new HostBackend() },
+  {
+    name: 'host',
+    auto: false,
+    label: 'the host channel',
+    create: async () => new (await lazyModule<typeof HostModule>('backends/host.js')).HostBackend(),
+  },
 ];
 
 export function backendNames(registry: readonly BackendEntry[] = BACKENDS): string[] {

@@ -30,11 +30,29 @@ export class BackendRunner {
   readonly #o: RunnerOptions;
   readonly #reports: Array<() => BackendStatus> = [];
   readonly #started: RestoreBackend[] = [];
+  readonly #created = new Map<string, RestoreBackend | Error>();
 
   constructor(opts: RunnerOptions) {
     this.#o = opts;
     const forced: BackendStatus = { name: 'forced', live: true, detail: `privileged BUMP on ${opts.controlPath}` };
     this.#reports.push(() => forced);
+  }
+
+  /**
+   * Create the enabled backends, loading the modules of those loaded at first use (registry.ts). Before
+   * the daemon listens, so that start() and the STATUS list it fills stay synchronous: no request can
+   * arrive while a backend is missing from the list.
+   */
+  async load(): Promise<void> {
+    for (const entry of this.#o.registry) {
+      if (!this.#o.enabled.includes(entry.name)) continue;
+      try {
+        this.#created.set(entry.name, await entry.create());
+      } catch (err) {
+        // A damaged installation: that backend is off and says why; the daemon and the others go on.
+        this.#created.set(entry.name, new Error(`cannot be loaded: ${(err as Error).message}`));
+      }
+    }
   }
 
   start(): void {
@@ -45,7 +63,12 @@ export class BackendRunner {
     for (const entry of registry) {
       if (!enabled(entry.name)) continue;
       const { name } = entry;
-      const backend = entry.create();
+      const backend = this.#created.get(name) ?? new Error('not created: load() must come first');
+      if (backend instanceof Error) {
+        const off: BackendStatus = { name, live: false, detail: backend.message };
+        this.#reports.push(() => off);
+        continue;
+      }
       const ctx: BackendContext = {
         log,
         addon: this.#o.addon,
