@@ -35,7 +35,7 @@ import { onSocketInternalsChanged } from '../native/socket-fd.js';
 import { acquirePidLock, type PidLock } from './lock.js';
 import { type Logger, fields } from './log.js';
 import { Page } from './page.js';
-import { ensureRuntimeDir } from './runtime-dir.js';
+import { ensureRuntimeDir, unlinkIfPresent } from './runtime-dir.js';
 import { type BackendConfig, currentBootId } from './backends/backend.js';
 import { CounterFloor, recoverGeneration } from './floor.js';
 import { BACKENDS, type BackendEntry } from './backends/registry.js';
@@ -225,7 +225,7 @@ export class Daemon implements ConnectionHost {
       r.store.close();
       r.floor?.close();
       // The service manager's sockets stay: they are its, and clients wait on them for the next start.
-      if (!activated) for (const f of [paths.watch, paths.control]) fs.rmSync(f, { force: true });
+      if (!activated) for (const f of [paths.watch, paths.control]) unlinkIfPresent(f);
       r.lock.release();
       throw err;
     }

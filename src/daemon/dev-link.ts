@@ -12,6 +12,7 @@ import { PAGE_FILE, PAGE_SIZE } from '../protocol/runtime-dir.js';
 import { trustedUids, traversableByAll } from '../protocol/trust.js';
 import type { DevLinkStatus, LinkOutcome } from '../protocol/status.js';
 import type { Logger } from './log.js';
+import { unlinkIfPresent } from './runtime-dir.js';
 
 export type { DevLinkStatus, LinkOutcome } from '../protocol/status.js';
 
@@ -83,11 +84,11 @@ export function linkDevice(linkPath: string, page: string, log: Logger): LinkOut
     // A new link under a temporary name renamed over the old one: the path never disappears.
     const tmp = path.join(path.dirname(linkPath), `.${path.basename(linkPath)}.sysgenidd-${process.pid}`);
     try {
-      fs.rmSync(tmp, { force: true });
+      unlinkIfPresent(tmp);
       fs.symlinkSync(page, tmp);
       fs.renameSync(tmp, linkPath);
     } catch (err) {
-      fs.rmSync(tmp, { force: true });
+      unlinkIfPresent(tmp);
       log.warn(`${linkPath} is a stale link to ${target} (${stale}) but cannot be replaced: ${(err as Error).message}`);
       return done('refused', target, `stale (${stale}); replacing failed: ${(err as Error).message}`);
     }

@@ -11,7 +11,7 @@ import type { Admission, Bucket } from './admission.js';
 import type { ConnectionKind } from './connection.js';
 import { removeStaleSocket, type PidLock } from './lock.js';
 import type { Logger } from './log.js';
-import { StartupError } from './runtime-dir.js';
+import { StartupError, unlinkIfPresent } from './runtime-dir.js';
 import type { ActivatedSockets } from './socket-activation.js';
 
 /** A client that got past admission, with its peer credentials when the addon could read them. */
@@ -236,7 +236,7 @@ export function bucketName(bucket: Bucket): string {
 function keepAside(file: string): string | undefined {
   const aside = `${file}.kept-${process.pid}`;
   try {
-    fs.rmSync(aside, { force: true });
+    unlinkIfPresent(aside);
     fs.linkSync(file, aside);
     return aside;
   } catch {

@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import { decodeU32, encodeU32 } from '../protocol/page-format.js';
 import { PAGE_SIZE } from '../protocol/runtime-dir.js';
-import { StartupError, hintFor } from './runtime-dir.js';
+import { StartupError, hintFor, unlinkIfPresent } from './runtime-dir.js';
 
 const {
   O_RDWR,
@@ -119,7 +119,7 @@ export class Page {
     // that file is the one its readers have mapped.
     if (onDisk?.ino !== st.ino || onDisk.dev !== st.dev || !onDisk.isFile()) {
       const value = this.read();
-      if (onDisk) fs.rmSync(this.path, { force: true });
+      if (onDisk) unlinkIfPresent(this.path);
       const fresh = Page.open(this.path, value);
       // Readers that mapped the old file keep it: it is still written, so they keep seeing changes.
       this.#orphans.push(this.#fd);
@@ -146,7 +146,7 @@ export class Page {
 function createComplete(file: string, initial: number): void {
   if (fs.existsSync(file) || isLink(file)) return;
   const tmp = `${file}.new-${process.pid}`;
-  fs.rmSync(tmp, { force: true });
+  unlinkIfPresent(tmp);
   let fd: number;
   try {
     fd = fs.openSync(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644);
@@ -163,12 +163,12 @@ function createComplete(file: string, initial: number): void {
     fs.linkSync(tmp, file);
   } catch (err) {
     fs.closeSync(fd);
-    fs.rmSync(tmp, { force: true });
+    unlinkIfPresent(tmp);
     const e = err as NodeJS.ErrnoException;
     if (e.code === 'EEXIST') return;
     throw new StartupError(`cannot create the page ${file}: ${e.message}` + hintFor(e.code));
   }
-  fs.rmSync(tmp, { force: true });
+  unlinkIfPresent(tmp);
   fs.closeSync(fd);
 }
 
