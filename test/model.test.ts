@@ -4,8 +4,10 @@
 // - the composed machine (src/core/machine.ts), lifecycle included, against a reference kept here: the
 //   outdated count, who may subscribe, observe and answer, the order subscribers are asked in, and one
 //   reply per QUIESCE/UNQUIESCE. This one covers the glue between the two machines.
-// fast-check shrinks a failure and prints its seed and path; rerun one with SYSGENID_MODEL_SEED=<seed>
-// SYSGENID_MODEL_PATH=<path>. SYSGENID_MODEL_RUNS sets the number of sequences (default 60 for the
+// fast-check shrinks a failure and prints its seed, its path and the commands' replayPath (in a comment
+// after the counterexample); rerun one with SYSGENID_MODEL_SEED=<seed> SYSGENID_MODEL_PATH=<path>
+// SYSGENID_MODEL_REPLAY=<replayPath> (without the last, fast-check cannot follow a path through shrunk
+// command lists and says "wrong path"). SYSGENID_MODEL_RUNS sets the number of sequences (default 60 for the
 // daemon; the composed machine runs 20 times as many, 3000 by default).
 
 import assert from 'node:assert/strict';
@@ -249,6 +251,9 @@ const commands = [
   fc.constant(new Restart()),
 ];
 
+/** The commands' replay hint from the environment (see the top of this file). */
+const replay = process.env.SYSGENID_MODEL_REPLAY ? { replayPath: process.env.SYSGENID_MODEL_REPLAY } : {};
+
 /** fast-check's parameters from the environment (see the top of this file). */
 function parameters(defaultRuns: number, runsPerRun: number): fc.Parameters<unknown> {
   const env = process.env;
@@ -264,7 +269,7 @@ it('the daemon follows the reference state machine over random sequences (fast-c
   let sequences = 0;
   let steps = 0;
   await fc.assert(
-    fc.asyncProperty(fc.commands(commands, { maxCommands: 60, size: 'max' }), async (cmds) => {
+    fc.asyncProperty(fc.commands(commands, { maxCommands: 60, size: 'max', ...replay }), async (cmds) => {
       const dir = path.join(base, `run-${sequences++}`);
       const daemon = await startDaemon(undefined, { dir });
       const real: Real = {
@@ -779,25 +784,29 @@ it('the composed machine follows the reference over random sequences, lifecycle 
   let answered = 0;
   const states = new Set<string>();
   fc.assert(
-    fc.property(fc.boolean(), fc.commands(pureCommands, { maxCommands: 80, size: 'max' }), (autoResume, cmds) => {
-      sequences++;
-      const effects: MachineEffect[] = [];
-      const m = new CoreMachine(
-        0,
-        { autoResume, adjustTimeoutMs: 1000, resumeTimeoutMs: 300 },
-        (e) => {
-          effects.push(e);
-          if (e.kind === 'log') states.add(e.message);
-        },
-        0,
-      );
-      const sys: Sys = { m, effects, now: 0, timer: null, lastAsk: undefined };
-      const ref: Ref = { gen: 0, conns: new Map(), nextId: 1, nextSeq: 0, pending: new Map(), answered: 0 };
-      fc.modelRun(() => ({ model: ref, real: sys }), cmds);
-      drain(ref, sys);
-      steps += [...cmds].length;
-      answered += ref.answered;
-    }),
+    fc.property(
+      fc.boolean(),
+      fc.commands(pureCommands, { maxCommands: 80, size: 'max', ...replay }),
+      (autoResume, cmds) => {
+        sequences++;
+        const effects: MachineEffect[] = [];
+        const m = new CoreMachine(
+          0,
+          { autoResume, adjustTimeoutMs: 1000, resumeTimeoutMs: 300 },
+          (e) => {
+            effects.push(e);
+            if (e.kind === 'log') states.add(e.message);
+          },
+          0,
+        );
+        const sys: Sys = { m, effects, now: 0, timer: null, lastAsk: undefined };
+        const ref: Ref = { gen: 0, conns: new Map(), nextId: 1, nextSeq: 0, pending: new Map(), answered: 0 };
+        fc.modelRun(() => ({ model: ref, real: sys }), cmds);
+        drain(ref, sys);
+        steps += [...cmds].length;
+        answered += ref.answered;
+      },
+    ),
     { ...parameters(3000, 20), includeErrorInReport: true },
   );
   t.diagnostic(
