@@ -8,7 +8,7 @@ import { LineSplitter } from '../protocol/framing.js';
 import { MAX_REQUEST_LINE, encodeErr, encodeOk, parseRequest } from '../protocol/messages.js';
 import { SysgenidError, type ErrorCode } from '../protocol/errors.js';
 import type { Bucket } from './admission.js';
-import { Output } from './output.js';
+import { Output, type OutputOwner } from './output.js';
 
 /** Requests queued behind a blocking one before the connection is closed as abusive. */
 export const MAX_QUEUED_REQUESTS = 256;
@@ -37,7 +37,7 @@ export type Reply = { readonly line: string; readonly close?: boolean } | { read
 
 type Queued = Request | SysgenidError;
 
-export class Connection {
+export class Connection implements OutputOwner {
   readonly id: number;
   readonly kind: ConnectionKind;
   readonly socket: net.Socket;
@@ -79,7 +79,8 @@ export class Connection {
     this.bucket = bucket;
     this.#host = host;
     this.#maxBacklog = maxBacklog;
-    this.#out = new Output(socket, maxBacklog, { tooSlow: (why) => this.#host.tooSlow(this, why) });
+    // The connection itself is its output's owner: no object and closure more per watcher.
+    this.#out = new Output(socket, maxBacklog, this);
     this.#splitter = new LineSplitter(MAX_REQUEST_LINE, {
       line: (text) => this.#enqueue(this.#parse(text)),
       overflow: () =>
@@ -94,6 +95,11 @@ export class Connection {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** From this connection's Output: the client left too much unread, and is disconnected. */
+  tooSlow(why: string): void {
+    this.#host.tooSlow(this, why);
   }
 
   /** Bytes written to this client that it has not read yet (beyond what the kernel buffers). */
