@@ -18,17 +18,25 @@ export interface AdmissionLimits {
   readonly perUser: number;
   /** Large replies (a STATUS with the watcher list) one bucket may have in flight at once. */
   readonly largeRepliesPerBucket: number;
+  /**
+   * Unread output (bytes waiting in the daemon) one bucket's connections may hold together: the per-user
+   * cap times the per-connection bound. With the addon a uid cannot exceed it anyway; the "unverified"
+   * bucket (no addon) can, since its connections are capped only by the watch pool.
+   */
+  readonly outputPerBucket: number;
 }
 
 /** The defaults for a descriptor-derived connection limit: see docs/reliability.md, "Threat model". */
-export function defaultLimits(maxConnections: number, perUser?: number): AdmissionLimits {
+export function defaultLimits(maxConnections: number, maxBacklog: number, perUser?: number): AdmissionLimits {
   const controlReserve = Math.min(64, Math.max(1, Math.floor(maxConnections / 16)));
   const pool = Math.max(1, maxConnections - controlReserve);
+  const userCap = perUser ?? Math.min(1024, Math.max(1, Math.floor(pool / 4)));
   return {
     maxConnections,
     controlReserve,
-    perUser: perUser ?? Math.min(1024, Math.max(1, Math.floor(pool / 4))),
+    perUser: userCap,
     largeRepliesPerBucket: 2,
+    outputPerBucket: userCap * maxBacklog,
   };
 }
 
@@ -42,6 +50,7 @@ export class Admission {
   #control = 0;
   readonly #slots = new Map<Bucket, number>();
   readonly #waiting = new Map<Bucket, Array<() => void>>();
+  readonly #output = new Map<Bucket, number>();
 
   constructor(limits: AdmissionLimits, exemptUids: readonly number[]) {
     this.limits = limits;
@@ -84,6 +93,24 @@ export class Admission {
     if (bucket === 'control') this.#control--;
   }
 
+  /** Unread output the bucket's connections hold in the daemon now, in bytes (for status and tests). */
+  outputBy(bucket: Bucket): number {
+    return this.#output.get(bucket) ?? 0;
+  }
+
+  /**
+   * A connection's unread output changed by `delta` bytes. True when it grew and the bucket is now past
+   * its budget: the caller disconnects that connection. Root's, the daemon user's and the control
+   * socket's buckets are never cut off for their total (each connection keeps its own bound).
+   */
+  chargeOutput(bucket: Bucket, delta: number): boolean {
+    const total = this.outputBy(bucket) + delta;
+    if (total > 0) this.#output.set(bucket, total);
+    else this.#output.delete(bucket);
+    if (delta <= 0 || total <= this.limits.outputPerBucket) return false;
+    return bucket !== 'control' && !(typeof bucket === 'number' && this.#exempt.has(bucket));
+  }
+
   /**
    * Ask for a large-reply slot: `start` runs now or, when the bucket's slots are taken, once one is
    * given back. Returns a cancel function for a connection that goes away while waiting.
@@ -119,6 +146,11 @@ export class Admission {
     if (n > 0) this.#slots.set(bucket, n);
     else this.#slots.delete(bucket);
   }
+}
+
+/** How the log names a bucket. */
+export function bucketName(bucket: Bucket): string {
+  return typeof bucket === 'number' ? `uid ${bucket}` : `${bucket} connections`;
 }
 
 function refusal(message: string): Refusal {

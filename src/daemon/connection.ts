@@ -23,6 +23,8 @@ export interface ConnectionHost {
   closed(conn: Connection): void;
   /** The client's unread output passed the bound: it is disconnected, and the daemon says so. */
   tooSlow(conn: Connection, why: string): void;
+  /** The connection's unread output changed by `delta` bytes; returns why it must go when its user's is too much. */
+  chargeOutput(conn: Connection, delta: number): string | undefined;
   /** Run `start` when this connection's bucket may build and hold a large reply; returns a cancel. */
   largeReply(conn: Connection, start: () => void): () => void;
   /** The large reply started by largeReply() is out (or its connection closed). */
@@ -100,6 +102,11 @@ export class Connection implements OutputOwner {
   /** From this connection's Output: the client left too much unread, and is disconnected. */
   tooSlow(why: string): void {
     this.#host.tooSlow(this, why);
+  }
+
+  /** From this connection's Output: its held bytes changed, counted against its user. */
+  charge(delta: number): string | undefined {
+    return this.#host.chargeOutput(this, delta);
   }
 
   /** Bytes written to this client that it has not read yet (beyond what the kernel buffers). */
@@ -222,12 +229,17 @@ export class Connection implements OutputOwner {
     if (text.length <= this.#maxBacklog) {
       this.write(text);
       this.#host.largeReplyDone(this);
-    } else {
-      this.#out.writeLarge(text, LARGE_REPLY_DEADLINE_MS, () => this.#host.largeReplyDone(this));
+      this.#deferred = false;
+      this.#schedule();
+      return;
     }
-    // Later replies queue behind it in order; the request queue itself need not wait.
-    this.#deferred = false;
-    this.#schedule();
+    // The next request waits until this reply is out: a second large reply pipelined behind it would
+    // otherwise start streaming over it and never give its slot back.
+    this.#out.writeLarge(text, LARGE_REPLY_DEADLINE_MS, () => {
+      this.#host.largeReplyDone(this);
+      this.#deferred = false;
+      this.#schedule();
+    });
   }
 
   #onClose(): void {

@@ -30,7 +30,7 @@ import { type Handlers, describeWho, dispatch, requestHandlers, waitLine } from 
 import { devLinkStatus, linkDevice } from './dev-link.js';
 import { HookRunner } from './hooks.js';
 import { openFileLimit, connectionLimit } from './limits.js';
-import { Admission, type Bucket, defaultLimits } from './admission.js';
+import { Admission, type Bucket, bucketName, defaultLimits } from './admission.js';
 import { onSocketInternalsChanged } from '../native/socket-fd.js';
 import { acquirePidLock, type PidLock } from './lock.js';
 import { type Logger, fields } from './log.js';
@@ -41,7 +41,7 @@ import { CounterFloor, recoverGeneration } from './floor.js';
 import { BACKENDS, type BackendEntry } from './backends/registry.js';
 import { BackendRunner } from './backends/runner.js';
 import { Broadcast } from './broadcast.js';
-import { Listener, bucketName } from './listener.js';
+import { Listener } from './listener.js';
 import { type DaemonObserver, Observers } from './observers.js';
 import { type ActivatedSockets, activatedSockets } from './socket-activation.js';
 import { statusDocument } from './status-view.js';
@@ -171,7 +171,7 @@ export class Daemon implements ConnectionHost {
     });
     this.#maxConnections = opts.maxConnections ?? connectionLimit(openFileLimit());
     const euid = process.geteuid?.() ?? 0;
-    this.#admission = new Admission(defaultLimits(this.#maxConnections, opts.maxPerUser), [0, euid]);
+    this.#admission = new Admission(defaultLimits(this.#maxConnections, opts.maxBacklog, opts.maxPerUser), [0, euid]);
     onSocketInternalsChanged((m) => opts.log.error(m));
     this.#listener = new Listener({
       paths,
@@ -517,6 +517,14 @@ export class Daemon implements ConnectionHost {
       last && last.suppressed > 0 ? ` (${last.suppressed} more from ${bucketName(conn.bucket)} not logged)` : '';
     this.#problemLoggedAt.set(conn.bucket, { at: now, suppressed: 0 });
     this.#log.warn(`${describeConnection(conn)} reports: ${message}${more} ${watcherFields(conn)}`);
+  }
+
+  chargeOutput(conn: Connection, delta: number): string | undefined {
+    if (!this.#admission.chargeOutput(conn.bucket, delta)) return undefined;
+    const { outputPerBucket } = this.#admission.limits;
+    const held = this.#admission.outputBy(conn.bucket);
+    const limit = `limit ${outputPerBucket}, --max-per-user x --max-backlog`;
+    return `${bucketName(conn.bucket)} together left ${held} bytes unread (${limit})`;
   }
 
   largeReply(conn: Connection, start: () => void): () => void {

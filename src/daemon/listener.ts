@@ -7,7 +7,7 @@ import type { Addon } from '../native/addon.js';
 import { peerCredOf } from '../native/socket-fd.js';
 import { encodeErr } from '../protocol/messages.js';
 import type { RuntimePaths } from '../protocol/runtime-dir.js';
-import type { Admission, Bucket } from './admission.js';
+import { type Admission, type Bucket, bucketName } from './admission.js';
 import type { ConnectionKind } from './connection.js';
 import { removeStaleSocket, type PidLock } from './lock.js';
 import type { Logger } from './log.js';
@@ -226,10 +226,6 @@ export class Listener {
       this.#refusedCount = 0;
     }
   }
-}
-
-export function bucketName(bucket: Bucket): string {
-  return typeof bucket === 'number' ? `uid ${bucket}` : `${bucket} connections`;
 }
 
 /** Hard-link a foreign file at `file` to a private name; undefined when there is nothing there. */

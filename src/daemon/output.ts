@@ -15,6 +15,11 @@ export const LARGE_CHUNK = 64 * 1024;
 export interface OutputOwner {
   /** The unread output passed the bound, or a large reply was not read in time. */
   tooSlow(why: string): void;
+  /**
+   * The bytes this output holds changed by `delta`: counted against the client's user (admission.ts).
+   * Returns why the client must go when its user's clients together hold too much, else undefined.
+   */
+  charge(delta: number): string | undefined;
 }
 
 interface LargeReply {
@@ -35,6 +40,8 @@ export class Output {
   #len = 0;
   #large: LargeReply | undefined;
   #dead = false;
+  /** What the owner was last told this output holds (queued lines and the stream; not a large reply). */
+  #charged = 0;
   readonly #written = (err?: Error | null): void => this.#onWritten(err);
 
   constructor(socket: net.Socket, maxBacklog: number, owner: OutputOwner) {
@@ -74,6 +81,7 @@ export class Output {
     // A large reply in progress is bounded by its own deadline and holds at most one chunk in the stream.
     const pending = this.#len + (this.#large ? 0 : this.#socket.writableLength);
     if (pending > this.#maxBacklog) this.#fail(`it left ${this.backlog} bytes unread (limit ${this.#maxBacklog})`);
+    else this.#account();
   }
 
   /**
@@ -103,7 +111,21 @@ export class Output {
     this.#dead = true;
     this.#buf = undefined;
     this.#len = 0;
+    if (this.#charged !== 0) {
+      this.#owner.charge(-this.#charged);
+      this.#charged = 0;
+    }
     this.#endLarge();
+  }
+
+  /** Tell the owner what this output holds now; the client goes if its user's total is too much. */
+  #account(): void {
+    const held = this.#len + this.#socket.writableLength;
+    const delta = held - this.#charged;
+    if (delta === 0) return;
+    this.#charged = held;
+    const over = this.#owner.charge(delta);
+    if (over) this.#fail(over);
   }
 
   #fail(why: string): void {
@@ -133,6 +155,7 @@ export class Output {
     this.#inflight--;
     if (err || this.#dead) return;
     if (this.#inflight === 0) this.#pump();
+    this.#account();
   }
 
   /** The stream took everything: send what waited, in order (the large reply, then later lines). */
