@@ -9,6 +9,8 @@
 //    hot loop when it notifies every watcher (a libuv stream write per socket costs several times more);
 //  - sdNotify(path, message): one datagram to systemd's NOTIFY_SOCKET (Node has no datagram Unix
 //    sockets), sent from the daemon's own pid so that NotifyAccess=main accepts it;
+//  - unixListening(path): whether a socket listens at a path, by a synchronous connect() (Node's is
+//    asynchronous only, and the probe's liveness check is synchronous);
 //  - vsockListen / vsockAccept / vsockConnect and reseedKernel: the host channel (AF_VSOCK, and the
 //    RNDADDENTROPY + RNDRESEEDCRNG ioctls that reseed the kernel's CRNG after a clone).
 // Everything here has a pure-JS fallback (src/native/addon.ts); SYSGENID_NO_ADDON=1 forces it.
@@ -401,6 +403,31 @@ static napi_value sd_notify(napi_env env, napi_callback_info info) {
   free(msg);
   return int32_value(env, rc);
 }
+// unixListening(path): 0 when a stream socket listens at this path (a non-blocking connect() went
+// through, or found the listener's backlog full), else -errno: -ECONNREFUSED for a socket file nobody
+// listens on, -ENOENT, -EACCES, -ENAMETOOLONG. The liveness check (src/protocol/liveness.ts) asks the
+// kernel this way because /proc/net/unix can be forged: a socket name may contain a newline.
+static napi_value unix_listening(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  struct sockaddr_un addr;
+  memset(&addr, 0, sizeof addr);
+  addr.sun_family = AF_UNIX;
+  size_t plen = 0;
+  CHECK(napi_get_value_string_utf8(env, argv[0], NULL, 0, &plen));
+  // Never a truncated path: that would ask about another socket.
+  if (plen == 0 || plen >= sizeof addr.sun_path) return int32_value(env, -ENAMETOOLONG);
+  CHECK(napi_get_value_string_utf8(env, argv[0], addr.sun_path, sizeof addr.sun_path, &plen));
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return int32_value(env, -errno);
+  int rc;
+  do {
+    rc = connect(fd, (struct sockaddr *)&addr, sizeof addr);
+  } while (rc < 0 && errno == EINTR);
+  int32_t result = rc == 0 || errno == EAGAIN ? 0 : -errno;
+  close(fd);
+  return int32_value(env, result);
+}
+
 // ---------------------------------------------------------------- register: reseed OpenSSL in this process
 // src/client/register.ts calls these on every new generation. OpenSSL's DRBGs notice a fork through
 // getpid() only, so a VM clone or a CRIU copy of this process continues the very same stream. Node
@@ -673,6 +700,7 @@ NAPI_MODULE_INIT() {
     {"setChildSubreaper", NULL, set_child_subreaper, NULL, NULL, NULL, napi_default, NULL},
     {"reapPid", NULL, reap_pid, NULL, NULL, NULL, napi_default, NULL},
     {"sdNotify", NULL, sd_notify, NULL, NULL, NULL, napi_default, NULL},
+    {"unixListening", NULL, unix_listening, NULL, NULL, NULL, napi_default, NULL},
     {"opensslReseed", NULL, openssl_reseed, NULL, NULL, NULL, napi_default, NULL},
     {"opensslState", NULL, openssl_state, NULL, NULL, NULL, napi_default, NULL},
     {"mapDevice", NULL, map_device, NULL, NULL, NULL, napi_default, NULL},

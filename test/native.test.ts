@@ -157,3 +157,33 @@ it(
     assert.equal(Number(r.stdout.trim()), 20);
   },
 );
+
+it(
+  'unixListening asks the kernel whether a socket listens at a path, and never about a truncated one',
+  { skip: forced || !built ? 'needs the addon' : false },
+  async (t) => {
+    const { execFileSync } = await import('node:child_process');
+    const net = await import('node:net');
+    const os = await import('node:os');
+    const { tmpDir } = await import('./helpers.js');
+    const a = addon();
+    assert.ok(a?.unixListening);
+    const { ECONNREFUSED, ENOENT, ENAMETOOLONG } = os.constants.errno;
+    const dir = tmpDir(t);
+    assert.equal(a.unixListening(`${dir}/none.sock`), -ENOENT);
+    const server = net.createServer((c) => c.destroy());
+    await new Promise<void>((resolve) => server.listen(`${dir}/live.sock`, resolve));
+    t.after(() => server.close());
+    assert.equal(a.unixListening(`${dir}/live.sock`), 0);
+    // A socket file nobody listens on, as a daemon killed with -9 leaves it.
+    execFileSync('python3', [
+      '-c',
+      'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])',
+      `${dir}/dead.sock`,
+    ]);
+    assert.ok(fs.lstatSync(`${dir}/dead.sock`).isSocket());
+    assert.equal(a.unixListening(`${dir}/dead.sock`), -ECONNREFUSED);
+    // Longer than a socket address holds: refused, not cut to a prefix that may name another socket.
+    assert.equal(a.unixListening(`${dir}/${'x'.repeat(120)}`), -ENAMETOOLONG);
+  },
+);

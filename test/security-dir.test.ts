@@ -6,10 +6,13 @@
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { it } from 'node:test';
 import { forceUpdate, openProbe, status } from '../src/client/index.js';
+import { addon } from '../src/native/addon.js';
 import { SysgenidError } from '../src/protocol/errors.js';
+import { daemonListening, unixSocketTable } from '../src/protocol/liveness.js';
 import { resolveClientDir } from '../src/protocol/runtime-dir.js';
 import { CLI, DIST, ROOT, daemonArgv, startDaemon, tmpDir } from './helpers.js';
 import { NOBODY, attackerDir, isRoot, nobodysDaemon, run, squattedDir } from './security-helpers.js';
@@ -88,6 +91,31 @@ it('the probe refuses a page no daemon serves any more instead of reading it sil
   // Asked for by path, the caller chooses; asked to require a daemon, it is refused too.
   openProbe({ path: d.paths.page }).close();
   await rejectsCode(() => openProbe({ path: d.paths.page, requireDaemon: true }), 'ENOTCONN');
+});
+
+it('a line forged into /proc/net/unix does not pass a dead daemon off as alive (with the addon)', async (t) => {
+  const d = await startDaemon(t, { dir: path.join(tmpDir(t, 'sg-'), 'r') });
+  d.child.kill('SIGKILL');
+  await d.exited;
+  // Any local user can bind a socket whose abstract name holds a newline and a made-up listening entry.
+  const forged = `0000000000000000: 00000002 00000000 00010000 0001 01 4242 ${d.paths.watch}`;
+  // (Node pads an abstract name to the whole address with NULs, shown as '@': the last newline moves them
+  // to a line of their own.)
+  const name = `\0sysgenid-forgery\n${forged}\n`;
+  if (Buffer.byteLength(name) > 107) return t.skip(`the temporary directory's path is too long for the forgery`);
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(name, resolve));
+  t.after(() => server.close());
+  // The forgery works on the table: the made-up entry reads as a line of its own.
+  assert.ok(unixSocketTable()?.split('\n').includes(forged), 'the forged line is in the table');
+  if (addon()) {
+    const err = await rejectsCode(() => openProbe({ dir: d.dir }), 'ENOTCONN');
+    assert.match(err.message, /left by a daemon that no longer runs/);
+    assert.equal(daemonListening(d.dir), false);
+  } else {
+    // Documented (docs/reliability.md): without the addon only the table can be asked, and it is fooled.
+    assert.equal(daemonListening(d.dir), true);
+  }
 });
 
 it('every user finds the system daemon by default only when one listens at /run/sysgenid', () => {

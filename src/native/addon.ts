@@ -44,6 +44,8 @@ export interface Addon {
   reapPid?(pid: number): number;
   /** One datagram to systemd's NOTIFY_SOCKET (a path, or '@' for an abstract name): 0 or -errno. */
   sdNotify?(socketPath: string, message: string): number;
+  /** 0 when a stream socket listens at `socketPath` (a non-blocking connect went through), else -errno. */
+  unixListening?(socketPath: string): number;
   /** Reseed every copy of OpenSSL in this process (absent in an addon built before register existed). */
   opensslReseed?(): OpensslReseed[];
   /** The copies of OpenSSL in this process and their primary DRBG's reseed counter, reseeding nothing. */

@@ -1,9 +1,13 @@
 // Is a daemon serving a runtime directory right now? A socket file outlives the daemon that bound it
-// (kill -9 leaves it), and so does the page; the kernel's own table of bound Unix sockets does not.
-// Synchronous and unprivileged, so the probe and --dev-link can ask it too.
+// (kill -9 leaves it), and so does the page; a listening socket does not. Synchronous and unprivileged,
+// so the probe and --dev-link can ask it too. With the addon the kernel is asked by a connect() to the
+// socket file; without it, by reading /proc/net/unix, which a local user can forge (a socket's name may
+// hold a newline and a whole made-up line after it: see docs/reliability.md).
 
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import { addon } from '../native/addon.js';
 
 /** The socket every daemon listens on (runtime-dir.ts's WATCH_SOCKET, not imported: it imports this). */
 const WATCH_SOCKET = 'watch.sock';
@@ -49,7 +53,17 @@ export function unixSocketTable(): string | undefined {
   }
 }
 
+const { ECONNREFUSED, ENOENT, ENOTDIR } = os.constants.errno;
+
 function socketListening(dir: string): boolean | undefined {
+  const native = addon();
+  if (native?.unixListening) {
+    const rc = native.unixListening(path.join(dir, WATCH_SOCKET));
+    if (rc === 0) return true;
+    // Nothing listens there, or there is no socket: the kernel's answer, whatever the table says.
+    if (rc === -ECONNREFUSED || rc === -ENOENT || rc === -ENOTDIR) return false;
+    // EACCES, a path too long for a socket address: only the table can tell.
+  }
   const table = unixSocketTable();
   if (table === undefined) return undefined;
   const want = path.join(dir, WATCH_SOCKET);
@@ -64,9 +78,7 @@ function socketListening(dir: string): boolean | undefined {
     const m = /^\s*\S+\s+\S+\s+\S+\s+([0-9A-Fa-f]+)\s+\S+\s+\S+\s+\S+\s(.*)$/.exec(line);
     if (!m) continue;
     if ((parseInt(m[1] as string, 16) & LISTENING) === 0) continue;
-    // The daemon binds under a private name and renames the socket into place (src/daemon/lock.ts):
-    // the kernel's table keeps the name it was bound under.
-    const p = (m[2] as string).replace(/\.bind-[0-9]+$/, '');
+    const p = m[2] as string;
     if (p === want || p === real) return true;
   }
   return false;
