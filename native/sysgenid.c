@@ -368,22 +368,30 @@ static napi_value reap_pid(napi_env env, napi_callback_info info) {
 }
 // --- end of process and lock control ---
 
+// The string `v` as an AF_UNIX address, or -errno: never a truncated path, which would name another socket.
+static int unix_address(napi_env env, napi_value v, struct sockaddr_un *addr, size_t *plen) {
+  memset(addr, 0, sizeof *addr);
+  addr->sun_family = AF_UNIX;
+  if (napi_get_value_string_utf8(env, v, NULL, 0, plen) != napi_ok) return -EINVAL;
+  if (*plen == 0 || *plen >= sizeof addr->sun_path) return -ENAMETOOLONG;
+  if (napi_get_value_string_utf8(env, v, addr->sun_path, sizeof addr->sun_path, plen) != napi_ok) return -EINVAL;
+  return 0;
+}
+
 // sdNotify(path, message): 0 or -errno. `path` is NOTIFY_SOCKET as systemd sets it: a file path, or an
 // abstract name written with a leading '@'.
 static napi_value sd_notify(napi_env env, napi_callback_info info) {
   ARGS(2);
   struct sockaddr_un addr;
-  memset(&addr, 0, sizeof addr);
-  addr.sun_family = AF_UNIX;
   size_t plen = 0;
-  CHECK(napi_get_value_string_utf8(env, argv[0], addr.sun_path, sizeof addr.sun_path, &plen));
+  int bad = unix_address(env, argv[0], &addr, &plen);
   size_t mlen = 0;
   CHECK(napi_get_value_string_utf8(env, argv[1], NULL, 0, &mlen));
   char *msg = malloc(mlen + 1);
   if (msg == NULL) return throw_errno(env, "sdNotify", ENOMEM);
   napi_status st = napi_get_value_string_utf8(env, argv[1], msg, mlen + 1, &mlen);
   int rc = 0;
-  if (st != napi_ok || plen == 0 || plen >= sizeof addr.sun_path - 1) {
+  if (st != napi_ok || bad || plen >= sizeof addr.sun_path - 1) {
     rc = -EINVAL;
   } else {
     if (addr.sun_path[0] == '@') addr.sun_path[0] = '\0';
@@ -410,13 +418,9 @@ static napi_value sd_notify(napi_env env, napi_callback_info info) {
 static napi_value unix_listening(napi_env env, napi_callback_info info) {
   ARGS(1);
   struct sockaddr_un addr;
-  memset(&addr, 0, sizeof addr);
-  addr.sun_family = AF_UNIX;
   size_t plen = 0;
-  CHECK(napi_get_value_string_utf8(env, argv[0], NULL, 0, &plen));
-  // Never a truncated path: that would ask about another socket.
-  if (plen == 0 || plen >= sizeof addr.sun_path) return int32_value(env, -ENAMETOOLONG);
-  CHECK(napi_get_value_string_utf8(env, argv[0], addr.sun_path, sizeof addr.sun_path, &plen));
+  int bad = unix_address(env, argv[0], &addr, &plen);
+  if (bad) return int32_value(env, bad);
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return int32_value(env, -errno);
   int rc;
