@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { describe, it } from 'node:test';
 import { Admission, defaultLimits } from '../src/daemon/admission.js';
-import { RawClient, startDaemon, statusOf } from './helpers.js';
+import { DIST, RawClient, runNode, startDaemon, statusOf } from './helpers.js';
 
 describe('unread output per bucket', () => {
   it('a bucket past its budget cuts the connection whose output grew; root, the daemon user and control never', () => {
@@ -71,5 +71,16 @@ describe('unread output per bucket', () => {
     // The reader kept up, so it was never cut off, and has every generation.
     for (let line = ''; line !== `GEN ${bumps}`;) line = await reader.next();
     assert.equal(await reader.request(`ACK ${bumps}`), `OK ${bumps}`);
+  });
+
+  it('the unread-output benchmark runs and reports every figure (smoke test, no figure asserted)', async () => {
+    const r = await runNode(`${DIST}/bench/unread.js`, ['--connections', '20', '--bumps', '200', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const report = JSON.parse(r.stdout) as Record<string, Record<string, number>>;
+    for (const run of [report.idle, report.attacked]) {
+      assert.equal(typeof run?.heldMiB, 'number');
+      assert.equal(typeof run?.rssGrowthMiB, 'number');
+      assert.ok((run?.connectionsLeft as number) <= 20);
+    }
   });
 });
