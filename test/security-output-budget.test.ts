@@ -73,6 +73,42 @@ describe('unread output per bucket', () => {
     assert.equal(await reader.request(`ACK ${bumps}`), `OK ${bumps}`);
   });
 
+  it('disconnections for unread output are logged about once a second per user, with a count', async (t) => {
+    // Replies are the client's to provoke: a connection that asks and never reads is cut, and before
+    // this fix each cut was one warning, so a user could write the log as fast as they could connect.
+    const d = await startDaemon(t, { args: ['--max-backlog', '4096', '--log-level', 'warn'] });
+    const n = 200;
+    const started = Date.now();
+    const sockets: net.Socket[] = [];
+    t.after(() => sockets.forEach((s) => s.destroy()));
+    for (let i = 0; i < n; i++) {
+      const s = net.createConnection({ path: d.paths.watch });
+      s.on('error', () => {});
+      s.pause();
+      s.write('HELP\n'.repeat(4000));
+      sockets.push(s);
+    }
+    // A paused client does not see its end: ask the daemon until none of them is left.
+    while ((await statusOf(d.dir)).watchers > 0) await new Promise((r) => setTimeout(r, 50));
+    const seconds = (Date.now() - started) / 1000;
+    const lines = d
+      .log()
+      .split('\n')
+      .filter((l) => /disconnecting watcher \d+.*bytes unread/.test(l));
+    t.diagnostic(`${n} connections cut in ${seconds.toFixed(1)} s: ${lines.length} log lines`);
+    assert.ok(lines.length >= 1);
+    assert.ok(lines.length <= Math.ceil(seconds) + 2, `${lines.length} lines for ${n} cuts in ${seconds} s`);
+    // The next line says how many were not logged.
+    await new Promise((r) => setTimeout(r, 1100));
+    const s = net.createConnection({ path: d.paths.watch });
+    sockets.push(s);
+    s.on('error', () => {});
+    s.pause();
+    s.write('HELP\n'.repeat(4000));
+    const cut = /disconnecting watcher \d+[^:]*: it left \d+ bytes unread \(limit 4096\)/.source;
+    await d.waitForLog(new RegExp(`${cut} \\(\\d+ more of (uid 0|unverified connections) not logged\\)`));
+  });
+
   it('the unread-output benchmark runs and reports every figure (smoke test, no figure asserted)', async () => {
     const r = await runNode(`${DIST}/bench/unread.js`, ['--connections', '20', '--bumps', '200', '--json']);
     assert.equal(r.code, 0, r.stderr);

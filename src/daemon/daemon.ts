@@ -121,7 +121,9 @@ export class Daemon implements ConnectionHost {
   readonly #broadcast: Broadcast;
   readonly #backends: BackendRunner;
   /** When each bucket (user) last had a PROBLEM report logged: one line a second per user at most. */
-  readonly #problemLoggedAt = new Map<Bucket, { at: number; suppressed: number }>();
+  readonly #problemLoggedAt: LoggedAt = new Map();
+  /** Likewise for clients disconnected for what they left unread. */
+  readonly #cutLoggedAt: LoggedAt = new Map();
   readonly #native = addon();
   #nextId = 1;
   #lastBump: DaemonStatus['lastBump'] = null;
@@ -507,15 +509,10 @@ export class Daemon implements ConnectionHost {
   problemReported(conn: Connection, message: string): void {
     const now = Date.now();
     if (now - conn.problemLoggedAt < 1000) return;
-    const last = this.#problemLoggedAt.get(conn.bucket);
-    if (last && now - last.at < 1000) {
-      last.suppressed++;
-      return;
-    }
+    const skipped = oncePerSecond(this.#problemLoggedAt, conn.bucket, now);
+    if (skipped === undefined) return;
     conn.problemLoggedAt = now;
-    const more =
-      last && last.suppressed > 0 ? ` (${last.suppressed} more from ${bucketName(conn.bucket)} not logged)` : '';
-    this.#problemLoggedAt.set(conn.bucket, { at: now, suppressed: 0 });
+    const more = skipped > 0 ? ` (${skipped} more from ${bucketName(conn.bucket)} not logged)` : '';
     this.#log.warn(`${describeConnection(conn)} reports: ${message}${more} ${watcherFields(conn)}`);
   }
 
@@ -589,9 +586,26 @@ export class Daemon implements ConnectionHost {
     else this.#log.warn(`lifecycle: ${what} failed: ${report.reason}`);
   }
 
+  // A client provokes its own cut (it asks and never reads), so these are throttled per user like PROBLEM.
   tooSlow(conn: Connection, why: string): void {
-    this.#log.warn(`disconnecting ${describeConnection(conn)}: ${why} ${watcherFields(conn)}`);
+    const skipped = oncePerSecond(this.#cutLoggedAt, conn.bucket, Date.now());
+    if (skipped === undefined) return;
+    const more = skipped > 0 ? ` (${skipped} more of ${bucketName(conn.bucket)} not logged)` : '';
+    this.#log.warn(`disconnecting ${describeConnection(conn)}: ${why}${more} ${watcherFields(conn)}`);
   }
+}
+
+type LoggedAt = Map<Bucket, { at: number; suppressed: number }>;
+
+/** One log line a second per bucket: how many were skipped since the last one, or undefined to skip this. */
+function oncePerSecond(logged: LoggedAt, bucket: Bucket, now: number): number | undefined {
+  const last = logged.get(bucket);
+  if (last && now - last.at < 1000) {
+    last.suppressed++;
+    return undefined;
+  }
+  logged.set(bucket, { at: now, suppressed: 0 });
+  return last?.suppressed ?? 0;
 }
 
 function watcherFields(conn: Connection): string {
