@@ -93,7 +93,7 @@ export class Admission {
     if (bucket === 'control') this.#control--;
   }
 
-  /** Unread output the bucket's connections hold in the daemon now, in bytes (for status and tests). */
+  /** Unread output the bucket's connections hold in the daemon now, in bytes (for the log and tests). */
   outputBy(bucket: Bucket): number {
     return this.#output.get(bucket) ?? 0;
   }
